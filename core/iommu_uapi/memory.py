@@ -165,7 +165,7 @@ class PhysicalMemory:
             pos += chunk
 
     def fill(self, addr: int, length: int, value: int = 0) -> None:
-        """Set ``length`` bytes at ``addr`` to ``value``; zeroing unbacked pages allocates nothing."""
+        """Set ``length`` bytes at ``addr`` to ``value``."""
         self._check(addr, length)
         while length:
             pfn, off = addr >> PAGE_SHIFT, addr & _PAGE_MASK
@@ -254,7 +254,7 @@ class GuestMemory:
             self._gfn_to_hfn[(gpa >> PAGE_SHIFT) + i] = (hpa >> PAGE_SHIFT) + i
 
     def add_ram(self, gpa: int, size: int, hpa: int | None = None) -> int:
-        """Add guest RAM at ``gpa`` backed by host pages (allocated if ``hpa`` is None); returns hpa."""
+        """Add guest RAM at ``gpa``, backed at ``hpa`` (allocated if None); returns the hpa."""
         if hpa is None:
             hpa = self.host.alloc(1 << (max(size, PAGE_SIZE) - 1).bit_length(), PAGE_SIZE)
         self.map(gpa, hpa, size)
@@ -307,7 +307,7 @@ class GuestMemory:
             pos += chunk
 
     def alloc(self, size: int = PAGE_SIZE, align: int | None = None) -> int:
-        """Allocate zeroed guest pages from the guest's RAM (for guest-built tables); returns a GPA."""
+        """Allocate zeroed guest pages (for guest-built tables) from guest RAM; returns a GPA."""
         align = size if align is None else align
         if size == PAGE_SIZE and align == PAGE_SIZE and self._free:
             return self._free.pop()

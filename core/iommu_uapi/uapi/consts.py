@@ -11,11 +11,11 @@ from enum import IntEnum, IntFlag
 
 __all__ = [
     "IOMMU_CACHE_INVALIDATE_INFO_VERSION_1",
-    "IOMMU_PASID_FORMAT_LAST",
-    "IOMMU_PASID_FORMAT_SMMUV3",
     "IOMMU_CACHE_INV_TYPE_NR",
     "IOMMU_GPASID_BIND_VERSION_1",
     "IOMMU_PAGE_RESP_VERSION_1",
+    "IOMMU_PASID_FORMAT_LAST",
+    "IOMMU_PASID_FORMAT_SMMUV3",
     "IOMMU_SVA_VTD_GPASID_LAST",
     "IOMMU_SVA_VTD_GPASID_MTS_MASK",
     "PASID_TABLE_CFG_VERSION_1",
@@ -27,8 +27,8 @@ __all__ = [
     "VFIO_NESTING_OP_MASK",
     "CacheType",
     "FaultPerm",
-    "FaultType",
     "FaultReason",
+    "FaultType",
     "GpasidBindFlags",
     "InvAddrFlags",
     "InvGranularity",
