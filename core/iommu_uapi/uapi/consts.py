@@ -34,6 +34,7 @@ __all__ = [
     "InvGranularity",
     "InvPasidFlags",
     "NestingFeature",
+    "NestingOp",
     "PageRequestFlags",
     "PageResponseCode",
     "PageResponseFlags",
@@ -41,7 +42,6 @@ __all__ = [
     "PasidFormat",
     "SetPasidTableFlags",
     "UnrecoverableFlags",
-    "VfioNestingOp",
     "VtdGpasidFlags",
 ]
 
@@ -183,7 +183,7 @@ class NestingFeature(IntFlag):
     CACHE_INVLD = 1 << 1
 
 
-class VfioNestingOp(IntEnum):
+class NestingOp(IntEnum):
     """``VFIO_IOMMU_NESTING_OP_*`` (Yi Liu v8): the op lives in the low 16 bits of ``flags``."""
 
     BIND_PGTBL = 0

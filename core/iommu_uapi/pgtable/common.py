@@ -1,0 +1,127 @@
+"""What every page-table format shares: protections, walk results, walk faults, stage-2 hooks.
+
+A *builder* (``map``/``unmap``/``iova_to_phys``) owns tables it allocates from a table memory; a
+*walker* (``walk``) reads tables the way the IOMMU does, descriptor by descriptor, counting the
+reads and checking permissions, reserved bits and address sizes. Nested walks take a stage-2
+translate function that is applied to the stage-1 root pointer, to every stage-1 table pointer and
+to the stage-1 output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import IntFlag
+from typing import NamedTuple, Protocol
+
+from ..uapi.consts import FaultPerm, FaultReason
+
+__all__ = [
+    "Access",
+    "Prot",
+    "Stage2Translate",
+    "TableMemory",
+    "WalkFault",
+    "WalkResult",
+]
+
+#: The access a DMA request makes: the ``IOMMU_FAULT_PERM_*`` bits (READ, WRITE, EXEC, PRIV), so
+#: a fault can carry it as its ``perm`` unchanged.
+Access = FaultPerm
+
+
+class Prot(IntFlag):
+    """Protection asked of a builder's ``map`` (io-pgtable's ``IOMMU_READ``/``WRITE``/... bits).
+
+    ``NOEXEC`` clears execute permission where the format can (x86 XD, SL X, LPAE XN);
+    ``PRIV`` makes the mapping privileged-only (x86 U/S=0, LPAE AP[1]=0); ``CACHE`` asks for
+    cacheable/snooped memory attributes (x86: none, VT-d SL: SNP, LPAE: normal WB); ``MMIO`` asks
+    for device memory attributes; ``GLOBAL`` marks a first-level leaf global (x86 G, LPAE nG=0).
+    """
+
+    READ = 1 << 0
+    WRITE = 1 << 1
+    CACHE = 1 << 2
+    NOEXEC = 1 << 3
+    MMIO = 1 << 4
+    PRIV = 1 << 5
+    GLOBAL = 1 << 6
+
+
+class TableMemory(Protocol):
+    """Where a builder keeps its tables: :class:`~iommu_uapi.memory.PhysicalMemory` or a guest's
+    :class:`~iommu_uapi.memory.GuestMemory` (a guest building its own first-level tables)."""
+
+    def read64(self, addr: int, /) -> int: ...
+    def write64(self, addr: int, value: int, /) -> None: ...
+    def alloc(self, size: int = ..., align: int | None = ..., /) -> int: ...
+    def free(self, addr: int, /) -> None: ...
+
+
+class WalkResult(NamedTuple):
+    """A successful walk: where the input address lands and what the leaf allows.
+
+    ``oa`` is the output address of the byte asked for (page frame | offset); ``page_size`` the
+    size of the leaf (4 KiB, 2 MiB, 1 GiB, ...); ``perm`` the effective permissions as
+    ``Access`` bits (READ/WRITE/EXEC, and PRIV when only privileged requests may use it);
+    ``level`` the leaf's level; ``reads`` descriptor reads of this stage; ``s2_reads`` descriptor
+    reads made by the stage-2 translate function during this walk (0 when not nested); ``global_``
+    the leaf's global bit (x86 G, LPAE nG=0).
+    """
+
+    oa: int
+    page_size: int
+    perm: int
+    level: int
+    reads: int
+    s2_reads: int = 0
+    global_: bool = False
+
+
+class WalkFault(Exception):
+    """A walk stopped: the generic reason, and the native detail the hardware would record.
+
+    ``reason`` is the generic ``IOMMU_FAULT_REASON_*``; ``stage`` 1 or 2; ``level`` the level at
+    which the walk stopped; ``code`` the architecture's native fault code (VT-d scalable-mode
+    fault reason such as 0x71, or SMMUv3 event number such as 0x10); ``addr`` the input address
+    of the faulting stage (for a stage-2 fault on a stage-1 table pointer: that table's IPA/GPA);
+    ``fetch_addr`` the descriptor address being read, when the fault is about a fetch; ``access``
+    the access that was checked; ``reads`` and ``s2_reads`` the reads made before the fault;
+    ``s2_class`` for stage-2 faults during a nested walk, what was being translated: ``"TT"``
+    (a stage-1 table), ``"IN"`` (the stage-1 output), ``"ROOT"`` (the stage-1 root pointer).
+    """
+
+    def __init__(
+        self,
+        reason: FaultReason,
+        *,
+        stage: int,
+        level: int,
+        code: int,
+        addr: int,
+        access: int,
+        fetch_addr: int | None = None,
+        reads: int = 0,
+        s2_reads: int = 0,
+        s2_class: str | None = None,
+        message: str = "",
+    ) -> None:
+        self.reason = reason
+        self.stage = stage
+        self.level = level
+        self.code = code
+        self.addr = addr
+        self.access = access
+        self.fetch_addr = fetch_addr
+        self.reads = reads
+        self.s2_reads = s2_reads
+        self.s2_class = s2_class
+        self.message = message
+        super().__init__(
+            f"stage-{stage} walk fault at level {level}: {reason.name} (native {code:#x}) "
+            f"addr {addr:#x}" + (f": {message}" if message else "")
+        )
+
+
+#: A stage-2 translate function for nested walks: ``s2(ipa, access) -> WalkResult`` of the
+#: stage-2 walk (raising :class:`WalkFault` with ``stage=2``).
+Stage2Translate = Callable[[int, int], WalkResult]
