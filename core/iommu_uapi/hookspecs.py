@@ -1,0 +1,242 @@
+# mypy: disable-error-code="empty-body"
+"""The hooks a backend implements, and the markers to implement them with.
+
+Hooks come in two groups:
+
+* **Discovery** — implemented by the object an ``iommu_uapi.backends`` entry point names (usually
+  the backend's module): :func:`iommu_register_backends`.
+* **Instance** — implemented by the backend *instance* that a backend's factory returns. Each
+  :class:`~iommu_uapi.iommu.IOMMU` owns a plugin manager holding that one instance plus its
+  observers, so a hook call reaches exactly one backend. These hooks build and change the data
+  path (tables, caches, translation contexts); they never run per DMA: ``IOMMU.translate`` calls
+  the translation context a hook built, directly.
+
+Every instance hook is ``firstresult``: the backend's answer is the answer. An instance hook
+the backend does not implement makes the façade refuse the call with ``ENODEV``, as the kernel
+does for a missing ``iommu_ops`` member. Hooks raise :class:`~iommu_uapi.errors.UAPIError` to
+refuse; a refusal must leave the backend's state unchanged. Observers may wrap any hook with
+``@hookimpl(wrapper=True)`` (fault injection, timing) or watch every call through
+``IOMMU.add_observer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .features import Capabilities
+    from .iommu import Device, Domain, TranslationContext
+    from .plugins import BackendSpec
+    from .uapi import (
+        CacheInvalidateInfo,
+        Fault,
+        GpasidBindData,
+        NestingInfo,
+        PageResponse,
+        PasidTableConfig,
+    )
+
+PROJECT = "iommu_uapi"
+hookspec = pluggy.HookspecMarker(PROJECT)
+#: Mark a backend's (or an observer's) hook implementations with this.
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
+
+
+# --- Discovery -----------------------------------------------------------------------------------
+
+
+@hookspec
+def iommu_register_backends(register: Callable[[BackendSpec], None]) -> None:
+    """Register the backends this plugin provides.
+
+    Called once per process when the registry is first built, on every plugin found in the
+    ``iommu_uapi.backends`` entry-point group. Call ``register(BackendSpec(name=..., factory=...,
+    description=...))`` for each backend; ``factory(memory, **config)`` must return a new backend
+    instance (the object holding the instance hooks). Two backends registering one name is an
+    error that names both distributions. Returns nothing.
+    """
+
+
+# --- Instance: description -----------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def iommu_capabilities() -> Capabilities:
+    """Return this instance's :class:`~iommu_uapi.features.Capabilities`.
+
+    Called when the ``IOMMU`` is created and again after a configuration change. The core refuses
+    at negotiation whatever is not declared here, so declare only what the backend executes:
+    a cache-type x granularity cell that would be silently dropped must not be listed.
+    """
+
+
+@hookspec(firstresult=True)
+def iommu_nesting_info(domain: Domain) -> NestingInfo:
+    """Return the ``iommu_nesting_info`` record describing ``domain``'s nesting support.
+
+    Called by ``IOMMU.nesting_info`` after the size probe (an ``argsz`` below the record's size is
+    answered by the core). Raise ``UAPIError(ENODEV)`` when the domain is not in nesting mode, as
+    the Intel driver did.
+    """
+
+
+# --- Instance: devices and domains ---------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def iommu_device_add(dev: Device) -> None:
+    """A device (requester) appears behind this IOMMU: create its hardware state.
+
+    ``dev.sid`` is its PCI requester ID. Raise ``UAPIError(EEXIST)`` if the SID is taken.
+    """
+
+
+@hookspec(firstresult=True)
+def iommu_device_remove(dev: Device) -> None:
+    """A device goes away; it is already detached from every domain. Never fails."""
+
+
+@hookspec(firstresult=True)
+def iommu_domain_alloc(domain: Domain) -> None:
+    """Allocate a host (unmanaged) domain: its ID, its stage-2 tables. Store backend state in
+    ``domain.data``. Raise ``UAPIError(ENOSPC)`` when the domain-ID space is exhausted."""
+
+
+@hookspec(firstresult=True)
+def iommu_domain_free(domain: Domain) -> None:
+    """Free a domain with no devices attached: tables, ID, cached entries tagged with it."""
+
+
+@hookspec(firstresult=True)
+def iommu_domain_set_nesting(domain: Domain) -> None:
+    """Put ``domain`` in nesting mode (``DOMAIN_ATTR_NESTING``).
+
+    Must be called before the first attach. Raise ``UAPIError(ENODEV)`` when the hardware cannot
+    nest or a device is already attached, as the Intel driver did.
+    """
+
+
+@hookspec(firstresult=True)
+def iommu_attach_dev(domain: Domain, dev: Device) -> None:
+    """Attach ``dev`` to ``domain``: program its context (and RID_PASID entry / STE) so requests
+    without PASID translate through the domain's stage-2 tables, and invalidate the device's
+    configuration caches as the driver would."""
+
+
+@hookspec(firstresult=True)
+def iommu_detach_dev(domain: Domain, dev: Device) -> None:
+    """Detach ``dev`` from ``domain``: clear its configuration and invalidate what was cached.
+    Guest PASIDs still bound to the device are unbound first by the façade."""
+
+
+@hookspec(firstresult=True)
+def iommu_map(domain: Domain, iova: int, paddr: int, size: int, prot: int) -> None:
+    """Map ``[iova, iova + size)`` to ``paddr`` in the domain's stage-2 tables with ``prot``
+    (:class:`~iommu_uapi.pgtable.common.Prot`). ``EEXIST`` on overlap, ``EINVAL`` on
+    misalignment or an address beyond the domain's width; nothing changes on error."""
+
+
+@hookspec(firstresult=True)
+def iommu_unmap(domain: Domain, iova: int, size: int) -> int:
+    """Unmap ``[iova, iova + size)`` from the domain's stage-2 tables and invalidate the IOTLB as
+    the host driver does; return the number of bytes unmapped (0 when nothing was mapped)."""
+
+
+@hookspec(firstresult=True)
+def iommu_iova_to_phys(domain: Domain, iova: int) -> int:
+    """Return the physical address ``iova`` maps to in the domain's stage-2 tables, or 0."""
+
+
+# --- Instance: the UAPI operations ---------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def iommu_sva_bind_gpasid(domain: Domain, dev: Device, data: GpasidBindData, argsz: int,
+                          profile: str) -> None:
+    """Bind a guest page table to a host PASID of ``dev`` (``sva_bind_gpasid`` op).
+
+    ``data`` has passed the core's checks of ``profile``; ``argsz`` is the user's untouched size
+    (the vendor checks it against its union member). Apply the vendor rules in the driver's order
+    with its errnos, then program the PASID entry (or equivalent) and flush its caches.
+    """
+
+
+@hookspec(firstresult=True)
+def iommu_sva_unbind_gpasid(domain: Domain, dev: Device, pasid: int) -> None:
+    """Unbind host PASID ``pasid`` of ``dev``: tear down the entry, flush caches, drain the
+    page requests in flight. Not bound: do nothing and succeed, as 5.10 did. A PASID outside the
+    space is ``EINVAL``, one that is not allocated ``ENOENT``."""
+
+
+@hookspec(firstresult=True)
+def iommu_cache_invalidate(domain: Domain, dev: Device, info: CacheInvalidateInfo,
+                           profile: str) -> None:
+    """Invalidate the caches ``info`` names for a guest (``cache_invalidate`` op).
+
+    ``info`` has passed the core's checks of ``profile``. Translate it into the architecture's
+    native commands (VT-d QI descriptors, SMMU CMDQ commands, virtio requests) and execute them
+    on the backend's caches. Per ``profile``, cells the hardware cannot execute are silently
+    dropped (``linux-5.10``) or refused with ``EINVAL`` (``strict``).
+    """
+
+
+@hookspec(firstresult=True)
+def iommu_attach_pasid_table(domain: Domain, cfg: PasidTableConfig, profile: str) -> None:
+    """Install a guest PASID table (SMMU CD table) for ``domain`` (``attach_pasid_table`` op)."""
+
+
+@hookspec(firstresult=True)
+def iommu_detach_pasid_table(domain: Domain) -> None:
+    """Remove the guest PASID table of ``domain``. Never fails on a valid domain."""
+
+
+# --- Instance: faults and page requests ----------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def iommu_page_request(dev: Device, pasid: int | None, addr: int, access: int, grpid: int,
+                       last: bool, private_data: tuple[int, int] | None) -> Fault:
+    """A device with PRI asks for a page: write the native page-request record and return the
+    generic ``Fault`` (type ``PAGE_REQ``) the host driver would report. Raise
+    ``UAPIError(EOPNOTSUPP)`` if the device or its configuration does not allow page requests
+    (recording the native fault, e.g. VT-d 0x47)."""
+
+
+@hookspec(firstresult=True)
+def iommu_page_response(dev: Device, fault: Fault, msg: PageResponse, profile: str) -> None:
+    """Answer the pending page request ``fault`` with ``msg``: build and execute the native
+    response (VT-d page group response descriptor, SMMU CMD_PRI_RESP / CMD_RESUME). The core has
+    already matched ``msg`` to ``fault`` by grpid and PASID."""
+
+
+# --- Instance: the data path ---------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def iommu_translation_context(dev: Device, pasid: int | None) -> TranslationContext:
+    """Build the translation context for requests of ``dev`` with ``pasid`` (None: no PASID).
+
+    Called on the first translation after the core's context map was cleared (a configuration
+    change: attach, bind, a configuration-cache invalidation). Read the configuration the way the
+    hardware does — through the backend's configuration caches, so stale configuration stays
+    visible until invalidated — and return an object with ``tag`` (the IOTLB tag),
+    ``config_reads``, ``atc`` (the device TLB to use, or None) and ``walk(iova, access)``. Raise
+    :class:`~iommu_uapi.iommu.TranslationFault` when the configuration itself faults.
+    """
+
+
+def hook_names() -> list[str]:
+    """Every hook name declared here, in declaration order."""
+    return [name for name, obj in globals().items()
+            if name.startswith("iommu_") and callable(obj) and hasattr(obj, f"{PROJECT}_spec")]
+
+
+def instance_hook_names() -> list[str]:
+    """The hooks implemented by backend instances (every hook but the discovery ones)."""
+    return [n for n in hook_names() if n != "iommu_register_backends"]
+

@@ -1,0 +1,259 @@
+"""Backend discovery and per-instance dispatch.
+
+Discovery: every entry point of the ``iommu_uapi.backends`` group is loaded into one process-wide
+plugin manager (built lazily, cached), then each plugin's ``iommu_register_backends`` hook
+registers :class:`BackendSpec` records into the registry by name. Environment:
+
+* ``IOMMU_UAPI_DISABLE_PLUGINS`` — comma-separated entry-point names not to load;
+* ``IOMMU_UAPI_TRACE_PLUGINS`` — when set (not ``0``), every hook call of every ``IOMMU`` is
+  written to standard error with its arguments and outcome;
+* ``IOMMU_UAPI_STRICT_PLUGINS`` — when set, a plugin that fails to load is an error instead of a
+  logged warning.
+
+Dispatch: :func:`instance_manager` builds the plugin manager of one ``IOMMU`` instance, holding
+its one backend instance and its observers.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import UAPIError
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BackendSpec",
+    "LoadProblem",
+    "Registry",
+    "add_global_observer",
+    "get_backend",
+    "instance_manager",
+    "registry",
+    "remove_global_observer",
+    "reset",
+]
+
+ENTRY_POINT_GROUP = "iommu_uapi.backends"
+log = logging.getLogger("iommu_uapi.plugins")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A backend as its plugin registers it.
+
+    ``factory(memory, **config)`` returns a new backend instance (the object implementing the
+    instance hooks of :mod:`iommu_uapi.hookspecs`). ``distribution`` and ``version`` are filled
+    in by the registry from the entry point's distribution.
+    """
+
+    name: str
+    factory: Callable[..., object]
+    description: str = ""
+    distribution: str = ""
+    version: str = ""
+    entry_point: str = ""
+
+
+@dataclass(frozen=True)
+class LoadProblem:
+    """A plugin that could not be loaded or registered, and why."""
+
+    entry_point: str
+    distribution: str
+    error: str
+
+
+@dataclass
+class Registry:
+    """The backends found, by name, plus the problems met while looking for them."""
+
+    backends: dict[str, BackendSpec] = field(default_factory=dict)
+    problems: list[LoadProblem] = field(default_factory=list)
+    manager: pluggy.PluginManager | None = None
+
+
+def _disabled() -> set[str]:
+    raw = os.environ.get("IOMMU_UAPI_DISABLE_PLUGINS", "")
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def _strict() -> bool:
+    return os.environ.get("IOMMU_UAPI_STRICT_PLUGINS", "") not in ("", "0")
+
+
+def tracing() -> bool:
+    """Whether ``IOMMU_UAPI_TRACE_PLUGINS`` asks for hook-call tracing."""
+    return os.environ.get("IOMMU_UAPI_TRACE_PLUGINS", "") not in ("", "0")
+
+
+def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
+    dist = ep.dist
+    if dist is None:
+        return "", ""
+    return dist.metadata["Name"] or "", dist.version or ""
+
+
+def _entry_points() -> Iterable[metadata.EntryPoint]:
+    return metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def _constant(obj: object) -> Callable[[], object]:
+    return lambda: obj
+
+
+def build_registry(extra_plugins: Mapping[str, object] | None = None) -> Registry:
+    """Load every entry point (and ``extra_plugins``, name -> plugin object) into a new registry.
+
+    A plugin that fails to import, fails hook validation or registers a duplicate name is logged
+    and skipped (raised under ``IOMMU_UAPI_STRICT_PLUGINS``); two backends with one name name both
+    distributions in the problem (and the error, when strict).
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    reg = Registry(manager=pm)
+    disabled = _disabled()
+    sources: list[tuple[str, str, str, Callable[[], object]]] = []
+    for ep in _entry_points():
+        dist, version = _dist_of(ep)
+        sources.append((ep.name, dist, version, ep.load))
+    for name, obj in (extra_plugins or {}).items():
+        sources.append((name, "", "", _constant(obj)))
+    for ep_name, dist, version, load in sources:
+        if ep_name in disabled:
+            log.info("plugin %s (%s) disabled by IOMMU_UAPI_DISABLE_PLUGINS", ep_name, dist)
+            continue
+        try:
+            plugin = load()
+            pm.register(plugin, name=ep_name)
+        except Exception as exc:  # a broken plugin must not take the others down
+            _problem(reg, LoadProblem(ep_name, dist, f"{type(exc).__name__}: {exc}"))
+            continue
+        specs: list[BackendSpec] = []
+        impl = getattr(plugin, "iommu_register_backends", None)
+        try:
+            if impl is not None:
+                impl(specs.append)
+        except Exception as exc:
+            pm.unregister(plugin)
+            _problem(reg, LoadProblem(ep_name, dist, f"iommu_register_backends failed: "
+                                                     f"{type(exc).__name__}: {exc}"))
+            continue
+        for spec in specs:
+            spec = BackendSpec(spec.name, spec.factory, spec.description, dist or
+                               spec.distribution, version or spec.version, ep_name)
+            other = reg.backends.get(spec.name)
+            if other is not None:
+                _problem(reg, LoadProblem(ep_name, dist, (
+                    f"backend name {spec.name!r} is registered by both "
+                    f"{other.distribution or other.entry_point!r} and "
+                    f"{spec.distribution or ep_name!r}; keeping the first")))
+                continue
+            reg.backends[spec.name] = spec
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        _problem(reg, LoadProblem(str(getattr(exc, "plugin", "?")), "", str(exc)))
+    return reg
+
+
+def _problem(reg: Registry, problem: LoadProblem) -> None:
+    if _strict():
+        raise UAPIError(errno.ELIBBAD, f"plugin {problem.entry_point} "
+                        f"({problem.distribution or 'no distribution'}): {problem.error}")
+    log.warning("iommu-uapi: skipping plugin %s (%s): %s", problem.entry_point,
+                problem.distribution or "no distribution", problem.error)
+    reg.problems.append(problem)
+
+
+_REGISTRY: Registry | None = None
+_EXTRA: dict[str, object] = {}
+
+
+def registry(refresh: bool = False) -> Registry:
+    """The process-wide registry, built on first use (``refresh=True`` rebuilds it)."""
+    global _REGISTRY
+    if _REGISTRY is None or refresh:
+        _REGISTRY = build_registry(_EXTRA)
+    return _REGISTRY
+
+
+def register_plugin(name: str, plugin: object) -> None:
+    """Add a plugin object by hand (tests, notebooks): as if an entry point named it."""
+    _EXTRA[name] = plugin
+    reset()
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin added with :func:`register_plugin`."""
+    _EXTRA.pop(name, None)
+    reset()
+
+
+def reset() -> None:
+    """Forget the registry; the next use rebuilds it (after installing a plugin)."""
+    global _REGISTRY
+    _REGISTRY = None
+
+
+def get_backend(name: str) -> BackendSpec:
+    """The backend registered as ``name``; ``ENODEV`` naming the available ones otherwise."""
+    reg = registry()
+    spec = reg.backends.get(name)
+    if spec is None:
+        have = ", ".join(sorted(reg.backends)) or "none installed"
+        raise UAPIError(errno.ENODEV, f"no backend named {name!r} (available: {have})",
+                        rule="backend.unknown")
+    return spec
+
+
+# --- per-instance dispatch -----------------------------------------------------------------------
+
+_GLOBAL_OBSERVERS: list[object] = []
+
+
+def add_global_observer(observer: object) -> None:
+    """Register ``observer`` on every ``IOMMU`` created from now on."""
+    _GLOBAL_OBSERVERS.append(observer)
+
+
+def remove_global_observer(observer: object) -> None:
+    """Stop adding ``observer`` to new ``IOMMU`` instances."""
+    if observer in _GLOBAL_OBSERVERS:
+        _GLOBAL_OBSERVERS.remove(observer)
+
+
+def global_observers() -> tuple[object, ...]:
+    """The observers every new ``IOMMU`` gets."""
+    return tuple(_GLOBAL_OBSERVERS)
+
+
+def _trace_before(hook_name: str, impls: Any, kwargs: Mapping[str, Any]) -> None:
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    print(f"iommu-uapi trace: {hook_name}({args})", file=sys.stderr)
+
+
+def _trace_after(outcome: Any, hook_name: str, impls: Any, kwargs: Mapping[str, Any]) -> None:
+    exc = outcome.exception
+    result = f"raised {exc!r}" if exc is not None else f"-> {outcome.get_result()!r}"
+    print(f"iommu-uapi trace: {hook_name} {result}", file=sys.stderr)
+
+
+def instance_manager(backend: object, name: str) -> pluggy.PluginManager:
+    """A plugin manager holding ``backend`` (registered as ``name``) and nothing else yet."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.register(backend, name=name)
+    pm.check_pending()
+    if tracing():
+        pm.add_hookcall_monitoring(_trace_before, _trace_after)
+    return pm
