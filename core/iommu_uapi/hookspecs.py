@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from .device import Device, Domain
     from .features import Capabilities
-    from .iommu import Device, Domain, TranslationContext
+    from .iommu import IOMMU
     from .plugins import BackendSpec
+    from .translation import TranslationContext
     from .uapi import (
         CacheInvalidateInfo,
         Fault,
@@ -59,6 +61,20 @@ def iommu_register_backends(register: Callable[[BackendSpec], None]) -> None:
     description=...))`` for each backend; ``factory(memory, **config)`` must return a new backend
     instance (the object holding the instance hooks). Two backends registering one name is an
     error that names both distributions. Returns nothing.
+    """
+
+
+# --- Instance: life cycle ------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def iommu_instance_init(iommu: IOMMU) -> None:
+    """The ``IOMMU`` façade holding this backend instance was created.
+
+    Called once, before anything else. Keep ``iommu``: its ``iotlb`` is the IOTLB the backend's
+    invalidation commands act on, ``memory`` the physical memory its tables live in,
+    ``invalidate_contexts()`` drops the core's cached translation contexts after a
+    configuration-cache invalidation, and ``pasids`` is the PASID space binds are checked against.
     """
 
 

@@ -1,0 +1,65 @@
+"""Devices and domains as the façade hands them to users and backends."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .tlb import TLB
+
+__all__ = ["Device", "Domain"]
+
+
+class Device:
+    """A DMA requester behind an IOMMU, identified by its PCI requester ID (``sid``).
+
+    ``ats`` says the device has an address translation cache (a device TLB, :attr:`atc`);
+    ``pri`` that it can issue page requests; ``max_pasids`` is its PASID capability (the Intel
+    driver refuses a guest bind unless it is 2**20). ``data`` is the backend's per-device state.
+    """
+
+    __slots__ = ("atc", "ats", "data", "domain", "max_pasids", "name", "pci", "pri", "sid")
+
+    def __init__(self, sid: int, *, name: str | None = None, pci: bool = True, ats: bool = False,
+                 pri: bool = False, max_pasids: int = 1 << 20) -> None:
+        self.sid = sid
+        self.name = name or f"{sid >> 8:02x}:{sid >> 3 & 0x1F:02x}.{sid & 7}"
+        self.pci = pci
+        self.ats = ats
+        self.pri = pri
+        self.max_pasids = max_pasids
+        self.domain: Domain | None = None
+        self.atc: TLB | None = None
+        self.data: Any = None
+
+    @property
+    def bus(self) -> int:
+        """PCI bus number (requester ID bits 15:8)."""
+        return self.sid >> 8
+
+    @property
+    def devfn(self) -> int:
+        """PCI device/function (requester ID bits 7:0)."""
+        return self.sid & 0xFF
+
+    def __repr__(self) -> str:
+        return f"Device({self.name}, sid={self.sid:#06x})"
+
+
+class Domain:
+    """A host (unmanaged) domain: a stage-2 address space that devices attach to.
+
+    ``nesting`` is the ``DOMAIN_ATTR_NESTING`` attribute; ``devices`` the attached devices;
+    ``data`` the backend's state (domain ID, tables).
+    """
+
+    __slots__ = ("data", "devices", "id", "nesting")
+
+    def __init__(self, domain_id: int) -> None:
+        self.id = domain_id
+        self.nesting = False
+        self.devices: list[Device] = []
+        self.data: Any = None
+
+    def __repr__(self) -> str:
+        return f"Domain({self.id}, nesting={self.nesting}, devices={len(self.devices)})"

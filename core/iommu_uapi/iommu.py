@@ -1,0 +1,549 @@
+"""The façade a user holds: one IOMMU model, its devices and domains, the kernel-named calls.
+
+Control path (bind, unbind, invalidate, page response, PASID table): user bytes go in at a
+kernel-named entry point (``uapi_cache_invalidate`` ...); the record's ``from_user`` applies the
+size discipline and the core's checks of the profile, then one hook call reaches the backend,
+which applies its own rules and executes native commands on its tables and caches. The in-kernel
+variants (``cache_invalidate`` ...) take typed records and run the same checks. A refused call
+raises :class:`~iommu_uapi.errors.UAPIError` and changes nothing. As in the kernel, an operation
+the backend does not implement is refused with ``ENODEV`` before the user buffer is read.
+
+Data path (:meth:`IOMMU.translate`): device TLB (ATS devices), then the core IOTLB, then on a
+miss the backend's translation context for (device, PASID) — built by a hook when the
+configuration changed, then cached — walks the tables. No hook call runs per DMA.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from . import checks, profiles
+from .abi import SizeDiscipline
+from .device import Device, Domain
+from .errors import UAPIError
+from .faults import FaultHandler, FaultParam
+from .features import CacheCell, Capabilities, Feature, Negotiated, negotiate
+from .hookspecs import instance_hook_names
+from .memory import PhysicalMemory
+from .observers import add_observer
+from .pasid import PasidSet, PasidSpace
+from .plugins import get_backend, global_observers, instance_manager
+from .tlb import TLB
+from .translation import Translation, TranslationContext, TranslationFault
+from .uapi import (
+    CacheInvalidateInfo,
+    Fault,
+    GpasidBindData,
+    NestingInfo,
+    PageResponse,
+    PasidTableConfig,
+)
+from .uapi.consts import FaultPerm
+from .uapi.nesting import nesting_info_probe
+
+__all__ = ["IOMMU", "Device", "Domain", "Translation", "TranslationFault"]
+
+_U64 = 1 << 64
+_ACCESS_BITS = int(FaultPerm.READ | FaultPerm.WRITE | FaultPerm.EXEC | FaultPerm.PRIV)
+#: The feature each operation needs from the backend's capabilities.
+_OP_FEATURE = {
+    "iommu_sva_bind_gpasid": Feature.BIND_PGTBL,
+    "iommu_sva_unbind_gpasid": Feature.BIND_PGTBL,
+    "iommu_cache_invalidate": Feature.CACHE_INVLD,
+    "iommu_attach_pasid_table": Feature.BIND_PASID_TABLE,
+    "iommu_detach_pasid_table": Feature.BIND_PASID_TABLE,
+    "iommu_page_request": Feature.PAGE_REQUEST,
+    "iommu_page_response": Feature.PAGE_REQUEST,
+}
+
+
+class IOMMU:
+    """One IOMMU model: a backend instance, its memory, devices, domains, IOTLB and faults.
+
+    ``backend`` is a registered backend name (``"vtd"``) or a backend instance object; ``config``
+    is passed to the backend's factory. ``profile`` (``"linux-5.10"`` or ``"strict"``) and
+    ``discipline`` (the 2020 argsz rules or iommufd's) are the defaults of every call.
+    """
+
+    def __init__(
+        self,
+        backend: str | object,
+        *,
+        memory: PhysicalMemory | None = None,
+        profile: str = "linux-5.10",
+        discipline: SizeDiscipline = SizeDiscipline.ARGSZ,
+        pasids: PasidSpace | None = None,
+        observers: Iterable[object] = (),
+        iotlb: TLB | None = None,
+        **config: Any,
+    ) -> None:
+        profiles.get(profile)
+        self.memory = memory if memory is not None else PhysicalMemory()
+        if isinstance(backend, str):
+            spec = get_backend(backend)
+            self.backend_name = spec.name
+            self.backend: object = spec.factory(self.memory, **config)
+        else:
+            self.backend_name = getattr(backend, "name", type(backend).__name__)
+            self.backend = backend
+        self.profile = profile
+        self.discipline = discipline
+        self.iotlb = iotlb if iotlb is not None else TLB()
+        self.devices: dict[int, Device] = {}
+        self.domains: dict[int, Domain] = {}
+        self.fault_log: deque[tuple[Device, Fault]] = deque(maxlen=4096)
+        self.negotiated: Negotiated | None = None
+        self._contexts: dict[tuple[int, int | None], TranslationContext] = {}
+        self._fault_params: dict[int, FaultParam] = {}
+        self._bindings: dict[tuple[int, int], Domain] = {}
+        self._next_domain = 1
+        self._pm = instance_manager(self.backend, self.backend_name)
+        self.hook = self._pm.hook
+        self.ops = frozenset(n for n in instance_hook_names() if hasattr(self.backend, n))
+        for observer in (*global_observers(), *observers):
+            self.add_observer(observer)
+        if "iommu_instance_init" in self.ops:
+            self.hook.iommu_instance_init(iommu=self)
+        self.capabilities: Capabilities = self._call("iommu_capabilities")
+        self.pasids = pasids if pasids is not None else PasidSpace(
+            self.capabilities.pasid_bits or 20)
+        self.pasids.free_notifiers.append(self._pasid_freed)
+
+    def __repr__(self) -> str:
+        return (f"IOMMU({self.backend_name!r}, devices={len(self.devices)}, "
+                f"domains={len(self.domains)}, profile={self.profile!r})")
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    def _call(self, hook: str, **kwargs: Any) -> Any:
+        if hook not in self.ops:
+            raise UAPIError(errno.ENODEV, f"{hook.removeprefix('iommu_')}: backend "
+                            f"{self.backend_name!r} does not implement it", rule="op.missing")
+        return getattr(self.hook, hook)(**kwargs)
+
+    def _gate(self, hook: str) -> None:
+        """Refuse (ENODEV, before reading user memory) an op the backend lacks."""
+        feature = _OP_FEATURE.get(hook)
+        if hook not in self.ops or (feature is not None and
+                                    not self.capabilities.features & feature):
+            raise UAPIError(errno.ENODEV, f"{hook.removeprefix('iommu_')}: backend "
+                            f"{self.backend_name!r} does not provide it", rule="op.missing")
+
+    def add_observer(self, observer: object) -> None:
+        """Watch or wrap every hook call of this instance (see :mod:`iommu_uapi.observers`)."""
+        add_observer(self._pm, observer)
+
+    def invalidate_contexts(self, sid: int | None = None, pasid: int | None = None,
+                            *, all_pasids: bool = True) -> None:
+        """Forget cached translation contexts (the backend calls this when configuration that
+        contexts were built from may have changed); they are rebuilt on next use."""
+        if sid is None:
+            self._contexts.clear()
+            return
+        for key in [k for k in self._contexts if k[0] == sid and (all_pasids or k[1] == pasid)]:
+            del self._contexts[key]
+
+    def _check_dev(self, dev: Device) -> Device:
+        if not isinstance(dev, Device) or self.devices.get(dev.sid) is not dev:
+            raise UAPIError(errno.ENODEV, f"{dev!r} is not a device of this IOMMU",
+                            rule="device.unknown")
+        return dev
+
+    def _check_domain(self, domain: Domain) -> Domain:
+        if not isinstance(domain, Domain) or self.domains.get(domain.id) is not domain:
+            raise UAPIError(errno.EINVAL, f"{domain!r} is not a domain of this IOMMU",
+                            rule="domain.unknown")
+        return domain
+
+    def _profile(self, profile: str | None) -> str:
+        return profiles.get(profile or self.profile).name
+
+    # -- topology ------------------------------------------------------------------------------
+
+    def add_device(self, sid: int, **kwargs: Any) -> Device:
+        """Put a device with requester ID ``sid`` behind this IOMMU (see :class:`Device`)."""
+        if not isinstance(sid, int) or not 0 <= sid <= 0xFFFF:
+            raise UAPIError(errno.EINVAL, f"add_device: requester ID {sid!r} is not a u16")
+        if sid in self.devices:
+            raise UAPIError(errno.EEXIST, f"add_device: requester ID {sid:#06x} is taken")
+        dev = Device(sid, **kwargs)
+        if dev.ats:
+            dev.atc = TLB()
+        self._call("iommu_device_add", dev=dev)
+        self.devices[sid] = dev
+        self._fault_params[sid] = FaultParam()
+        return dev
+
+    def remove_device(self, dev: Device) -> None:
+        """Detach (if attached) and remove a device."""
+        self._check_dev(dev)
+        if dev.domain is not None:
+            self.detach_device(dev.domain, dev)
+        self._call("iommu_device_remove", dev=dev)
+        del self.devices[dev.sid]
+        del self._fault_params[dev.sid]
+        self.invalidate_contexts(dev.sid)
+
+    def domain_alloc(self, *, nesting: bool = False) -> Domain:
+        """A new host domain (optionally put in nesting mode right away)."""
+        domain = Domain(self._next_domain)
+        self._call("iommu_domain_alloc", domain=domain)
+        self._next_domain += 1
+        self.domains[domain.id] = domain
+        if nesting:
+            try:
+                self.set_nesting(domain)
+            except UAPIError:
+                self.domain_free(domain)
+                raise
+        return domain
+
+    def domain_free(self, domain: Domain) -> None:
+        """Free a domain; ``EBUSY`` while devices are attached."""
+        self._check_domain(domain)
+        if domain.devices:
+            raise UAPIError(errno.EBUSY, f"domain_free: {len(domain.devices)} device(s) still "
+                            "attached", rule="domain.busy")
+        self._call("iommu_domain_free", domain=domain)
+        del self.domains[domain.id]
+
+    def set_nesting(self, domain: Domain) -> None:
+        """Set ``DOMAIN_ATTR_NESTING`` (before the first attach)."""
+        self._check_domain(domain)
+        self._call("iommu_domain_set_nesting", domain=domain)
+        domain.nesting = True
+
+    def attach_device(self, domain: Domain, dev: Device) -> None:
+        """Attach ``dev`` to ``domain`` (requests without PASID then use its stage-2 tables)."""
+        self._check_domain(domain)
+        self._check_dev(dev)
+        if dev.domain is not None:
+            raise UAPIError(errno.EBUSY, f"attach: {dev!r} is attached to domain "
+                            f"{dev.domain.id}", rule="attach.busy")
+        self._call("iommu_attach_dev", domain=domain, dev=dev)
+        dev.domain = domain
+        domain.devices.append(dev)
+        self.invalidate_contexts(dev.sid)
+
+    def detach_device(self, domain: Domain, dev: Device) -> None:
+        """Detach ``dev``; guest PASIDs still bound to it are unbound first."""
+        self._check_domain(domain)
+        self._check_dev(dev)
+        if dev.domain is not domain:
+            raise UAPIError(errno.EINVAL, f"detach: {dev!r} is not attached to domain "
+                            f"{domain.id}", rule="detach.not_attached")
+        for _sid, pasid in [k for k in self._bindings if k[0] == dev.sid]:
+            self.sva_unbind_gpasid(domain, dev, pasid)
+        self._call("iommu_detach_dev", domain=domain, dev=dev)
+        dev.domain = None
+        domain.devices.remove(dev)
+        self.invalidate_contexts(dev.sid)
+
+    def map(self, domain: Domain, iova: int, paddr: int, size: int, prot: int) -> None:
+        """Map ``[iova, iova + size)`` to ``paddr`` in the domain's stage-2 (host) tables."""
+        self._check_domain(domain)
+        for name, value in (("iova", iova), ("paddr", paddr), ("size", size), ("prot", prot)):
+            if not isinstance(value, int) or not 0 <= value < _U64:
+                raise UAPIError(errno.EINVAL, f"map: {name} {value!r} is not a u64")
+        self._call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size, prot=prot)
+
+    def unmap(self, domain: Domain, iova: int, size: int) -> int:
+        """Unmap ``[iova, iova + size)``; returns the bytes unmapped."""
+        self._check_domain(domain)
+        for name, value in (("iova", iova), ("size", size)):
+            if not isinstance(value, int) or not 0 <= value < _U64:
+                raise UAPIError(errno.EINVAL, f"unmap: {name} {value!r} is not a u64")
+        return int(self._call("iommu_unmap", domain=domain, iova=iova, size=size))
+
+    def iova_to_phys(self, domain: Domain, iova: int) -> int:
+        """What ``iova`` maps to in the domain's stage-2 tables (0 when unmapped)."""
+        self._check_domain(domain)
+        if not isinstance(iova, int) or not 0 <= iova < _U64:
+            raise UAPIError(errno.EINVAL, f"iova_to_phys: iova {iova!r} is not a u64")
+        return int(self._call("iommu_iova_to_phys", domain=domain, iova=iova))
+
+    # -- PASIDs --------------------------------------------------------------------------------
+
+    def pasid_set(self, name: str, quota: int) -> PasidSet:
+        """A per-VM PASID set in this IOMMU's PASID space."""
+        return self.pasids.create_set(name, quota)
+
+    def free_pasid(self, pasid: int, pasid_set: PasidSet | None = None) -> None:
+        """Free a host PASID; every guest binding of it is torn down first, so this never fails
+        on a valid, allocated PASID."""
+        self.pasids.free(pasid, pasid_set)
+
+    def _pasid_freed(self, pasid: int) -> None:
+        for sid, bound in [k for k in self._bindings if k[1] == pasid]:
+            self.sva_unbind_gpasid(self._bindings[(sid, bound)], self.devices[sid], bound)
+
+    def bound_pasids(self, dev: Device) -> list[int]:
+        """The host PASIDs bound to guest page tables on ``dev``."""
+        return sorted(p for s, p in self._bindings if s == dev.sid)
+
+    # -- the UAPI: guest PASID bind ------------------------------------------------------------
+
+    def uapi_sva_bind_gpasid(self, domain: Domain, dev: Device, ubuf: bytes, *,
+                             profile: str | None = None,
+                             discipline: SizeDiscipline | None = None) -> None:
+        """``iommu_uapi_sva_bind_gpasid``: bind from user bytes (``iommu_gpasid_bind_data``)."""
+        self._gate("iommu_sva_bind_gpasid")
+        data = GpasidBindData.from_user(ubuf, profile=self._profile(profile),
+                                        discipline=discipline or self.discipline)
+        self._bind(domain, dev, data, self._profile(profile))
+
+    def sva_bind_gpasid(self, domain: Domain, dev: Device, data: GpasidBindData, *,
+                        profile: str | None = None) -> None:
+        """In-kernel bind with a typed record (the same checks as the user path)."""
+        self._gate("iommu_sva_bind_gpasid")
+        checks.check_bind(data, self._profile(profile))
+        self._bind(domain, dev, data, self._profile(profile))
+
+    def _bind(self, domain: Domain, dev: Device, data: GpasidBindData, profile: str) -> None:
+        self._check_domain(domain)
+        self._check_dev(dev)
+        self._call("iommu_sva_bind_gpasid", domain=domain, dev=dev, data=data,
+                   argsz=data.argsz, profile=profile)
+        self._bindings[(dev.sid, data.hpasid)] = domain
+        self.invalidate_contexts(dev.sid)
+
+    def uapi_sva_unbind_gpasid(self, domain: Domain, dev: Device, ubuf: bytes, *,
+                               profile: str | None = None,
+                               discipline: SizeDiscipline | None = None) -> None:
+        """``iommu_uapi_sva_unbind_gpasid``: as 5.10, checks that *bind* exists, runs the full
+        bind validation on the bytes, then unbinds ``hpasid`` truncated to 32 bits."""
+        self._gate("iommu_sva_bind_gpasid")
+        data = GpasidBindData.from_user(ubuf, profile=self._profile(profile),
+                                        discipline=discipline or self.discipline,
+                                        operation="unbind")
+        self.sva_unbind_gpasid(domain, dev, data.hpasid & 0xFFFF_FFFF)
+
+    def sva_unbind_gpasid(self, domain: Domain, dev: Device, pasid: int) -> None:
+        """``iommu_sva_unbind_gpasid``: unbind host PASID ``pasid`` of ``dev``; its pending page
+        requests are drained. Succeeds when nothing was bound."""
+        self._gate("iommu_sva_unbind_gpasid")
+        self._check_domain(domain)
+        self._check_dev(dev)
+        if not isinstance(pasid, int) or not 0 <= pasid < _U64:
+            raise UAPIError(errno.EINVAL, f"sva_unbind_gpasid: pasid {pasid!r} is not an ioasid")
+        self._call("iommu_sva_unbind_gpasid", domain=domain, dev=dev, pasid=pasid)
+        if self._bindings.pop((dev.sid, pasid), None) is not None:
+            self._fault_params[dev.sid].drain(pasid)
+        self.invalidate_contexts(dev.sid)
+
+    # -- the UAPI: cache invalidation ----------------------------------------------------------
+
+    def uapi_cache_invalidate(self, domain: Domain, dev: Device, ubuf: bytes, *,
+                              profile: str | None = None,
+                              discipline: SizeDiscipline | None = None) -> None:
+        """``iommu_uapi_cache_invalidate`` from user bytes (``iommu_cache_invalidate_info``)."""
+        self._gate("iommu_cache_invalidate")
+        info = CacheInvalidateInfo.from_user(ubuf, profile=self._profile(profile),
+                                             discipline=discipline or self.discipline)
+        self._invalidate(domain, dev, info, self._profile(profile))
+
+    def cache_invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo, *,
+                         profile: str | None = None) -> None:
+        """In-kernel cache invalidation with a typed record (the same checks)."""
+        self._gate("iommu_cache_invalidate")
+        checks.check_cache_invalidate(info, self._profile(profile))
+        self._invalidate(domain, dev, info, self._profile(profile))
+
+    def _invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo,
+                    profile: str) -> None:
+        self._check_domain(domain)
+        self._check_dev(dev)
+        self._call("iommu_cache_invalidate", domain=domain, dev=dev, info=info, profile=profile)
+
+    # -- the UAPI: PASID table (SMMU style) ----------------------------------------------------
+
+    def uapi_attach_pasid_table(self, domain: Domain, ubuf: bytes, *,
+                                profile: str | None = None,
+                                discipline: SizeDiscipline | None = None) -> None:
+        """``iommu_uapi_attach_pasid_table`` from user bytes (``iommu_pasid_table_config``)."""
+        self._gate("iommu_attach_pasid_table")
+        cfg = PasidTableConfig.from_user(ubuf, profile=self._profile(profile),
+                                         discipline=discipline or self.discipline)
+        self._attach_table(domain, cfg, self._profile(profile))
+
+    def attach_pasid_table(self, domain: Domain, cfg: PasidTableConfig, *,
+                           profile: str | None = None) -> None:
+        """In-kernel PASID-table attach with a typed record (the same checks)."""
+        self._gate("iommu_attach_pasid_table")
+        checks.check_attach_pasid_table(cfg, self._profile(profile))
+        self._attach_table(domain, cfg, self._profile(profile))
+
+    def _attach_table(self, domain: Domain, cfg: PasidTableConfig, profile: str) -> None:
+        self._check_domain(domain)
+        self._call("iommu_attach_pasid_table", domain=domain, cfg=cfg, profile=profile)
+        self.invalidate_contexts()
+
+    def detach_pasid_table(self, domain: Domain) -> None:
+        """Remove the guest PASID table of ``domain``."""
+        self._gate("iommu_detach_pasid_table")
+        self._check_domain(domain)
+        self._call("iommu_detach_pasid_table", domain=domain)
+        self.invalidate_contexts()
+
+    # -- nesting info and negotiation ----------------------------------------------------------
+
+    def nesting_info(self, domain: Domain, ubuf: bytearray | None = None) -> NestingInfo | None:
+        """``DOMAIN_ATTR_NESTING``: the domain's ``iommu_nesting_info``.
+
+        With ``ubuf`` (a user buffer whose first u32 is argsz): an argsz below the record's size
+        is a size probe, answered by writing the size into argsz and returning None; otherwise
+        the record is written into ``ubuf`` and returned.
+        """
+        self._check_domain(domain)
+        if ubuf is not None and not nesting_info_probe(ubuf):
+            return None
+        info: NestingInfo = self._call("iommu_nesting_info", domain=domain)
+        if ubuf is not None:
+            ubuf[: info.SIZE] = info.to_bytes()
+        return info
+
+    def negotiate(self, require: Feature | int = 0,
+                  cache_ops: Iterable[tuple[int, int] | CacheCell] = (), **kwargs: Any
+                  ) -> Negotiated:
+        """Check upfront (see :func:`iommu_uapi.features.negotiate`) and remember the result."""
+        self.negotiated = negotiate(self, require, cache_ops, **kwargs)
+        return self.negotiated
+
+    # -- faults and page requests --------------------------------------------------------------
+
+    def register_fault_handler(self, dev: Device, handler: FaultHandler) -> None:
+        """Install ``dev``'s fault consumer (``EBUSY`` if it has one)."""
+        self._fault_params[self._check_dev(dev).sid].register(handler)
+
+    def unregister_fault_handler(self, dev: Device) -> None:
+        """Remove ``dev``'s fault consumer (``EBUSY`` while page requests are pending)."""
+        self._fault_params[self._check_dev(dev).sid].unregister()
+
+    def pending_page_requests(self, dev: Device) -> list[Fault]:
+        """The page requests of ``dev`` waiting for a response."""
+        return list(self._fault_params[self._check_dev(dev).sid].pending)
+
+    def _report(self, dev: Device, fault: Fault) -> None:
+        self.fault_log.append((dev, fault))
+        self._fault_params[dev.sid].report(fault)
+
+    def page_request(self, dev: Device, iova: int, *, pasid: int | None = None,
+                     access: int = FaultPerm.READ, grpid: int = 0, last: bool = True,
+                     private_data: tuple[int, int] | None = None) -> Fault:
+        """A device with PRI asks for ``iova`` to be made present; returns the generic fault
+        reported to the consumer (pending until answered when ``last``)."""
+        self._gate("iommu_page_request")
+        self._check_dev(dev)
+        if not isinstance(iova, int) or not 0 <= iova < _U64 or access & ~_ACCESS_BITS:
+            raise UAPIError(errno.EINVAL, f"page_request: bad address {iova!r} or access "
+                            f"{access!r}")
+        fault: Fault = self._call("iommu_page_request", dev=dev, pasid=pasid, addr=iova,
+                                  access=access, grpid=grpid, last=last,
+                                  private_data=private_data)
+        self._report(dev, fault)
+        return fault
+
+    def uapi_page_response(self, dev: Device, ubuf: bytes, *, profile: str | None = None,
+                           discipline: SizeDiscipline | None = None) -> None:
+        """A page response from user bytes (``iommu_page_response``)."""
+        self._gate("iommu_page_response")
+        msg = PageResponse.from_user(ubuf, profile=self._profile(profile),
+                                     discipline=discipline or self.discipline)
+        self._respond(dev, msg, self._profile(profile), checked=True)
+
+    def page_response(self, dev: Device, msg: PageResponse, *,
+                      profile: str | None = None) -> None:
+        """``iommu_page_response``: answer a pending page request (reference §c.6 order)."""
+        self._respond(dev, msg, self._profile(profile), checked=False)
+
+    def _respond(self, dev: Device, msg: PageResponse, profile: str, checked: bool) -> None:
+        self._check_dev(dev)
+        if dev.domain is None:
+            raise UAPIError(errno.ENODEV, f"page_response: {dev!r} has no domain",
+                            rule="page_response.no_domain")
+        self._gate("iommu_page_response")
+        param = self._fault_params[dev.sid]
+        if param.handler is None:
+            raise UAPIError(errno.EINVAL, "page_response: no fault consumer is registered",
+                            rule="page_response.no_handler")
+        if not checked:
+            checks.check_page_response(msg, profile)
+        fault, msg = param.match(msg)
+        try:
+            self._call("iommu_page_response", dev=dev, fault=fault, msg=msg, profile=profile)
+        except UAPIError:
+            if profile == "linux-5.10":  # 5.10 drops the pending fault whatever the driver says
+                param.complete(fault)
+            raise
+        param.complete(fault)
+
+    # -- the data path -------------------------------------------------------------------------
+
+    def translate(self, dev: Device, iova: int, *, pasid: int | None = None,
+                  access: int = FaultPerm.READ) -> Translation:
+        """Translate one DMA of ``dev`` (with ``pasid``, or without) for ``access``.
+
+        Returns a :class:`Translation` or raises :class:`TranslationFault` (also reported to the
+        device's fault consumer). The IOTLB hit path is two dict lookups and no hook call.
+        """
+        key = (dev.sid, pasid)
+        ctx = self._contexts.get(key)
+        config_reads = 0
+        if ctx is None:
+            ctx = self._context(dev, pasid)
+            config_reads = ctx.config_reads
+        vpn = iova >> 12
+        atc = ctx.atc
+        if atc is not None:
+            entry = atc.entries.get(((pasid,), vpn))
+            if entry is not None and entry.perm & access == access:
+                atc.hits += 1
+                return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, 0,
+                                   config_reads)
+            atc.misses += 1
+        tlb = self.iotlb
+        entry = tlb.entries.get((ctx.tag, vpn))
+        if entry is not None and entry.perm & access == access:
+            tlb.hits += 1
+            if atc is not None:
+                atc.fill((pasid,), iova, entry)
+            return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, 0,
+                               config_reads)
+        tlb.misses += 1
+        return self._miss(dev, ctx, iova, access, pasid, config_reads)
+
+    def _context(self, dev: Device, pasid: int | None) -> TranslationContext:
+        self._check_dev(dev)
+        if pasid is not None and (not isinstance(pasid, int) or not 0 <= pasid < 1 << 20):
+            raise UAPIError(errno.EINVAL, f"translate: pasid {pasid!r} is not a 20-bit PASID")
+        try:
+            ctx: TranslationContext = self._call("iommu_translation_context", dev=dev,
+                                                 pasid=pasid)
+        except TranslationFault as fault:
+            if fault.fault is not None:
+                self._report(dev, fault.fault)
+            raise
+        self._contexts[(dev.sid, pasid)] = ctx
+        return ctx
+
+    def _miss(self, dev: Device, ctx: TranslationContext, iova: int, access: int,
+              pasid: int | None, config_reads: int) -> Translation:
+        if not isinstance(iova, int) or not 0 <= iova < _U64:
+            raise UAPIError(errno.EINVAL, f"translate: iova {iova!r} is not a u64")
+        if not isinstance(access, int) or access & ~_ACCESS_BITS or not access & 7:
+            raise UAPIError(errno.EINVAL, f"translate: access {access!r} must name READ, WRITE "
+                            "or EXEC (and optionally PRIV)")
+        try:
+            entry, reads = ctx.walk(iova, access)
+        except TranslationFault as fault:
+            if fault.fault is not None:
+                self._report(dev, fault.fault)
+            raise
+        self.iotlb.fill(ctx.tag, iova, entry)
+        if ctx.atc is not None:
+            ctx.atc.fill((pasid,), iova, entry)
+        return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, reads,
+                           config_reads)
