@@ -39,7 +39,8 @@ class PhysicalMemory:
     """A sparse physical address space of ``2**addr_bits`` bytes, backed 4 KiB page by page.
 
     ``alloc_base``/``alloc_limit`` bound the region :meth:`alloc` hands out table memory from
-    (default 2 GiB..4 GiB); data pages written by a test elsewhere never collide with it. With
+    (default 2 GiB..4 GiB, or the upper half of a space smaller than 4 GiB); data pages written
+    elsewhere never collide with it. With
     ``count_reads=True`` every :meth:`read64` increments :attr:`reads`.
     """
 
@@ -51,12 +52,16 @@ class PhysicalMemory:
         self,
         addr_bits: int = 52,
         *,
-        alloc_base: int = 0x8000_0000,
-        alloc_limit: int = 0x1_0000_0000,
+        alloc_base: int | None = None,
+        alloc_limit: int | None = None,
         count_reads: bool = False,
     ) -> None:
-        if not 12 <= addr_bits <= 64:
-            raise ValueError(f"addr_bits must be in 12..64, got {addr_bits}")
+        if not 13 <= addr_bits <= 64:
+            raise ValueError(f"addr_bits must be in 13..64, got {addr_bits}")
+        if alloc_base is None and alloc_limit is None and addr_bits < 32:
+            alloc_base, alloc_limit = 1 << (addr_bits - 1), 1 << addr_bits
+        alloc_base = 0x8000_0000 if alloc_base is None else alloc_base
+        alloc_limit = 0x1_0000_0000 if alloc_limit is None else alloc_limit
         if alloc_base & _PAGE_MASK or alloc_limit & _PAGE_MASK or alloc_limit <= alloc_base:
             raise ValueError("the allocation region must be a non-empty range of whole pages")
         self.addr_bits = addr_bits

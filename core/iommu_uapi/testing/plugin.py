@@ -1,0 +1,25 @@
+"""pytest plugin: ``--iommu-backend NAME`` (or ``IOMMU_UAPI_BACKEND``) selects the backend the
+conformance suite runs against. Without a selection the plugin adds nothing to a test run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--iommu-backend``."""
+    group = parser.getgroup("iommu-uapi")
+    group.addoption("--iommu-backend", action="store", default=None, metavar="NAME",
+                    help="run the iommu-uapi conformance suite against this backend "
+                         "(default: $IOMMU_UAPI_BACKEND)")
+
+
+@pytest.fixture(scope="session")
+def iommu_backend_name(request: pytest.FixtureRequest) -> str:
+    """The selected backend's name; tests using it skip when none is selected."""
+    name = request.config.getoption("--iommu-backend") or os.environ.get("IOMMU_UAPI_BACKEND")
+    if not name:
+        pytest.skip("no backend selected (--iommu-backend NAME or IOMMU_UAPI_BACKEND)")
+    return str(name)

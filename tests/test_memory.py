@@ -1,0 +1,108 @@
+"""PhysicalMemory and GuestMemory: sparse backing, 64-bit access, allocation, guest views."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from iommu_uapi import GuestMemory, MemoryAccessError, PhysicalMemory, UAPIError
+
+
+def test_unbacked_memory_reads_zero_without_allocating() -> None:
+    mem = PhysicalMemory()
+    assert mem.read64(0x1234_5000) == 0
+    assert mem.read(0x7000, 16) == bytes(16)
+    assert mem.backed_pages == 0
+
+
+def test_read64_is_little_endian_and_matches_bytes() -> None:
+    mem = PhysicalMemory()
+    mem.write(0x1000, bytes(range(1, 9)))
+    assert mem.read64(0x1000) == 0x0807060504030201
+    mem.write64(0x2008, 0x1122334455667788)
+    assert mem.read(0x2008, 8) == bytes.fromhex("8877665544332211")
+
+
+def test_unaligned_and_page_crossing_accesses() -> None:
+    mem = PhysicalMemory()
+    mem.write64(0x1FFC, 0xAABBCCDD_11223344)
+    assert mem.read64(0x1FFC) == 0xAABBCCDD_11223344
+    assert mem.read32(0x2000) == 0xAABBCCDD
+    assert mem.backed_pages == 2
+
+
+def test_access_beyond_the_address_space_is_efault() -> None:
+    mem = PhysicalMemory(addr_bits=39)
+    with pytest.raises(MemoryAccessError) as err:
+        mem.read64(1 << 39)
+    assert err.value.errno == errno.EFAULT
+    with pytest.raises(MemoryAccessError):
+        mem.write(-8, b"x")
+
+
+def test_value_out_of_range_is_einval_and_writes_nothing() -> None:
+    mem = PhysicalMemory()
+    with pytest.raises(UAPIError) as err:
+        mem.write64(0x1000, 1 << 64)
+    assert err.value.errno == errno.EINVAL
+    assert mem.backed_pages == 0
+
+
+def test_alloc_is_aligned_zeroed_and_reused_after_free() -> None:
+    mem = PhysicalMemory()
+    a = mem.alloc()
+    b = mem.alloc(0x4000)
+    assert a % 0x1000 == 0 and b % 0x4000 == 0 and a != b
+    mem.write64(a, 0xFFFF)
+    mem.free(a)
+    assert mem.read64(a) == 0 and not mem.is_allocated(a)
+    assert mem.alloc() == a
+    with pytest.raises(UAPIError) as err:
+        mem.free(0x1234_0000)
+    assert err.value.errno == errno.EINVAL
+
+
+def test_alloc_exhaustion_is_enomem() -> None:
+    mem = PhysicalMemory(alloc_base=0x10000, alloc_limit=0x12000)
+    mem.alloc()
+    mem.alloc()
+    with pytest.raises(UAPIError) as err:
+        mem.alloc()
+    assert err.value.errno == errno.ENOMEM
+
+
+def test_read_counter_counts_read64() -> None:
+    mem = PhysicalMemory(count_reads=True)
+    for addr in range(0, 0x40, 8):
+        mem.read64(addr)
+    assert mem.reads == 8
+
+
+@given(st.lists(st.tuples(st.integers(0, (1 << 24) - 1), st.binary(min_size=1, max_size=64)),
+                max_size=20))
+def test_writes_read_back_like_a_flat_bytearray(writes: list[tuple[int, bytes]]) -> None:
+    mem = PhysicalMemory(addr_bits=25)
+    model = bytearray(1 << 25 >> 3 << 3)
+    for addr, data in writes:
+        mem.write(addr, data)
+        model[addr : addr + len(data)] = data
+    for addr, data in writes:
+        assert mem.read(addr, len(data)) == bytes(model[addr : addr + len(data)])
+        aligned = addr & ~7
+        assert mem.read64(aligned) == int.from_bytes(model[aligned : aligned + 8], "little")
+
+
+def test_guest_memory_maps_gpa_to_host_pages() -> None:
+    host = PhysicalMemory()
+    guest = GuestMemory(host)
+    hpa = guest.add_ram(0x10_0000, 0x4000)
+    guest.write64(0x10_2008, 0xCAFE)
+    assert host.read64(hpa + 0x2008) == 0xCAFE
+    assert guest.gpa_to_hpa(0x10_3FFF) == hpa + 0x3FFF
+    with pytest.raises(MemoryAccessError):
+        guest.read64(0x10_4000)
+    page = guest.alloc()
+    assert 0x10_0000 <= page < 0x10_4000 and guest.read64(page) == 0

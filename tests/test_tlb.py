@@ -1,0 +1,58 @@
+"""The tagged translation cache: fills, hits, and every invalidation selector."""
+
+from __future__ import annotations
+
+from iommu_uapi.tlb import TLB, TLBEntry
+
+MB2 = 2 << 20
+
+
+def filled() -> TLB:
+    tlb = TLB()
+    tlb.fill((1, 5), 0x1000, TLBEntry(0x1000, 0x1000, 0xA000, 3))
+    tlb.fill((1, 5), 0x2000, TLBEntry(0x2000, 0x1000, 0xB000, 1, global_=True))
+    tlb.fill((1, 6), 0x1000, TLBEntry(0x1000, 0x1000, 0xC000, 3))
+    tlb.fill((2, 5), 0x1000, TLBEntry(0x1000, 0x1000, 0xD000, 3))
+    tlb.fill((1, 5), 0x20_0000 + 0x5000, TLBEntry(0x20_0000, MB2, 0x4000_0000, 3))
+    return tlb
+
+
+def test_lookup_counts_hits_and_misses() -> None:
+    tlb = filled()
+    assert tlb.lookup((1, 5), 0x1FFF) == TLBEntry(0x1000, 0x1000, 0xA000, 3)
+    assert tlb.lookup((1, 5), 0x3000) is None
+    assert (tlb.hits, tlb.misses) == (1, 1)
+    assert tlb.hit_rate == 0.5
+
+
+def test_invalidate_by_prefix_drops_every_pasid_of_a_domain() -> None:
+    tlb = filled()
+    assert tlb.invalidate((1,)) == 4
+    assert tlb.tags() == [(2, 5)]
+
+
+def test_invalidate_by_range_drops_large_pages_that_overlap() -> None:
+    tlb = filled()
+    # The 2 MiB page was filled under the 4 KiB page 0x205000 but covers 0x200000..0x3fffff.
+    assert tlb.invalidate((1, 5), 0x3F_F000, 0x1000) == 1
+    assert tlb.lookup((1, 5), 0x20_5000) is None
+    assert tlb.lookup((1, 5), 0x1000) is not None
+
+
+def test_non_global_invalidation_spares_global_entries() -> None:
+    tlb = filled()
+    assert tlb.invalidate((1, 5), include_global=False) == 2
+    assert tlb.lookup((1, 5), 0x2000) is not None
+
+
+def test_capacity_evicts_oldest_first() -> None:
+    tlb = TLB(capacity=2)
+    for i in range(3):
+        tlb.fill((0,), i << 12, TLBEntry(i << 12, 0x1000, i << 20, 1))
+    assert len(tlb) == 2 and tlb.evictions == 1
+    assert tlb.lookup((0,), 0) is None and tlb.lookup((0,), 0x2000) is not None
+
+
+def test_flush_empties_everything() -> None:
+    tlb = filled()
+    assert tlb.flush() == 5 and len(tlb) == 0 and tlb.tags() == []
