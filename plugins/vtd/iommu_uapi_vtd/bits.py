@@ -15,6 +15,7 @@ import errno
 from typing import Any, ClassVar, NamedTuple, Self
 
 import msgspec
+
 from iommu_uapi.errors import UAPIError
 
 __all__ = ["Field", "Record", "bit", "qwords_to_int"]

@@ -14,6 +14,7 @@ import errno
 from typing import Any
 
 import msgspec
+
 from iommu_uapi.errors import UAPIError
 
 from .bits import Field, Record, bit

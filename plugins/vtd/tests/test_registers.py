@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+
 from iommu_uapi.errors import UAPIError
 from iommu_uapi_vtd.registers import (
     Cap,
