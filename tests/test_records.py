@@ -103,11 +103,11 @@ BY_NAME = {r.__name__: r for r in RECORDS}
 def test_size_and_every_offset_match_the_header(name: str) -> None:
     cls = BY_NAME[name]
     size, rows = OFFSETS[name]
-    assert cls.SIZE == size
+    assert size == cls.SIZE
     lay = cls.c_layout()
     for path, off, sz in rows:
         assert lay[path] == (off, sz), path
-    assert cls.MINSZ == MINSZ.get(name, size)
+    assert MINSZ.get(name, size) == cls.MINSZ
 
 
 _CT = {"u8": ctypes.c_uint8, "u16": ctypes.c_uint16, "u32": ctypes.c_uint32,

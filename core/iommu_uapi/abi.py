@@ -667,7 +667,10 @@ def copy_from_user(
     operation in messages (``unbind`` copies bind data under the ``bind.*`` rules).
     """
     if type(buf) is not bytes and type(buf) is not bytearray:
-        buf = _byte_view(buf, op)
+        try:
+            buf = memoryview(buf).cast("B")
+        except (TypeError, ValueError):
+            raise fail(f"{op}.copy_minsz", label, minsz=cls.MINSZ, have=0) from None
     size = cls.SIZE
     minsz = cls.MINSZ
     have = len(buf)

@@ -55,8 +55,11 @@ class Rule(msgspec.Struct, frozen=True, gc=False):
     source: str = ""
 
 
-def _size_rules(op: str, minsz: int, source: str) -> tuple[Rule, ...]:
-    """The four rules of an argsz-first record's size discipline."""
+def _size_rules(
+    op: str, minsz: int, source: str, profiles: tuple[str, ...] = _BOTH
+) -> tuple[Rule, ...]:
+    """The four rules of an argsz-first record's size discipline; ``profiles`` are those that
+    look at argsz at all (readable memory matters to every profile)."""
     return (
         Rule(
             f"{op}.copy_minsz", op, _errno.EFAULT,
@@ -66,20 +69,21 @@ def _size_rules(op: str, minsz: int, source: str) -> tuple[Rule, ...]:
         Rule(
             f"{op}.argsz_minsz", op, _errno.EINVAL,
             f"argsz must be at least minsz = {minsz}",
-            "argsz {argsz} is below minsz {minsz}", source=source,
+            "argsz {argsz} is below minsz {minsz}", profiles=profiles, source=source,
         ),
         Rule(
             f"{op}.copy_rest", op, _errno.EFAULT,
             "the bytes argsz claims (ARGSZ: up to the known size; IOMMUFD: all of them) must be "
             "readable user memory",
-            "cannot read {need} bytes for argsz {argsz}: only {have} readable", source=source,
+            "cannot read {need} bytes for argsz {argsz}: only {have} readable",
+            profiles=profiles, source=source,
         ),
         Rule(
             f"{op}.tail_nonzero", op, _errno.E2BIG,
             "IOMMUFD discipline only: bytes past the known size must be zero "
             "(copy_struct_from_user)",
             "argsz {argsz} exceeds the known size {size} and tail byte {index} is non-zero",
-            source="include/linux/uaccess.h copy_struct_from_user",
+            profiles=profiles, source="include/linux/uaccess.h copy_struct_from_user",
         ),
     )
 
@@ -164,7 +168,7 @@ RULES: tuple[Rule, ...] = (
          "vendor.vtd.flags 0x{flags:x} has bits outside 0x3f", profiles=_STRICT,
          source="header, d.1 #4"),
     # ---- iommu_page_response (c.6 step 3) ------------------------------------------------
-    *_size_rules("page_response", 24, "strict: argsz-first record"),
+    *_size_rules("page_response", 24, "c.6 (linux-5.10 never reads argsz)", _STRICT),
     Rule("page_response.version", "page_response", _EINVAL,
          "version must be IOMMU_PAGE_RESP_VERSION_1 (1)",
          "version must be 1, got {version}", source="c.6 step 3"),

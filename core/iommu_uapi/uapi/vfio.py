@@ -12,7 +12,7 @@ from typing import Self
 
 import msgspec
 
-from ..abi import U16, U32, CRecord, cstruct
+from ..abi import U16, U32, CRecord, SizeDiscipline, cstruct
 from ..profiles import ProfileLike
 from ..rules import fail
 from .cache_invalidate import CacheInvalidateInfo
@@ -68,11 +68,14 @@ class VfioIommuType1NestingOp(CRecord, frozen=True, gc=False):
 
     @classmethod
     def from_user(
-        cls, buf: bytes | bytearray | memoryview, profile: ProfileLike = "linux-5.10"
+        cls,
+        buf: bytes | bytearray | memoryview,
+        profile: ProfileLike = "linux-5.10",
+        discipline: SizeDiscipline = SizeDiscipline.ARGSZ,
     ) -> tuple[Self, memoryview]:
         """VFIO's checks: minsz 8, no flag above bit 15, a known op; returns the header and the
         inner user bytes (``buf[8:]``). The argsz is not compared with the inner record's."""
-        del profile
+        del profile, discipline  # VFIO's header rules are the same under every profile
         view, argsz, flags = _header(buf, "nesting_op")
         if flags & ~VFIO_NESTING_OP_MASK:
             raise fail("nesting_op.flags", flags=flags)
@@ -92,12 +95,15 @@ class VfioIommuType1SetPasidTable(CRecord, frozen=True, gc=False):
 
     @classmethod
     def from_user(
-        cls, buf: bytes | bytearray | memoryview, profile: ProfileLike = "linux-5.10"
+        cls,
+        buf: bytes | bytearray | memoryview,
+        profile: ProfileLike = "linux-5.10",
+        discipline: SizeDiscipline = SizeDiscipline.ARGSZ,
     ) -> tuple[Self, memoryview]:
         """VFIO's checks: minsz 8, flags exactly SET or exactly UNSET. ``config`` in the returned
         wrapper is the plain decode of whatever bytes follow (zero-extended); the IOMMU core
         copies and checks it from the returned inner bytes."""
-        del profile
+        del profile, discipline  # VFIO's header rules are the same under every profile
         view, argsz, flags = _header(buf, "set_pasid_table")
         if flags not in (1, 2):
             raise fail("set_pasid_table.flags", flags=flags)
@@ -115,11 +121,14 @@ class VfioIommuType1CacheInvalidate(CRecord, frozen=True, gc=False):
 
     @classmethod
     def from_user(
-        cls, buf: bytes | bytearray | memoryview, profile: ProfileLike = "linux-5.10"
+        cls,
+        buf: bytes | bytearray | memoryview,
+        profile: ProfileLike = "linux-5.10",
+        discipline: SizeDiscipline = SizeDiscipline.ARGSZ,
     ) -> tuple[Self, memoryview]:
         """VFIO's checks: minsz 8, flags 0. ``info`` in the returned wrapper is the plain decode
         of the bytes that follow; the IOMMU core checks it from the returned inner bytes."""
-        del profile
+        del profile, discipline  # VFIO's header rules are the same under every profile
         view, argsz, flags = _header(buf, "vfio_cache_invalidate")
         if flags != 0:
             raise fail("vfio_cache_invalidate.flags", flags=flags)
