@@ -16,12 +16,14 @@ from typing import NamedTuple, Protocol
 from ..uapi.consts import FaultPerm, FaultReason
 
 __all__ = [
+    "RWX",
     "Access",
     "Prot",
     "Stage2Translate",
     "TableMemory",
     "WalkFault",
     "WalkResult",
+    "restage",
 ]
 
 #: The access a DMA request makes: the ``IOMMU_FAULT_PERM_*`` bits (READ, WRITE, EXEC, PRIV), so
@@ -125,3 +127,42 @@ class WalkFault(Exception):
 #: A stage-2 translate function for nested walks: ``s2(ipa, access) -> WalkResult`` of the
 #: stage-2 walk (raising :class:`WalkFault` with ``stage=2``).
 Stage2Translate = Callable[[int, int], WalkResult]
+
+
+#: The permission bits of :class:`Access` (READ | WRITE | EXEC), without PRIV.
+RWX = int(FaultPerm.READ | FaultPerm.WRITE | FaultPerm.EXEC)
+
+
+def restage(
+    fault: WalkFault,
+    *,
+    s2_class: str,
+    addr: int,
+    access: int,
+    level: int,
+    code: int,
+    reads: int,
+    s2_reads: int,
+) -> WalkFault:
+    """Re-raise a stage-2 fault met during a stage-1 walk as the nested walk reports it.
+
+    The result is a ``stage=2`` fault carrying the stage-2 walk's generic reason, the native code
+    the stage-1 format records for it (``code``), the address stage 2 failed to translate
+    (``addr``: a stage-1 descriptor's IPA/GPA, or the stage-1 output), what was being translated
+    (``s2_class``: ``"ROOT"``, ``"TT"``, ``"AD"`` for a hardware access/dirty update of a stage-1
+    descriptor, or ``"IN"``) and the reads of both stages so far, the stage-2 walk's included.
+    ``level`` is the stage-2 level at which the stage-2 walk stopped.
+    """
+    return WalkFault(
+        fault.reason,
+        stage=2,
+        level=level,
+        code=code,
+        addr=addr,
+        access=access,
+        fetch_addr=fault.fetch_addr,
+        reads=reads,
+        s2_reads=s2_reads + fault.reads,
+        s2_class=s2_class,
+        message=f"translating {s2_class} address {addr:#x}: {fault.message or fault.reason.name}",
+    )
