@@ -8,12 +8,9 @@ Backends may register more (virtio-iommu: ``qemu``, ``spec``).
 
 from __future__ import annotations
 
-import errno
-
 import msgspec
 
-from .errors import UAPIError
-from .rules import LINUX_5_10, RULES, STRICT
+from .rules import LINUX_5_10, RULES, STRICT, fail
 
 __all__ = ["DEFAULT", "Profile", "ProfileLike", "get", "names", "register"]
 
@@ -40,8 +37,7 @@ _REGISTRY: dict[str, Profile] = {}
 def register(profile: Profile, *, replace: bool = False) -> Profile:
     """Make ``profile`` available by name; EEXIST if the name is taken and not ``replace``."""
     if not replace and profile.name in _REGISTRY:
-        raise UAPIError(errno.EEXIST, f"profile {profile.name!r} is already registered",
-                        rule="profile.unknown")
+        raise fail("profile.exists", name=repr(profile.name))
     _REGISTRY[profile.name] = profile
     return profile
 
@@ -51,16 +47,11 @@ def get(profile: ProfileLike) -> Profile:
     if type(profile) is str:
         found = _REGISTRY.get(profile)
         if found is None:
-            raise UAPIError(
-                errno.EINVAL,
-                f"profile: unknown profile {profile!r} (known: {', '.join(names())})",
-                rule="profile.unknown",
-            )
+            raise fail("profile.unknown", name=repr(profile), known=", ".join(names()))
         return found
     if isinstance(profile, Profile):
         return profile
-    raise UAPIError(errno.EINVAL, f"profile: {profile!r} is not a profile name",
-                    rule="profile.unknown")
+    raise fail("profile.unknown", name=repr(profile), known=", ".join(names()))
 
 
 def names() -> tuple[str, ...]:

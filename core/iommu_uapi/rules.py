@@ -105,6 +105,12 @@ RULES: tuple[Rule, ...] = (
     Rule("abi.decode", "abi", _EINVAL,
          "JSON and MessagePack documents must match the record's schema",
          "{record}: {detail}"),
+    Rule("profile.unknown", "profile", _EINVAL,
+         "a profile is named by a registered name (or given as a Profile)",
+         "unknown profile {name} (known: {known})"),
+    Rule("profile.exists", "profile", _errno.EEXIST,
+         "a profile name is registered once unless replaced on purpose",
+         "profile {name} is already registered"),
     # ---- iommu_uapi_cache_invalidate (reference c.1, c.2) ---------------------------------
     *_size_rules("cache_invalidate", 16, "c.1 steps 2, 3, 6"),
     Rule("cache_invalidate.argsz_granularity", "cache_invalidate", _EINVAL,
