@@ -12,6 +12,7 @@ the byte image all come from that one table.
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple, Self
 
 import msgspec
@@ -66,7 +67,7 @@ def bit(n: int) -> Field:
     return Field(n, 1)
 
 
-def qwords_to_int(qwords: tuple[int, ...] | list[int]) -> int:
+def qwords_to_int(qwords: Sequence[int]) -> int:
     """Join little-endian quadwords (QW0 first) into one integer."""
     value = 0
     for i, qw in enumerate(qwords):

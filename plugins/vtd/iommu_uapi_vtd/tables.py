@@ -19,6 +19,7 @@ from iommu_uapi.errors import MemoryAccessError, UAPIError
 from iommu_uapi.memory import PAGE_SIZE, PhysicalMemory
 from iommu_uapi.uapi.consts import FaultPerm
 
+from .caches import VtdCaches
 from .context_entry import (
     CONTEXT_ENTRY_SIZE,
     CONTEXT_INDEX,
@@ -37,11 +38,24 @@ from .reasons import AddressType, SmFaultReason, VtdFault
 from .registers import VtdConfig
 from .root_entry import ROOT_ENTRY_SIZE, UPPER_DEVFN, RootEntry, Rtaddr, Ttm, check_root_entry
 
-__all__ = ["Resolved", "ScalableTables", "sid_of"]
+__all__ = ["EntryFault", "Resolved", "ScalableTables", "sid_of"]
 
 #: Source id = bus << 8 | devfn.
 SID_BUS = 8
 _MAX_PDTS = 7
+
+
+class EntryFault(Exception):
+    """A configuration entry could not be used: ``reason``, and the FPD of the entry that
+    faulted when it was readable."""
+
+    reason: SmFaultReason
+    fpd: bool
+
+    def __init__(self, reason: SmFaultReason, fpd: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fpd = fpd
 
 
 def sid_of(bus: int, devfn: int) -> int:
@@ -53,7 +67,8 @@ class Resolved(NamedTuple):
     """What the IOMMU found for a request: the entries it will translate with.
 
     ``pasid`` is the PASID the translation is tagged with (RID_PASID for a request without
-    PASID); ``config_reads`` counts the entries read (root, context, directory, PASID entry);
+    PASID); ``config_reads`` counts the entries read from memory (root, context, directory, PASID
+    entry: 4 without caches);
     ``fpd`` says whether a fault-processing-disable bit was set on the path.
     """
 
@@ -223,11 +238,55 @@ class ScalableTables:
 
     # -- the hardware lookup -----------------------------------------------------------------
 
+    def fetch_context(self, sid: int) -> tuple[int, ContextEntry]:
+        """Read the root and context entries of ``sid`` from memory as the IOMMU does; returns
+        the raw context entry and its fields. Raises :class:`EntryFault`."""
+        devfn = sid & 0xFF
+        try:
+            raw = self._read(self._root_entry_addr(sid), ROOT_ENTRY_SIZE)
+        except MemoryAccessError:
+            raise EntryFault(SmFaultReason.ROOT_ACCESS, False) from None
+        reason = check_root_entry(raw, devfn, self.cfg)
+        if reason is not None:
+            raise EntryFault(reason, False)
+        table = RootEntry.from_int(raw).context_table(devfn)
+        assert table is not None
+        try:
+            raw = self._read(table + CONTEXT_INDEX.get(devfn) * CONTEXT_ENTRY_SIZE,
+                             CONTEXT_ENTRY_SIZE)
+        except MemoryAccessError:
+            raise EntryFault(SmFaultReason.CONTEXT_ACCESS, False) from None
+        return raw, ContextEntry.from_int(raw)
+
+    def fetch_pasid(self, ctx: ContextEntry, pasid: int) -> tuple[int, PasidEntry, bool]:
+        """Read the directory and PASID entries of ``pasid`` under context ``ctx``; returns the
+        raw PASID entry, its fields and the directory entry's FPD. Raises :class:`EntryFault`
+        for the directory and access errors (the PASID entry itself is checked by the caller).
+        """
+        try:
+            raw = self.mem.read64(ctx.PASIDDIRPTR + DIR_INDEX.get(pasid) * PASID_DIR_ENTRY_SIZE)
+        except MemoryAccessError:
+            raise EntryFault(SmFaultReason.PASID_DIR_ACCESS, False) from None
+        directory = PasidDirEntry.from_int(raw)
+        reason = check_pasid_dir_entry(raw, self.cfg)
+        if reason is not None:
+            raise EntryFault(reason, directory.FPD)
+        try:
+            raw = self._read(directory.SMPTPTR + TABLE_INDEX.get(pasid) * PASID_ENTRY_SIZE,
+                             PASID_ENTRY_SIZE)
+        except MemoryAccessError:
+            raise EntryFault(SmFaultReason.PASID_ACCESS, directory.FPD) from None
+        return raw, PasidEntry.from_int(raw), directory.FPD
+
     def resolve(self, sid: int, pasid: int | None = None, *, addr: int = 0,
                 access: FaultPerm = FaultPerm.READ, at: AddressType = AddressType.UNTRANSLATED,
-                page_request: bool = False) -> Resolved:
+                page_request: bool = False, caches: VtdCaches | None = None) -> Resolved:
         """Find the context and PASID entries for a request from ``sid`` (with ``pasid``, or
         without one), reading memory as the IOMMU does.
+
+        With ``caches``, the context and PASID caches are consulted first and filled on a miss
+        (under caching mode, not-present results are cached too); ``config_reads`` counts only
+        the entries actually read from memory.
 
         Raises :class:`VtdFault` with the scalable-mode reason of the first problem, in the
         hardware's order: root entry, context entry, request vs. context enables, directory
@@ -237,37 +296,38 @@ class ScalableTables:
         self._check_sid(sid)
         if pasid is not None:
             self._check_pasid(pasid)
+        cfg = self.cfg
         fpd = False
         reads = 0
 
         def fault(reason: SmFaultReason) -> VtdFault:
             return VtdFault(reason, sid, pasid, addr, access=access, at=at, fpd=fpd)
 
-        cfg = self.cfg
         if not cfg.smts:
             raise fault(SmFaultReason.RTADDR_INVALID)
-        devfn = sid & 0xFF
-        try:
-            raw = self._read(self._root_entry_addr(sid), ROOT_ENTRY_SIZE)
-        except MemoryAccessError:
-            raise fault(SmFaultReason.ROOT_ACCESS) from None
-        reads += 1
-        reason = check_root_entry(raw, devfn, cfg)
-        if reason is not None:
-            raise fault(reason)
-        table = RootEntry.from_int(raw).context_table(devfn)
-        assert table is not None
-        try:
-            raw = self._read(table + CONTEXT_INDEX.get(devfn) * CONTEXT_ENTRY_SIZE,
-                             CONTEXT_ENTRY_SIZE)
-        except MemoryAccessError:
-            raise fault(SmFaultReason.CONTEXT_ACCESS) from None
-        reads += 1
-        ctx = ContextEntry.from_int(raw)
-        fpd = ctx.FPD
-        reason = check_context_entry(raw, cfg)
-        if reason is not None:
-            raise fault(reason)
+        # context entry: cache, else root + context entries from memory
+        cached_ctx = caches.context.lookup(sid) if caches is not None else None
+        if cached_ctx is not None:
+            if cached_ctx.entry is None:
+                raise fault(SmFaultReason.CONTEXT_NOT_PRESENT)
+            ctx = cached_ctx.entry
+            fpd = ctx.FPD
+        else:
+            try:
+                raw, ctx = self.fetch_context(sid)
+            except EntryFault as exc:
+                reads += exc.reason != SmFaultReason.ROOT_ACCESS
+                raise fault(exc.reason) from None
+            reads += 2
+            fpd = ctx.FPD
+            reason = check_context_entry(raw, cfg)
+            if reason is not None:
+                if caches is not None and cfg.cm and reason == SmFaultReason.CONTEXT_NOT_PRESENT:
+                    caches.context.fill(sid, None)
+                raise fault(reason)
+            if caches is not None:
+                caches.context.fill(sid, ctx)
+        # the request against the context's enables
         if at != AddressType.UNTRANSLATED and not ctx.DTE:
             raise fault(SmFaultReason.DTE_CLEAR)
         if page_request and not ctx.PRE:
@@ -282,30 +342,34 @@ class ScalableTables:
             if not ctx.PASIDE:
                 raise fault(SmFaultReason.PASIDE_CLEAR)
             used = pasid
-        index = DIR_INDEX.get(used)
-        if index >= ctx.dir_entries:
+        if DIR_INDEX.get(used) >= ctx.dir_entries:
             raise fault(SmFaultReason.PASID_BEYOND_PDTS)
-        try:
-            raw = self.mem.read64(ctx.PASIDDIRPTR + index * PASID_DIR_ENTRY_SIZE)
-        except MemoryAccessError:
-            raise fault(SmFaultReason.PASID_DIR_ACCESS) from None
-        reads += 1
-        directory = PasidDirEntry.from_int(raw)
-        fpd = fpd or directory.FPD
-        reason = check_pasid_dir_entry(raw, cfg)
-        if reason is not None:
-            raise fault(reason)
-        try:
-            raw = self._read(directory.SMPTPTR + TABLE_INDEX.get(used) * PASID_ENTRY_SIZE,
-                             PASID_ENTRY_SIZE)
-        except MemoryAccessError:
-            raise fault(SmFaultReason.PASID_ACCESS) from None
-        reads += 1
-        entry = PasidEntry.from_int(raw)
-        fpd = fpd or entry.FPD
-        reason = check_pasid_entry(raw, cfg)
-        if reason is not None:
-            raise fault(reason)
+        # PASID entry: cache, else directory + PASID entry from memory
+        cached = caches.pasid.lookup(sid, used) if caches is not None else None
+        if cached is not None:
+            fpd = fpd or cached.dir_fpd
+            if cached.entry is None:
+                raise fault(SmFaultReason.PASID_NOT_PRESENT)
+            entry = cached.entry
+            fpd = fpd or entry.FPD
+        else:
+            try:
+                raw, entry, dir_fpd = self.fetch_pasid(ctx, used)
+            except EntryFault as exc:
+                reads += 1 + (exc.reason == SmFaultReason.PASID_ACCESS)
+                fpd = fpd or exc.fpd
+                raise fault(exc.reason) from None
+            reads += 2
+            fpd = fpd or dir_fpd or entry.FPD
+            reason = check_pasid_entry(raw, cfg)
+            if reason is not None:
+                if caches is not None and cfg.cm and reason == SmFaultReason.PASID_NOT_PRESENT:
+                    caches.pasid.fill(sid, used, None, dir_fpd)
+                raise fault(reason)
+            if caches is not None:
+                caches.pasid.fill(sid, used, entry, dir_fpd)
+                caches.context.note_did(sid, entry.DID)
+        # the request against the PASID entry's enables
         if access & FaultPerm.EXEC and not entry.ERE:
             raise fault(SmFaultReason.ERE_CLEAR)
         if access & FaultPerm.PRIV and not entry.SRE:

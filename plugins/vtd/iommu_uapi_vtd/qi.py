@@ -1,0 +1,347 @@
+"""Invalidation-queue descriptors (VT-d 3.x 6.5.2): encode, decode and validate.
+
+Each descriptor type is a :class:`Descriptor` record whose ``LAYOUT`` names its fields at their
+absolute bit positions in the 256-bit descriptor (QW1 starts at bit 64). The type code is split
+over QW0[3:0] and QW0[11:9]. :func:`decode_descriptor` validates what software wrote to the queue
+against the capability set and raises :class:`DescriptorError` carrying the IQERCD.IQEI code the
+hardware would report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import IntEnum
+from typing import ClassVar
+
+from .bits import Field, Record, bit, qwords_to_int
+from .registers import VtdConfig
+
+__all__ = [
+    "DESCRIPTOR_TYPES",
+    "ContextCacheInv",
+    "Descriptor",
+    "DescriptorError",
+    "DevTlbInv",
+    "IecInv",
+    "InvWait",
+    "IotlbInv",
+    "Iqei",
+    "PageGroupResponse",
+    "PasidCacheInv",
+    "PasidDevTlbInv",
+    "PasidIotlbInv",
+    "ResponseCode",
+    "decode_descriptor",
+    "devtlb_range",
+    "devtlb_size_encoding",
+    "page_range",
+]
+
+TYPE_LO = Field(0, 4)    # QW0[3:0]: type bits 3:0
+TYPE_HI = Field(9, 3)    # QW0[11:9]: type bits 6:4
+PAGE_SHIFT = 12
+_QW = (1 << 64) - 1
+
+
+class Iqei(IntEnum):
+    """IQERCD.IQEI: why the queue stopped."""
+
+    NONE = 0
+    TAIL_BEYOND_QUEUE = 1
+    FETCH_ERROR = 2
+    INVALID_TYPE = 3
+    RESERVED_FIELD = 4      # also a reserved encoding of a field (granularity) and AM > MAMV
+    INVALID_WIDTH = 5
+    TAIL_MISALIGNED = 6
+    INVALID_FOR_TTM = 7
+
+
+class DescriptorError(Exception):
+    """A descriptor the hardware refuses: ``iqei`` is what IQERCD reports."""
+
+    iqei: Iqei
+
+    def __init__(self, iqei: Iqei, message: str) -> None:
+        super().__init__(message)
+        self.iqei = iqei
+
+
+def _type_bits(code: int) -> int:
+    return TYPE_LO.put(code & 0xF) | TYPE_HI.put(code >> 4)
+
+
+class Descriptor(Record, frozen=True, gc=False):
+    """A 256-bit invalidation-queue descriptor."""
+
+    BITS = 256
+    TYPE: ClassVar[int] = 0
+    #: Granularity values the type defines (None: the type has no granularity field).
+    GRANULARITIES: ClassVar[frozenset[int] | None] = None
+    #: Fields that exist only with a capability (field name -> VtdConfig attribute).
+    FEATURE_FIELDS: ClassVar[dict[str, str]] = {}
+    #: Whether the type has a 128-bit form (the non-PASID types do).
+    HAS_128: ClassVar[bool] = True
+
+    @classmethod
+    def reserved_mask(cls, cfg: VtdConfig) -> int:
+        """Bits that must be zero under ``cfg``."""
+        mask = ~cls.defined_mask() & ((1 << 256) - 1)
+        for name, feature in cls.FEATURE_FIELDS.items():
+            if not getattr(cfg, feature):
+                mask |= cls.LAYOUT[name].mask
+        return mask
+
+
+class ContextCacheInv(Descriptor, frozen=True, gc=False):
+    """Type 1: context-cache invalidate. G: 1 global, 2 domain (DID), 3 device (DID, SID, FM)."""
+
+    TYPE = 1
+    FIXED = _type_bits(1)
+    GRANULARITIES = frozenset({1, 2, 3})
+    LAYOUT = {"G": Field(4, 2), "DID": Field(16, 16), "SID": Field(32, 16), "FM": Field(48, 2)}
+    G: int = 1
+    DID: int = 0
+    SID: int = 0
+    FM: int = 0
+
+
+class IotlbInv(Descriptor, frozen=True, gc=False):
+    """Type 2: IOTLB invalidate. G: 1 global, 2 domain (DID), 3 page range of DID (ADDR, AM)."""
+
+    TYPE = 2
+    FIXED = _type_bits(2)
+    GRANULARITIES = frozenset({1, 2, 3})
+    FEATURE_FIELDS = {"DW": "dwd", "DR": "drd"}
+    LAYOUT = {
+        "G": Field(4, 2), "DW": bit(6), "DR": bit(7), "DID": Field(16, 16),
+        "AM": Field(64, 6),            # 2^AM pages
+        "IH": bit(70),                 # only leaves changed: paging-structure caches may stay
+        "ADDR": Field(76, 52, 12),
+    }
+    G: int = 1
+    DW: bool = False
+    DR: bool = False
+    DID: int = 0
+    AM: int = 0
+    IH: bool = False
+    ADDR: int = 0
+
+
+class DevTlbInv(Descriptor, frozen=True, gc=False):
+    """Type 3: device-TLB invalidate (requests without PASID). S=1: range encoded in ADDR."""
+
+    TYPE = 3
+    FIXED = _type_bits(3)
+    LAYOUT = {
+        "PFSID_LO": Field(12, 4), "MIP": Field(16, 5), "SID": Field(32, 16),
+        "PFSID_HI": Field(52, 12), "S": bit(64), "ADDR": Field(76, 52, 12),
+    }
+    PFSID_LO: int = 0
+    MIP: int = 0
+    SID: int = 0
+    PFSID_HI: int = 0
+    S: bool = False
+    ADDR: int = 0
+
+
+class IecInv(Descriptor, frozen=True, gc=False):
+    """Type 4: interrupt-entry-cache invalidate (interrupt remapping; no DMA effect)."""
+
+    TYPE = 4
+    FIXED = _type_bits(4)
+    LAYOUT = {"G": bit(4), "IM": Field(27, 5), "IIDX": Field(32, 16)}
+    G: bool = False
+    IM: int = 0
+    IIDX: int = 0
+
+
+class InvWait(Descriptor, frozen=True, gc=False):
+    """Type 5: invalidation wait. SW writes STDATA to STADDR; IF sets ICS.IWC."""
+
+    TYPE = 5
+    FIXED = _type_bits(5)
+    FEATURE_FIELDS = {"PD": "pds"}
+    LAYOUT = {
+        "IF": bit(4), "SW": bit(5), "FN": bit(6), "PD": bit(7),
+        "STDATA": Field(32, 32),
+        "STADDR": Field(66, 62, 2),     # dword-aligned status address
+    }
+    IF: bool = False
+    SW: bool = False
+    FN: bool = False
+    PD: bool = False
+    STDATA: int = 0
+    STADDR: int = 0
+
+
+class PasidIotlbInv(Descriptor, frozen=True, gc=False):
+    """Type 6: PASID-based IOTLB invalidate (first-level and nested translations).
+
+    G: 2 all non-global entries of (DID, PASID); 3 page range of (DID, PASID), global included.
+    """
+
+    TYPE = 6
+    FIXED = _type_bits(6)
+    GRANULARITIES = frozenset({2, 3})
+    HAS_128 = False
+    LAYOUT = {
+        "G": Field(4, 2), "DID": Field(16, 16), "PASID": Field(32, 20),
+        "AM": Field(64, 6), "IH": bit(70), "ADDR": Field(76, 52, 12),
+    }
+    G: int = 2
+    DID: int = 0
+    PASID: int = 0
+    AM: int = 0
+    IH: bool = False
+    ADDR: int = 0
+
+
+class PasidCacheInv(Descriptor, frozen=True, gc=False):
+    """Type 7: PASID-cache invalidate. G: 0 domain (DID), 1 DID+PASID, 3 global; 2 reserved."""
+
+    TYPE = 7
+    FIXED = _type_bits(7)
+    GRANULARITIES = frozenset({0, 1, 3})
+    HAS_128 = False
+    LAYOUT = {"G": Field(4, 2), "DID": Field(16, 16), "PASID": Field(32, 20)}
+    G: int = 0
+    DID: int = 0
+    PASID: int = 0
+
+
+class PasidDevTlbInv(Descriptor, frozen=True, gc=False):
+    """Type 8: PASID-based device-TLB invalidate. S=1: range encoded in ADDR; G: global
+    (the device drops the range for every PASID)."""
+
+    TYPE = 8
+    FIXED = _type_bits(8)
+    HAS_128 = False
+    LAYOUT = {
+        "MIP": Field(4, 5), "PFSID_LO": Field(12, 4), "SID": Field(16, 16),
+        "PASID": Field(32, 20), "PFSID_HI": Field(52, 12),
+        "G": bit(64), "S": bit(75), "ADDR": Field(76, 52, 12),
+    }
+    MIP: int = 0
+    PFSID_LO: int = 0
+    SID: int = 0
+    PASID: int = 0
+    PFSID_HI: int = 0
+    G: bool = False
+    S: bool = False
+    ADDR: int = 0
+
+
+class ResponseCode(IntEnum):
+    """Page group response codes (type 9 RC)."""
+
+    SUCCESS = 0
+    INVALID_REQUEST = 1
+    FAILURE = 0xF
+
+
+class PageGroupResponse(Descriptor, frozen=True, gc=False):
+    """Type 9: page group response, carried back to the device (QW2/QW3: private data)."""
+
+    TYPE = 9
+    FIXED = _type_bits(9)
+    HAS_128 = False
+    LAYOUT = {
+        "PP": bit(4), "PDP": bit(5), "RC": Field(12, 4), "RID": Field(16, 16),
+        "PASID": Field(32, 20), "LPIG": bit(66), "PRGI": Field(67, 9),
+        "PRIV0": Field(128, 64), "PRIV1": Field(192, 64),
+    }
+    PP: bool = False
+    PDP: bool = False
+    RC: int = 0
+    RID: int = 0
+    PASID: int = 0
+    LPIG: bool = False
+    PRGI: int = 0
+    PRIV0: int = 0
+    PRIV1: int = 0
+
+
+DESCRIPTOR_TYPES: dict[int, type[Descriptor]] = {
+    cls.TYPE: cls
+    for cls in (ContextCacheInv, IotlbInv, DevTlbInv, IecInv, InvWait, PasidIotlbInv,
+                PasidCacheInv, PasidDevTlbInv, PageGroupResponse)
+}
+
+#: Types the capability set must report for the hardware to accept them.
+_TYPE_FEATURE: dict[int, str] = {3: "dt", 8: "dt", 9: "prs", 6: "pasid", 7: "pasid"}
+#: Types that exist only in scalable mode (TTM = 01).
+_SCALABLE_ONLY = frozenset({6, 7, 8, 9})
+
+
+def decode_descriptor(qwords: Sequence[int], cfg: VtdConfig, *, wide: bool = True,
+                      scalable: bool = True) -> Descriptor:
+    """Validate and decode a descriptor as the queue reads it.
+
+    ``qwords`` are the 4 (``wide``: 256-bit queue) or 2 (128-bit queue) quadwords at IQH.
+    Raises :class:`DescriptorError`: unknown or unsupported type (IQEI 3), a type with no 128-bit
+    form in a 128-bit queue (5), a scalable-only type under legacy TTM (7), a reserved bit, a
+    reserved granularity, page-selective IOTLB without CAP.PSI or AM > CAP.MAMV (4).
+    """
+    if len(qwords) != (4 if wide else 2) or any(not 0 <= q <= _QW for q in qwords):
+        raise DescriptorError(Iqei.INVALID_WIDTH, f"descriptor: need {4 if wide else 2} "
+                              "64-bit quadwords")
+    raw = qwords_to_int(qwords)
+    code = TYPE_LO.get(raw) | TYPE_HI.get(raw) << 4
+    cls = DESCRIPTOR_TYPES.get(code)
+    feature = _TYPE_FEATURE.get(code)
+    if cls is None or (feature is not None and not getattr(cfg, feature)):
+        raise DescriptorError(Iqei.INVALID_TYPE, f"descriptor type {code:#x} is not supported")
+    if not wide and not cls.HAS_128:
+        raise DescriptorError(Iqei.INVALID_WIDTH,
+                              f"descriptor type {code:#x} needs the 256-bit queue")
+    if not scalable and code in _SCALABLE_ONLY:
+        raise DescriptorError(Iqei.INVALID_FOR_TTM,
+                              f"descriptor type {code:#x} is only valid in scalable mode")
+    reserved = raw & cls.reserved_mask(cfg)
+    if reserved:
+        raise DescriptorError(Iqei.RESERVED_FIELD, f"{cls.__name__}: reserved bits "
+                              f"{reserved:#x} set")
+    desc = cls.from_int(raw)
+    g = desc.describe().get("G")
+    if cls.GRANULARITIES is not None and g not in cls.GRANULARITIES:
+        raise DescriptorError(Iqei.RESERVED_FIELD, f"{cls.__name__}: granularity {g} reserved")
+    if isinstance(desc, IotlbInv) and desc.G == 3 and not cfg.psi:
+        raise DescriptorError(Iqei.RESERVED_FIELD, "IotlbInv: page-selective without CAP.PSI")
+    am = desc.describe().get("AM")
+    if am is not None and am > cfg.mamv:
+        raise DescriptorError(Iqei.RESERVED_FIELD, f"{cls.__name__}: AM {am} > MAMV "
+                              f"{cfg.mamv}")
+    return desc
+
+
+# -- address ranges ------------------------------------------------------------------------------
+
+
+def page_range(addr: int, am: int) -> tuple[int, int]:
+    """The naturally aligned range of 2^AM pages containing ``addr``: (base, size)."""
+    size = 1 << (PAGE_SHIFT + am)
+    return addr & ~(size - 1), size
+
+
+def devtlb_range(addr: int, s: bool) -> tuple[int, int]:
+    """The range a device-TLB invalidation names: one page, or with S=1 the PCIe ATS encoding
+    (k consecutive ones from bit 12 -> 2^(k+1) pages, aligned). All of bits 62:12 set means the
+    whole address space."""
+    addr &= ~((1 << PAGE_SHIFT) - 1)
+    if not s:
+        return addr, 1 << PAGE_SHIFT
+    pages = addr >> PAGE_SHIFT
+    ones = (~pages & (pages + 1)).bit_length() - 1     # trailing one bits of the page number
+    size = 1 << min(PAGE_SHIFT + 1 + ones, 64)
+    return addr & ~(size - 1) & _QW, size
+
+
+def devtlb_size_encoding(addr: int, size_order: int) -> tuple[int, bool]:
+    """ADDR and S for invalidating 2^size_order pages at ``addr`` (what the Linux driver writes):
+    with an order above 0, bits 12..12+order-2 set, bit 12+order-1 clear, S set."""
+    addr &= ~((1 << PAGE_SHIFT) - 1) & _QW
+    if size_order <= 0:
+        return addr, False
+    ones = ((1 << (size_order - 1)) - 1) << PAGE_SHIFT
+    addr = (addr | ones) & ~(1 << (PAGE_SHIFT + size_order - 1)) & _QW
+    return addr, True
