@@ -57,7 +57,9 @@ def _buffers(draw: st.DrawFn, seed: bytes) -> bytes:
     return bytes(buf[:cut]) + bytes(draw(st.binary(max_size=max(0, cut - len(buf)))))
 
 
-def _outcome(fn: Callable[..., Any], buf: bytes, profile: str, disc: SizeDiscipline) -> Any:
+def _outcome(
+    fn: Callable[..., Any], buf: bytes | bytearray, profile: str, disc: SizeDiscipline
+) -> Any:
     try:
         result = fn(buf, profile, disc)
     except UAPIError as err:

@@ -211,7 +211,7 @@ def test_buffer_shorter_than_argsz_claims_is_efault(disc: SizeDiscipline) -> Non
                          (GpasidBindData, BIND, "bind"),
                          (PasidTableConfig, TABLE, "attach_pasid_table"),
                          (NestingInfo, NESTING, "nesting_info")):
-        err = refused(cls.from_user, raw[:-1], "strict", disc)  # type: ignore[attr-defined]
+        err = refused(cls.from_user, raw[:-1], "strict", disc)
         assert (err.errno, err.rule) == (errno.EFAULT, f"{op}.copy_rest")
 
 

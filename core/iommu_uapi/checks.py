@@ -66,14 +66,18 @@ VTD_FLAGS_MASK = IOMMU_SVA_VTD_GPASID_LAST - 1
 RESPONSE_FLAGS_MASK = 0x1
 
 #: The header's cache x granularity table (a.3): cache bits a granularity does not apply to.
-GRANU_FORBIDDEN_CACHES: dict[int, CacheType] = {
-    InvGranularity.DOMAIN: CacheType.DEV_IOTLB,
-    InvGranularity.PASID: CacheType(0),
-    InvGranularity.ADDR: CacheType.PASID,
+#: Plain ints (not IntFlag) because this runs on every request.
+GRANU_FORBIDDEN_CACHES: dict[int, int] = {
+    int(InvGranularity.DOMAIN): int(CacheType.DEV_IOTLB),
+    int(InvGranularity.PASID): 0,
+    int(InvGranularity.ADDR): int(CacheType.PASID),
 }
 
 #: argsz a granularity needs: offsetofend of its union member (c.1 steps 4, 5).
-GRANU_MIN_ARGSZ: dict[int, int] = {InvGranularity.PASID: 32, InvGranularity.ADDR: 56}
+GRANU_MIN_ARGSZ: dict[int, int] = {int(InvGranularity.PASID): 32, int(InvGranularity.ADDR): 56}
+
+_GRANU_ADDR = int(InvGranularity.ADDR)
+_GRANU_PASID = int(InvGranularity.PASID)
 #: argsz the VT-d bind vendor data needs: offsetofend(vendor.vtd) (strict; d.1 #3 in 5.10).
 BIND_VTD_MIN_ARGSZ = 72
 #: argsz the SMMUv3 PASID-table config needs: offsetofend(vendor_data.smmuv3) (c.7 step 5).
@@ -124,11 +128,11 @@ def cache_invalidate_content(info: CacheInvalidateInfo, prof: Profile) -> None:
                 "cache_invalidate.cache_granularity",
                 granularity=_granu_name(granu), cache=CacheType(cache & forbidden).name,
             )
-        if granu == InvGranularity.ADDR:
+        if granu == _GRANU_ADDR:
             flags = info.granu.addr_info.flags
             if flags & ~ADDR_FLAGS_MASK and "cache_invalidate.addr_flags" in rules:
                 raise fail("cache_invalidate.addr_flags", flags=flags)
-        elif granu == InvGranularity.PASID:
+        elif granu == _GRANU_PASID:
             flags = info.granu.pasid_info.flags
             if flags & ~PASID_FLAGS_MASK and "cache_invalidate.pasid_flags" in rules:
                 raise fail("cache_invalidate.pasid_flags", flags=flags)
