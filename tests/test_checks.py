@@ -239,11 +239,11 @@ def test_message_names_operation_rule_and_values() -> None:
 
 def test_unbind_runs_the_bind_validation_and_says_unbind() -> None:
     with pytest.raises(UAPIError) as exc:
-        BD(bd(version=3), "linux-5.10", op="unbind")
+        BD(bd(version=3), "linux-5.10", operation="unbind")
     assert exc.value.rule == "bind.version"
     assert exc.value.message.startswith("unbind: ")
     with pytest.raises(UAPIError) as short:
-        BD(bd(40), "linux-5.10", op="unbind")
+        BD(bd(40), "linux-5.10", operation="unbind")
     assert short.value.message.startswith("unbind: ")
     data = GpasidBindData.from_bytes(bd(flags=2))
     with pytest.raises(UAPIError) as typed:

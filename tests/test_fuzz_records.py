@@ -33,7 +33,7 @@ _TABLE = PasidTableConfig(argsz=32, version=1, format=1, config=1).to_bytes()
 ENTRY: dict[str, tuple[Callable[..., Any], bytes]] = {
     "cache_invalidate": (CacheInvalidateInfo.from_user, _CI),
     "bind": (GpasidBindData.from_user, _BIND),
-    "unbind": (lambda b, p, d: GpasidBindData.from_user(b, p, d, op="unbind"), _BIND),
+    "unbind": (lambda b, p, d: GpasidBindData.from_user(b, p, d, operation="unbind"), _BIND),
     "attach_pasid_table": (PasidTableConfig.from_user, _TABLE),
     "page_response": (PageResponse.from_user, PageResponse(24, 1).to_bytes()),
     "nesting_info": (NestingInfo.from_user, NestingInfo(argsz=64).to_bytes()),

@@ -55,12 +55,13 @@ class GpasidBindData(CRecord, frozen=True, gc=False):
         buf: bytes | bytearray | memoryview,
         profile: ProfileLike = "linux-5.10",
         discipline: SizeDiscipline = SizeDiscipline.ARGSZ,
-        op: str = "bind",
+        operation: str = "bind",
     ) -> GpasidBindData:
-        """What ``iommu_uapi_sva_bind_gpasid()`` (``op="bind"``) or the user unbind
-        (``op="unbind"``, the same validation) does before calling the driver (c.3-c.5)."""
+        """What ``iommu_uapi_sva_bind_gpasid()`` (``operation="bind"``) or the user unbind
+        (``operation="unbind"``: the same validation, reported as unbind) does before calling
+        the driver (c.3-c.5)."""
         prof = _checks.profile_of(profile)
-        head = _checks.unbind_argsz if op == "unbind" else _checks.bind_argsz
-        data = copy_from_user(cls, buf, "bind", discipline, head, prof, op)
-        _checks.bind_content(data, prof, op)
+        head = _checks.unbind_argsz if operation == "unbind" else _checks.bind_argsz
+        data = copy_from_user(cls, buf, "bind", discipline, head, prof, operation)
+        _checks.bind_content(data, prof, operation)
         return data
