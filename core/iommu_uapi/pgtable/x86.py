@@ -364,6 +364,7 @@ class X86PageTable(PageTableBuilder):
         self._va_top = geo.va_top
         self._canon_ones = geo.canon_ones
         self.walker = X86Walker(mem, cfg)
+        self._nested_walker: X86Walker | None = None
         super().__init__(mem, levels, root_size=4096, table_size=4096, oa_bits=cfg.haw,
                          name="first level")
 
@@ -407,5 +408,14 @@ class X86PageTable(PageTableBuilder):
 
     def walk(self, iova: int, access: int, s2: Stage2Translate | None = None,
              update_ad: bool = False) -> WalkResult:
-        """Walk these tables as the IOMMU would (see :meth:`X86Walker.walk`)."""
-        return self.walker.walk(self.root, iova, access, s2, update_ad)
+        """Walk these tables as the IOMMU would (see :meth:`X86Walker.walk`).
+
+        Nested (``s2`` given), the descriptors are read at the host addresses stage 2 yields:
+        from the table memory's ``host`` when it is a guest's memory.
+        """
+        if s2 is None:
+            return self.walker.walk(self.root, iova, access, None, update_ad)
+        host = getattr(self.mem, "host", self.mem)
+        if self._nested_walker is None or self._nested_walker.mem is not host:
+            self._nested_walker = X86Walker(host, self.cfg)
+        return self._nested_walker.walk(self.root, iova, access, s2, update_ad)
