@@ -102,7 +102,8 @@ class IOMMU:
         self._next_domain = 1
         self._pm = instance_manager(self.backend, self.backend_name)
         self.hook = self._pm.hook
-        self.ops = frozenset(n for n in instance_hook_names() if hasattr(self.backend, n))
+        self.ops = frozenset(n for n in instance_hook_names()
+                             if callable(getattr(self.backend, n, None)))
         for observer in (*global_observers(), *observers):
             self.add_observer(observer)
         if "iommu_instance_init" in self.ops:

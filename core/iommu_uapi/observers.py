@@ -9,7 +9,8 @@ An observer is either
   refuse the call before the backend sees it (fault injection).
 
 :class:`CallCounter`, :class:`CallRecorder` and :class:`FaultInjector` are ready-made ones.
-Observers run on the control path only: the data path calls no hook.
+Observers added later wrap those added earlier (a counter added after a fault injector also
+counts the refused calls). Observers run on the control path only: the data path calls no hook.
 """
 
 from __future__ import annotations

@@ -1,0 +1,291 @@
+"""A small, test-only IOMMU backend that exercises every room of the core.
+
+It is real in the ways the core needs: host domains have VT-d second-level tables in physical
+memory; a bound guest PASID walks the guest's x86 first-level tables through them (nested, with
+the exact descriptor reads); the IOTLB is the core's, tagged (domain id, PASID); a configuration
+cache of binds makes a missing PASID-cache invalidation visible; invalidations act on the IOTLB
+and on ATS devices' device TLBs; faults and page requests produce the generic records. It has
+no hardware configuration structures and no native commands: those belong to real backends.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from iommu_uapi.device import Device, Domain
+from iommu_uapi.errors import UAPIError
+from iommu_uapi.features import CacheCell, Capabilities, FailureReport, Feature
+from iommu_uapi.hookspecs import hookimpl
+from iommu_uapi.iommu import IOMMU
+from iommu_uapi.memory import PhysicalMemory
+from iommu_uapi.pgtable.common import WalkFault
+from iommu_uapi.pgtable.vtd_sl import SLConfig, SLPageTable
+from iommu_uapi.pgtable.x86 import X86Config, X86Walker
+from iommu_uapi.plugins import BackendSpec
+from iommu_uapi.tlb import TLB, TLBEntry
+from iommu_uapi.translation import TranslationFault
+from iommu_uapi.uapi import (
+    CacheInvalidateInfo,
+    Fault,
+    FaultPageRequest,
+    FaultUnrecoverable,
+    GpasidBindData,
+    NestingInfo,
+    PageResponse,
+)
+from iommu_uapi.uapi.consts import (
+    CacheType,
+    FaultReason,
+    FaultType,
+    InvAddrFlags,
+    InvGranularity,
+    InvPasidFlags,
+    PageRequestFlags,
+    UnrecoverableFlags,
+)
+
+#: Every cell the header's table allows.
+HEADER_CELLS = frozenset({
+    CacheCell(CacheType.IOTLB, InvGranularity.DOMAIN),
+    CacheCell(CacheType.IOTLB, InvGranularity.PASID),
+    CacheCell(CacheType.IOTLB, InvGranularity.ADDR),
+    CacheCell(CacheType.DEV_IOTLB, InvGranularity.PASID),
+    CacheCell(CacheType.DEV_IOTLB, InvGranularity.ADDR),
+    CacheCell(CacheType.PASID, InvGranularity.DOMAIN),
+    CacheCell(CacheType.PASID, InvGranularity.PASID),
+})
+
+
+class MiniContext:
+    """Translation context: walk stage 2 (no PASID) or stage 1 over stage 2 (bound PASID)."""
+
+    def __init__(self, tag: tuple[Any, ...], walk: Any, atc: TLB | None, pasid: int | None,
+                 config_reads: int) -> None:
+        self.tag = tag
+        self._walk = walk
+        self.atc = atc
+        self.pasid = pasid
+        self.config_reads = config_reads
+
+    def walk(self, iova: int, access: int) -> tuple[TLBEntry, int]:
+        try:
+            res = self._walk(iova, access)
+        except WalkFault as wf:
+            flags = UnrecoverableFlags.ADDR_VALID
+            if self.pasid is not None:
+                flags |= UnrecoverableFlags.PASID_VALID
+            fault = Fault(type=FaultType.DMA_UNRECOV, event=FaultUnrecoverable(
+                reason=wf.reason, flags=flags, pasid=self.pasid or 0, perm=access, addr=iova))
+            raise TranslationFault(fault, wf, str(wf)) from None
+        size = res.page_size
+        base = iova & -size
+        return TLBEntry(base, size, res.oa & -size, res.perm, res.global_), res.reads + res.s2_reads
+
+
+class MiniBackend:
+    """The test backend (see the module docstring). ``nest=False`` declares no nesting."""
+
+    name = "mini"
+
+    def __init__(self, memory: PhysicalMemory, *, nest: bool = True,
+                 cells: frozenset[CacheCell] = HEADER_CELLS) -> None:
+        self.memory = memory
+        self.nest = nest
+        self.cells = cells
+        self.iommu: IOMMU | None = None
+        self.binds: dict[tuple[int, int], tuple[Domain, int, int]] = {}
+        self.bind_cache: dict[tuple[int, int], tuple[Domain, int, int] | None] = {}
+        self.responses: list[tuple[Device, PageResponse]] = []
+        self.sl_cfg = SLConfig(aw=2, haw=48)
+
+    def _iotlb(self) -> TLB:
+        assert self.iommu is not None
+        return self.iommu.iotlb
+
+    @hookimpl
+    def iommu_instance_init(self, iommu: IOMMU) -> None:
+        self.iommu = iommu
+
+    @hookimpl
+    def iommu_capabilities(self) -> Capabilities:
+        features = Feature.CACHE_INVLD | Feature.PAGE_REQUEST | Feature.SYSWIDE_PASID
+        if self.nest:
+            features |= Feature.BIND_PGTBL
+        return Capabilities(features=features, formats=(1,), pasid_bits=20,
+                            input_address_widths=(48,), output_address_width=48,
+                            page_sizes=0x1000 | 0x20_0000 | 0x4000_0000,
+                            cache_cells=self.cells,
+                            failure_reporting={"cache_invalidate": FailureReport.NONE})
+
+    @hookimpl
+    def iommu_device_add(self, dev: Device) -> None:
+        dev.data = "mini"
+
+    @hookimpl
+    def iommu_device_remove(self, dev: Device) -> None:
+        dev.data = None
+
+    @hookimpl
+    def iommu_domain_alloc(self, domain: Domain) -> None:
+        domain.data = SLPageTable(self.sl_cfg, self.memory)
+
+    @hookimpl
+    def iommu_domain_free(self, domain: Domain) -> None:
+        self._iotlb().invalidate((domain.id,))
+        self.memory.free(domain.data.root)
+
+    @hookimpl
+    def iommu_domain_set_nesting(self, domain: Domain) -> None:
+        if not self.nest or domain.devices:
+            raise UAPIError(errno.ENODEV, "set_nesting: not supported or devices attached")
+
+    @hookimpl
+    def iommu_attach_dev(self, domain: Domain, dev: Device) -> None:
+        pass
+
+    @hookimpl
+    def iommu_detach_dev(self, domain: Domain, dev: Device) -> None:
+        self._iotlb().invalidate((domain.id,))
+
+    @hookimpl
+    def iommu_map(self, domain: Domain, iova: int, paddr: int, size: int, prot: int) -> None:
+        domain.data.map(iova, paddr, size, prot)
+
+    @hookimpl
+    def iommu_unmap(self, domain: Domain, iova: int, size: int) -> int:
+        unmapped = int(domain.data.unmap(iova, size))
+        # The host driver flushes what it unmapped; nested entries derive from stage 2, so the
+        # whole domain goes (as a VT-d DID-selective invalidation does).
+        self._iotlb().invalidate((domain.id,))
+        return unmapped
+
+    @hookimpl
+    def iommu_iova_to_phys(self, domain: Domain, iova: int) -> int:
+        return int(domain.data.iova_to_phys(iova))
+
+    @hookimpl
+    def iommu_sva_bind_gpasid(self, domain: Domain, dev: Device, data: GpasidBindData,
+                              argsz: int, profile: str) -> None:
+        assert self.iommu is not None
+        if not domain.nesting:
+            raise UAPIError(errno.EINVAL, "bind: domain not in nesting mode")
+        if data.format != 1:
+            raise UAPIError(errno.EINVAL, f"bind: format {data.format} is not INTEL_VTD")
+        if dev.domain is not domain:
+            raise UAPIError(errno.EINVAL, "bind: device not attached to the domain")
+        if data.addr_width != 48:
+            raise UAPIError(errno.EINVAL, f"bind: addr_width {data.addr_width} not 48")
+        self.iommu.pasids.owner(data.hpasid)
+        key = (dev.sid, data.hpasid)
+        if key in self.binds:
+            raise UAPIError(errno.EBUSY, f"bind: pasid {data.hpasid} already bound")
+        self.binds[key] = (domain, data.gpgd, data.addr_width)
+        self.bind_cache.pop(key, None)
+
+    @hookimpl
+    def iommu_sva_unbind_gpasid(self, domain: Domain, dev: Device, pasid: int) -> None:
+        assert self.iommu is not None
+        self.iommu.pasids.owner(pasid)
+        if self.binds.pop((dev.sid, pasid), None) is not None:
+            self.bind_cache.pop((dev.sid, pasid), None)
+            self._iotlb().invalidate((domain.id, pasid))
+
+    @hookimpl
+    def iommu_cache_invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo,
+                               profile: str) -> None:
+        assert self.iommu is not None
+        granu = info.granularity
+        pasid: int | None = None
+        addr = size = None
+        if granu == InvGranularity.PASID and info.granu.pasid_info.flags & InvPasidFlags.PASID:
+            pasid = info.granu.pasid_info.pasid
+        if granu == InvGranularity.ADDR:
+            ai = info.granu.addr_info
+            if ai.flags & InvAddrFlags.PASID:
+                pasid = ai.pasid
+            addr, size = ai.addr, ai.granule_size * ai.nb_granules
+        for bit in CacheType:
+            if not info.cache & bit:
+                continue
+            if CacheCell(bit, InvGranularity(granu)) not in self.cells:
+                if profile == "strict":
+                    raise UAPIError(errno.EINVAL, f"cache_invalidate: {bit.name} x "
+                                    f"{InvGranularity(granu).name} not supported")
+                continue
+            if bit == CacheType.PASID:
+                for key in [k for k in self.bind_cache if k[0] == dev.sid and
+                            (pasid is None or k[1] == pasid)]:
+                    del self.bind_cache[key]
+                self.iommu.invalidate_contexts(dev.sid)
+                continue
+            tlb = self._iotlb() if bit == CacheType.IOTLB else dev.atc
+            if tlb is None:
+                continue
+            prefix: tuple[Any, ...] = (domain.id,) if bit == CacheType.IOTLB else ()
+            if pasid is not None:
+                prefix = (*prefix, pasid) if prefix else (pasid,)
+            tlb.invalidate(prefix, addr, size)
+
+    @hookimpl
+    def iommu_page_request(self, dev: Device, pasid: int | None, addr: int, access: int,
+                           grpid: int, last: bool, private_data: tuple[int, int] | None
+                           ) -> Fault:
+        if not dev.pri:
+            raise UAPIError(errno.EOPNOTSUPP, "page_request: device has no PRI")
+        flags = PageRequestFlags(0)
+        if pasid is not None:
+            flags |= PageRequestFlags.PASID_VALID | PageRequestFlags.RESPONSE_NEEDS_PASID
+        if last:
+            flags |= PageRequestFlags.LAST_PAGE
+        if private_data is not None:
+            flags |= PageRequestFlags.PRIV_DATA
+        return Fault(type=FaultType.PAGE_REQ, prm=FaultPageRequest(
+            flags=flags, pasid=pasid or 0, grpid=grpid, perm=access, addr=addr,
+            private_data=private_data or (0, 0)))
+
+    @hookimpl
+    def iommu_page_response(self, dev: Device, fault: Fault, msg: PageResponse,
+                            profile: str) -> None:
+        self.responses.append((dev, msg))
+
+    @hookimpl
+    def iommu_nesting_info(self, domain: Domain) -> NestingInfo:
+        if not domain.nesting:
+            raise UAPIError(errno.ENODEV, "nesting_info: domain not in nesting mode")
+        return NestingInfo(argsz=NestingInfo.SIZE, format=1, features=3, addr_width=48,
+                           pasid_bits=20)
+
+    @hookimpl
+    def iommu_translation_context(self, dev: Device, pasid: int | None) -> MiniContext:
+        domain = dev.domain
+        if domain is None:
+            fault = Fault(type=FaultType.DMA_UNRECOV, event=FaultUnrecoverable(
+                reason=FaultReason.BAD_PASID_ENTRY))
+            raise TranslationFault(fault, None, f"{dev!r} is not attached")
+        s2 = domain.data.walker
+        if pasid is None:
+            walk = lambda iova, access: s2.walk(domain.data.root, iova, access)  # noqa: E731
+            return MiniContext((domain.id, None), walk, dev.atc, None, 0)
+        key = (dev.sid, pasid)
+        reads = 0
+        if key not in self.bind_cache:  # the configuration cache: filled on a miss
+            self.bind_cache[key] = self.binds.get(key)
+            reads = 1
+        bound = self.bind_cache[key]
+        if bound is None:
+            fault = Fault(type=FaultType.DMA_UNRECOV, event=FaultUnrecoverable(
+                reason=FaultReason.PASID_INVALID, flags=UnrecoverableFlags.PASID_VALID,
+                pasid=pasid))
+            raise TranslationFault(fault, None, f"pasid {pasid} not bound")
+        bdomain, gpgd, _ = bound
+        fl = X86Walker(self.memory, X86Config(levels=4, haw=48))
+        stage2 = bdomain.data.stage2()
+        walk = lambda iova, access: fl.walk(gpgd, iova, access, stage2)  # noqa: E731
+        return MiniContext((bdomain.id, pasid), walk, dev.atc, pasid, reads)
+
+
+@hookimpl
+def iommu_register_backends(register: Any) -> None:
+    """Register the test backend as ``mini``."""
+    register(BackendSpec(name="mini", factory=MiniBackend, description="test-only backend"))
