@@ -256,3 +256,34 @@ def instance_hook_names() -> list[str]:
     """The hooks implemented by backend instances (every hook but the discovery ones)."""
     return [n for n in hook_names() if n != "iommu_register_backends"]
 
+
+
+def render_markdown() -> str:
+    """docs/hooks.md: every hook with its signature and documentation, from this module."""
+    import inspect
+
+    module_doc = inspect.getdoc(inspect.getmodule(render_markdown)) or ""
+    out = ["# Hook reference", "",
+           "Generated from `iommu_uapi/hookspecs.py` by `python -m iommu_uapi.hookspecs "
+           "docs/hooks.md`; a test fails when they differ.", "", module_doc, ""]
+    for name in hook_names():
+        func = globals()[name]
+        opts = getattr(func, f"{PROJECT}_spec", {}) or {}
+        sig = inspect.signature(func)
+        params = ", ".join(str(p).replace("'", "") for p in sig.parameters.values())
+        ret = str(sig.return_annotation).replace("'", "")
+        kind = "firstresult" if opts.get("firstresult") else "all results"
+        out += [f"## `{name}`", "", "```python", f"def {name}({params}) -> {ret}", "```", "",
+                f"*{kind}*", "", inspect.getdoc(func) or "", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+    from pathlib import Path
+
+    text = render_markdown()
+    if len(sys.argv) > 1:
+        Path(sys.argv[1]).write_text(text)
+    else:
+        sys.stdout.write(text)
