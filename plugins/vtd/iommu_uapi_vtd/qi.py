@@ -282,7 +282,8 @@ def decode_descriptor(qwords: Sequence[int], cfg: VtdConfig, *, wide: bool = Tru
     form in a 128-bit queue (5), a scalable-only type under legacy TTM (7), a reserved bit, a
     reserved granularity, page-selective IOTLB without CAP.PSI or AM > CAP.MAMV (4).
     """
-    if len(qwords) != (4 if wide else 2) or any(not 0 <= q <= _QW for q in qwords):
+    if len(qwords) != (4 if wide else 2) or any(
+            not isinstance(q, int) or not 0 <= q <= _QW for q in qwords):
         raise DescriptorError(Iqei.INVALID_WIDTH, f"descriptor: need {4 if wide else 2} "
                               "64-bit quadwords")
     raw = qwords_to_int(qwords)

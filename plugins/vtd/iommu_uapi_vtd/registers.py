@@ -281,25 +281,33 @@ def modern_server(*, five_level: bool = False, caching_mode: bool = False,
     return VtdConfig(**changes)
 
 
+_CONFIG_FIELDS = frozenset(VtdConfig.__struct_fields__)
+
+#: Register field -> (VtdConfig attribute, amount added when encoding). Fields named like their
+#: attribute map one to one; MGAW and NFR hold "value - 1". FRO/IRO are placement constants.
+_CAP_CONFIG: dict[str, tuple[str, int]] = {
+    **{name: (name.lower(), 0) for name in Cap.LAYOUT if name.lower() in _CONFIG_FIELDS},
+    "MGAW": ("mgaw", -1),
+    "NFR": ("fault_records", -1),
+}
+_ECAP_CONFIG: dict[str, tuple[str, int]] = {
+    name: (name.lower(), 0) for name in Ecap.LAYOUT if name.lower() in _CONFIG_FIELDS
+}
+
+
+def _encode(cfg: VtdConfig, table: dict[str, tuple[str, int]]) -> dict[str, Any]:
+    return {f: getattr(cfg, attr) + adj if adj else getattr(cfg, attr)
+            for f, (attr, adj) in table.items()}
+
+
 def cap_value(cfg: VtdConfig) -> int:
     """The 64-bit CAP register value of ``cfg``."""
-    return Cap(
-        ND=cfg.nd, AFL=cfg.afl, RWBF=cfg.rwbf, PLMR=cfg.plmr, PHMR=cfg.phmr, CM=cfg.cm,
-        SAGAW=cfg.sagaw, MGAW=cfg.mgaw - 1, ZLR=cfg.zlr, FRO=FRCD_OFFSET >> 4,
-        SLLPS=cfg.sllps, PSI=cfg.psi, NFR=cfg.fault_records - 1, MAMV=cfg.mamv, DWD=cfg.dwd,
-        DRD=cfg.drd, FL1GP=cfg.fl1gp, PI=cfg.pi, FL5LP=cfg.fl5lp,
-    ).to_int()
+    return Cap(FRO=FRCD_OFFSET >> 4, **_encode(cfg, _CAP_CONFIG)).to_int()
 
 
 def ecap_value(cfg: VtdConfig) -> int:
     """The 64-bit ECAP register value of ``cfg``."""
-    return Ecap(
-        C=cfg.c, QI=cfg.qi, DT=cfg.dt, IR=cfg.ir, EIM=cfg.eim, PT=cfg.pt, SC=cfg.sc,
-        IRO=IOTLB_REG_OFFSET >> 4, MHMV=cfg.mhmv, MTS=cfg.mts, NEST=cfg.nest, PRS=cfg.prs,
-        ERS=cfg.ers, SRS=cfg.srs, NWFS=cfg.nwfs, EAFS=cfg.eafs, PSS=cfg.pss, PASID=cfg.pasid,
-        DIT=cfg.dit, PDS=cfg.pds, SMTS=cfg.smts, VCS=cfg.vcs, SLADS=cfg.slads, SLTS=cfg.slts,
-        FLTS=cfg.flts, SMPWCS=cfg.smpwcs, RPS=cfg.rps, ADMS=cfg.adms, RPRIVS=cfg.rprivs,
-    ).to_int()
+    return Ecap(IRO=IOTLB_REG_OFFSET >> 4, **_encode(cfg, _ECAP_CONFIG)).to_int()
 
 
 def _check_u64(name: str, value: int) -> None:
@@ -324,12 +332,7 @@ def config_from_registers(cap: int, ecap: int) -> VtdConfig:
     """The capability set that CAP/ECAP values describe (the inverse of :func:`cap_value` and
     :func:`ecap_value`; register offsets FRO/IRO are not part of the set)."""
     c, e = decode_cap(cap), decode_ecap(ecap)
-    return VtdConfig(
-        nd=c.ND, cm=c.CM, rwbf=c.RWBF, afl=c.AFL, plmr=c.PLMR, phmr=c.PHMR, zlr=c.ZLR,
-        sagaw=c.SAGAW, mgaw=c.MGAW + 1, sllps=c.SLLPS, psi=c.PSI, mamv=c.MAMV,
-        fault_records=c.NFR + 1, dwd=c.DWD, drd=c.DRD, fl1gp=c.FL1GP, fl5lp=c.FL5LP, pi=c.PI,
-        c=e.C, qi=e.QI, dt=e.DT, ir=e.IR, eim=e.EIM, pt=e.PT, sc=e.SC, mhmv=e.MHMV, mts=e.MTS,
-        nest=e.NEST, prs=e.PRS, ers=e.ERS, srs=e.SRS, nwfs=e.NWFS, eafs=e.EAFS, pss=e.PSS,
-        pasid=e.PASID, dit=e.DIT, pds=e.PDS, smts=e.SMTS, vcs=e.VCS, slads=e.SLADS,
-        slts=e.SLTS, flts=e.FLTS, smpwcs=e.SMPWCS, rps=e.RPS, adms=e.ADMS, rprivs=e.RPRIVS,
-    )
+    values = {attr: getattr(c, f) - adj if adj else getattr(c, f)
+              for f, (attr, adj) in _CAP_CONFIG.items()}
+    values.update({attr: getattr(e, f) for f, (attr, _) in _ECAP_CONFIG.items()})
+    return VtdConfig(**values)

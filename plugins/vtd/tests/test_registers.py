@@ -62,7 +62,11 @@ def test_caching_mode_is_bit_7() -> None:
 def test_registers_decode_back_to_the_config() -> None:
     for cfg in (VtdConfig(), modern_server(five_level=True, caching_mode=True, rps=True,
                                            slads=True, mamv=18, fault_records=1, pss=4)):
-        assert config_from_registers(cap_value(cfg), ecap_value(cfg)) == cfg
+        back = config_from_registers(cap_value(cfg), ecap_value(cfg))
+        assert back == cfg
+        assert msgspec.structs.asdict(back) == msgspec.structs.asdict(cfg)
+        assert all(type(getattr(back, f)) is type(getattr(cfg, f))
+                   for f in cfg.__struct_fields__)
 
 
 def test_every_cap_and_ecap_field_is_named_once_without_overlap() -> None:
