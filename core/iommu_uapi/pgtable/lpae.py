@@ -245,15 +245,15 @@ def _geometry(cfg: LPAEConfig) -> _LGeometry:
 
 def s2_sl0(granule: int, ias: int) -> int:
     """The S2SL0 Linux's io-pgtable picks for an ``ias``-bit IPA: the fewest levels a stage-1
-    walk would need, then one level fewer by concatenating when the start table would have at
-    most 16 entries."""
+    walk would need, then, when that starts at level 0 with at most 16 entries, level 1 with
+    that many concatenated tables."""
     g = _GRANULE_BITS.get(granule)
     if g is None:
         raise UAPIError(errno.EINVAL, f"s2_sl0: granule {granule} must be 4096, 16384 or "
                         "65536", rule="lpae.granule")
     s = g - 3
     start = 4 - (ias - g + s - 1) // s
-    if start < 3 and (1 << (ias - (g + s * (3 - start)))) <= 16:
+    if start == 0 and (1 << (ias - (g + s * 3))) <= 16:
         start += 1
     table = _SL0_LEVEL[granule]
     if start not in table:
