@@ -6,6 +6,8 @@ enables ATS, PASIDs and page requests for the device and points at its PASID dir
 
 from __future__ import annotations
 
+import functools
+
 from .bits import Field, Record, bit
 from .reasons import SmFaultReason
 from .registers import VtdConfig
@@ -63,6 +65,7 @@ _FEATURE_FIELDS = {
 }
 
 
+@functools.lru_cache(maxsize=64)
 def context_reserved_mask(cfg: VtdConfig) -> int:
     """Context-entry bits that must be zero under ``cfg``: 8:5, 127:85, 255:128, PASIDDIRPTR bits
     at or above the host address width, and every field whose capability ``cfg`` lacks."""

@@ -6,6 +6,8 @@ PASID table that entry points at, PASID entry PASID[5:0] (64 entries of 64 bytes
 
 from __future__ import annotations
 
+import functools
+
 from .bits import Field, Record, bit
 from .reasons import SmFaultReason
 from .registers import VtdConfig
@@ -39,6 +41,7 @@ class PasidDirEntry(Record, frozen=True, gc=False):
     SMPTPTR: int = 0
 
 
+@functools.lru_cache(maxsize=64)
 def pasid_dir_reserved_mask(cfg: VtdConfig) -> int:
     """Directory-entry bits that must be zero: 11:2 and table-pointer bits at or above HAW."""
     return (~PasidDirEntry.defined_mask() | cfg.above_haw()) & ((1 << 64) - 1)

@@ -7,6 +7,7 @@ pass-through (PGTT). The builders below produce the entries the Linux 5.10 drive
 
 from __future__ import annotations
 
+import functools
 from enum import IntEnum
 from typing import Any
 
@@ -149,6 +150,7 @@ _PGTT_POINTERS: dict[int, tuple[str, ...]] = {
 }
 
 
+@functools.lru_cache(maxsize=64)
 def pasid_reserved_mask(cfg: VtdConfig, pgtt: int) -> int:
     """PASID-entry bits that must be zero under ``cfg`` for an entry of type ``pgtt``.
 

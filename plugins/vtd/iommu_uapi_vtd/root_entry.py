@@ -7,6 +7,7 @@ devfn 0x80-0xFF.
 
 from __future__ import annotations
 
+import functools
 from enum import IntEnum
 
 from .bits import Field, Record, bit
@@ -76,6 +77,7 @@ _HALVES = {
 }
 
 
+@functools.lru_cache(maxsize=64)
 def root_reserved_mask(cfg: VtdConfig) -> int:
     """Root-entry bits that must be zero under ``cfg``: 11:1, 75:65, and pointer bits at or above
     the host address width."""
