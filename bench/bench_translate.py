@@ -10,11 +10,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from minibackend import MiniBackend  # noqa: E402
+from minibackend import MiniBackend
 
-from iommu_uapi import PhysicalMemory  # noqa: E402
-from iommu_uapi.iommu import IOMMU  # noqa: E402
-from iommu_uapi.pgtable.common import Prot  # noqa: E402
+from iommu_uapi import PhysicalMemory
+from iommu_uapi.iommu import IOMMU
+from iommu_uapi.pgtable.common import Prot
 
 
 def median_ns(stmt: str, env: dict[str, object], number: int = 200_000) -> float:
