@@ -65,8 +65,19 @@ def _emit(data: object) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def _hex_bytes(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _hex_bytes(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hex_bytes(v) for v in value]
+    return value
+
+
 def _plain(value: object) -> object:
-    return msgspec.to_builtins(value, enc_hook=str)
+    """A record as plain data, byte arrays (padding) shown as hex."""
+    return _hex_bytes(msgspec.to_builtins(value, builtin_types=(bytes,), enc_hook=str))
 
 
 # --- commands ------------------------------------------------------------------------------------
