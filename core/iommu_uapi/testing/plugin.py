@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+from .harness import Harness
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add ``--iommu-backend``."""
@@ -23,3 +25,9 @@ def iommu_backend_name(request: pytest.FixtureRequest) -> str:
     if not name:
         pytest.skip("no backend selected (--iommu-backend NAME or IOMMU_UAPI_BACKEND)")
     return str(name)
+
+
+@pytest.fixture
+def harness(iommu_backend_name: str) -> Harness:
+    """A fresh host-and-guest rig on the selected backend (see :mod:`.harness`)."""
+    return Harness(iommu_backend_name)

@@ -1,0 +1,397 @@
+"""The conformance suite: test classes every backend runs against itself.
+
+Import them into a test module of your own (``from iommu_uapi.testing.conformance import *``),
+or run the packaged copy: ``pytest --pyargs iommu_uapi.testing.suite --iommu-backend NAME``.
+Each class is one *area* of the contract. Tests are gated by the backend's declared
+:class:`~iommu_uapi.features.Capabilities`, never by its name: a test that needs a feature or a
+cache-type x granularity cell the backend does not declare is skipped with a reason naming it.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ..abi import SizeDiscipline
+from ..errors import FeatureError, UAPIError
+from ..features import CacheCell, Feature
+from ..translation import TranslationFault
+from ..uapi.consts import CacheType, FaultType, InvGranularity, PageRequestFlags
+from .harness import READ, WRITE, Harness
+
+__all__ = [
+    "BindLifecycleTests",
+    "FaultTests",
+    "FuzzTests",
+    "InvalidationTests",
+    "IsolationTests",
+    "NegotiationTests",
+    "PasidTests",
+    "SizeRuleTests",
+    "need",
+]
+
+VA = 0x7F12_3450_0000
+GUEST_RAM_PROBE = 0x1000  # a GPA mapped in the harness domain only
+
+
+def need(h: Harness, feature: Feature | None = None, cell: CacheCell | None = None,
+         nesting: bool = False) -> None:
+    """Skip the running test unless the backend declares ``feature``/``cell``/nesting."""
+    if feature is not None and not h.caps.features & feature:
+        pytest.skip(f"backend does not declare feature {feature.name}")
+    if cell is not None and cell not in h.caps.cache_cells:
+        pytest.skip(f"backend does not declare cache cell {cell}")
+    if nesting and not h.nesting:
+        pytest.skip("backend binds no guest page table format this suite can build "
+                    f"(formats {list(h.caps.formats)})")
+
+
+def errno_of(call: Callable[[], object]) -> int:
+    """The errno of the UAPIError ``call`` raises (the test fails if it raises nothing)."""
+    with pytest.raises(UAPIError) as info:
+        call()
+    return info.value.errno
+
+
+def refused_unchanged(h: Harness, call: Callable[[], object]) -> int:
+    """Run ``call``, which must be refused, and check it changed nothing; returns the errno."""
+    before = h.snapshot()
+    code = errno_of(call)
+    assert h.snapshot() == before, "a refused call changed state"
+    return code
+
+
+def _cells() -> list[CacheCell]:
+    return [CacheCell(c, g) for c in CacheType for g in InvGranularity]
+
+
+class SizeRuleTests:
+    """The size discipline of every argsz record, through the backend's entry points."""
+
+    def test_exact_size_invalidation_is_accepted(self, harness: Harness) -> None:
+        cell = next(iter(sorted(harness.caps.cache_cells, key=str)), None)
+        if cell is None:
+            pytest.skip("backend declares no cache cell")
+        need(harness, Feature.CACHE_INVLD)
+        harness.invalidate(Harness.inv_info(cell, 1))
+
+    def test_argsz_below_minsz_is_einval(self, harness: Harness) -> None:
+        need(harness, Feature.CACHE_INVLD)
+        data = bytearray(Harness.inv_info(CacheCell(CacheType.IOTLB, InvGranularity.ADDR), 1)
+                         .to_bytes())
+        data[0:4] = (15).to_bytes(4, "little")
+        assert refused_unchanged(harness, lambda: harness.iommu.uapi_cache_invalidate(
+            harness.domain, harness.dev, bytes(data))) == errno.EINVAL
+
+    def test_buffer_shorter_than_argsz_claims_is_efault(self, harness: Harness) -> None:
+        need(harness, Feature.CACHE_INVLD)
+        data = Harness.inv_info(CacheCell(CacheType.IOTLB, InvGranularity.ADDR), 1).to_bytes()
+        assert refused_unchanged(harness, lambda: harness.iommu.uapi_cache_invalidate(
+            harness.domain, harness.dev, data[:40])) == errno.EFAULT
+
+    def test_newer_larger_struct_tail_ignored_under_argsz_e2big_under_iommufd(
+            self, harness: Harness) -> None:
+        cell = CacheCell(CacheType.IOTLB, InvGranularity.ADDR)
+        need(harness, Feature.CACHE_INVLD, cell)
+        data = bytearray(Harness.inv_info(cell, 1).to_bytes() + b"\x5a" * 8)
+        data[0:4] = (64).to_bytes(4, "little")
+        harness.iommu.uapi_cache_invalidate(harness.domain, harness.dev, bytes(data))
+        assert refused_unchanged(harness, lambda: harness.iommu.uapi_cache_invalidate(
+            harness.domain, harness.dev, bytes(data), discipline=SizeDiscipline.IOMMUFD)
+        ) == errno.E2BIG
+
+    def test_granularity_needs_its_union_member(self, harness: Harness) -> None:
+        need(harness, Feature.CACHE_INVLD)
+        data = bytearray(Harness.inv_info(CacheCell(CacheType.IOTLB, InvGranularity.ADDR), 1)
+                         .to_bytes())
+        data[0:4] = (40).to_bytes(4, "little")
+        assert refused_unchanged(harness, lambda: harness.iommu.uapi_cache_invalidate(
+            harness.domain, harness.dev, bytes(data))) == errno.EINVAL
+
+    def test_bind_argsz_below_minsz_and_bad_version(self, harness: Harness) -> None:
+        need(harness, Feature.BIND_PGTBL, nesting=True)
+        pasid = harness.vm.alloc()
+        short = bytearray(harness.bind_bytes(pasid))
+        short[0:4] = (48).to_bytes(4, "little")
+        for data in (bytes(short), harness.bind_bytes(pasid, version=2),
+                     harness.bind_bytes(pasid, padding=b"\x01" + bytes(7))):
+            assert refused_unchanged(harness, lambda data=data: harness.iommu.
+                                     uapi_sva_bind_gpasid(harness.domain, harness.dev, data)
+                                     ) == errno.EINVAL
+
+
+class NegotiationTests:
+    """Negotiation refuses at setup what the backend cannot do, never at first use."""
+
+    def test_everything_declared_negotiates(self, harness: Harness) -> None:
+        caps = harness.caps
+        result = harness.iommu.negotiate(caps.features, sorted(caps.cache_cells, key=str))
+        assert result.cache_cells == caps.cache_cells
+
+    @pytest.mark.parametrize("feature", list(Feature), ids=lambda f: f.name)
+    def test_a_missing_feature_is_refused_by_name(self, harness: Harness,
+                                                   feature: Feature) -> None:
+        if harness.caps.features & feature:
+            pytest.skip(f"backend declares {feature.name}")
+        with pytest.raises(FeatureError) as err:
+            harness.iommu.negotiate(feature)
+        assert err.value.missing == (f"feature {feature.name}",)
+        assert harness.iommu.negotiated is None
+
+    @pytest.mark.parametrize("cell", _cells(), ids=str)
+    def test_an_undeclared_cell_is_refused_by_name(self, harness: Harness,
+                                                    cell: CacheCell) -> None:
+        if cell in harness.caps.cache_cells:
+            pytest.skip(f"backend declares {cell}")
+        with pytest.raises(FeatureError) as err:
+            harness.iommu.negotiate(Feature.CACHE_INVLD & harness.caps.features, [cell])
+        assert f"cache cell {cell}" in err.value.missing
+
+    @pytest.mark.parametrize("cell", _cells(), ids=str)
+    def test_a_negotiated_cell_never_fails_on_valid_input(self, harness: Harness,
+                                                          cell: CacheCell) -> None:
+        need(harness, Feature.CACHE_INVLD, cell)
+        harness.iommu.negotiate(Feature.CACHE_INVLD, [cell])
+        for profile in harness.caps.profiles:
+            harness.iommu.uapi_cache_invalidate(harness.domain, harness.dev,
+                                                Harness.inv_info(cell, 1).to_bytes(),
+                                                profile=profile)
+
+
+class BindLifecycleTests:
+    """Guest PASID bind and unbind: translate only while bound, refusals change nothing."""
+
+    def test_bound_pasid_translates_through_both_stages(self, harness: Harness) -> None:
+        need(harness, Feature.BIND_PGTBL, nesting=True)
+        pasid = harness.vm.alloc()
+        gpa = harness.gmap(VA)
+        harness.bind(pasid)
+        tr = harness.translate(VA + 0x123, pasid, WRITE)
+        assert tr.paddr == harness.hpa(gpa) + 0x123 and tr.table_reads > 0
+        assert harness.translate(VA + 0x456, pasid, READ).table_reads == 0
+
+    def test_unbound_pasid_never_translates(self, harness: Harness) -> None:
+        need(harness, Feature.BIND_PGTBL, nesting=True)
+        pasid = harness.vm.alloc()
+        harness.gmap(VA)
+        with pytest.raises(TranslationFault):
+            harness.translate(VA, pasid)
+
+    def test_unbind_then_flush_stops_translation_and_rebind_restores(self,
+                                                                      harness: Harness) -> None:
+        need(harness, Feature.BIND_PGTBL, nesting=True)
+        pasid = harness.vm.alloc()
+        gpa = harness.gmap(VA)
+        harness.bind(pasid)
+        harness.translate(VA, pasid)
+        harness.unbind(pasid)
+        with pytest.raises(TranslationFault):
+            harness.translate(VA, pasid)
+        harness.bind(pasid)
+        assert harness.translate(VA, pasid).paddr == harness.hpa(gpa)
+
+    def test_unbind_of_nothing_succeeds(self, harness: Harness) -> None:
+        need(harness, Feature.BIND_PGTBL, nesting=True)
+        pasid = harness.vm.alloc()
+        harness.unbind(pasid)
+        harness.iommu.sva_unbind_gpasid(harness.domain, harness.dev, pasid)
+
+    def test_double_bind_and_unallocated_pasid_are_refused_unchanged(self,
+                                                                      harness: Harness) -> None:
+        need(harness, Feature.BIND_PGTBL, nesting=True)
+        pasid = harness.vm.alloc()
+        harness.gmap(VA)
+        harness.bind(pasid)
+        assert refused_unchanged(harness, lambda: harness.bind(pasid)) == errno.EBUSY
+        assert refused_unchanged(harness, lambda: harness.bind(pasid + 7)) == errno.ENOENT
+
+    def test_free_pasid_tears_down_bindings(self, harness: Harness) -> None:
+        need(harness, Feature.BIND_PGTBL, nesting=True)
+        pasid = harness.vm.alloc()
+        harness.gmap(VA)
+        harness.bind(pasid)
+        harness.bind(pasid, harness.dev2)
+        harness.iommu.free_pasid(pasid, harness.vm)
+        assert harness.iommu.bound_pasids(harness.dev) == []
+        with pytest.raises(TranslationFault):
+            harness.translate(VA, pasid, dev=harness.dev2)
+
+
+class InvalidationTests:
+    """Completeness: after an invalidation that covers a change, the change is visible."""
+
+    @pytest.mark.parametrize("granularity", [InvGranularity.PASID, InvGranularity.ADDR],
+                             ids=lambda g: g.name)
+    def test_iotlb_invalidation_makes_a_guest_pte_change_visible(
+            self, harness: Harness, granularity: InvGranularity) -> None:
+        cell = CacheCell(CacheType.IOTLB, granularity)
+        need(harness, Feature.BIND_PGTBL, cell, nesting=True)
+        pasid = harness.vm.alloc()
+        old = harness.gmap(VA)
+        harness.bind(pasid, harness.dev2)
+        assert harness.translate(VA, pasid, dev=harness.dev2).paddr == harness.hpa(old)
+        harness.gunmap(VA)
+        new = harness.gmap(VA)
+        harness.invalidate(Harness.inv_info(cell, pasid, VA), harness.dev2)
+        assert harness.translate(VA, pasid, dev=harness.dev2).paddr == harness.hpa(new)
+
+    def test_device_tlb_invalidation_reaches_the_device(self, harness: Harness) -> None:
+        cell = CacheCell(CacheType.DEV_IOTLB, InvGranularity.ADDR)
+        need(harness, Feature.BIND_PGTBL, cell, nesting=True)
+        pasid = harness.vm.alloc()
+        old = harness.gmap(VA)
+        harness.bind(pasid)
+        assert harness.translate(VA, pasid).paddr == harness.hpa(old)
+        harness.gunmap(VA)
+        new = harness.gmap(VA)
+        info = Harness.inv_info(CacheCell(CacheType.IOTLB, InvGranularity.ADDR), pasid, VA)
+        harness.invalidate(msgspec.structs.replace(info, cache=CacheType.IOTLB |
+                                                   CacheType.DEV_IOTLB))
+        assert harness.translate(VA, pasid).paddr == harness.hpa(new)
+
+    def test_addr_invalidation_leaves_other_pages_cached(self, harness: Harness) -> None:
+        cell = CacheCell(CacheType.IOTLB, InvGranularity.ADDR)
+        need(harness, Feature.BIND_PGTBL, cell, nesting=True)
+        pasid = harness.vm.alloc()
+        harness.gmap(VA)
+        harness.gmap(VA + 0x10_0000)
+        harness.bind(pasid, harness.dev2)
+        harness.translate(VA, pasid, dev=harness.dev2)
+        harness.translate(VA + 0x10_0000, pasid, dev=harness.dev2)
+        harness.invalidate(Harness.inv_info(cell, pasid, VA), harness.dev2)
+        assert harness.translate(VA + 0x10_0000, pasid, dev=harness.dev2).table_reads == 0
+        assert harness.translate(VA, pasid, dev=harness.dev2).table_reads > 0
+
+
+class IsolationTests:
+    """Domains and PASIDs do not see each other's translations."""
+
+    def test_domains_are_isolated(self, harness: Harness) -> None:
+        other = harness.new_domain()
+        dev = harness.iommu.add_device(0x0310)
+        harness.iommu.attach_device(other, dev)
+        harness.iommu.map(other, 0x4000_0000, 0x2_0000_0000, 0x1000, 3)
+        assert harness.iommu.translate(dev, 0x4000_0000).paddr == 0x2_0000_0000
+        with pytest.raises(TranslationFault):
+            harness.iommu.translate(harness.dev2, 0x4000_0000)
+        with pytest.raises(TranslationFault):
+            harness.iommu.translate(dev, GUEST_RAM_PROBE)
+
+    def test_pasids_are_isolated(self, harness: Harness) -> None:
+        need(harness, Feature.BIND_PGTBL, nesting=True)
+        a, b = harness.vm.alloc(), harness.vm.alloc()
+        harness.gmap(VA)
+        harness.bind(a, harness.dev2)
+        harness.translate(VA, a, dev=harness.dev2)
+        with pytest.raises(TranslationFault):
+            harness.translate(VA, b, dev=harness.dev2)
+
+
+class FaultTests:
+    """Faults and page requests reach the consumer; responses match by group and PASID."""
+
+    def test_dma_fault_reaches_the_consumer(self, harness: Harness) -> None:
+        with pytest.raises(TranslationFault) as info:
+            harness.translate(0x7FFF_0000_0000, access=WRITE)
+        fault = info.value.fault
+        assert fault is not None and fault.type == FaultType.DMA_UNRECOV
+        assert harness.handled[-1] == fault
+        assert fault.event.addr >> 12 == 0x7FFF_0000_0000 >> 12
+
+    def _request(self, h: Harness, pasid: int, grpid: int) -> Any:
+        need(h, Feature.PAGE_REQUEST)
+        need(h, Feature.BIND_PGTBL, nesting=True)
+        h.bind(pasid)
+        return h.iommu.page_request(h.dev, VA, pasid=pasid, access=WRITE, grpid=grpid)
+
+    def test_page_request_round_trip(self, harness: Harness) -> None:
+        pasid = harness.vm.alloc()
+        fault = self._request(harness, pasid, 5)
+        assert fault.type == FaultType.PAGE_REQ and fault.prm.grpid == 5
+        assert fault.prm.flags & PageRequestFlags.PASID_VALID and fault.prm.pasid == pasid
+        assert harness.handled[-1] == fault
+        harness.iommu.uapi_page_response(harness.dev, harness.response(5, pasid))
+        assert harness.iommu.pending_page_requests(harness.dev) == []
+
+    def test_response_must_match_group_and_pasid(self, harness: Harness) -> None:
+        pasid = harness.vm.alloc()
+        self._request(harness, pasid, 5)
+        for data in (harness.response(6, pasid), harness.response(5, pasid + 1)):
+            assert refused_unchanged(harness, lambda data=data: harness.iommu.
+                                     uapi_page_response(harness.dev, data)) == errno.EINVAL
+
+    def test_response_after_unbind_is_refused_and_reuse_sees_no_old_fault(
+            self, harness: Harness) -> None:
+        pasid = harness.vm.alloc()
+        self._request(harness, pasid, 5)
+        harness.unbind(pasid)
+        assert harness.iommu.pending_page_requests(harness.dev) == []
+        assert errno_of(lambda: harness.iommu.uapi_page_response(
+            harness.dev, harness.response(5, pasid))) == errno.EINVAL
+        harness.bind(pasid)
+        assert harness.iommu.pending_page_requests(harness.dev) == []
+
+
+class PasidTests:
+    """PASID allocation: quotas, exhaustion, no leaks."""
+
+    def test_quota_and_free(self, harness: Harness) -> None:
+        vm = harness.iommu.pasid_set("small", quota=2)
+        a, b = vm.alloc(), vm.alloc()
+        assert errno_of(vm.alloc) == errno.EDQUOT
+        harness.iommu.free_pasid(a, vm)
+        assert vm.alloc() == a and b in harness.iommu.pasids
+
+    def test_bound_then_freed_pasids_leave_nothing_bound(self, harness: Harness) -> None:
+        need(harness, Feature.BIND_PGTBL, nesting=True)
+        harness.gmap(VA)
+        pasids = [harness.vm.alloc() for _ in range(4)]
+        for pasid in pasids:
+            harness.bind(pasid)
+        for pasid in pasids:
+            harness.iommu.free_pasid(pasid, harness.vm)
+        assert harness.iommu.bound_pasids(harness.dev) == [] and len(harness.vm) == 0
+
+
+def _user_bytes() -> st.SearchStrategy[bytes]:
+    argsz = st.sampled_from([0, 15, 16, 24, 31, 32, 40, 55, 56, 64, 72, 0xFFFFFFFF])
+    return st.one_of(st.binary(max_size=90), st.tuples(argsz, st.binary(max_size=84)).map(
+        lambda t: t[0].to_bytes(4, "little") + t[1]))
+
+
+_ENTRY_POINTS: dict[str, Callable[[Harness, bytes, SizeDiscipline], object]] = {
+    "uapi_cache_invalidate": lambda h, b, d: h.iommu.uapi_cache_invalidate(
+        h.domain, h.dev, b, discipline=d),
+    "uapi_sva_bind_gpasid": lambda h, b, d: h.iommu.uapi_sva_bind_gpasid(
+        h.domain, h.dev2, b, discipline=d),
+    "uapi_sva_unbind_gpasid": lambda h, b, d: h.iommu.uapi_sva_unbind_gpasid(
+        h.domain, h.dev2, b, discipline=d),
+    "uapi_page_response": lambda h, b, d: h.iommu.uapi_page_response(h.dev, b, discipline=d),
+}
+
+
+class FuzzTests:
+    """Random user bytes: only UAPIError escapes, and a refused call changes nothing."""
+
+    @pytest.mark.parametrize("entry", sorted(_ENTRY_POINTS))
+    def test_user_bytes_entry_point(self, harness: Harness, entry: str) -> None:
+        @settings(max_examples=40, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(data=_user_bytes(), discipline=st.sampled_from(list(SizeDiscipline)),
+               profile=st.sampled_from(harness.caps.profiles))
+        def run(data: bytes, discipline: SizeDiscipline, profile: str) -> None:
+            harness.iommu.profile = profile
+            before = harness.snapshot()
+            try:
+                _ENTRY_POINTS[entry](harness, data, discipline)
+            except UAPIError:
+                assert harness.snapshot() == before
+        run()
+

@@ -1,0 +1,37 @@
+"""Every area of the conformance suite, against the backend chosen with --iommu-backend."""
+
+from __future__ import annotations
+
+from iommu_uapi.testing import conformance
+
+
+class TestSizeRules(conformance.SizeRuleTests):
+    """Size discipline of the argsz records."""
+
+
+class TestNegotiation(conformance.NegotiationTests):
+    """Negotiation refuses upfront."""
+
+
+class TestBindLifecycle(conformance.BindLifecycleTests):
+    """Guest PASID bind and unbind."""
+
+
+class TestInvalidation(conformance.InvalidationTests):
+    """Invalidation completeness."""
+
+
+class TestIsolation(conformance.IsolationTests):
+    """Isolation between domains and PASIDs."""
+
+
+class TestFaults(conformance.FaultTests):
+    """Faults, page requests and responses."""
+
+
+class TestPasids(conformance.PasidTests):
+    """PASID allocation."""
+
+
+class TestFuzz(conformance.FuzzTests):
+    """Bounded fuzzing of the user-bytes entry points."""

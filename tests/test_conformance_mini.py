@@ -1,0 +1,51 @@
+"""The shipped conformance suite, run against the test backend (the fsspec pattern: subclass the
+suite's classes and provide the backend fixture)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import minibackend
+import pytest
+
+from iommu_uapi import plugins
+from iommu_uapi.testing import conformance
+
+
+@pytest.fixture
+def iommu_backend_name() -> Iterator[str]:
+    plugins.register_plugin("mini", minibackend)
+    yield "mini"
+    plugins.unregister_plugin("mini")
+
+
+class TestSizeRules(conformance.SizeRuleTests):
+    pass
+
+
+class TestNegotiation(conformance.NegotiationTests):
+    pass
+
+
+class TestBindLifecycle(conformance.BindLifecycleTests):
+    pass
+
+
+class TestInvalidation(conformance.InvalidationTests):
+    pass
+
+
+class TestIsolation(conformance.IsolationTests):
+    pass
+
+
+class TestFaults(conformance.FaultTests):
+    pass
+
+
+class TestPasids(conformance.PasidTests):
+    pass
+
+
+class TestFuzz(conformance.FuzzTests):
+    pass
