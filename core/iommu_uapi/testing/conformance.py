@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -122,9 +123,9 @@ class SizeRuleTests:
         short[0:4] = (48).to_bytes(4, "little")
         for data in (bytes(short), harness.bind_bytes(pasid, version=2),
                      harness.bind_bytes(pasid, padding=b"\x01" + bytes(7))):
-            assert refused_unchanged(harness, lambda data=data: harness.iommu.
-                                     uapi_sva_bind_gpasid(harness.domain, harness.dev, data)
-                                     ) == errno.EINVAL
+            call = partial(harness.iommu.uapi_sva_bind_gpasid, harness.domain, harness.dev,
+                           data)
+            assert refused_unchanged(harness, call) == errno.EINVAL
 
 
 class NegotiationTests:
@@ -324,8 +325,8 @@ class FaultTests:
         pasid = harness.vm.alloc()
         self._request(harness, pasid, 5)
         for data in (harness.response(6, pasid), harness.response(5, pasid + 1)):
-            assert refused_unchanged(harness, lambda data=data: harness.iommu.
-                                     uapi_page_response(harness.dev, data)) == errno.EINVAL
+            call = partial(harness.iommu.uapi_page_response, harness.dev, data)
+            assert refused_unchanged(harness, call) == errno.EINVAL
 
     def test_response_after_unbind_is_refused_and_reuse_sees_no_old_fault(
             self, harness: Harness) -> None:
