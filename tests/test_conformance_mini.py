@@ -49,3 +49,7 @@ class TestPasids(conformance.PasidTests):
 
 class TestFuzz(conformance.FuzzTests):
     pass
+
+
+class TestStateful(conformance.StatefulTests):
+    pass

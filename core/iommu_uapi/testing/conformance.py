@@ -35,6 +35,7 @@ __all__ = [
     "NegotiationTests",
     "PasidTests",
     "SizeRuleTests",
+    "StatefulTests",
     "need",
 ]
 
@@ -396,3 +397,18 @@ class FuzzTests:
                 assert harness.snapshot() == before
         run()
 
+
+
+class StatefulTests:
+    """The backend and a reference model in lock-step (see :mod:`.stateful`)."""
+
+    def test_backend_agrees_with_the_model(self, harness: Harness) -> None:
+        from hypothesis.stateful import run_state_machine_as_test
+
+        from .stateful import machine_for
+
+        need(harness, Feature.BIND_PGTBL, nesting=True)
+        need(harness, Feature.CACHE_INVLD)
+        run_state_machine_as_test(machine_for(harness.iommu.backend_name), settings=settings(
+            max_examples=25, stateful_step_count=30, deadline=None, database=None,
+            suppress_health_check=list(HealthCheck)))

@@ -35,3 +35,7 @@ class TestPasids(conformance.PasidTests):
 
 class TestFuzz(conformance.FuzzTests):
     """Bounded fuzzing of the user-bytes entry points."""
+
+
+class TestStateful(conformance.StatefulTests):
+    """The backend against the reference model."""
