@@ -1,0 +1,437 @@
+"""The ``vtd`` backend: one Intel VT-d unit in scalable mode behind the iommu-uapi core.
+
+The unit's state is its hardware model: CAP/ECAP from a :class:`~.registers.VtdConfig`; root,
+context, PASID-directory and PASID tables in the IOMMU's physical memory
+(:class:`~.tables.ScalableTables`); its caches (:func:`~.linked_caches.linked_caches`, sharing
+the core's IOTLB and device ATCs); the invalidation queue executing real descriptors; the fault
+recording registers; the page request queue. The hooks below do what the Linux 5.10 driver does
+on each operation, in its order and with its errnos (reference kernel-uapi.md d.1-d.4), and
+reach the hardware only through memory and queued descriptors.
+
+Configuration (``IOMMU("vtd", five_level=True, caching_mode=True, nd=2, ...)``): the keywords of
+:func:`~.registers.modern_server` and every :class:`~.registers.VtdConfig` field.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from iommu_uapi.device import Device, Domain
+from iommu_uapi.errors import ENOTSUPP, UAPIError
+from iommu_uapi.features import Capabilities, FailureReport, Feature
+from iommu_uapi.hookspecs import hookimpl
+from iommu_uapi.iommu import IOMMU
+from iommu_uapi.memory import PhysicalMemory
+from iommu_uapi.plugins import BackendSpec
+from iommu_uapi.tlb import TLB
+from iommu_uapi.uapi import CacheInvalidateInfo, Fault, GpasidBindData, NestingInfo, PageResponse
+from iommu_uapi.uapi.consts import (
+    IOMMU_SVA_VTD_GPASID_MTS_MASK,
+    NestingFeature,
+    PasidFormat,
+    VtdGpasidFlags,
+)
+from iommu_uapi.uapi.nesting import NestingInfoVendor, NestingInfoVtd
+
+from .context import FaultSink, VtdContext, build_context
+from .domain import VtdDomain, domain_aw
+from .faults import FaultRecorder
+from .invalidate import SUPPORTED_CELLS, DevTlbTarget, guest_invalidation
+from .iq import InvalidationQueue
+from .linked_caches import AtcDeviceTlbs, linked_caches
+from .pasid_entry import Flpm, nested_entry, second_level_entry
+from .prq_glue import PageRequests
+from .qi import (
+    ContextCacheInv,
+    Descriptor,
+    DevTlbInv,
+    InvWait,
+    IotlbInv,
+    PageGroupResponse,
+    PasidCacheInv,
+    PasidIotlbInv,
+    devtlb_size_encoding,
+)
+from .reasons import VtdFault
+from .registers import Cap, Ecap, VtdConfig, cap_value, ecap_value, modern_server
+from .status import StatusRegisters
+from .tables import ScalableTables
+
+__all__ = ["BIND_ARGSZ_MIN", "RID_PASID", "VtdBackend", "iommu_register_backends"]
+
+#: offsetofend(struct iommu_gpasid_bind_data, vendor.vtd): the driver's argsz minimum.
+BIND_ARGSZ_MIN = 72
+#: The PASID Linux programs as RID_PASID (requests without PASID).
+RID_PASID = 0
+#: PASID_MAX of the driver: a device must support 2^20 PASIDs for a guest bind.
+PASID_MAX = 1 << 20
+_VTD_FLAGS_VALID = (1 << 6) - 1            # IOMMU_SVA_VTD_GPASID_LAST - 1
+_ADDR_WIDTH_FLPM = {48: Flpm.LEVEL4, 57: Flpm.LEVEL5}
+_FL_CAP_MASK = Cap.LAYOUT["FL1GP"].mask | Cap.LAYOUT["FL5LP"].mask
+_NESTING_ECAP_MASK = (Ecap.LAYOUT["PRS"].mask | Ecap.LAYOUT["ERS"].mask | Ecap.LAYOUT["SRS"].mask
+                      | Ecap.LAYOUT["EAFS"].mask | Ecap.LAYOUT["PASID"].mask)
+_CONFIG_KEYS = frozenset(VtdConfig.__struct_fields__) | {"five_level", "caching_mode"}
+_PAGE_SIZES = {0: 0x20_0000, 1: 0x4000_0000}   # SLLPS bit -> leaf size
+_WHOLE_SPACE_ORDER = 64 - 12
+
+
+def _einval(message: str, rule: str) -> UAPIError:
+    return UAPIError(errno.EINVAL, message, rule=rule)
+
+
+class VtdBackend:
+    """One VT-d unit (see the module docstring). ``memory`` is where its tables live."""
+
+    name = "vtd"
+
+    def __init__(self, memory: PhysicalMemory, **config: Any) -> None:
+        unknown = sorted(set(config) - _CONFIG_KEYS)
+        if unknown:
+            raise _einval(f"vtd: unknown configuration key(s) {', '.join(unknown)}",
+                          "vtd.config-key")
+        self.cfg: VtdConfig = modern_server(**config)
+        self.cap = cap_value(self.cfg)
+        self.ecap = ecap_value(self.cfg)
+        self.memory = memory
+        self.aw = domain_aw(self.cfg)
+        self.iommu: IOMMU | None = None
+        self.status = StatusRegisters()
+        self.tables = ScalableTables(memory, self.cfg)
+        self.caches = linked_caches(TLB(), self._config_dropped)
+        self.devtlb: AtcDeviceTlbs = self.caches.devtlb  # type: ignore[assignment]
+        #: page group responses that reached the devices, in order
+        self.responses: list[PageGroupResponse] = []
+        self.queue = InvalidationQueue(memory, self.cfg, self.caches, status=self.status,
+                                       page_response=self.responses.append)
+        self.faults = FaultSink(FaultRecorder(self.cfg, self.status))
+        self.prq = PageRequests(memory, self)
+        self.lost_descriptors: list[Descriptor] = []
+        self.binds: dict[tuple[int, int], Domain] = {}
+        self._dids: set[int] = set()
+        self.capabilities = self._capabilities()
+
+    def __repr__(self) -> str:
+        return f"VtdBackend(cap={self.cap:#x}, ecap={self.ecap:#x})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _config_dropped(self) -> None:
+        if self.iommu is not None:
+            self.iommu.invalidate_contexts()
+
+    def run(self, descriptors: list[Descriptor]) -> bool:
+        """Submit ``descriptors`` and let the hardware process them, as ``qi_submit_sync``
+        does. A descriptor the hardware refuses (IQE) is handled as the Linux driver does: it
+        is overwritten with a wait descriptor, IQE is cleared and the queue resumes; the
+        invalidation is lost (kept in ``lost_descriptors``). Returns False when one was lost."""
+        q = self.queue
+        q.submit(descriptors)
+        q.process()
+        ok = True
+        while self.status.fsts_get("IQE"):
+            raw = self.memory.read(q.base + q.head, q.stride)
+            self.lost_descriptors.append(_decode_lost(raw))
+            self.memory.write(q.base + q.head, InvWait().to_bytes()[: q.stride])
+            q.clear_iqe()
+            q.process()
+            ok = False
+        return ok
+
+    def _devtlb_target(self, dev: Device) -> DevTlbTarget | None:
+        return DevTlbTarget(dev.sid) if dev.ats and self.cfg.dt else None
+
+    # -- life cycle and description ---------------------------------------------------------------
+
+    @hookimpl
+    def iommu_instance_init(self, iommu: IOMMU) -> None:
+        self.iommu = iommu
+        self.caches.iotlb = iommu.iotlb
+
+    def _capabilities(self) -> Capabilities:
+        cfg = self.cfg
+        features = Feature.SYSWIDE_PASID if cfg.pasid else Feature(0)
+        if cfg.smts and cfg.nest and cfg.pasid:
+            features |= Feature.BIND_PGTBL | Feature.CACHE_INVLD
+        if cfg.prs:
+            features |= Feature.PAGE_REQUEST
+        sizes = 0x1000
+        for b, size in _PAGE_SIZES.items():
+            if cfg.sllps >> b & 1:
+                sizes |= size
+        return Capabilities(
+            features=features, formats=(int(PasidFormat.INTEL_VTD),),
+            pasid_bits=cfg.pasid_bits,
+            input_address_widths=(48, 57) if cfg.fl5lp else (48,),
+            output_address_width=cfg.mgaw, page_sizes=sizes, cache_cells=SUPPORTED_CELLS,
+            failure_reporting={"cache_invalidate": FailureReport.NONE,
+                               "sva_unbind_gpasid": FailureReport.NONE,
+                               "free_pasid": FailureReport.NONE},
+            profiles=("linux-5.10", "strict"))
+
+    @hookimpl
+    def iommu_capabilities(self) -> Capabilities:
+        return self.capabilities
+
+    @hookimpl
+    def iommu_nesting_info(self, domain: Domain) -> NestingInfo:
+        if not domain.nesting:
+            raise UAPIError(errno.ENODEV, "nesting_info: domain is not in nesting mode",
+                            rule="vtd.nesting_info.not_nesting")
+        vtd = NestingInfoVtd(cap_reg=self.cap & _FL_CAP_MASK,
+                             ecap_reg=self.ecap & _NESTING_ECAP_MASK)
+        return NestingInfo(argsz=NestingInfo.SIZE, format=int(PasidFormat.INTEL_VTD),
+                           features=int(NestingFeature.BIND_PGTBL | NestingFeature.CACHE_INVLD),
+                           addr_width=domain.data.gaw, pasid_bits=self.cfg.pasid_bits,
+                           vendor=NestingInfoVendor(vtd=vtd))
+
+    # -- devices and domains -------------------------------------------------------------------
+
+    @hookimpl
+    def iommu_device_add(self, dev: Device) -> None:
+        if dev.atc is not None:
+            self.devtlb.attach(dev.sid, dev.atc)
+
+    @hookimpl
+    def iommu_device_remove(self, dev: Device) -> None:
+        self.devtlb.detach(dev.sid)
+
+    @hookimpl
+    def iommu_domain_alloc(self, domain: Domain) -> None:
+        did = next((d for d in range(1, self.cfg.domains) if d not in self._dids), None)
+        if did is None:
+            raise UAPIError(errno.ENOSPC, f"domain_alloc: all {self.cfg.domains - 1} domain "
+                            "ids are in use (DID 0 is reserved)", rule="vtd.did-exhausted")
+        domain.data = VtdDomain(did, self.cfg, self.aw, self.memory)
+        self._dids.add(did)
+
+    @hookimpl
+    def iommu_domain_free(self, domain: Domain) -> None:
+        data: VtdDomain = domain.data
+        data.release()
+        self._dids.discard(data.did)
+
+    @hookimpl
+    def iommu_domain_set_nesting(self, domain: Domain) -> None:
+        if not (self.cfg.smts and self.cfg.nest):
+            raise UAPIError(errno.ENODEV, "set_nesting: the unit lacks scalable mode or nested "
+                            "translation (ECAP.SMTS, ECAP.NEST)", rule="vtd.nesting.unsupported")
+        if domain.devices:
+            raise UAPIError(errno.ENODEV, "set_nesting: devices are already attached",
+                            rule="vtd.nesting.attached")
+        domain.data.nesting = True
+
+    @hookimpl
+    def iommu_attach_dev(self, domain: Domain, dev: Device) -> None:
+        data: VtdDomain = domain.data
+        cfg = self.cfg
+        dte = dev.ats and cfg.dt
+        # A PRI function needs ATS: PRE without DTE is an invalid context entry (0x43).
+        pre = dev.pri and cfg.prs and dte
+        self.tables.setup_device(dev.sid, pdts=_pdts(dev.max_pasids, cfg.pasid_bits),
+                                 dte=dte, pre=pre, rid_pasid=RID_PASID)
+        self.tables.set_pasid(dev.sid, RID_PASID, second_level_entry(
+            cfg, did=data.did, slptptr=data.pt.root, aw=data.aw))
+        if cfg.cm:  # hardware that caches not-present entries caches them under DID 0
+            self.run([ContextCacheInv(G=3, DID=0, SID=dev.sid), _dsi(cfg, data.did),
+                      PasidCacheInv(G=1, DID=data.did, PASID=RID_PASID),
+                      PasidIotlbInv(G=2, DID=data.did, PASID=RID_PASID)])
+
+    @hookimpl
+    def iommu_detach_dev(self, domain: Domain, dev: Device) -> None:
+        data: VtdDomain = domain.data
+        self._tear_down(dev, RID_PASID, data.did)
+        self.tables.teardown_device(dev.sid)
+        self.run([ContextCacheInv(G=3, DID=data.did, SID=dev.sid), _dsi(self.cfg, data.did)])
+
+    def _tear_down(self, dev: Device, pasid: int, did: int) -> None:
+        """``intel_pasid_tear_down_entry``: clear the entry, flush PASID cache and PASID-IOTLB,
+        and (without caching mode) the device TLB."""
+        self.tables.clear_pasid(dev.sid, pasid)
+        descs: list[Descriptor] = [PasidCacheInv(G=1, DID=did, PASID=pasid),
+                                   PasidIotlbInv(G=2, DID=did, PASID=pasid)]
+        target = self._devtlb_target(dev)
+        if target is not None and not self.cfg.cm:
+            if pasid == RID_PASID:
+                addr, s = devtlb_size_encoding(0, _WHOLE_SPACE_ORDER)
+                descs.append(DevTlbInv(SID=dev.sid, PFSID_LO=dev.sid & 0xF,
+                                       PFSID_HI=dev.sid >> 4, S=s, ADDR=addr))
+            else:
+                descs.append(target.pasid_descriptor(pasid, 0, _WHOLE_SPACE_ORDER))
+        self.run(descs)
+
+    @hookimpl
+    def iommu_map(self, domain: Domain, iova: int, paddr: int, size: int, prot: int) -> None:
+        domain.data.map(iova, paddr, size, prot)
+
+    @hookimpl
+    def iommu_unmap(self, domain: Domain, iova: int, size: int) -> int:
+        data: VtdDomain = domain.data
+        unmapped = data.unmap(iova, size)
+        if unmapped:
+            self.run(data.flush_range(self.cfg, iova, unmapped, [
+                t for d in domain.devices if (t := self._devtlb_target(d)) is not None]))
+        return unmapped
+
+    @hookimpl
+    def iommu_iova_to_phys(self, domain: Domain, iova: int) -> int:
+        return int(domain.data.pt.iova_to_phys(iova))
+
+    # -- guest PASID bind and unbind (d.1, d.2) ------------------------------------------------
+
+    @hookimpl
+    def iommu_sva_bind_gpasid(self, domain: Domain, dev: Device, data: GpasidBindData,
+                              argsz: int, profile: str) -> None:
+        assert self.iommu is not None
+        flags = data.vendor.vtd.flags
+        if data.format != PasidFormat.INTEL_VTD:
+            raise _einval(f"bind: format {data.format} is not INTEL_VTD", "vtd.bind.format")
+        if argsz < BIND_ARGSZ_MIN:
+            raise _einval(f"bind: argsz {argsz} < {BIND_ARGSZ_MIN} (end of vendor.vtd)",
+                          "vtd.bind.argsz")
+        if flags & ~_VTD_FLAGS_VALID:
+            raise _einval(f"bind: vendor.vtd.flags {flags:#x} outside {_VTD_FLAGS_VALID:#x}",
+                          "vtd.bind.vtd_flags")
+        if not dev.pci:
+            raise UAPIError(ENOTSUPP, f"bind: {dev!r} is not a PCI device",
+                            rule="vtd.bind.not_pci")
+        if dev.max_pasids != PASID_MAX:
+            raise _einval(f"bind: device supports {dev.max_pasids} PASIDs, not {PASID_MAX}",
+                          "vtd.bind.max_pasids")
+        hpasid = data.hpasid
+        if not 0 < hpasid < PASID_MAX:
+            raise _einval(f"bind: hpasid {hpasid:#x} outside 1..{PASID_MAX - 1:#x}",
+                          "vtd.bind.hpasid")
+        if dev.domain is not domain:
+            raise _einval(f"bind: {dev!r} is not attached to domain {domain.id}",
+                          "vtd.bind.not_attached")
+        self.iommu.pasids.owner(hpasid)     # EINVAL out of range, ENOENT not allocated
+        if (dev.sid, hpasid) in self.binds:
+            raise UAPIError(errno.EBUSY, f"bind: {dev!r} is already bound to pasid "
+                            f"{hpasid:#x}", rule="vtd.bind.busy")
+        entry = self._nested_entry(domain, dev, data)
+        self.tables.set_pasid(dev.sid, hpasid, entry)
+        descs: list[Descriptor] = [PasidCacheInv(G=1, DID=entry.DID, PASID=hpasid)]
+        if self.cfg.cm:
+            descs.append(PasidIotlbInv(G=2, DID=entry.DID, PASID=hpasid))
+        self.run(descs)
+        self.binds[(dev.sid, hpasid)] = domain
+
+    def _nested_entry(self, domain: Domain, dev: Device, data: GpasidBindData) -> Any:
+        """``intel_pasid_setup_nested``'s checks, in order; returns the entry to write."""
+        cfg = self.cfg
+        d: VtdDomain = domain.data
+        flags = data.vendor.vtd.flags
+        if not cfg.nest:
+            raise _einval("bind: the unit has no nested translation (ECAP.NEST)",
+                          "vtd.bind.no_nest")
+        if not d.nesting:
+            raise _einval(f"bind: domain {domain.id} is not in nesting mode",
+                          "vtd.bind.not_nesting")
+        current = self.tables.read_pasid(dev.sid, data.hpasid)
+        if current is not None and current.P:
+            raise UAPIError(errno.EBUSY, f"bind: the PASID entry of {data.hpasid:#x} is "
+                            "present", rule="vtd.bind.entry_present")
+        flpm = _ADDR_WIDTH_FLPM.get(data.addr_width)
+        if flpm is None or (flpm == Flpm.LEVEL5 and not cfg.fl5lp):
+            raise _einval(f"bind: addr_width {data.addr_width} is not 48 (or 57 with "
+                          "CAP.FL5LP)", "vtd.bind.addr_width")
+        if data.gpgd > d.max_addr:
+            raise _einval(f"bind: gpgd {data.gpgd:#x} beyond the domain's highest mapped "
+                          f"address {d.max_addr:#x}", "vtd.bind.gpgd")
+        sre = bool(flags & VtdGpasidFlags.SRE)
+        eafe = bool(flags & VtdGpasidFlags.EAFE)
+        if sre and not cfg.srs:
+            raise _einval("bind: SRE without ECAP.SRS", "vtd.bind.sre")
+        if eafe and not cfg.eafs:
+            raise _einval("bind: EAFE without ECAP.EAFS", "vtd.bind.eafe")
+        if flags & IOMMU_SVA_VTD_GPASID_MTS_MASK:
+            raise _einval(f"bind: memory-type flags {flags & IOMMU_SVA_VTD_GPASID_MTS_MASK:#x}"
+                          ": no memory type support", "vtd.bind.memory_type")
+        return nested_entry(cfg, did=d.did, flptptr=data.gpgd & ~0xFFF, slptptr=d.pt.root,
+                            aw=d.aw, flpm=flpm, sre=sre, eafe=eafe)
+
+    @hookimpl
+    def iommu_sva_unbind_gpasid(self, domain: Domain, dev: Device, pasid: int) -> None:
+        assert self.iommu is not None
+        self.iommu.pasids.owner(pasid)      # EINVAL out of range, ENOENT not allocated
+        if self.binds.pop((dev.sid, pasid), None) is None:
+            return
+        entry = self.tables.read_pasid(dev.sid, pasid)
+        did = entry.DID if entry is not None else domain.data.did
+        self._tear_down(dev, pasid, did)
+        self.prq.drain(dev.sid, pasid)
+
+    # -- guest cache invalidation (d.3) --------------------------------------------------------
+
+    @hookimpl
+    def iommu_cache_invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo,
+                               profile: str) -> None:
+        if not dev.pci:
+            raise UAPIError(errno.ENODEV, f"cache_invalidate: {dev!r} is not a PCI device",
+                            rule="vtd.cache_invalidate.not_pci")
+        data: VtdDomain = domain.data
+        if not data.nesting:
+            raise _einval(f"cache_invalidate: domain {domain.id} is not in nesting mode",
+                          "vtd.cache_invalidate.not_nesting")
+        if dev.domain is None:
+            raise _einval(f"cache_invalidate: {dev!r} is not attached",
+                          "vtd.cache_invalidate.not_attached")
+        descs = guest_invalidation(info, did=data.did, devtlb=self._devtlb_target(dev),
+                                   mamv=self.cfg.mamv, profile=profile)
+        if descs:
+            self.run(descs)
+
+    # -- page requests (d.4) -------------------------------------------------------------------
+
+    @hookimpl
+    def iommu_page_request(self, dev: Device, pasid: int | None, addr: int, access: int,
+                           grpid: int, last: bool, private_data: tuple[int, int] | None
+                           ) -> Fault:
+        return self.prq.request(dev, pasid, addr, access, grpid, last, private_data)
+
+    @hookimpl
+    def iommu_page_response(self, dev: Device, fault: Fault, msg: PageResponse,
+                            profile: str) -> None:
+        self.prq.respond(dev, fault, msg, profile)
+
+    # -- the data path -------------------------------------------------------------------------
+
+    @hookimpl
+    def iommu_translation_context(self, dev: Device, pasid: int | None) -> VtdContext:
+        try:
+            resolved = self.tables.resolve(dev.sid, pasid, caches=self.caches)
+        except VtdFault as vf:
+            raise self.faults.fault(vf) from None
+        return build_context(self.cfg, self.memory, dev.sid, pasid, resolved, dev.atc,
+                             self.faults)
+
+
+def _dsi(cfg: VtdConfig, did: int) -> IotlbInv:
+    """Domain-selective IOTLB invalidation (with write/read draining where reported)."""
+    return IotlbInv(G=2, DID=did, DW=cfg.dwd, DR=cfg.drd)
+
+
+def _pdts(max_pasids: int, pasid_bits: int) -> int:
+    """The PASID-directory size Linux gives a device (``intel_pasid_alloc_table`` and
+    ``context_get_sm_pds``): a directory of at least one page covering its PASIDs."""
+    max_pasid = min(max_pasids, 1 << pasid_bits)
+    dir_bytes = max(4096, 1 << max(0, (max(max_pasid >> 3, 1) - 1).bit_length()))
+    entries = dir_bytes * 8 >> 6
+    return min(7, max(0, entries.bit_length() - 1 - 7))
+
+
+def _decode_lost(raw: bytes) -> Descriptor:
+    from .qi import DESCRIPTOR_TYPES, TYPE_HI, TYPE_LO
+
+    value = int.from_bytes(raw, "little")
+    cls = DESCRIPTOR_TYPES.get(TYPE_LO.get(value) | TYPE_HI.get(value) << 4, InvWait)
+    return cls.from_int(value)
+
+
+@hookimpl
+def iommu_register_backends(register: Any) -> None:
+    """Register the ``vtd`` backend."""
+    register(BackendSpec(name="vtd", factory=VtdBackend,
+                         description="Intel VT-d, scalable mode: nested translation, queued "
+                                     "invalidation, fault recording, page requests"))
