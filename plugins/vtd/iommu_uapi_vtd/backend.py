@@ -38,7 +38,6 @@ from .context import FaultSink, VtdContext, build_context
 from .domain import VtdDomain, domain_aw
 from .faults import FaultRecorder
 from .invalidate import SUPPORTED_CELLS, DevTlbTarget, guest_invalidation
-from .iq import InvalidationQueue
 from .linked_caches import AtcDeviceTlbs, linked_caches
 from .pasid_entry import Flpm, nested_entry, second_level_entry
 from .prq_glue import PageRequests
@@ -46,7 +45,6 @@ from .qi import (
     ContextCacheInv,
     Descriptor,
     DevTlbInv,
-    InvWait,
     IotlbInv,
     PageGroupResponse,
     PasidCacheInv,
@@ -56,6 +54,7 @@ from .qi import (
 from .reasons import VtdFault
 from .registers import Cap, Ecap, VtdConfig, cap_value, ecap_value, modern_server
 from .status import StatusRegisters
+from .sync_queue import SyncQueue
 from .tables import ScalableTables
 
 __all__ = ["BIND_ARGSZ_MIN", "RID_PASID", "VtdBackend", "iommu_register_backends"]
@@ -102,11 +101,10 @@ class VtdBackend:
         self.devtlb: AtcDeviceTlbs = self.caches.devtlb  # type: ignore[assignment]
         #: page group responses that reached the devices, in order
         self.responses: list[PageGroupResponse] = []
-        self.queue = InvalidationQueue(memory, self.cfg, self.caches, status=self.status,
-                                       page_response=self.responses.append)
+        self.queue = SyncQueue(memory, self.cfg, self.caches, status=self.status,
+                               page_response=self.responses.append)
         self.faults = FaultSink(FaultRecorder(self.cfg, self.status))
         self.prq = PageRequests(memory, self)
-        self.lost_descriptors: list[Descriptor] = []
         self.binds: dict[tuple[int, int], Domain] = {}
         self._dids: set[int] = set()
         self.capabilities = self._capabilities()
@@ -121,22 +119,10 @@ class VtdBackend:
             self.iommu.invalidate_contexts()
 
     def run(self, descriptors: list[Descriptor]) -> bool:
-        """Submit ``descriptors`` and let the hardware process them, as ``qi_submit_sync``
-        does. A descriptor the hardware refuses (IQE) is handled as the Linux driver does: it
-        is overwritten with a wait descriptor, IQE is cleared and the queue resumes; the
-        invalidation is lost (kept in ``lost_descriptors``). Returns False when one was lost."""
-        q = self.queue
-        q.submit(descriptors)
-        q.process()
-        ok = True
-        while self.status.fsts_get("IQE"):
-            raw = self.memory.read(q.base + q.head, q.stride)
-            self.lost_descriptors.append(_decode_lost(raw))
-            self.memory.write(q.base + q.head, InvWait().to_bytes()[: q.stride])
-            q.clear_iqe()
-            q.process()
-            ok = False
-        return ok
+        """Submit ``descriptors`` to the invalidation queue and let the hardware execute them
+        (``qi_submit_sync``); False when the hardware refused one and it was lost (see
+        :class:`~.sync_queue.SyncQueue`)."""
+        return self.queue.run(descriptors) == 0
 
     def _devtlb_target(self, dev: Device) -> DevTlbTarget | None:
         return DevTlbTarget(dev.sid) if dev.ats and self.cfg.dt else None
@@ -419,14 +405,6 @@ def _pdts(max_pasids: int, pasid_bits: int) -> int:
     dir_bytes = max(4096, 1 << max(0, (max(max_pasid >> 3, 1) - 1).bit_length()))
     entries = dir_bytes * 8 >> 6
     return min(7, max(0, entries.bit_length() - 1 - 7))
-
-
-def _decode_lost(raw: bytes) -> Descriptor:
-    from .qi import DESCRIPTOR_TYPES, TYPE_HI, TYPE_LO
-
-    value = int.from_bytes(raw, "little")
-    cls = DESCRIPTOR_TYPES.get(TYPE_LO.get(value) | TYPE_HI.get(value) << 4, InvWait)
-    return cls.from_int(value)
 
 
 @hookimpl

@@ -58,6 +58,10 @@ SUPPORTED_CELLS: frozenset[CacheCell] = frozenset(
     CacheCell(c, g) for (c, g), qg in QI_GRANULARITY.items() if qg is not None)
 
 _CACHE_BITS = (CacheType.IOTLB, CacheType.DEV_IOTLB, CacheType.PASID)
+#: The table with plain-int keys, for the per-call loop.
+_QG = {(int(c), int(g)): qg for (c, g), qg in QI_GRANULARITY.items()}
+_IOTLB = int(CacheType.IOTLB)
+_BITS = tuple(int(b) for b in _CACHE_BITS)
 _PAGE_SHIFT = 12
 _U64 = (1 << 64) - 1
 _PASID_MASK = 0xFFFFF
@@ -128,17 +132,17 @@ def guest_invalidation(info: CacheInvalidateInfo, *, did: int, devtlb: DevTlbTar
         leaf = bool(ai.flags & _A_LEAF)
     out: list[Descriptor] = []
     cache = info.cache
-    for bit in _CACHE_BITS:
+    for bit in _BITS:
         if not cache & bit:
             continue
-        qg = QI_GRANULARITY[(bit, InvGranularity(granu))]
+        qg = _QG[(bit, granu)]
         if qg is None:
             break  # linux-5.10: logged, loop left, success returned
-        if bit == CacheType.IOTLB:
+        if bit == _IOTLB:
             out.append(_pasid_iotlb(did, pasid, qg, addr, order, leaf, mamv, strict))
             if devtlb is None:
                 continue
-        if bit != CacheType.PASID and devtlb is not None:
+        if devtlb is not None:  # DEV_IOTLB, or the IOTLB case falling through
             if granu == _PASID_GRANU:
                 out.append(devtlb.pasid_descriptor(pasid, 0, _WHOLE_SPACE_ORDER))
             else:
