@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import minibackend
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from iommu_uapi import plugins
@@ -52,5 +52,5 @@ def test_state_machine_catches_the_broken_backend(broken: str) -> None:
     with pytest.raises(AssertionError):
         run_state_machine_as_test(machine_for(broken), settings=settings(
             max_examples=200, stateful_step_count=30, deadline=None, database=None,
-            report_multiple_bugs=False,
+            report_multiple_bugs=False, phases=[Phase.generate],
             suppress_health_check=list(HealthCheck)))
