@@ -237,6 +237,50 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    """Run the conformance suite against every (or the named) installed backend."""
+    from .matrix import run_matrix
+
+    names = args.backend or sorted(plugins.registry().backends)
+    if not names:
+        print("iommu-uapi: no backends installed (install e.g. plugins/vtd)", file=sys.stderr)
+        return 2
+    for name in names:
+        plugins.get_backend(name)
+    results = run_matrix(names, progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        _emit([{"backend": r.backend, "ok": r.ok, "error": r.error,
+                "areas": {area: {"verdict": a.verdict, "passed": a.passed, "failed": a.failed,
+                                 "skipped": a.skipped, "skip_reasons": a.skip_reasons,
+                                 "failures": a.failures}
+                          for area, a in r.areas.items()}} for r in results])
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        areas = list(dict.fromkeys(a for r in results for a in r.areas))
+        table = Table(title="iommu-uapi conformance matrix")
+        table.add_column("area")
+        for r in results:
+            table.add_column(r.backend)
+        style = {"passed": "green", "failed": "bold red", "not supported": "yellow"}
+        for area in areas:
+            cells = []
+            for r in results:
+                a = r.areas.get(area)
+                cells.append("-" if a is None else f"[{style[a.verdict]}]{a.summary()}[/]")
+            table.add_row(area, *cells)
+        console = Console()
+        console.print(table)
+        for r in results:
+            if r.error:
+                console.print(f"[bold red]{r.backend}: the suite did not run: {r.error}[/]")
+            for a in r.areas.values():
+                for failure in a.failures:
+                    console.print(f"[red]{r.backend}: {failure}[/]")
+    return 0 if all(r.ok for r in results) else 1
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -283,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("struct", help="record name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_layout)
+
+    p = sub.add_parser("matrix", help="run the conformance suite against installed backends")
+    p.add_argument("--backend", action="append", metavar="NAME",
+                   help="only this backend (repeatable; default: every installed backend)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("rules", help="list every validation rule with its errno and profiles")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -1,0 +1,142 @@
+"""``iommu-uapi matrix``: the conformance suite against every installed backend, in-process.
+
+Each backend runs the packaged suite (:mod:`iommu_uapi.testing.suite`) through ``pytest.main``;
+a small pytest plugin collects every test's outcome by *area* (the suite's test classes), and the
+result is a backend x area table: passed, failed, or not supported (every test skipped, with the
+capability that was missing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["AreaResult", "BackendResult", "run_backend", "run_matrix"]
+
+SUITE = "iommu_uapi.testing.suite"
+
+
+@dataclass
+class AreaResult:
+    """Outcomes of one area's tests on one backend."""
+
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    skip_reasons: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """``failed`` if any test failed; ``not supported`` if every test skipped; else
+        ``passed``."""
+        if self.failed:
+            return "failed"
+        if self.passed == 0 and self.skipped:
+            return "not supported"
+        return "passed"
+
+    def summary(self) -> str:
+        """One cell of the table."""
+        if self.failed:
+            return f"failed {self.failed}/{self.passed + self.failed}"
+        if self.passed == 0 and self.skipped:
+            return "not supported: " + (self.skip_reasons[0] if self.skip_reasons else "?")
+        extra = f" ({self.skipped} skipped)" if self.skipped else ""
+        return f"passed {self.passed}{extra}"
+
+
+@dataclass
+class BackendResult:
+    """Every area's outcome for one backend (``error`` when the suite could not run)."""
+
+    backend: str
+    areas: dict[str, AreaResult] = field(default_factory=dict)
+    error: str = ""
+    exit_code: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """No test failed and the suite ran."""
+        return not self.error and all(a.verdict != "failed" for a in self.areas.values())
+
+
+def _area(nodeid: str) -> str:
+    parts = nodeid.split("::")
+    name = parts[1] if len(parts) > 2 else parts[-1]
+    words = name.removeprefix("Test")
+    return "".join(f" {c.lower()}" if c.isupper() else c for c in words).strip()
+
+
+class _Collector:
+    """pytest plugin: counts outcomes per area and reports progress."""
+
+    def __init__(self, result: BackendResult, tick: Callable[[int | None], None]) -> None:
+        self.result = result
+        self.tick = tick
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        self.tick(len(session.items))
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        area = self.result.areas.setdefault(_area(report.nodeid), AreaResult())
+        if report.when == "call" and report.passed:
+            area.passed += 1
+            self.tick(None)
+        elif report.failed:
+            area.failed += 1
+            area.failures.append(f"{report.nodeid}: {str(report.longrepr)[-400:]}")
+            if report.when == "call":
+                self.tick(None)
+        elif report.skipped:
+            area.skipped += 1
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else ""
+            reason = str(reason).removeprefix("Skipped: ")
+            if reason and reason not in area.skip_reasons:
+                area.skip_reasons.append(reason)
+            self.tick(None)
+
+
+def run_backend(name: str, tick: Callable[[int | None], None] = lambda n: None,
+                extra_args: Iterable[str] = ()) -> BackendResult:
+    """Run the suite against backend ``name`` in this process."""
+    import pytest
+
+    result = BackendResult(name)
+    collector = _Collector(result, tick)
+    args = ["--pyargs", SUITE, f"--iommu-backend={name}", "-q", "-p", "no:cacheprovider",
+            "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra_args]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = pytest.main(args, plugins=[collector])
+    result.exit_code = int(code)
+    if int(code) not in (0, 1):  # 1 = tests failed (reported per area); others: no run
+        result.error = f"pytest exit {int(code)}: {out.getvalue().strip()[-600:]}"
+    return result
+
+
+def run_matrix(backends: Iterable[str], progress: bool = True,
+               extra_args: Iterable[str] = ()) -> list[BackendResult]:
+    """Run the suite against each backend, with a progress bar on standard error."""
+    results: list[BackendResult] = []
+    names = list(backends)
+    if not progress:
+        return [run_backend(n, extra_args=extra_args) for n in names]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  transient=True) as bar:
+        for name in names:
+            task = bar.add_task(f"{name}", total=None)
+
+            def tick(total: int | None, task: Any = task) -> None:
+                if total is not None:
+                    bar.update(task, total=total)
+                else:
+                    bar.advance(task)
+
+            results.append(run_backend(name, tick, extra_args))
+    return results
