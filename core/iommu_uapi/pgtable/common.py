@@ -9,13 +9,16 @@ to the stage-1 output.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable
 from enum import IntFlag
 from typing import NamedTuple, Protocol
 
+from ..errors import UAPIError
 from ..uapi.consts import FaultPerm, FaultReason
 
 __all__ = [
+    "ACCESS_INTS",
     "RWX",
     "Access",
     "Prot",
@@ -23,6 +26,7 @@ __all__ = [
     "TableMemory",
     "WalkFault",
     "WalkResult",
+    "bad_access",
     "restage",
 ]
 
@@ -166,3 +170,15 @@ def restage(
         s2_class=s2_class,
         message=f"translating {s2_class} address {addr:#x}: {fault.message or fault.reason.name}",
     )
+
+
+#: Access values by index: a walker turns the ``access`` it is given (often an ``Access``
+#: member, whose ``&``/``|`` run as Python code) into a plain int with one tuple index, after
+#: checking ``0 <= access < 16``.
+ACCESS_INTS: tuple[int, ...] = tuple(range(16))
+
+
+def bad_access(access: object) -> UAPIError:
+    """The refusal of an ``access`` that is not a combination of READ, WRITE, EXEC and PRIV."""
+    return UAPIError(errno.EINVAL, f"walk: access {access!r} is not a combination of "
+                     "READ/WRITE/EXEC/PRIV", rule="pgtable.access")

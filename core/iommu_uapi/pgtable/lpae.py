@@ -24,7 +24,17 @@ import msgspec
 from ..errors import MemoryAccessError, UAPIError
 from ..uapi.consts import FaultPerm, FaultReason
 from .builder import Level, PageTableBuilder
-from .common import RWX, Prot, Stage2Translate, TableMemory, WalkFault, WalkResult, restage
+from .common import (
+    ACCESS_INTS,
+    RWX,
+    Prot,
+    Stage2Translate,
+    TableMemory,
+    WalkFault,
+    WalkResult,
+    bad_access,
+    restage,
+)
 
 __all__ = [
     "LPAEConfig",
@@ -296,6 +306,9 @@ class LPAEWalker:
         if s2 is not None and not self._s1:
             raise UAPIError(errno.EINVAL, "LPAE stage 2: stage-2 tables are not translated by "
                             "another stage", rule="lpae.nested")
+        if not 0 <= access < 16:
+            raise bad_access(access)
+        access = ACCESS_INTS[access]
         if not 0 <= iova < 1 << self._ias:
             raise WalkFault(FaultReason.OOR_ADDRESS, stage=self._stage, level=self._start,
                             code=SmmuEvent.F_TRANSLATION, addr=iova, access=access,

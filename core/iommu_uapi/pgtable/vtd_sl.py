@@ -23,7 +23,15 @@ import msgspec
 from ..errors import MemoryAccessError, UAPIError
 from ..uapi.consts import FaultPerm, FaultReason
 from .builder import Level, PageTableBuilder
-from .common import Prot, Stage2Translate, TableMemory, WalkFault, WalkResult
+from .common import (
+    ACCESS_INTS,
+    Prot,
+    Stage2Translate,
+    TableMemory,
+    WalkFault,
+    WalkResult,
+    bad_access,
+)
 
 __all__ = [
     "SLConfig",
@@ -216,12 +224,15 @@ class SLWalker:
         if s2 is not None:
             raise UAPIError(errno.EINVAL, "second level: second-level tables are not translated "
                             "by another stage", rule="vtd_sl.nested")
+        if not 0 <= access < 16:
+            raise bad_access(access)
+        access = ACCESS_INTS[access]
         if not 0 <= iova < 1 << self._input_bits:
             raise WalkFault(FaultReason.OOR_ADDRESS, stage=2, level=self._levels[0].level,
                             code=VtdFault.BEYOND_AW, addr=iova, access=access,
                             message=f"input {iova:#x} beyond the {self._input_bits}-bit AW")
         read = self._read
-        need = self._need[access & 15]
+        need = self._need[access]
         table = root
         acc = 7
         for level, shift, leaf_test, rsvd_table, rsvd_leaf, oa_mask, size in self._levels:

@@ -26,7 +26,17 @@ import msgspec
 from ..errors import MemoryAccessError, UAPIError
 from ..uapi.consts import FaultPerm, FaultReason
 from .builder import Level, PageTableBuilder
-from .common import RWX, Prot, Stage2Translate, TableMemory, WalkFault, WalkResult, restage
+from .common import (
+    ACCESS_INTS,
+    RWX,
+    Prot,
+    Stage2Translate,
+    TableMemory,
+    WalkFault,
+    WalkResult,
+    bad_access,
+    restage,
+)
 from .vtd_sl import VtdFault
 
 _new_tuple = tuple.__new__  # builds a WalkResult without NamedTuple's keyword-handling __new__
@@ -220,13 +230,16 @@ class X86Walker:
         A (and EA with EAFE) in every entry used and D in the leaf for a write; with ``s2`` the
         root, tables and output are GPAs translated through stage 2.
         """
+        if not 0 <= access < 16:
+            raise bad_access(access)
+        access = ACCESS_INTS[access]
         top = iova >> self._va_top
         if (top and top != self._canon_ones) or iova < 0:
             raise WalkFault(FaultReason.OOR_ADDRESS, stage=1, level=self._levels[0][0],
                             code=VtdFault.NON_CANONICAL, addr=iova, access=access,
                             message=f"input {iova:#x} is not canonical")
         read = self._read
-        chk = self._need[access & 15]  # P, plus U/S and R/W as the request needs
+        chk = self._need[access]  # P, plus U/S and R/W as the request needs
         table = root
         acc = 0xFFF  # AND of the low bits (R/W, U/S) over the levels
         xd = 0  # XD seen at some level
