@@ -281,6 +281,19 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def cmd_new_backend(args: argparse.Namespace) -> int:
+    """Generate the skeleton of a backend distribution."""
+    from pathlib import Path
+
+    from .scaffold import generate
+
+    directory = Path(args.directory or f"iommu-uapi-{args.name.replace('_', '-')}")
+    for path in generate(args.name, directory):
+        print(path)
+    print(f"next: pip install -e {directory} && iommu-uapi matrix --backend {args.name}")
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -333,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this backend (repeatable; default: every installed backend)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("new-backend", help="generate the skeleton of a backend distribution")
+    p.add_argument("name", help="backend name (a lower-case identifier)")
+    p.add_argument("directory", nargs="?", help="where (default: ./iommu-uapi-NAME)")
+    p.set_defaults(func=cmd_new_backend)
 
     p = sub.add_parser("rules", help="list every validation rule with its errno and profiles")
     p.add_argument("--json", action="store_true", help="machine-readable output")
