@@ -28,7 +28,7 @@ import errno
 from typing import NamedTuple
 
 from ..errors import UAPIError
-from .common import Prot, TableMemory
+from .common import Prot, Stage2Translate, TableMemory, Walker, WalkResult
 
 __all__ = ["Level", "PageTableBuilder"]
 
@@ -67,6 +67,7 @@ class PageTableBuilder:
     root: int
     levels: tuple[Level, ...]
     page_sizes: tuple[int, ...]
+    walker: Walker
 
     def __init__(
         self,
@@ -93,8 +94,14 @@ class PageTableBuilder:
         )
         self.root = mem.alloc(root_size, root_size)
         self._entries: dict[int, int] = {self.root: 0}
+        self.walker = self._make_walker(mem)
+        self._nested_walker: Walker | None = None
 
     # -- format hooks ----------------------------------------------------------------------
+
+    def _make_walker(self, mem: TableMemory) -> Walker:
+        """The format's walker over ``mem`` under this builder's configuration."""
+        raise NotImplementedError
 
     def _input(self, iova: int, op: str) -> int:
         """The input address as the tables index it; ``UAPIError(ERANGE)`` when out of range."""
@@ -327,6 +334,21 @@ class PageTableBuilder:
                 continue
             return self._leaf_oa(desc, index) | (va & (lv.size - 1))
         return 0  # pragma: no cover - the last level has no table descriptors
+
+    def walk(self, iova: int, access: int, s2: Stage2Translate | None = None,
+             update_ad: bool = False) -> WalkResult:
+        """Walk these tables as the IOMMU would (the format walker's ``walk``).
+
+        Nested (``s2`` given), the descriptors are read at the host addresses stage 2 yields:
+        from the table memory's ``host`` when it is a guest's memory.
+        """
+        if s2 is None:
+            return self.walker.walk(self.root, iova, access, None, update_ad)
+        host: TableMemory = getattr(self.mem, "host", self.mem)
+        nested = self._nested_walker
+        if nested is None or nested.mem is not host:
+            nested = self._nested_walker = self._make_walker(host)
+        return nested.walk(self.root, iova, access, s2, update_ad)
 
     def table_count(self) -> int:
         """How many tables (the root included) the builder currently holds."""

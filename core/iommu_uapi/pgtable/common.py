@@ -26,6 +26,7 @@ __all__ = [
     "TableMemory",
     "WalkFault",
     "WalkResult",
+    "Walker",
     "bad_access",
     "restage",
 ]
@@ -131,6 +132,18 @@ class WalkFault(Exception):
 #: A stage-2 translate function for nested walks: ``s2(ipa, access) -> WalkResult`` of the
 #: stage-2 walk (raising :class:`WalkFault` with ``stage=2``).
 Stage2Translate = Callable[[int, int], WalkResult]
+
+
+class Walker(Protocol):
+    """A format's walker: built once per (table memory, configuration), walks many times."""
+
+    @property
+    def mem(self) -> TableMemory: ...
+
+    def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
+             update_ad: bool = False) -> WalkResult: ...
+
+
 
 
 #: The permission bits of :class:`Access` (READ | WRITE | EXEC), without PRIV.

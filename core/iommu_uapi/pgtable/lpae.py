@@ -473,8 +473,6 @@ class LPAEPageTable(PageTableBuilder):
         self._oa_mask = geo.addr_mask
         self._oa52 = cfg.oas == 52
         self._ias = geo.ias
-        self.walker = LPAEWalker(mem, cfg)
-        self._nested_walker: LPAEWalker | None = None
         super().__init__(mem, levels, root_size=max(geo.root_entries * 8, 4096),
                          table_size=cfg.granule, oa_bits=cfg.oas, name=f"LPAE stage {cfg.stage}")
 
@@ -483,6 +481,9 @@ class LPAEPageTable(PageTableBuilder):
             raise UAPIError(errno.ERANGE, f"LPAE stage {self.cfg.stage} {op}: iova {iova:#x} "
                             f"beyond the {self._ias}-bit input range", rule="pgtable.ia_range")
         return iova
+
+    def _make_walker(self, mem: TableMemory) -> LPAEWalker:
+        return LPAEWalker(mem, self.cfg)
 
     def _table_desc(self, addr: int) -> int:
         return _encode_oa(addr, self._oa52) | 3
@@ -519,20 +520,6 @@ class LPAEPageTable(PageTableBuilder):
 
     def _split_first(self, desc: int, index: int) -> int:
         return desc | 2 if self.levels[index + 1].level == 3 else desc
-
-    def walk(self, iova: int, access: int, s2: Stage2Translate | None = None,
-             update_ad: bool = False) -> WalkResult:
-        """Walk these tables as the IOMMU would (see :meth:`LPAEWalker.walk`).
-
-        Nested (``s2`` given), the descriptors are read at the host addresses stage 2 yields:
-        from the table memory's ``host`` when it is a guest's memory.
-        """
-        if s2 is None:
-            return self.walker.walk(self.root, iova, access, None, update_ad)
-        host = getattr(self.mem, "host", self.mem)
-        if self._nested_walker is None or self._nested_walker.mem is not host:
-            self._nested_walker = LPAEWalker(host, self.cfg)
-        return self._nested_walker.walk(self.root, iova, access, s2, update_ad)
 
     def stage2(self, *, update_ad: bool = False) -> Stage2Translate:
         """A stage-2 translate function over these (stage-2) tables."""

@@ -312,7 +312,6 @@ class SLPageTable(PageTableBuilder):
             for lv in geo.levels
         )
         self._table_bits = _R | _W | (_X if cfg.slee else 0)
-        self.walker = SLWalker(mem, cfg)
         super().__init__(mem, levels, root_size=4096, table_size=4096, oa_bits=cfg.haw,
                          name="second level")
 
@@ -321,6 +320,9 @@ class SLPageTable(PageTableBuilder):
             raise UAPIError(errno.ERANGE, f"second level {op}: iova {iova:#x} beyond the "
                             f"{self.cfg.input_bits}-bit AW", rule="pgtable.ia_range")
         return iova
+
+    def _make_walker(self, mem: TableMemory) -> SLWalker:
+        return SLWalker(mem, self.cfg)
 
     def _table_desc(self, addr: int) -> int:
         return addr | self._table_bits
@@ -343,10 +345,6 @@ class SLPageTable(PageTableBuilder):
 
     def _split_first(self, desc: int, index: int) -> int:
         return desc & ~_PS if self.levels[index + 1].level == 1 else desc
-
-    def walk(self, iova: int, access: int, update_ad: bool = False) -> WalkResult:
-        """Walk these tables as the IOMMU would (see :meth:`SLWalker.walk`)."""
-        return self.walker.walk(self.root, iova, access, None, update_ad)
 
     def stage2(self, *, update_ad: bool = False) -> Stage2Translate:
         """A stage-2 translate function over these tables (for nested first-level walks)."""

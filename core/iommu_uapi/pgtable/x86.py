@@ -376,8 +376,6 @@ class X86PageTable(PageTableBuilder):
         )
         self._va_top = geo.va_top
         self._canon_ones = geo.canon_ones
-        self.walker = X86Walker(mem, cfg)
-        self._nested_walker: X86Walker | None = None
         super().__init__(mem, levels, root_size=4096, table_size=4096, oa_bits=cfg.haw,
                          name="first level")
 
@@ -387,6 +385,9 @@ class X86PageTable(PageTableBuilder):
             raise UAPIError(errno.ERANGE, f"first level {op}: iova {iova:#x} is not canonical "
                             f"for {self.cfg.va_bits}-bit paging", rule="pgtable.ia_range")
         return iova
+
+    def _make_walker(self, mem: TableMemory) -> X86Walker:
+        return X86Walker(mem, self.cfg)
 
     def _table_desc(self, addr: int) -> int:
         return addr | _P | _RW | _US
@@ -419,16 +420,3 @@ class X86PageTable(PageTableBuilder):
         pat = _PS if desc & _PAT_LARGE else 0  # 2 MiB -> 4 KiB: PAT moves to bit 7
         return (desc & ~(_PS | _PAT_LARGE)) | pat
 
-    def walk(self, iova: int, access: int, s2: Stage2Translate | None = None,
-             update_ad: bool = False) -> WalkResult:
-        """Walk these tables as the IOMMU would (see :meth:`X86Walker.walk`).
-
-        Nested (``s2`` given), the descriptors are read at the host addresses stage 2 yields:
-        from the table memory's ``host`` when it is a guest's memory.
-        """
-        if s2 is None:
-            return self.walker.walk(self.root, iova, access, None, update_ad)
-        host = getattr(self.mem, "host", self.mem)
-        if self._nested_walker is None or self._nested_walker.mem is not host:
-            self._nested_walker = X86Walker(host, self.cfg)
-        return self._nested_walker.walk(self.root, iova, access, s2, update_ad)
