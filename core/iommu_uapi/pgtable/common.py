@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 from enum import IntFlag
+from functools import partial
 from typing import NamedTuple, Protocol
 
 from ..errors import UAPIError
@@ -28,6 +29,7 @@ __all__ = [
     "WalkResult",
     "Walker",
     "bad_access",
+    "bind_stage2",
     "restage",
 ]
 
@@ -195,3 +197,15 @@ def bad_access(access: object) -> UAPIError:
     """The refusal of an ``access`` that is not a combination of READ, WRITE, EXEC and PRIV."""
     return UAPIError(errno.EINVAL, f"walk: access {access!r} is not a combination of "
                      "READ/WRITE/EXEC/PRIV", rule="pgtable.access")
+
+
+def bind_stage2(walker: Walker, root: int, update_ad: bool = False) -> Stage2Translate:
+    """The stage-2 translate function ``s2(ipa, access)`` of ``walker`` over the tables at
+    ``root`` (positional binding: the cheapest call a nested walk can make per level)."""
+    if not update_ad:
+        return partial(walker.walk, root)
+
+    def translate(ipa: int, access: int) -> WalkResult:
+        return walker.walk(root, ipa, access, None, True)
+
+    return translate

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import errno
 from enum import IntEnum, IntFlag
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import NamedTuple
 
 import msgspec
@@ -33,6 +33,7 @@ from .common import (
     WalkFault,
     WalkResult,
     bad_access,
+    bind_stage2,
     restage,
 )
 
@@ -444,7 +445,7 @@ def stage2(mem: TableMemory, root: int, cfg: LPAEConfig, *,
     if cfg.stage != 2:
         raise UAPIError(errno.EINVAL, f"lpae.stage2: configuration is stage {cfg.stage}",
                         rule="lpae.stage")
-    return partial(LPAEWalker(mem, cfg).walk, root, s2=None, update_ad=update_ad)
+    return bind_stage2(LPAEWalker(mem, cfg), root, update_ad)
 
 
 def _encode_oa(addr: int, oa52: bool) -> int:

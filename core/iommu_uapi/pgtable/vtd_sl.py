@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import errno
 from enum import IntEnum, IntFlag
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import NamedTuple
 
 import msgspec
@@ -31,6 +31,7 @@ from .common import (
     WalkFault,
     WalkResult,
     bad_access,
+    bind_stage2,
 )
 
 __all__ = [
@@ -290,8 +291,7 @@ def stage2(mem: TableMemory, root: int, cfg: SLConfig, *,
            update_ad: bool = False) -> Stage2Translate:
     """A stage-2 translate function ``s2(gpa, access)`` over the second-level tables at
     ``root``, for nested first-level walks."""
-    walker = SLWalker(mem, cfg)
-    return partial(walker.walk, root, s2=None, update_ad=update_ad)
+    return bind_stage2(SLWalker(mem, cfg), root, update_ad)
 
 
 class SLPageTable(PageTableBuilder):
@@ -348,4 +348,4 @@ class SLPageTable(PageTableBuilder):
 
     def stage2(self, *, update_ad: bool = False) -> Stage2Translate:
         """A stage-2 translate function over these tables (for nested first-level walks)."""
-        return partial(self.walker.walk, self.root, s2=None, update_ad=update_ad)
+        return bind_stage2(self.walker, self.root, update_ad)
