@@ -1,0 +1,91 @@
+"""Differential mode: one guest workload on several backends; their answers must agree.
+
+The workload is what a guest driver does: allocate PASIDs, build stage-1 tables, bind, DMA,
+change a PTE, invalidate, unbind, and DMA to places that are not mapped. Every backend that can
+run it (same guest table format, nesting, the IOTLB cells used) runs the identical sequence on
+an identical host (:class:`~.harness.Harness`), and each step's outcome — the physical address,
+or the generic fault type and reason — is compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ..features import CacheCell, Feature
+from ..translation import TranslationFault
+from ..uapi.consts import CacheType, InvGranularity
+from .harness import READ, WRITE, Harness, guest_format
+
+__all__ = ["Outcome", "can_run", "compare", "run_workload"]
+
+#: One step's result: ("paddr", address) or ("fault", type, reason) or ("refused", errno).
+Outcome = tuple[object, ...]
+_CELLS = (CacheCell(CacheType.IOTLB, InvGranularity.PASID),
+          CacheCell(CacheType.IOTLB, InvGranularity.ADDR))
+_VAS = [0x7000_0000_0000 + (i << 21) + (i << 12) for i in range(6)]
+
+
+def can_run(h: Harness) -> str | None:
+    """None if ``h``'s backend can run the workload, else the reason it cannot."""
+    if not h.caps.features & Feature.BIND_PGTBL or guest_format(h.caps) is None:
+        return "no guest PASID bind in a format the workload builds"
+    missing = [str(c) for c in _CELLS if c not in h.caps.cache_cells]
+    return f"lacks {', '.join(missing)}" if missing else None
+
+
+def _dma(h: Harness, va: int, pasid: int | None, access: int) -> Outcome:
+    try:
+        return ("paddr", h.translate(va, pasid, access, h.dev2).paddr)
+    except TranslationFault as exc:
+        fault = exc.fault
+        if fault is None:
+            return ("fault", None, None)
+        return ("fault", int(fault.type), int(fault.event.reason))
+
+
+def run_workload(backend: str) -> list[Outcome]:
+    """Run the workload on a fresh host of ``backend``; returns every step's outcome."""
+    h = Harness(backend)
+    reason = can_run(h)
+    if reason is not None:
+        raise LookupError(reason)
+    out: list[Outcome] = []
+    a, b = h.vm.alloc(), h.vm.alloc()
+    for va in _VAS[:4]:
+        h.gmap(va)
+    h.bind(a, h.dev2)
+    out += [_dma(h, va + 0x18, a, READ) for va in _VAS]
+    out.append(_dma(h, _VAS[0], b, READ))  # b is not bound
+    h.bind(b, h.dev2)
+    out += [_dma(h, va, b, WRITE) for va in _VAS[:2]]
+    h.gunmap(_VAS[1])
+    h.gmap(_VAS[1])
+    h.invalidate(Harness.inv_info(_CELLS[1], a, _VAS[1]), h.dev2)
+    out.append(_dma(h, _VAS[1], a, READ))
+    h.gunmap(_VAS[2])
+    h.invalidate(Harness.inv_info(_CELLS[0], a), h.dev2)
+    out += [_dma(h, va, a, READ) for va in _VAS[:4]]
+    h.unbind(a, h.dev2)
+    out += [_dma(h, _VAS[0], a, READ), _dma(h, _VAS[0], b, READ)]
+    out.append(_dma(h, 0x10_0000_0000, None, READ))  # beyond the host domain's mappings
+    return out
+
+
+def compare(backends: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """Run the workload on each backend that can; returns (backends skipped with the reason,
+    differences found as readable lines). No differences means they agree."""
+    skipped: dict[str, str] = {}
+    results: dict[str, list[Outcome]] = {}
+    for name in backends:
+        try:
+            results[name] = run_workload(name)
+        except LookupError as exc:
+            skipped[name] = str(exc)
+    diffs: list[str] = []
+    names = sorted(results)
+    for other in names[1:]:
+        ref = names[0]
+        for step, (x, y) in enumerate(zip(results[ref], results[other], strict=True)):
+            if x != y:
+                diffs.append(f"step {step}: {ref} gives {x}, {other} gives {y}")
+    return skipped, diffs
