@@ -181,7 +181,7 @@ def test_fault_is_raised_and_reported_to_the_consumer(rig: Rig) -> None:
         rig.iommu.translate(rig.dev2, 0x8000_0000, access=W)
     fault = info.value.fault
     assert fault is not None and fault.type == FaultType.DMA_UNRECOV
-    assert fault.event.reason == FaultReason.PTE_FETCH and fault.event.addr == 0x8000_0000
+    assert fault.event.reason == FaultReason.PERMISSION and fault.event.addr == 0x8000_0000
     assert seen == [fault] and rig.iommu.fault_log[-1] == (rig.dev2, fault)
 
 

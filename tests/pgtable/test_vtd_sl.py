@@ -86,11 +86,11 @@ def test_write_needs_w_at_every_level(mem: PhysicalMemory, level: int) -> None:
 
 @pytest.mark.parametrize("level", [4, 3, 2, 1])
 @pytest.mark.parametrize(("access", "code"), [(R, 0x86), (W, 0x85)])
-def test_r_and_w_clear_is_not_present(mem: PhysicalMemory, level: int, access: int,
-                                      code: int) -> None:
+def test_r_and_w_clear_is_a_permission_failure(mem: PhysicalMemory, level: int, access: int,
+                                               code: int) -> None:
     build(mem, **{f"l{level}": SX})
     f = fault(mem, GPA, access)
-    assert (f.reason, f.code, f.level) == (FaultReason.PTE_FETCH, code, level)
+    assert (f.reason, f.code, f.level) == (FaultReason.PERMISSION, code, level)
 
 
 @pytest.mark.parametrize("level", [4, 3, 2, 1])

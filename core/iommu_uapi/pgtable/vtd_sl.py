@@ -215,9 +215,10 @@ class SLWalker:
              update_ad: bool = False) -> WalkResult:
         """Translate ``iova`` for ``access`` through the tables at ``root`` (an HPA).
 
-        Faults (``stage=2``): input beyond AW -> OOR_ADDRESS 0x83; R=W=0 -> PTE_FETCH with the
-        access's 0x85 (write) / 0x86 (read) (a non-present entry is a permission failure for the
-        access); R/W missing at some level -> PERMISSION 0x85/0x86, X missing with SLEE -> 0x79;
+        Faults (``stage=2``): input beyond AW -> OOR_ADDRESS 0x83; R=W=0 -> PERMISSION with the
+        access's 0x85 (write) / 0x86 (read) (the format has no present bit: a non-present entry
+        is a permission failure for the access, and the hardware records it as one); R/W
+        missing at some level -> PERMISSION 0x85/0x86, X missing with SLEE -> 0x79;
         reserved bits -> PTE_FETCH 0x7A (a reserved-bit entry is an invalid entry); memory
         outside the address space -> WALK_EABT 0x78. With SLADE and ``update_ad`` the walk sets
         A in every entry used and D in the leaf for a write.
@@ -244,7 +245,7 @@ class SLWalker:
                 raise self._fault(FaultReason.WALK_EABT, VtdFault.SL_ACCESS_ERROR, level, iova,
                                   access, ptr, "table outside memory") from None
             if not desc & 3:
-                raise self._fault(FaultReason.PTE_FETCH, _deny_code(need | _R, desc), level,
+                raise self._fault(FaultReason.PERMISSION, _deny_code(need | _R, desc), level,
                                   iova, access, ptr, f"entry {desc:#x} not present")
             if desc & need != need:
                 raise self._fault(FaultReason.PERMISSION, _deny_code(need, desc), level, iova,
