@@ -106,3 +106,13 @@ def test_guest_memory_maps_gpa_to_host_pages() -> None:
         guest.read64(0x10_4000)
     page = guest.alloc()
     assert 0x10_0000 <= page < 0x10_4000 and guest.read64(page) == 0
+
+
+def test_guest_free_releases_the_whole_allocation() -> None:
+    guest = GuestMemory(PhysicalMemory())
+    guest.add_ram(0, 0x10_0000)
+    table = guest.alloc(0x4000)
+    guest.write64(table + 0x3000, 7)
+    guest.free(table)
+    assert guest.read64(table + 0x3000) == 0
+    assert sorted(guest.alloc() for _ in range(4)) == [table + i * 0x1000 for i in range(4)]

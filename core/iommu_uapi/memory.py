@@ -248,6 +248,7 @@ class GuestMemory:
         self._ram: list[tuple[int, int]] = []
         self._next: list[int] = []
         self._free: list[int] = []
+        self._sizes: dict[int, int] = {}
 
     def map(self, gpa: int, hpa: int, size: int) -> None:
         """Back ``[gpa, gpa + size)`` with host memory at ``[hpa, hpa + size)`` (page-aligned)."""
@@ -315,18 +316,24 @@ class GuestMemory:
         """Allocate zeroed guest pages (for guest-built tables) from guest RAM; returns a GPA."""
         align = size if align is None else align
         if size == PAGE_SIZE and align == PAGE_SIZE and self._free:
-            return self._free.pop()
+            addr = self._free.pop()
+            self._sizes[addr] = size
+            return addr
         for i, (start, end) in enumerate(self._ram):
             addr = (self._next[i] + align - 1) & -align
             if addr + size <= end and addr >= start:
                 self._next[i] = addr + size
                 for page in range(addr, addr + size, PAGE_SIZE):
                     self.host.fill(self.gpa_to_hpa(page), PAGE_SIZE, 0)
+                self._sizes[addr] = size
                 return addr
         raise UAPIError(12, f"guest alloc: no guest RAM left for {size:#x} bytes")
 
-    def free(self, gpa: int, size: int = PAGE_SIZE) -> None:
-        """Give guest pages back to :meth:`alloc` (zeroed)."""
+    def free(self, gpa: int, size: int | None = None) -> None:
+        """Give guest pages back to :meth:`alloc` (zeroed); ``size`` defaults to the size the
+        allocation at ``gpa`` was made with (one page for pages this view did not allocate)."""
+        size = self._sizes.pop(gpa, PAGE_SIZE) if size is None else size
+        self._sizes.pop(gpa, None)
         for page in range(gpa, gpa + size, PAGE_SIZE):
             self.host.fill(self.gpa_to_hpa(page), PAGE_SIZE, 0)
             self._free.append(page)
