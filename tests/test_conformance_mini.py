@@ -53,3 +53,12 @@ class TestFuzz(conformance.FuzzTests):
 
 class TestStateful(conformance.StatefulTests):
     pass
+
+
+def test_suite_fixtures_expose_the_rig(iommu: object, memory: object, guest: object) -> None:
+    from iommu_uapi.iommu import IOMMU
+    from iommu_uapi.memory import GuestMemory, PhysicalMemory
+
+    assert isinstance(iommu, IOMMU) and iommu.backend_name == "mini"
+    assert isinstance(memory, PhysicalMemory) and isinstance(guest, GuestMemory)
+    assert guest.host is memory

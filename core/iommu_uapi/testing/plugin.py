@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from ..errors import UAPIError
+from ..iommu import IOMMU
+from ..memory import GuestMemory, PhysicalMemory
 from .harness import Harness
 
 
@@ -75,3 +77,21 @@ def harness(iommu_backend_name: str) -> Harness:
         if exc.errno == errno.EOPNOTSUPP or exc.rule == "op.missing":
             pytest.skip(f"backend cannot build a host yet: {exc}")
         raise
+
+
+@pytest.fixture
+def iommu(harness: Harness) -> IOMMU:
+    """The harness's IOMMU model (devices ``harness.dev``/``dev2`` attached to a domain)."""
+    return harness.iommu
+
+
+@pytest.fixture
+def memory(harness: Harness) -> PhysicalMemory:
+    """The physical memory the model's tables and the guest's RAM live in."""
+    return harness.memory
+
+
+@pytest.fixture
+def guest(harness: Harness) -> GuestMemory:
+    """The guest's physical address space (1 MiB of RAM mapped at stage 2)."""
+    return harness.guest
