@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iommu_uapi import GuestMemory, MemoryAccessError, PhysicalMemory, UAPIError
+from iommu_uapi.memory import ZERO_QUADS
 
 
 def test_unbacked_memory_reads_zero_without_allocating() -> None:
@@ -116,3 +117,25 @@ def test_guest_free_releases_the_whole_allocation() -> None:
     guest.free(table)
     assert guest.read64(table + 0x3000) == 0
     assert sorted(guest.alloc() for _ in range(4)) == [table + i * 0x1000 for i in range(4)]
+
+
+def test_page_quads_is_a_live_read_only_view_keyed_by_page_address() -> None:
+    mem = PhysicalMemory()
+    pages = mem.page_quads()
+    assert pages is not None and len(pages) == 0
+    mem.write64(0x1_2345_6008, 0xDEAD_BEEF_0000_0001)
+    assert list(pages) == [0x1_2345_6000]
+    assert pages[0x1_2345_6000][1] == 0xDEAD_BEEF_0000_0001
+    mem.write(0x1_2345_6010, (7).to_bytes(8, "little"))
+    assert pages[0x1_2345_6000][2] == 7
+    with pytest.raises(TypeError):
+        pages[0x1_2345_6000][1] = 0  # type: ignore[index]
+    with pytest.raises(TypeError):
+        pages[0x5000] = ZERO_QUADS  # type: ignore[index]
+    mem.fill(0x1_2345_6000, 4096, 0)
+    assert 0x1_2345_6000 not in pages and mem.read64(0x1_2345_6008) == 0
+    assert pages.get(0x9000, ZERO_QUADS)[5] == 0
+
+
+def test_page_quads_is_withheld_when_reads_are_counted() -> None:
+    assert PhysicalMemory(count_reads=True).page_quads() is None

@@ -2,10 +2,12 @@
 
 :class:`PhysicalMemory` is sparse and page-backed: a 4 KiB page gets a ``bytearray`` the first
 time it is written, reads of a page never written return zeros without allocating, and aligned
-64-bit reads go through a ``memoryview`` cast to unsigned quadwords (one dict lookup and one
-index: about 50 ns). Page tables, root/context/PASID tables, stream tables and queues are
-allocated from a region of it by :meth:`PhysicalMemory.alloc` and live there in their real little-
-endian bit layout, so a test can corrupt one bit and watch the walk fault.
+64-bit reads go through a read-only ``memoryview`` cast to unsigned quadwords (one dict lookup
+and one index). Walkers on the hot path skip even the method call: :meth:`page_quads` hands
+them the page -> quadwords mapping itself. Page tables, root/context/PASID tables, stream
+tables and queues are allocated from a region of it by :meth:`PhysicalMemory.alloc` and live
+there in their real little-endian bit layout, so a test can corrupt one bit and watch the walk
+fault.
 
 :class:`GuestMemory` is a VM's view: guest-physical ranges backed by host pages of a
 ``PhysicalMemory``. A guest writes its first-level tables here; the VMM maps the same GPA -> HPA
@@ -14,12 +16,14 @@ ranges at second level.
 
 from __future__ import annotations
 
+import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 
 from .errors import MemoryAccessError, UAPIError
 
-__all__ = ["PAGE_SHIFT", "PAGE_SIZE", "GuestMemory", "PhysicalMemory"]
+__all__ = ["PAGE_SHIFT", "PAGE_SIZE", "ZERO_QUADS", "GuestMemory", "PhysicalMemory"]
 
 if sys.byteorder != "little":  # pragma: no cover - the quadword views assume a little-endian host
     raise ImportError("iommu_uapi.memory needs a little-endian host")
@@ -28,7 +32,11 @@ PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 _PAGE_MASK = PAGE_SIZE - 1
 _U64 = (1 << 64) - 1
-_ZERO_PAGE = memoryview(bytes(PAGE_SIZE)).cast("Q")
+#: The quadwords of a page never written: what :meth:`PhysicalMemory.page_quads` lookups fall
+#: back to (``pages.get(pfn, ZERO_QUADS)[index]``).
+ZERO_QUADS: memoryview = memoryview(bytes(PAGE_SIZE)).cast("Q")
+_PAGE_BASE = -PAGE_SIZE
+_pack_u64 = struct.Struct("<Q").pack_into
 
 
 def _is_pow2(value: int) -> bool:
@@ -70,6 +78,7 @@ class PhysicalMemory:
             raise ValueError("the allocation region lies outside the address space")
         self._pages: dict[int, bytearray] = {}
         self._quads: dict[int, memoryview] = {}
+        self._view: Mapping[int, memoryview] = MappingProxyType(self._quads)
         self._alloc_next = alloc_base
         self._alloc_limit = alloc_limit
         self._alloc_base = alloc_base
@@ -94,8 +103,21 @@ class PhysicalMemory:
         if page is None:
             page = bytearray(PAGE_SIZE)
             self._pages[pfn] = page
-            self._quads[pfn] = memoryview(page).cast("Q")
+            self._quads[pfn << PAGE_SHIFT] = memoryview(page).toreadonly().cast("Q")
         return page
+
+    def page_quads(self) -> Mapping[int, memoryview] | None:
+        """A live read-only view of the backed pages, for walkers that read descriptors inline.
+
+        Maps a page's address (4 KiB-aligned) to its 512 little-endian quadwords (a read-only
+        ``memoryview``): a 4 KiB table at ``t`` holds entry ``i`` at ``pages[t][i]``. Pages never
+        written are absent and read as :data:`ZERO_QUADS`. The mapping follows later writes.
+        ``None`` when this memory counts reads: then every descriptor read must go through
+        :meth:`read64`.
+        """
+        if "read64" in self.__dict__:
+            return None
+        return self._view
 
     @property
     def backed_pages(self) -> int:
@@ -111,7 +133,7 @@ class PhysicalMemory:
     def read64(self, addr: int) -> int:
         """Read the little-endian quadword at ``addr`` (a descriptor, a table entry)."""
         if addr & 7 == 0 and 0 <= addr < self.size:
-            return self._quads.get(addr >> PAGE_SHIFT, _ZERO_PAGE)[(addr & _PAGE_MASK) >> 3]
+            return self._quads.get(addr & _PAGE_BASE, ZERO_QUADS)[(addr & _PAGE_MASK) >> 3]
         return int.from_bytes(self.read(addr, 8), "little")
 
     def _read64_counting(self, addr: int) -> int:
@@ -124,11 +146,8 @@ class PhysicalMemory:
             raise UAPIError(22, f"write64: value {value:#x} does not fit in 64 bits")
         if addr & 7 == 0 and 0 <= addr < self.size:
             pfn = addr >> PAGE_SHIFT
-            quads = self._quads.get(pfn)
-            if quads is None:
-                self._page(pfn)
-                quads = self._quads[pfn]
-            quads[(addr & _PAGE_MASK) >> 3] = value
+            page = self._pages.get(pfn)
+            _pack_u64(self._page(pfn) if page is None else page, addr & _PAGE_MASK, value)
             return
         self.write(addr, value.to_bytes(8, "little"))
 
@@ -180,7 +199,7 @@ class PhysicalMemory:
                 pass
             elif value == 0 and chunk == PAGE_SIZE:
                 del self._pages[pfn]
-                del self._quads[pfn]
+                del self._quads[pfn << PAGE_SHIFT]
             else:
                 self._page(pfn)[off : off + chunk] = bytes([value]) * chunk
             addr += chunk

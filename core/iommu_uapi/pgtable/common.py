@@ -10,7 +10,7 @@ to the stage-1 output.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import IntFlag
 from functools import partial
 from typing import NamedTuple, Protocol
@@ -20,8 +20,13 @@ from ..uapi.consts import FaultPerm, FaultReason
 
 __all__ = [
     "ACCESS_INTS",
+    "NO_LEAF",
     "RWX",
     "Access",
+    "FastLeaf",
+    "FastPlan",
+    "FastStep",
+    "PageGet",
     "Prot",
     "Stage2Translate",
     "TableMemory",
@@ -30,6 +35,8 @@ __all__ = [
     "Walker",
     "bad_access",
     "bind_stage2",
+    "inline_pages",
+    "page_getter",
     "restage",
 ]
 
@@ -209,3 +216,40 @@ def bind_stage2(walker: Walker, root: int, update_ad: bool = False) -> Stage2Tra
         return walker.walk(root, ipa, access, None, True)
 
     return translate
+
+
+def inline_pages(mem: TableMemory) -> Mapping[int, memoryview] | None:
+    """The page -> quadwords view a walker may read descriptors from inline, when ``mem`` offers
+    one (a :class:`~iommu_uapi.memory.PhysicalMemory` that does not count reads); else None and
+    every read goes through ``mem.read64``."""
+    page_quads = getattr(mem, "page_quads", None)
+    return None if page_quads is None else page_quads()
+
+
+#: A page view's ``get``: ``get(table_address, ZERO_QUADS)[index]`` reads a 4 KiB table's entry.
+PageGet = Callable[[int, memoryview], memoryview]
+
+
+def page_getter(pages: Mapping[int, memoryview] | None) -> PageGet:
+    """The ``get`` a fast path reads with (an empty view's when there are no pages)."""
+    return ({} if pages is None else pages).get
+
+
+#: A leaf in a walker's fast path: ``(mask, want, oa_mask, offset_mask, size, level, reads,
+#: perm)``; the leaf passes when ``desc & mask == want``, and ``perm`` maps the format's
+#: permission key of the leaf to ``Access`` bits.
+FastLeaf = tuple[int, int, int, int, int, int, int, tuple[int, ...]]
+
+#: Where a level holds no leaf (its ``leaf_test`` is 0, so it is never consulted).
+NO_LEAF: FastLeaf = (0, 1, 0, 0, 0, 0, 0, ())
+
+#: One level of a walker's fast path: ``(shift, leaf_test, table_mask, table_want, leaf)``.
+#: An entry with ``desc & leaf_test`` is a leaf (see :data:`FastLeaf`); otherwise it is a table
+#: entry and must satisfy ``desc & table_mask == table_want``.
+FastStep = tuple[int, int, int, int, FastLeaf]
+
+#: How a walker runs the common case of one access, root level first: no fault, no reserved
+#: bit, table entries that grant every permission (as builders write them), no A/D update, not
+#: nested, 4 KiB tables read through :func:`inline_pages`. An entry that fails its test sends
+#: the walk to the full path, which finds and reports the exact fault.
+FastPlan = tuple[FastStep, ...]

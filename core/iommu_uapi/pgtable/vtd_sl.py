@@ -21,10 +21,14 @@ from typing import NamedTuple
 import msgspec
 
 from ..errors import MemoryAccessError, UAPIError
+from ..memory import ZERO_QUADS
 from ..uapi.consts import FaultPerm, FaultReason
 from .builder import Level, PageTableBuilder
 from .common import (
     ACCESS_INTS,
+    NO_LEAF,
+    FastPlan,
+    FastStep,
     Prot,
     Stage2Translate,
     TableMemory,
@@ -32,6 +36,8 @@ from .common import (
     WalkResult,
     bad_access,
     bind_stage2,
+    inline_pages,
+    page_getter,
 )
 
 __all__ = [
@@ -187,6 +193,33 @@ def _geometry(cfg: SLConfig) -> _SLGeometry:
     return _SLGeometry(tuple(levels), cfg.input_bits, need, perm)
 
 
+@lru_cache(maxsize=64)
+def _fast_plans(cfg: SLConfig) -> dict[int, FastPlan]:
+    """Per access, the walk of the common case (see :data:`~.common.FastPlan`).
+
+    Table entries pass when they grant R, W (and X with SLEE) and have no reserved bit, so the
+    leaf alone decides the permissions (key: the leaf's R/W/X); a leaf passes when it has the
+    bits the access needs and no reserved bit. An access that needs neither R nor W has no fast
+    plan: only the full walk can tell a non-present entry from a granted one.
+    """
+    geo = _geometry(cfg)
+    grant = _R | _W | (_X if cfg.slee else 0)
+    plans: dict[int, FastPlan] = {}
+    for access in range(16):
+        need = geo.need[access]
+        if not need & (_R | _W):
+            continue
+        steps: list[FastStep] = []
+        for lv in geo.levels:
+            leaf = NO_LEAF
+            if lv.leaf_test:
+                leaf = (need | lv.rsvd_leaf, need, lv.oa_mask, lv.size - 1, lv.size, lv.level,
+                        cfg.levels - lv.level + 1, geo.perm)
+            steps.append((lv.shift, lv.leaf_test, grant | lv.rsvd_table, grant, leaf))
+        plans[access] = tuple(steps)
+    return plans
+
+
 def _deny_code(need: int, desc: int) -> int:
     missing = need & ~desc
     if missing & _W:
@@ -210,6 +243,10 @@ class SLWalker:
         self._perm = geo.perm
         self._slade = cfg.slade
         self._top = cfg.levels
+        self._limit = 1 << geo.input_bits
+        pages = inline_pages(mem)
+        self._fast = {} if pages is None else _fast_plans(cfg)
+        self._get = page_getter(pages)
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
              update_ad: bool = False) -> WalkResult:
@@ -223,6 +260,29 @@ class SLWalker:
         outside the address space -> WALK_EABT 0x78. With SLADE and ``update_ad`` the walk sets
         A in every entry used and D in the leaf for a write.
         """
+        steps = self._fast.get(access)
+        if steps is not None and s2 is None and (not update_ad or not self._slade) \
+                and 0 <= iova < self._limit:
+            # The common case, read inline from the page view; anything else leaves the loop
+            # for the full walk below (see X86Walker.walk).
+            get = self._get
+            table = root
+            for shift, leaf_test, tmask, want, leaf in steps:
+                desc = get(table, ZERO_QUADS)[(iova >> shift) & 0x1FF]
+                if desc & leaf_test:
+                    lmask, lwant, oa_mask, offset, size, level, reads, perm = leaf
+                    if desc & lmask != lwant:
+                        break
+                    return _new_tuple(WalkResult, ((desc & oa_mask) | (iova & offset), size,
+                                                   perm[desc & 7], level, reads, 0, False))
+                if desc & tmask != want:
+                    break
+                table = desc & ADDR_MASK
+        return self._walk(root, iova, access, s2, update_ad)
+
+    def _walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None,
+              update_ad: bool) -> WalkResult:
+        """The full walk: every check in the hardware's order, A/D updates."""
         if s2 is not None:
             raise UAPIError(errno.EINVAL, "second level: second-level tables are not translated "
                             "by another stage", rule="vtd_sl.nested")

@@ -24,21 +24,28 @@ from typing import NamedTuple
 import msgspec
 
 from ..errors import MemoryAccessError, UAPIError
+from ..memory import ZERO_QUADS
 from ..uapi.consts import FaultPerm, FaultReason
 from .builder import Level, PageTableBuilder
 from .common import (
     ACCESS_INTS,
+    NO_LEAF,
     RWX,
+    FastPlan,
+    FastStep,
     Prot,
     Stage2Translate,
     TableMemory,
     WalkFault,
     WalkResult,
     bad_access,
+    inline_pages,
+    page_getter,
     restage,
 )
 from .vtd_sl import VtdFault
 
+_RWX_OF = tuple(a & RWX for a in range(16))
 _new_tuple = tuple.__new__  # builds a WalkResult without NamedTuple's keyword-handling __new__
 
 __all__ = [
@@ -202,6 +209,34 @@ def _geometry(cfg: X86Config) -> _FLGeometry:
     return _FLGeometry(tuple(levels), va_top, (1 << (64 - va_top)) - 1, need, tuple(perm))
 
 
+@lru_cache(maxsize=64)
+def _fast_plans(cfg: X86Config) -> dict[int, FastPlan]:
+    """Per access, the walk of the common case (see :data:`~.common.FastPlan`).
+
+    Table entries pass when they grant everything (P, R/W, U/S, no XD) and have no reserved bit,
+    so the leaf alone decides the permissions; a leaf passes when it has the bits the access
+    needs and no reserved bit (XD counts as reserved only for an execute, which the full walk
+    then refuses). The permission key is ``(desc & 6) | XD``.
+    """
+    geo = _geometry(cfg)
+    grant = _P | _RW | _US
+    plans: dict[int, FastPlan] = {}
+    for access in range(16):
+        chk = geo.need[access]
+        xd = _XD if access & _EXEC else 0
+        perm = tuple(geo.perm[(access & _PRIV) | key] for key in range(8))
+        steps: list[FastStep] = []
+        for lv in geo.levels:
+            leaf = NO_LEAF
+            if lv.leaf_test:
+                lmask = chk | (lv.rsvd_leaf & ~_XD) | xd
+                leaf = (lmask, chk, lv.oa_mask, lv.size - 1, lv.size, lv.level,
+                        cfg.levels - lv.level + 1, perm)
+            steps.append((lv.shift, lv.leaf_test, grant | lv.rsvd_table | _XD, grant, leaf))
+        plans[access] = tuple(steps)
+    return plans
+
+
 class X86Walker:
     """Walks first-level (IA-32e) tables in one table memory under one :class:`X86Config`."""
 
@@ -217,6 +252,9 @@ class X86Walker:
         self._perm = geo.perm
         self._a_bits = _A | (_EA if cfg.eafe else 0)
         self._top = cfg.levels
+        pages = inline_pages(mem)
+        self._fast = {} if pages is None else _fast_plans(cfg)
+        self._get = page_getter(pages)
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
              update_ad: bool = False) -> WalkResult:
@@ -230,6 +268,66 @@ class X86Walker:
         A (and EA with EAFE) in every entry used and D in the leaf for a write; with ``s2`` the
         root, tables and output are GPAs translated through stage 2.
         """
+        steps = self._fast.get(access)
+        if steps is not None and not update_ad:
+            top = iova >> self._va_top
+            if top == 0 or top == self._canon_ones:
+                if s2 is not None:
+                    result = self._nested_fast(steps, root, iova, access, s2)
+                    if result is not None:
+                        return result
+                    return self._walk(root, iova, access, s2, update_ad)
+                # The common case, read inline from the page view; anything else (a fault, a
+                # reserved bit, a table entry that restricts, XD for an execute, an unaligned
+                # root) leaves the loop for the full walk below.
+                get = self._get
+                table = root
+                for shift, leaf_test, tmask, want, leaf in steps:
+                    desc = get(table, ZERO_QUADS)[(iova >> shift) & 0x1FF]
+                    if desc & leaf_test:
+                        lmask, lwant, oa_mask, offset, size, level, reads, perm = leaf
+                        if desc & lmask != lwant:
+                            break
+                        return _new_tuple(WalkResult, (
+                            (desc & oa_mask) | (iova & offset), size,
+                            perm[(desc & 6) | (desc >> 63)], level, reads, 0, desc & _G != 0))
+                    if desc & tmask != want:
+                        break
+                    table = desc & ADDR_MASK
+        return self._walk(root, iova, access, s2, update_ad)
+
+    def _nested_fast(self, steps: FastPlan, root: int, iova: int, access: int,
+                     s2: Stage2Translate) -> WalkResult | None:
+        """The common case of a nested walk: each table's GPA through stage 2 once, its entry
+        read inline; None (the full walk decides) on anything unusual, a stage-2 fault
+        included."""
+        get = self._get
+        table = root
+        s2_reads = 0
+        try:
+            for shift, leaf_test, tmask, want, leaf in steps:
+                hpa = s2(table, _READ)
+                s2_reads += hpa[4]
+                desc = get(hpa[0], ZERO_QUADS)[(iova >> shift) & 0x1FF]
+                if desc & leaf_test:
+                    lmask, lwant, oa_mask, offset, size, level, reads, perm = leaf
+                    if desc & lmask != lwant:
+                        return None
+                    out = s2((desc & oa_mask) | (iova & offset), _RWX_OF[access])
+                    return _new_tuple(WalkResult, (
+                        out[0], size if size < out[1] else out[1],
+                        perm[(desc & 6) | (desc >> 63)] & (out[2] | _PRIV), level, reads,
+                        s2_reads + out[4], desc & _G != 0))
+                if desc & tmask != want:
+                    return None
+                table = desc & ADDR_MASK
+        except WalkFault:
+            return None
+        return None  # pragma: no cover - level 1 always holds leaves
+
+    def _walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None,
+              update_ad: bool) -> WalkResult:
+        """The full walk: every check in the hardware's order, nested walks, A/D updates."""
         if not 0 <= access < 16:
             raise bad_access(access)
         access = ACCESS_INTS[access]
