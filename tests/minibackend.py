@@ -4,13 +4,21 @@ It is real in the ways the core needs: host domains have VT-d second-level table
 memory; a bound guest PASID walks the guest's x86 first-level tables through them (nested, with
 the exact descriptor reads); the IOTLB is the core's, tagged (domain id, PASID); a configuration
 cache of binds makes a missing PASID-cache invalidation visible; invalidations act on the IOTLB
-and on ATS devices' device TLBs; faults and page requests produce the generic records. It has
-no hardware configuration structures and no native commands: those belong to real backends.
+and on ATS devices' device TLBs; faults and page requests produce the generic records.
+
+With ``pasid_table=True`` (the registered ``mini``) it also takes a guest PASID table, SMMU
+style: each domain has a 16-byte configuration entry in memory (:class:`DomainEntry`) saying
+whether stage 1 translates through the guest's table, is bypassed, or aborts every request; the
+guest's table holds one :class:`GuestPasidEntry` per PASID, read through stage 2 when a context
+is built. It has no other hardware structures and no native commands: those belong to real
+backends.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
+from enum import IntEnum
 from typing import Any
 
 from iommu_uapi.device import Device, Domain
@@ -33,8 +41,10 @@ from iommu_uapi.uapi import (
     GpasidBindData,
     NestingInfo,
     PageResponse,
+    PasidTableConfig,
 )
 from iommu_uapi.uapi.consts import (
+    IOMMU_PASID_FORMAT_SMMUV3,
     CacheType,
     FaultReason,
     FaultType,
@@ -42,6 +52,7 @@ from iommu_uapi.uapi.consts import (
     InvGranularity,
     InvPasidFlags,
     PageRequestFlags,
+    PasidConfig,
     UnrecoverableFlags,
 )
 
@@ -55,6 +66,32 @@ HEADER_CELLS = frozenset({
     CacheCell(CacheType.PASID, InvGranularity.DOMAIN),
     CacheCell(CacheType.PASID, InvGranularity.PASID),
 })
+
+
+class DomainEntry(IntEnum):
+    """The per-domain configuration entry (two u64 words): word 0 holds the stage-1 ``config``
+    (0 = no guest table, else ``PasidConfig``) and the guest table's GPA; word 1 its PASID bits.
+    """
+
+    CONFIG_MASK = 0x3
+    TABLE_MASK = 0xFFFF_FFFF_F000
+    SIZE = 16
+
+
+class GuestPasidEntry(IntEnum):
+    """One u64 per PASID in the guest's table: bit 0 valid, bits 47:12 the GPA of an x86
+    4-level first-level table."""
+
+    VALID = 1 << 0
+    ROOT_MASK = 0xFFFF_FFFF_F000
+    SIZE = 8
+
+
+def _abort(pasid: int | None, reason: FaultReason, message: str) -> TranslationFault:
+    flags = UnrecoverableFlags.PASID_VALID if pasid is not None else UnrecoverableFlags(0)
+    fault = Fault(type=FaultType.DMA_UNRECOV, event=FaultUnrecoverable(
+        reason=reason, flags=flags, pasid=pasid or 0))
+    return TranslationFault(fault, None, message)
 
 
 class MiniContext:
@@ -84,15 +121,18 @@ class MiniContext:
 
 
 class MiniBackend:
-    """The test backend (see the module docstring). ``nest=False`` declares no nesting."""
+    """The test backend (see the module docstring). ``nest=False`` declares no nesting;
+    ``pasid_table=True`` declares and implements guest PASID tables."""
 
     name = "mini"
 
     def __init__(self, memory: PhysicalMemory, *, nest: bool = True,
-                 cells: frozenset[CacheCell] = HEADER_CELLS) -> None:
+                 cells: frozenset[CacheCell] = HEADER_CELLS, pasid_table: bool = False) -> None:
         self.memory = memory
         self.nest = nest
         self.cells = cells
+        self.pasid_table = pasid_table
+        self.entries: dict[int, int] = {}  # domain id -> address of its DomainEntry
         self.iommu: IOMMU | None = None
         self.binds: dict[tuple[int, int], tuple[Domain, int, int]] = {}
         self.bind_cache: dict[tuple[int, int], tuple[Domain, int, int] | None] = {}
@@ -112,6 +152,8 @@ class MiniBackend:
         features = Feature.CACHE_INVLD | Feature.PAGE_REQUEST | Feature.SYSWIDE_PASID
         if self.nest:
             features |= Feature.BIND_PGTBL
+        if self.pasid_table:
+            features |= Feature.BIND_PASID_TABLE
         return Capabilities(features=features, formats=(1,), pasid_bits=20,
                             input_address_widths=(48,), output_address_width=48,
                             page_sizes=0x1000 | 0x20_0000 | 0x4000_0000,
@@ -129,11 +171,15 @@ class MiniBackend:
     @hookimpl
     def iommu_domain_alloc(self, domain: Domain) -> None:
         domain.data = SLPageTable(self.sl_cfg, self.memory)
+        if self.pasid_table:
+            self.entries[domain.id] = self.memory.alloc()  # a page per entry: alloc's unit
 
     @hookimpl
     def iommu_domain_free(self, domain: Domain) -> None:
         self._iotlb().invalidate((domain.id,))
         self.memory.free(domain.data.root)
+        if domain.id in self.entries:
+            self.memory.free(self.entries.pop(domain.id))
 
     @hookimpl
     def iommu_domain_set_nesting(self, domain: Domain) -> None:
@@ -174,6 +220,8 @@ class MiniBackend:
             raise UAPIError(errno.EINVAL, f"bind: format {data.format} is not INTEL_VTD")
         if dev.domain is not domain:
             raise UAPIError(errno.EINVAL, "bind: device not attached to the domain")
+        if self._table_config(domain):
+            raise UAPIError(errno.EBUSY, "bind: the domain has a guest PASID table")
         if data.addr_width != 48:
             raise UAPIError(errno.EINVAL, f"bind: addr_width {data.addr_width} not 48")
         self.iommu.pasids.owner(data.hpasid)
@@ -227,6 +275,67 @@ class MiniBackend:
                 prefix = (*prefix, pasid) if prefix else (pasid,)
             tlb.invalidate(prefix, addr, size)
 
+    # -- guest PASID table ----------------------------------------------------------------------
+
+    def _table_config(self, domain: Domain) -> int:
+        addr = self.entries.get(domain.id)
+        return 0 if addr is None else self.memory.read64(addr) & DomainEntry.CONFIG_MASK
+
+    @hookimpl
+    def iommu_attach_pasid_table(self, domain: Domain, cfg: PasidTableConfig,
+                                 profile: str) -> None:
+        if not self.pasid_table:
+            raise UAPIError(errno.ENODEV, "attach_pasid_table: no PASID-table support")
+        if not domain.nesting:
+            raise UAPIError(errno.EINVAL, "attach_pasid_table: domain not in nesting mode")
+        if cfg.format != IOMMU_PASID_FORMAT_SMMUV3:
+            raise UAPIError(errno.EINVAL, f"attach_pasid_table: format {cfg.format} unknown")
+        if cfg.config == PasidConfig.TRANSLATE and (cfg.base_ptr & ~DomainEntry.TABLE_MASK or
+                                                    cfg.pasid_bits > 20):
+            raise UAPIError(errno.EINVAL, f"attach_pasid_table: table {cfg.base_ptr:#x} with "
+                            f"{cfg.pasid_bits} PASID bits")
+        if any(bound[0] is domain for bound in self.binds.values()):
+            raise UAPIError(errno.EBUSY, "attach_pasid_table: guest PASIDs are bound")
+        addr = self.entries[domain.id]
+        base = cfg.base_ptr if cfg.config == PasidConfig.TRANSLATE else 0
+        self.memory.write64(addr, base | cfg.config)
+        self.memory.write64(addr + 8, cfg.pasid_bits)
+        self._iotlb().invalidate((domain.id,))
+
+    @hookimpl
+    def iommu_detach_pasid_table(self, domain: Domain) -> None:
+        addr = self.entries.get(domain.id)
+        if addr is not None:
+            self.memory.write64(addr, 0)
+            self.memory.write64(addr + 8, 0)
+        self._iotlb().invalidate((domain.id,))
+
+    def _table_context(self, dev: Device, domain: Domain, pasid: int | None,
+                       word0: int) -> MiniContext:
+        """Requests of a device whose domain has a guest PASID table (config != 0)."""
+        config = word0 & DomainEntry.CONFIG_MASK
+        s2 = domain.data.walker
+        if config == PasidConfig.ABORT:
+            raise _abort(pasid, FaultReason.BAD_PASID_ENTRY, "stage 1 aborts")
+        if pasid is None:  # substream-less requests bypass stage 1
+            walk = lambda iova, access: s2.walk(domain.data.root, iova, access)  # noqa: E731
+            return MiniContext((domain.id, None), walk, dev.atc, None, 1)
+        bits = self.memory.read64(self.entries[domain.id] + 8)
+        if config == PasidConfig.BYPASS or pasid >> bits:
+            raise _abort(pasid, FaultReason.PASID_INVALID, f"pasid {pasid} outside the table")
+        stage2 = domain.data.stage2()
+        try:
+            where = stage2((word0 & DomainEntry.TABLE_MASK) + pasid * GuestPasidEntry.SIZE, 1)
+        except WalkFault:
+            raise _abort(pasid, FaultReason.PASID_FETCH, "guest PASID table not mapped") from None
+        entry = self.memory.read64(where.oa)
+        if not entry & GuestPasidEntry.VALID:
+            raise _abort(pasid, FaultReason.PASID_INVALID, f"pasid {pasid} entry not valid")
+        fl = X86Walker(self.memory, X86Config(levels=4, haw=48))
+        root = entry & GuestPasidEntry.ROOT_MASK
+        walk = lambda iova, access: fl.walk(root, iova, access, stage2)  # noqa: E731
+        return MiniContext((domain.id, pasid), walk, dev.atc, pasid, 2)
+
     @hookimpl
     def iommu_page_request(self, dev: Device, pasid: int | None, addr: int, access: int,
                            grpid: int, last: bool, private_data: tuple[int, int] | None
@@ -263,6 +372,10 @@ class MiniBackend:
             fault = Fault(type=FaultType.DMA_UNRECOV, event=FaultUnrecoverable(
                 reason=FaultReason.BAD_PASID_ENTRY))
             raise TranslationFault(fault, None, f"{dev!r} is not attached")
+        if domain.id in self.entries:
+            word0 = self.memory.read64(self.entries[domain.id])
+            if word0 & DomainEntry.CONFIG_MASK:
+                return self._table_context(dev, domain, pasid, word0)
         s2 = domain.data.walker
         if pasid is None:
             walk = lambda iova, access: s2.walk(domain.data.root, iova, access)  # noqa: E731
@@ -288,4 +401,5 @@ class MiniBackend:
 @hookimpl
 def iommu_register_backends(register: Any) -> None:
     """Register the test backend as ``mini``."""
-    register(BackendSpec(name="mini", factory=MiniBackend, description="test-only backend"))
+    register(BackendSpec(name="mini", factory=functools.partial(MiniBackend, pasid_table=True),
+                         description="test-only backend"))

@@ -23,6 +23,10 @@ class TestSizeRules(conformance.SizeRuleTests):
     pass
 
 
+class TestRules(conformance.RuleTests):
+    pass
+
+
 class TestNegotiation(conformance.NegotiationTests):
     pass
 

@@ -41,8 +41,10 @@ from ..uapi import (
 )
 
 __all__ = [
+    "BIND_HPASID",
     "BOTH",
     "DECODERS",
+    "RESPONSE_GRPID",
     "RULE_CASES",
     "Decoder",
     "RuleCase",
@@ -59,6 +61,9 @@ ARGSZ = SizeDiscipline.ARGSZ
 IOMMUFD = SizeDiscipline.IOMMUFD
 #: Both size disciplines: the 2020 kernel's argsz copy and iommufd's copy_struct_from_user.
 BOTH = (ARGSZ, IOMMUFD)
+#: The host PASID the bind cases name, and the page request group the responses answer.
+BIND_HPASID = 2
+RESPONSE_GRPID = 1
 
 # -- the records as a user would write them -----------------------------------------------------
 
@@ -75,17 +80,19 @@ def cache_invalidate_bytes(argsz: int = 56, version: int = 1, cache: int = 1,
 
 def bind_bytes(argsz: int = 72, version: int = 1, fmt: int = 1, flags: int = 0,
                padding: bytes = bytes(8), vtd_flags: int = 0) -> bytes:
-    """``iommu_gpasid_bind_data`` with VT-d vendor data, binding GPA 0x1000 to host PASID 2."""
+    """``iommu_gpasid_bind_data`` with VT-d vendor data, binding GPA 0x1000 to host PASID
+    :data:`BIND_HPASID`."""
     return GpasidBindData(
         argsz=argsz, version=version, format=fmt, addr_width=48, flags=flags, gpgd=0x1000,
-        hpasid=2, padding=padding, vendor=GpasidBindVendor(vtd=GpasidBindDataVtd(vtd_flags)),
+        hpasid=BIND_HPASID, padding=padding,
+        vendor=GpasidBindVendor(vtd=GpasidBindDataVtd(vtd_flags)),
     ).to_bytes()
 
 
 def page_response_bytes(argsz: int = 24, version: int = 1, flags: int = 0,
                         code: int = 0) -> bytes:
-    """``iommu_page_response`` answering group 1 without a PASID."""
-    return PageResponse(argsz, version, flags, 0, 1, code).to_bytes()
+    """``iommu_page_response`` answering group :data:`RESPONSE_GRPID` without a PASID."""
+    return PageResponse(argsz, version, flags, 0, RESPONSE_GRPID, code).to_bytes()
 
 
 def pasid_table_bytes(argsz: int = 32, version: int = 1, fmt: int = 1, config: int = 1,

@@ -9,6 +9,10 @@ class TestSizeRules(conformance.SizeRuleTests):
     """Size discipline of the argsz records."""
 
 
+class TestRules(conformance.RuleTests):
+    """Every core rule through the backend's entry points."""
+
+
 class TestNegotiation(conformance.NegotiationTests):
     """Negotiation refuses upfront."""
 
