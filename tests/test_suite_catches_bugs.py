@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterator
+from typing import Any
 
 import minibackend
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from iommu_uapi import plugins
+from iommu_uapi import plugins, profiles
 from iommu_uapi.hookspecs import hookimpl
+from iommu_uapi.iommu import IOMMU
+from iommu_uapi.profiles import Profile
+from iommu_uapi.testing.conformance import RuleTests
+from iommu_uapi.testing.harness import Harness
 from iommu_uapi.testing.stateful import machine_for
+from iommu_uapi.uapi import CacheInvalidateInfo
 
 
 class ForgetsInvalidations(minibackend.MiniBackend):
@@ -28,6 +34,21 @@ class KeepsStaleEntriesOnUnbind(minibackend.MiniBackend):
     def iommu_sva_unbind_gpasid(self, domain: object, dev: object, pasid: int) -> None:
         key = (dev.sid, pasid)  # type: ignore[attr-defined]
         self.binds.pop(key, None)  # no IOTLB flush, no config-cache flush
+
+
+class SkipsCoreChecks(minibackend.MiniBackend):
+    """Installs its own fast path for guest invalidations that decodes the user's bytes without
+    the core's size discipline and content checks."""
+
+    @hookimpl
+    def iommu_instance_init(self, iommu: IOMMU) -> None:
+        self.iommu = iommu
+
+        def fast(domain: Any, dev: Any, ubuf: bytes, **kw: Any) -> None:
+            raw = bytes(ubuf[:CacheInvalidateInfo.SIZE]).ljust(CacheInvalidateInfo.SIZE, b"\0")
+            iommu._invalidate(domain, dev, CacheInvalidateInfo.from_bytes(raw), iommu.profile)
+
+        iommu.uapi_cache_invalidate = fast  # type: ignore[method-assign]
 
 
 def plugin_for(cls: type) -> types.ModuleType:
@@ -54,3 +75,45 @@ def test_state_machine_catches_the_broken_backend(broken: str) -> None:
             max_examples=200, stateful_step_count=30, deadline=None, database=None,
             report_multiple_bugs=False, phases=[Phase.generate],
             suppress_health_check=list(HealthCheck)))
+
+
+def _rule_test_fails(backend: str, rule_id: str, profile: str) -> bool:
+    try:
+        RuleTests().test_rule(Harness(backend), rule_id, profile)
+    except (AssertionError, pytest.fail.Exception):
+        return True
+    return False
+
+
+@pytest.mark.parametrize("rule_id", ["cache_invalidate.padding", "cache_invalidate.version",
+                                     "cache_invalidate.copy_rest",
+                                     "cache_invalidate.argsz_granularity"])
+def test_rule_tests_catch_a_backend_that_bypasses_the_core_checks(rule_id: str) -> None:
+    plugins.register_plugin("broken", plugin_for(SkipsCoreChecks))
+    try:
+        assert _rule_test_fails("broken", rule_id, "strict")
+    finally:
+        plugins.unregister_plugin("broken")
+    plugins.register_plugin("mini", minibackend)
+    try:
+        assert not _rule_test_fails("mini", rule_id, "strict")  # the same test, sound backend
+    finally:
+        plugins.unregister_plugin("mini")
+
+
+@pytest.mark.parametrize("profile", ["linux-5.10", "strict"])
+@pytest.mark.parametrize("rule_id", ["cache_invalidate.padding", "bind.padding",
+                                     "page_response.flags", "attach_pasid_table.config_range",
+                                     "cache_invalidate.argsz_granularity"])
+def test_rule_tests_catch_a_mutated_check(rule_id: str, profile: str) -> None:
+    """The profile a check consults loses one rule: the check is skipped, the suite fails."""
+    plugins.register_plugin("mini", minibackend)
+    original = profiles.get(profile)
+    try:
+        assert not _rule_test_fails("mini", rule_id, profile)
+        profiles.register(Profile(profile, original.description, original.rules - {rule_id}),
+                          replace=True)
+        assert _rule_test_fails("mini", rule_id, profile)
+    finally:
+        profiles.register(original, replace=True)
+        plugins.unregister_plugin("mini")
