@@ -40,11 +40,13 @@ from ..uapi.consts import (
     PasidFormat,
 )
 
-__all__ = ["GUEST_RAM_GPA", "GUEST_RAM_SIZE", "Harness", "guest_format"]
+__all__ = ["GUEST_RAM_GPA", "GUEST_RAM_SIZE", "GUEST_VA", "Harness", "guest_format"]
 
 GUEST_RAM_GPA = 0
 GUEST_RAM_SIZE = 0x10_0000  # 1 MiB of guest RAM, mapped 4 KiB page by page at stage 2
 GUEST_RAM_HPA = 0x1_0000_0000
+#: A guest virtual address the suite's tests map in the guest's own tables.
+GUEST_VA = 0x7F12_3450_0000
 RW = Prot.READ | Prot.WRITE
 READ, WRITE = int(FaultPerm.READ), int(FaultPerm.WRITE)
 #: The stage-1 formats a guest can build, by the PASID format a backend declares.
