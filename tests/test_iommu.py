@@ -200,6 +200,41 @@ def test_bad_data_path_input_is_einval_not_a_crash(rig: Rig) -> None:
     assert errno_of(lambda: rig.iommu.translate(Device(0x0300), 0)) == errno.ENODEV
 
 
+@pytest.mark.parametrize("bad", [
+    {"access": 0}, {"access": 8}, {"access": 0x10 | R}, {"access": "r"}, {"access": [1]},
+    {"access": 1.0}, {"pasid": [4]}, {"pasid": 1.5},
+], ids=repr)
+def test_bad_input_is_refused_on_an_iotlb_hit_too(rig: Rig, bad: dict[str, object]) -> None:
+    """With the page cached, a bad request still fails cleanly, and counts as no hit."""
+    rig.iommu.translate(rig.dev2, 0x1234, access=R)
+    hits = rig.iommu.iotlb.hits
+    assert errno_of(lambda: rig.iommu.translate(rig.dev2, 0x1234, **bad)) == errno.EINVAL
+    assert rig.iommu.iotlb.hits == hits and len(rig.iommu.iotlb) == 1
+
+
+def test_a_device_of_another_iommu_never_hits_this_iotlb(rig: Rig) -> None:
+    rig.iommu.translate(rig.dev2, 0x1234, access=R)
+    other = Rig()
+    assert errno_of(lambda: rig.iommu.translate(other.dev2, 0x1234)) == errno.ENODEV
+    assert errno_of(lambda: other.iommu.translate(rig.dev2, 0x1234)) == errno.ENODEV
+
+
+def test_hits_follow_invalidation_detach_and_removal(rig: Rig) -> None:
+    """The hit path's per-device view of the IOTLB never outlives what it mirrors."""
+    io = rig.iommu
+    io.translate(rig.dev2, 0x1234, access=R)
+    assert io.translate(rig.dev2, 0x1234).table_reads == 0
+    io.iotlb.invalidate()
+    assert io.translate(rig.dev2, 0x1234).table_reads == 3  # the emptied bucket misses
+    io.detach_device(rig.domain, rig.dev2)
+    with pytest.raises(TranslationFault):  # no stale hit: the device is not attached
+        io.translate(rig.dev2, 0x1234)
+    io.attach_device(rig.domain, rig.dev2)
+    io.translate(rig.dev2, 0x1234)
+    io.remove_device(rig.dev2)
+    assert errno_of(lambda: io.translate(rig.dev2, 0x1234)) == errno.ENODEV
+
+
 # --- configuration caches and binds --------------------------------------------------------------
 
 

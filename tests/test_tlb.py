@@ -56,3 +56,32 @@ def test_capacity_evicts_oldest_first() -> None:
 def test_flush_empties_everything() -> None:
     tlb = filled()
     assert tlb.flush() == 5 and len(tlb) == 0 and tlb.tags() == []
+
+
+def test_a_bucket_is_the_live_view_of_its_tag_for_the_life_of_the_cache() -> None:
+    tlb = filled()
+    bucket = tlb.bucket((1, 5))
+    assert bucket == {1: TLBEntry(0x1000, 0x1000, 0xA000, 3),
+                      2: TLBEntry(0x2000, 0x1000, 0xB000, 1, global_=True),
+                      0x205: TLBEntry(0x20_0000, MB2, 0x4000_0000, 3)}
+    tlb.invalidate((1, 5), 0x1000, 0x1000)
+    assert 1 not in bucket and tlb.bucket((1, 5)) is bucket
+    tlb.flush()
+    assert bucket == {} and tlb.bucket((1, 5)) is bucket
+    tlb.fill((1, 5), 0x7000, TLBEntry(0x7000, 0x1000, 0xE000, 3))
+    assert bucket[7] == TLBEntry(0x7000, 0x1000, 0xE000, 3)
+    assert tlb.entries == {((1, 5), 7): TLBEntry(0x7000, 0x1000, 0xE000, 3)}
+    assert tlb.bucket((9,)) == {} and tlb.tags() == [(1, 5)]
+
+
+def test_capacity_counts_entries_across_tags() -> None:
+    tlb = TLB(capacity=2)
+    tlb.fill((0,), 0, TLBEntry(0, 0x1000, 0, 1))
+    tlb.fill((1,), 0, TLBEntry(0, 0x1000, 0x1000, 1))
+    tlb.fill((0,), 0, TLBEntry(0, 0x1000, 0x2000, 1))  # a refill is not a new entry
+    assert tlb.evictions == 0 and len(tlb) == 2
+    tlb.fill((2,), 0, TLBEntry(0, 0x1000, 0x3000, 1))
+    assert tlb.evictions == 1 and tlb.lookup((0,), 0) is None and len(tlb) == 2
+    tlb.invalidate((1,))
+    tlb.fill((3,), 0, TLBEntry(0, 0x1000, 0x4000, 1))
+    assert tlb.evictions == 1 and len(tlb) == 2

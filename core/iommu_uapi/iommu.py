@@ -32,7 +32,7 @@ from .observers import add_observer
 from .operations import UAPIOperations
 from .pasid import PasidSet, PasidSpace
 from .plugins import get_backend, global_observers, instance_manager
-from .tlb import TLB
+from .tlb import TLB, TLBEntry
 from .translation import Translation, TranslationContext, TranslationFault
 from .uapi import Fault
 from .uapi.consts import FaultPerm
@@ -41,8 +41,11 @@ __all__ = ["IOMMU", "Device", "Domain", "Translation", "TranslationFault"]
 
 _U64 = 1 << 64
 _READ = int(FaultPerm.READ)
-_new_translation = tuple.__new__  # builds a Translation without NamedTuple's keyword handling
 _ACCESS_BITS = int(FaultPerm.READ | FaultPerm.WRITE | FaultPerm.EXEC | FaultPerm.PRIV)
+#: By a cached leaf's permissions: the valid accesses (READ, WRITE or EXEC, optionally PRIV)
+#: it allows, so that one set lookup both validates the access and checks it on an IOTLB hit.
+_ALLOWED: tuple[frozenset[int], ...] = tuple(
+    frozenset(a for a in range(1, 16) if a & 7 and a & perm == a) for perm in range(16))
 #: The feature each operation needs from the backend's capabilities.
 _OP_FEATURE = {
     "iommu_sva_bind_gpasid": Feature.BIND_PGTBL,
@@ -87,12 +90,14 @@ class IOMMU(UAPIOperations):
         self.profile = profile
         self.discipline = discipline
         self.iotlb = iotlb if iotlb is not None else TLB()
-        self._iotlb_entries = self.iotlb.entries
         self.devices: dict[int, Device] = {}
         self.domains: dict[int, Domain] = {}
         self.fault_log: deque[tuple[Device, Fault]] = deque(maxlen=4096)
         self.negotiated: Negotiated | None = None
         self._contexts: dict[tuple[int, int | None], TranslationContext] = {}
+        # the hit path: device -> PASID (None: no PASID) -> the IOTLB bucket of its context's
+        # tag; kept for contexts without a device TLB, dropped with the context
+        self._hot: dict[Device, dict[int | None, dict[int, TLBEntry]]] = {}
         self._fault_params: dict[int, FaultParam] = {}
         self._bindings: dict[tuple[int, int], Domain] = {}
         self._next_domain = 1
@@ -139,9 +144,15 @@ class IOMMU(UAPIOperations):
         contexts were built from may have changed); they are rebuilt on next use."""
         if sid is None:
             self._contexts.clear()
+            self._hot.clear()
             return
         for key in [k for k in self._contexts if k[0] == sid and (all_pasids or k[1] == pasid)]:
             del self._contexts[key]
+        for dev in [d for d in self._hot if d.sid == sid]:
+            if all_pasids:
+                del self._hot[dev]
+            else:
+                self._hot[dev].pop(pasid, None)
 
     def _check_dev(self, dev: Device) -> Device:
         if not isinstance(dev, Device) or self.devices.get(dev.sid) is not dev:
@@ -290,36 +301,47 @@ class IOMMU(UAPIOperations):
         enum arithmetic on every hit).
 
         Returns a :class:`Translation` or raises :class:`TranslationFault` (also reported to the
-        device's fault consumer). The IOTLB hit path is two dict lookups and no hook call.
+        device's fault consumer). The IOTLB hit path is three dict lookups (device, PASID, page)
+        and no hook call; everything else, the checks of a bad request included, is
+        :meth:`_translate`'s.
         """
-        ctx = self._contexts.get((dev.sid, pasid))
-        if ctx is not None and ctx.atc is None:
-            entry = self._iotlb_entries.get((ctx.tag, iova >> 12))
-            if entry is not None:
-                base, size, paddr, perm, _ = entry
-                if perm & access == access:
-                    self.iotlb.hits += 1
-                    return _new_translation(Translation, (paddr + iova - base, size, perm, 0, 0))
-        return self._translate(dev, iova, pasid, access, ctx)
+        try:
+            base, size, paddr, perm, _ = self._hot[dev][pasid][iova >> 12]
+            if access in _ALLOWED[perm] and isinstance(access, int):
+                self.iotlb.hits += 1
+                return Translation(paddr + iova - base, size, perm, 0, 0)
+        except (KeyError, TypeError):
+            pass  # no context yet, no entry, or bad input: the full path sorts it out
+        return self._translate(dev, iova, pasid, access)
 
-    def _translate(self, dev: Device, iova: int, pasid: int | None, access: int,
-                   ctx: TranslationContext | None) -> Translation:
-        """The rest of the data path: context build, device TLB, IOTLB miss and walk."""
+    def _translate(self, dev: Device, iova: int, pasid: int | None,
+                   access: int) -> Translation:
+        """The rest of the data path: the checks of the request, context build, device TLB,
+        IOTLB miss and walk."""
+        self._check_dev(dev)
+        if pasid is not None and (not isinstance(pasid, int) or not 0 <= pasid < 1 << 20):
+            raise UAPIError(errno.EINVAL, f"translate: pasid {pasid!r} is not a 20-bit PASID")
+        if not isinstance(iova, int) or not 0 <= iova < _U64:
+            raise UAPIError(errno.EINVAL, f"translate: iova {iova!r} is not a u64")
+        if not isinstance(access, int) or access & ~_ACCESS_BITS or not access & 7:
+            raise UAPIError(errno.EINVAL, f"translate: access {access!r} must name READ, WRITE "
+                            "or EXEC (and optionally PRIV)")
         config_reads = 0
+        ctx = self._contexts.get((dev.sid, pasid))
         if ctx is None:
             ctx = self._context(dev, pasid)
             config_reads = ctx.config_reads
         vpn = iova >> 12
         atc = ctx.atc
         if atc is not None:
-            entry = atc.entries.get(((pasid,), vpn))
+            entry = atc.bucket((pasid,)).get(vpn)
             if entry is not None and entry.perm & access == access:
                 atc.hits += 1
                 return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, 0,
                                    config_reads)
             atc.misses += 1
         tlb = self.iotlb
-        entry = tlb.entries.get((ctx.tag, vpn))
+        entry = tlb.bucket(ctx.tag).get(vpn)
         if entry is not None and entry.perm & access == access:
             tlb.hits += 1
             if atc is not None:
@@ -330,9 +352,6 @@ class IOMMU(UAPIOperations):
         return self._miss(dev, ctx, iova, access, pasid, config_reads)
 
     def _context(self, dev: Device, pasid: int | None) -> TranslationContext:
-        self._check_dev(dev)
-        if pasid is not None and (not isinstance(pasid, int) or not 0 <= pasid < 1 << 20):
-            raise UAPIError(errno.EINVAL, f"translate: pasid {pasid!r} is not a 20-bit PASID")
         try:
             ctx: TranslationContext = self._call("iommu_translation_context", dev=dev,
                                                  pasid=pasid)
@@ -341,15 +360,12 @@ class IOMMU(UAPIOperations):
                 self._report(dev, fault.fault)
             raise
         self._contexts[(dev.sid, pasid)] = ctx
+        if ctx.atc is None:
+            self._hot.setdefault(dev, {})[pasid] = self.iotlb.bucket(ctx.tag)
         return ctx
 
     def _miss(self, dev: Device, ctx: TranslationContext, iova: int, access: int,
               pasid: int | None, config_reads: int) -> Translation:
-        if not isinstance(iova, int) or not 0 <= iova < _U64:
-            raise UAPIError(errno.EINVAL, f"translate: iova {iova!r} is not a u64")
-        if not isinstance(access, int) or access & ~_ACCESS_BITS or not access & 7:
-            raise UAPIError(errno.EINVAL, f"translate: access {access!r} must name READ, WRITE "
-                            "or EXEC (and optionally PRIV)")
         try:
             entry, reads = ctx.walk(iova, access)
         except TranslationFault as fault:

@@ -2,8 +2,9 @@
 
 Entries hold a leaf translation (input page base, page size, output page base, permissions, global
 bit) under a backend-defined *tag*, a tuple such as ``(did, pasid)`` on VT-d or ``(vmid, asid)``
-on SMMUv3. Lookups are by ``(tag, iova >> 12)``: a large page is entered under the 4 KiB page
-number of the access that filled it, so a hit costs one dict lookup. Invalidation removes every
+on SMMUv3. Each tag has a bucket keyed by ``iova >> 12``: a large page is entered under the 4 KiB
+page number of the access that filled it, so a hit costs one dict lookup in the bucket the data
+path already holds. Invalidation removes every
 entry whose *page* overlaps the range, whatever key it sits under, and can select tags by prefix
 (``(did,)`` drops every PASID of a domain) and spare global entries (VT-d's non-global PASID-based
 invalidation). Hardware may invalidate more than asked, never less: the model invalidates exactly
@@ -34,8 +35,12 @@ class TLBEntry(NamedTuple):
 class TLB:
     """A translation cache with hit/miss counters and an optional capacity (FIFO replacement).
 
-    ``entries`` maps ``(tag, iova >> 12)`` to :class:`TLBEntry`; the data path reads it directly
-    (``tlb.entries.get(key)``) and bumps ``hits``/``misses``.
+    Entries sit in one *bucket* per tag: a dict from the 4 KiB page number (``iova >> 12``) to
+    :class:`TLBEntry`. :meth:`bucket` hands the data path a tag's bucket once; it then hits with
+    ``bucket.get(iova >> 12)`` and bumps ``hits``/``misses`` itself. A bucket stays the same
+    object for the life of the cache (invalidation and :meth:`flush` empty it in place), so a
+    bucket held by the data path never goes stale. :attr:`entries` is a flat snapshot keyed by
+    ``(tag, iova >> 12)``.
     """
 
     capacity: int | None
@@ -43,26 +48,42 @@ class TLB:
     misses: int
     fills: int
     evictions: int
-    entries: dict[tuple[Tag, int], TLBEntry]
 
     def __init__(self, capacity: int | None = None) -> None:
         if capacity is not None and capacity < 1:
             raise ValueError("capacity must be a positive number of entries or None")
         self.capacity = capacity
-        self.entries = {}
-        self._by_tag: dict[Tag, set[int]] = {}
+        self._buckets: dict[Tag, dict[int, TLBEntry]] = {}
+        # fill order of every entry, kept only under a capacity (the FIFO to evict from)
+        self._order: dict[tuple[Tag, int], None] = {}
         self.hits = self.misses = self.fills = self.evictions = 0
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return sum(map(len, self._buckets.values()))
 
     def __iter__(self) -> Iterator[tuple[Tag, TLBEntry]]:
-        for (tag, _), entry in self.entries.items():
-            yield tag, entry
+        for tag, bucket in self._buckets.items():
+            for entry in bucket.values():
+                yield tag, entry
+
+    @property
+    def entries(self) -> dict[tuple[Tag, int], TLBEntry]:
+        """Every entry by ``(tag, iova >> 12)`` (a snapshot: later fills do not show)."""
+        return {(tag, vpn): entry for tag, bucket in self._buckets.items()
+                for vpn, entry in bucket.items()}
+
+    def bucket(self, tag: Tag) -> dict[int, TLBEntry]:
+        """The live page-number -> entry dict of ``tag`` (created empty on first use). Read it;
+        change it only through :meth:`fill` and the invalidations."""
+        bucket = self._buckets.get(tag)
+        if bucket is None:
+            bucket = self._buckets[tag] = {}
+        return bucket
 
     def lookup(self, tag: Tag, iova: int) -> TLBEntry | None:
         """The cached leaf covering ``iova`` under ``tag``, counting a hit or a miss."""
-        entry = self.entries.get((tag, iova >> _SHIFT))
+        bucket = self._buckets.get(tag)
+        entry = None if bucket is None else bucket.get(iova >> _SHIFT)
         if entry is None:
             self.misses += 1
         else:
@@ -71,26 +92,26 @@ class TLB:
 
     def fill(self, tag: Tag, iova: int, entry: TLBEntry) -> None:
         """Cache ``entry`` (the leaf that translated ``iova``) under ``tag``."""
-        key = (tag, iova >> _SHIFT)
-        if self.capacity is not None and key not in self.entries:
-            while len(self.entries) >= self.capacity:
-                old_tag, old_vpn = next(iter(self.entries))
-                self._remove(old_tag, old_vpn)
-                self.evictions += 1
-        self.entries[key] = entry
-        self._by_tag.setdefault(tag, set()).add(iova >> _SHIFT)
+        vpn = iova >> _SHIFT
+        bucket = self.bucket(tag)
+        if self.capacity is not None:
+            order = self._order
+            if (tag, vpn) not in order:
+                while len(order) >= self.capacity:
+                    old_tag, old_vpn = next(iter(order))
+                    self._remove(old_tag, old_vpn)
+                    self.evictions += 1
+                order[(tag, vpn)] = None
+        bucket[vpn] = entry
         self.fills += 1
 
     def _remove(self, tag: Tag, vpn: int) -> None:
-        del self.entries[(tag, vpn)]
-        vpns = self._by_tag[tag]
-        vpns.discard(vpn)
-        if not vpns:
-            del self._by_tag[tag]
+        del self._buckets[tag][vpn]
+        self._order.pop((tag, vpn), None)
 
     def tags(self) -> list[Tag]:
         """The tags that currently have entries."""
-        return list(self._by_tag)
+        return [tag for tag, bucket in self._buckets.items() if bucket]
 
     def invalidate(
         self,
@@ -107,9 +128,10 @@ class TLB:
         end = None if addr is None else addr + (size if size is not None else 1 << _SHIFT)
         n = len(prefix)
         dropped = 0
-        for tag in [t for t in self._by_tag if t[:n] == prefix and (where is None or where(t))]:
-            for vpn in list(self._by_tag[tag]):
-                entry = self.entries[(tag, vpn)]
+        for tag, bucket in self._buckets.items():
+            if not bucket or tag[:n] != prefix or (where is not None and not where(tag)):
+                continue
+            for vpn, entry in list(bucket.items()):
                 if entry.global_ and not include_global:
                     continue
                 if addr is not None and end is not None and (
@@ -122,9 +144,10 @@ class TLB:
 
     def flush(self) -> int:
         """Drop everything (a global invalidation); returns how many entries were dropped."""
-        dropped = len(self.entries)
-        self.entries.clear()
-        self._by_tag.clear()
+        dropped = len(self)
+        for bucket in self._buckets.values():
+            bucket.clear()
+        self._order.clear()
         return dropped
 
     def reset_counters(self) -> None:
