@@ -3,6 +3,8 @@ way a real backend could, and the suite has to notice."""
 
 from __future__ import annotations
 
+import errno
+import functools
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +15,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from iommu_uapi import plugins, profiles
+from iommu_uapi.errors import UAPIError
 from iommu_uapi.hookspecs import hookimpl
 from iommu_uapi.iommu import IOMMU
 from iommu_uapi.profiles import Profile
@@ -36,6 +39,34 @@ class KeepsStaleEntriesOnUnbind(minibackend.MiniBackend):
         self.binds.pop(key, None)  # no IOTLB flush, no config-cache flush
 
 
+class KeepsStage2EntriesOnUnmap(minibackend.MiniBackend):
+    @hookimpl
+    def iommu_unmap(self, domain: Any, iova: int, size: int) -> int:
+        return int(domain.data.unmap(iova, size))  # no IOTLB flush
+
+
+class TableAbortsNothing(minibackend.MiniBackend):
+    def _table_context(self, dev: Any, domain: Any, pasid: int | None, word0: int) -> Any:
+        return super()._table_context(dev, domain, pasid, word0 & ~1)  # ABORT read as BYPASS
+
+
+class WritesTableBeforeChecking(minibackend.MiniBackend):
+    @hookimpl
+    def iommu_attach_pasid_table(self, domain: Any, cfg: Any, profile: str) -> None:
+        self.memory.write64(self.entries[domain.id] + 8, cfg.pasid_bits)
+        if cfg.format != 1:
+            raise UAPIError(errno.EINVAL, "attach_pasid_table: format unknown")
+        super().iommu_attach_pasid_table(domain, cfg, profile)
+
+
+class DetachTableFails(minibackend.MiniBackend):
+    @hookimpl
+    def iommu_detach_pasid_table(self, domain: Any) -> None:
+        if not self._table_config(domain):
+            raise UAPIError(errno.EINVAL, "detach_pasid_table: nothing attached")
+        super().iommu_detach_pasid_table(domain)
+
+
 class SkipsCoreChecks(minibackend.MiniBackend):
     """Installs its own fast path for guest invalidations that decodes the user's bytes without
     the core's size discipline and content checks."""
@@ -56,13 +87,16 @@ def plugin_for(cls: type) -> types.ModuleType:
 
     @hookimpl
     def iommu_register_backends(register: object) -> None:
-        register(plugins.BackendSpec(name="broken", factory=cls))  # type: ignore[operator]
+        register(plugins.BackendSpec(  # type: ignore[operator]
+            name="broken", factory=functools.partial(cls, pasid_table=True)))
 
     module.iommu_register_backends = iommu_register_backends  # type: ignore[attr-defined]
     return module
 
 
-@pytest.fixture(params=[ForgetsInvalidations, KeepsStaleEntriesOnUnbind])
+@pytest.fixture(params=[ForgetsInvalidations, KeepsStaleEntriesOnUnbind,
+                        KeepsStage2EntriesOnUnmap, TableAbortsNothing,
+                        WritesTableBeforeChecking, DetachTableFails])
 def broken(request: pytest.FixtureRequest) -> Iterator[str]:
     plugins.register_plugin("broken", plugin_for(request.param))
     yield "broken"
@@ -70,7 +104,8 @@ def broken(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def test_state_machine_catches_the_broken_backend(broken: str) -> None:
-    with pytest.raises(AssertionError):
+    # a model mismatch fails an assertion; a call that must not fail raises its UAPIError
+    with pytest.raises((AssertionError, UAPIError)):
         run_state_machine_as_test(machine_for(broken), settings=settings(
             max_examples=200, stateful_step_count=30, deadline=None, database=None,
             report_multiple_bugs=False, phases=[Phase.generate],

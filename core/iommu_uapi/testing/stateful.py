@@ -1,16 +1,25 @@
 """A hypothesis state machine driving a backend and a reference model in lock-step.
 
-Rules: allocate, bind, unbind and free PASIDs; map and unmap guest pages; invalidate with every
-negotiated cell; translate; send garbage. The model keeps, for each (PASID, guest address), the
-set of answers the architecture allows: after a guest PTE change and before an invalidation
-that covers it, the old and the new translation are both allowed (an "old-or-new window"); after
-it, only the new one. It checks that
+Rules: allocate, bind, unbind and free PASIDs; map and unmap guest pages (guest PTE changes);
+unmap and remap guest RAM at stage 2 (the host domain's own tables); detach and re-attach the
+device; invalidate with every negotiated cell; translate with and without a PASID; send garbage;
+and, when the backend declares PASID tables, attach (stage 1 bypassed or aborting), detach and
+send garbage to a guest PASID table of a second domain.
 
-* nothing translates that is not mapped and bound;
+The model keeps, for each (PASID, guest address), the answer the tables give now, plus the old
+answers the architecture still allows: after a guest PTE change and before an invalidation that
+covers it, the old and the new translation are both allowed (an "old-or-new window"); after it,
+only the new one. Host stage-2 changes go through ``IOMMU.map``/``unmap``, which flush as the
+host driver does, so they are visible when the call returns: a translation through a guest-RAM
+page unmapped at stage 2 faults at once (and an old window can no longer show that page), with a
+PASID or without. It checks that
+
+* nothing translates that is not mapped and bound (nor through a detached device, nor through a
+  domain whose PASID-table config aborts);
 * after a completed invalidation that covers a change, the translation shows the change;
 * refused calls change nothing;
-* after a successful negotiation, free PASID, unbind guest PASID and every negotiated
-  invalidation never fail on valid input.
+* after a successful negotiation, free PASID, unbind guest PASID, unbind PASID table and every
+  negotiated invalidation never fail on valid input.
 """
 
 from __future__ import annotations
@@ -30,14 +39,22 @@ from hypothesis.stateful import (
 from ..errors import UAPIError
 from ..features import CacheCell, Feature
 from ..translation import TranslationFault
-from ..uapi.consts import CacheType, InvGranularity
-from .harness import READ, Harness
+from ..uapi.consts import CacheType, InvGranularity, PasidConfig
+from .harness import GUEST_RAM_HPA, READ, RW, Harness
+from .rule_cases import pasid_table_bytes
 
 __all__ = ["FAULT", "BackendModelMachine", "machine_for"]
 
 #: The model's name for "this access faults".
 FAULT = -1
 _BASE_VA = 0x5555_0000_0000
+#: Where a guest-RAM page remapped at stage 2 moves to (host memory outside guest RAM).
+_MOVED_HPA = 0x3_0000_0000
+#: The second device (with its own domain) that a guest PASID table is attached for.
+_TABLE_SID = 0x0318
+#: GPAs the PASID-table domain maps at stage 2 (to the harness's guest RAM pages).
+_TABLE_GPAS = tuple(range(0, 0x4000, 0x1000))
+_TABLE_CONFIGS = (PasidConfig.BYPASS, PasidConfig.ABORT)
 
 
 class BackendModelMachine(RuleBasedStateMachine):
@@ -56,25 +73,49 @@ class BackendModelMachine(RuleBasedStateMachine):
         caps = self.h.caps
         self.cells = sorted((c for c in caps.cache_cells if c.cache == CacheType.IOTLB and
                              c.granularity != InvGranularity.DOMAIN), key=str)
-        self.h.iommu.negotiate(Feature.BIND_PGTBL | Feature.CACHE_INVLD, self.cells)
+        self.tables = bool(caps.features & Feature.BIND_PASID_TABLE)
+        require = Feature.BIND_PGTBL | Feature.CACHE_INVLD
+        self.h.iommu.negotiate(require | (Feature.BIND_PASID_TABLE if self.tables else 0),
+                               self.cells)
         self.dev = self.h.dev2  # no device TLB: the IOTLB alone is modelled
-        self.mapped: dict[int, int] = {}  # guest VA -> host physical page
-        self.allowed: dict[tuple[int, int], set[int]] = {}  # stale windows per (pasid, va)
+        self.attached = True
+        self.gpa_of: dict[int, int] = {}  # guest VA -> guest page (guest PTEs)
+        self.s2_unmapped: set[int] = set()  # guest pages unmapped at stage 2
+        self.s2_moved: dict[int, int] = {}  # guest page -> host page it was remapped to
+        self.stale: dict[tuple[int, int], set[int]] = {}  # old answers still allowed
         self.bound: set[int] = set()
         self.allocated: set[int] = set()
         self.fresh_may_fault: set[int] = set()  # PASIDs whose non-leaf caches may be stale
         self.seen: set[int] = set()  # every guest VA ever mapped
+        self.seen_gpas: set[int] = set()  # every guest page ever mapped by a guest PTE
+        self.table_config = 0  # the PASID-table domain's stage-1 config (0: no table)
+        if self.tables:
+            self.tdom = self.h.iommu.domain_alloc(nesting=True)
+            self.tdev = self.h.iommu.add_device(_TABLE_SID)
+            self.h.iommu.attach_device(self.tdom, self.tdev)
+            for gpa in _TABLE_GPAS:
+                self.h.iommu.map(self.tdom, gpa, GUEST_RAM_HPA + gpa, 0x1000, RW)
 
     # -- answers -------------------------------------------------------------------------------
 
+    def _host_page(self, gpa: int) -> int:
+        """What guest page ``gpa`` maps to at stage 2 now."""
+        if gpa in self.s2_unmapped:
+            return FAULT
+        return self.s2_moved.get(gpa, self.h.hpa(gpa))
+
     def _now(self, va: int) -> int:
-        return self.mapped.get(va, FAULT)
+        gpa = self.gpa_of.get(va)
+        return FAULT if gpa is None else self._host_page(gpa)
 
     def _open_window(self, va: int, old: int) -> None:
         for pasid in self.bound:
-            self.allowed.setdefault((pasid, va), set()).update((old, self._now(va)))
+            self.stale.setdefault((pasid, va), set()).add(old)
 
-    # -- rules ---------------------------------------------------------------------------------
+    def _check(self, got: int, allowed: set[int], what: str) -> None:
+        assert got in allowed, f"{what}: got {got:#x}, allowed {sorted(hex(a) for a in allowed)}"
+
+    # -- PASIDs --------------------------------------------------------------------------------
 
     @precondition(lambda self: len(self.allocated) < 4)
     @rule(target=pasids, bind=st.booleans())
@@ -85,48 +126,29 @@ class BackendModelMachine(RuleBasedStateMachine):
             self.bind(pasid)
         return pasid
 
-    @rule(target=vas, va=st.one_of(vas, st.integers(0, 63).map(
-        lambda page: _BASE_VA + (page << 12) + (page >> 4 << 30))))
-    def guest_map(self, va: int) -> int:
-        self.seen.add(va)
-        if va not in self.mapped:
-            gpa = self.h.gmap(va)
-            self.mapped[va] = self.h.hpa(gpa)
-            self._open_window(va, FAULT)
-            for pasid in self.fresh_may_fault & self.bound:
-                self.allowed.setdefault((pasid, va), set()).update((FAULT, self._now(va)))
-        return va
-
-    @rule(va=vas)
-    def guest_unmap(self, va: int) -> None:
-        if va in self.mapped:
-            old = self.mapped.pop(va)
-            self.h.gunmap(va)
-            self._open_window(va, old)
-            self.fresh_may_fault |= self.bound
-
     @rule(pasid=pasids)
     def bind(self, pasid: int) -> None:
         if pasid not in self.allocated:
             return
-        if pasid in self.bound:
+        if pasid in self.bound or not self.attached:
             before = self.h.snapshot()
             try:
                 self.h.bind(pasid, self.dev)
             except UAPIError:
                 assert self.h.snapshot() == before, "a refused bind changed state"
                 return
-            raise AssertionError(f"binding PASID {pasid} twice was accepted")
+            raise AssertionError(f"binding PASID {pasid} (bound: {pasid in self.bound}, "
+                                 f"device attached: {self.attached}) was accepted")
         self.h.bind(pasid, self.dev)
         self.bound.add(pasid)
-        for addr in list(self.mapped)[:4]:
+        for addr in list(self.gpa_of)[:4]:
             self.translate(pasid, addr)
 
     @rule(pasid=pasids)
     def unbind(self, pasid: int) -> None:
         if pasid not in self.allocated:
             return
-        self.h.unbind(pasid, self.dev)  # never fails on valid input
+        self.h.unbind(pasid, self.dev)  # never fails on valid input (attached or not)
         self.bound.discard(pasid)
         self._forget(pasid)
 
@@ -141,31 +163,161 @@ class BackendModelMachine(RuleBasedStateMachine):
 
     def _forget(self, pasid: int) -> None:
         self.fresh_may_fault.discard(pasid)
-        for key in [k for k in self.allowed if k[0] == pasid]:
-            del self.allowed[key]
+        for key in [k for k in self.stale if k[0] == pasid]:
+            del self.stale[key]
 
-    @precondition(lambda self: self.bound and self.cells)
-    @rule(va=vas, which=st.integers(0, 63))
-    def invalidate(self, va: int, which: int) -> None:
-        pasid = sorted(self.bound)[which % len(self.bound)]
+    # -- the guest's page tables -----------------------------------------------------------------
+
+    @rule(target=vas, va=st.one_of(vas, st.integers(0, 63).map(
+        lambda page: _BASE_VA + (page << 12) + (page >> 4 << 30))))
+    def guest_map(self, va: int) -> int:
+        self.seen.add(va)
+        if va not in self.gpa_of:
+            gpa = self.h.gmap(va)
+            self.gpa_of[va] = gpa
+            self.seen_gpas.add(gpa)
+            self._open_window(va, FAULT)
+            for pasid in self.fresh_may_fault & self.bound:
+                self.stale.setdefault((pasid, va), set()).add(FAULT)
+        return va
+
+    @rule(va=vas, flush=st.booleans())
+    def guest_unmap(self, va: int, flush: bool) -> None:
+        """The guest removes a PTE and (``flush``, when the device is attached) invalidates it
+        for every bound PASID right away, as its driver usually does; otherwise the old-or-new
+        window stays open."""
+        if va in self.gpa_of:
+            old = self._now(va)
+            del self.gpa_of[va]
+            self.h.gunmap(va)
+            self._open_window(va, old)
+            self.fresh_may_fault |= self.bound
+            if flush and self.cells and self.attached:
+                for pasid in sorted(self.bound):
+                    self._invalidate(pasid, self.cells[-1], va)
+
+    # -- the host's stage 2 ----------------------------------------------------------------------
+
+    @rule(va=vas)
+    def stage2_unmap(self, va: int) -> None:
+        """The host takes back the guest page behind ``va``: once ``unmap`` returns, nothing
+        translates through it, with a PASID or without."""
+        gpa = self.gpa_of.get(va)
+        if gpa is None or gpa in self.s2_unmapped:
+            return
+        old = self._host_page(gpa)
+        assert self.h.iommu.unmap(self.h.domain, gpa, 0x1000) == 0x1000
+        self.s2_unmapped.add(gpa)
+        for answers in self.stale.values():
+            answers.discard(old)
+
+    @precondition(lambda self: self.s2_unmapped)
+    @rule(which=st.integers(0, 63))
+    def stage2_remap(self, which: int) -> None:
+        """The host maps an unmapped guest page again, alternately elsewhere and back home."""
+        gpa = sorted(self.s2_unmapped)[which % len(self.s2_unmapped)]
+        home = self.h.hpa(gpa)
+        hpa = home if gpa in self.s2_moved else _MOVED_HPA + gpa
+        self.h.iommu.map(self.h.domain, gpa, hpa, 0x1000, RW)
+        self.s2_unmapped.discard(gpa)
+        if hpa == home:
+            del self.s2_moved[gpa]
+        else:
+            self.s2_moved[gpa] = hpa
+
+    # -- the device ------------------------------------------------------------------------------
+
+    @precondition(lambda self: self.attached)
+    @rule(pasid=pasids)
+    def detach(self, pasid: int) -> None:
+        """Detach the device: its guest PASIDs are unbound first, every DMA of it then faults,
+        and binding ``pasid`` to it is refused until it is attached again."""
+        self.h.iommu.detach_device(self.h.domain, self.dev)
+        self.attached = False
+        for bound in list(self.bound):
+            self._forget(bound)
+        self.bound.clear()
+        assert self.h.iommu.bound_pasids(self.dev) == []
+        self.bind(pasid)
+
+    @precondition(lambda self: not self.attached)
+    @rule()
+    def attach(self) -> None:
+        """Attach the device again: requests without PASID see stage 2; no PASID is bound."""
+        self.h.iommu.attach_device(self.h.domain, self.dev)
+        self.attached = True
+
+    # -- invalidation and garbage ----------------------------------------------------------------
+
+    @precondition(lambda self: self.cells and self.attached and self.allocated and self.seen)
+    @rule(which=st.integers(0, 1 << 12))
+    def invalidate(self, which: int) -> None:
+        """A negotiated invalidation of an allocated PASID (bound or not) never fails; ``which``
+        picks the PASID, the cell and the guest address."""
+        pasid = sorted(self.allocated)[which % len(self.allocated)]
         cell: CacheCell = self.cells[which // 4 % len(self.cells)]
-        self.h.invalidate(Harness.inv_info(cell, pasid, va), self.dev)  # negotiated: no failure
+        self._invalidate(pasid, cell, sorted(self.seen)[which // 16 % len(self.seen)])
+
+    def _invalidate(self, pasid: int, cell: CacheCell, va: int) -> None:
+        self.h.invalidate(Harness.inv_info(cell, pasid, va), self.dev)
         if cell.granularity == InvGranularity.PASID:
             self._forget(pasid)
-            covered = list(self.mapped)
+            covered = list(self.gpa_of)
         else:
-            self.allowed.pop((pasid, va), None)
+            self.stale.pop((pasid, va), None)
             covered = [va]
         for addr in covered:  # the change is visible right after the covering invalidation
             self.translate(pasid, addr)
 
-    @rule(data=st.binary(min_size=16, max_size=64))
-    def garbage(self, data: bytes) -> None:
+    @rule(data=st.binary(min_size=16, max_size=64), unbind=st.booleans())
+    def garbage(self, data: bytes, unbind: bool) -> None:
+        """Random bytes to the invalidation (or the unbind) entry point: refused unchanged, or
+        accepted as some valid request, after which the model allows what it may have done."""
+        before = self.h.snapshot()
+        send = self.h.iommu.uapi_sva_unbind_gpasid if unbind else \
+            self.h.iommu.uapi_cache_invalidate
+        try:
+            send(self.h.domain, self.dev, data)
+        except UAPIError:
+            assert self.h.snapshot() == before, "a refused request changed state"
+            return
+        if unbind:  # random bytes that pass every bind check unbind some allocated PASID
+            for pasid in self.bound - set(self.h.iommu.bound_pasids(self.dev)):
+                self.bound.discard(pasid)
+                self._forget(pasid)
+
+    # -- the guest PASID table of the second domain ----------------------------------------------
+
+    @precondition(lambda self: self.tables)
+    @rule(config=st.sampled_from((0, *_TABLE_CONFIGS)))
+    def table(self, config: int) -> None:
+        """Attach a PASID-table config whose stage 1 bypasses or aborts, or (0) detach the
+        table, which never fails on valid input."""
+        if config:
+            self.h.iommu.uapi_attach_pasid_table(self.tdom, pasid_table_bytes(config=config))
+        else:
+            self.h.iommu.detach_pasid_table(self.tdom)
+        self.table_config = config
+
+    @precondition(lambda self: self.tables)
+    @rule(offset=st.integers(0, 35), value=st.integers(0, 255),
+          config=st.sampled_from(_TABLE_CONFIGS))
+    def table_garbage(self, offset: int, value: int, config: PasidConfig) -> None:
+        """A config with one byte changed (or the buffer cut there): refused unchanged, or
+        accepted as some config, which is then detached."""
+        good = pasid_table_bytes(config=config)
+        data = good[:offset] + bytes([value]) + good[offset + 1:] if offset < 32 else \
+            good[:offset - 4]
         before = self.h.snapshot()
         try:
-            self.h.iommu.uapi_cache_invalidate(self.h.domain, self.dev, data)
+            self.h.iommu.uapi_attach_pasid_table(self.tdom, data)
         except UAPIError:
-            assert self.h.snapshot() == before, "a refused invalidation changed state"
+            assert self.h.snapshot() == before, "a refused PASID-table attach changed state"
+            return
+        self.h.iommu.detach_pasid_table(self.tdom)
+        self.table_config = 0
+
+    # -- DMA -----------------------------------------------------------------------------------
 
     @rule(pasid=pasids, va=vas)
     def translate(self, pasid: int, va: int) -> None:
@@ -176,9 +328,14 @@ class BackendModelMachine(RuleBasedStateMachine):
         if pasid not in self.bound:
             assert got == FAULT, f"PASID {pasid} is not bound but {va:#x} translated"
             return
-        allowed = self.allowed.get((pasid, va), {self._now(va)})
-        assert got in allowed, (f"PASID {pasid} {va:#x}: got {got:#x}, allowed "
-                                f"{sorted(hex(a) for a in allowed)}")
+        allowed = {self._now(va)} | self.stale.get((pasid, va), set())
+        self._check(got, allowed, f"PASID {pasid} {va:#x}")
+
+    def _translate_gpa(self, dev: Any, gpa: int) -> int:
+        try:
+            return int(self.h.iommu.translate(dev, gpa, access=READ).paddr)
+        except TranslationFault:
+            return FAULT
 
     @invariant()
     def nothing_bound_that_is_not_allocated(self) -> None:
@@ -186,11 +343,32 @@ class BackendModelMachine(RuleBasedStateMachine):
 
     @invariant()
     def every_dma_agrees_with_the_model(self) -> None:
-        """Devices keep doing DMA: every (PASID, address) pair is translated after every step,
-        which also keeps the IOTLB full so a missing invalidation shows."""
+        """Devices keep doing DMA: every (PASID, address) pair and every guest page without a
+        PASID is translated after every step, which also keeps the IOTLB full so a missing
+        invalidation shows."""
         for pasid in sorted(self.allocated):
             for va in sorted(self.seen):
                 self.translate(pasid, va)
+        for gpa in sorted(self.seen_gpas):
+            want = self._host_page(gpa) if self.attached else FAULT
+            self._check(self._translate_gpa(self.dev, gpa), {want}, f"no PASID {gpa:#x}")
+
+    @invariant()
+    def the_pasid_table_domain_agrees_with_the_model(self) -> None:
+        """Stage 1 bypassed (or no table): requests without PASID see stage 2; aborted: every
+        request faults. Requests with a PASID never translate there (nothing is bound)."""
+        if not self.tables:
+            return
+        for gpa in _TABLE_GPAS:
+            want = FAULT if self.table_config == PasidConfig.ABORT else GUEST_RAM_HPA + gpa
+            got = self._translate_gpa(self.tdev, gpa)
+            self._check(got, {want}, f"table domain ({self.table_config}) {gpa:#x}")
+        for pasid in sorted(self.allocated):
+            try:
+                self.h.iommu.translate(self.tdev, _BASE_VA, pasid=pasid)
+            except TranslationFault:
+                continue
+            raise AssertionError(f"PASID {pasid} translated on the PASID-table device")
 
 
 def machine_for(backend: str, profile: str = "linux-5.10") -> Any:
