@@ -85,3 +85,18 @@ def test_capacity_counts_entries_across_tags() -> None:
     tlb.invalidate((1,))
     tlb.fill((3,), 0, TLBEntry(0, 0x1000, 0x4000, 1))
     assert tlb.evictions == 1 and len(tlb) == 2
+
+
+def test_whole_tag_and_prefix_invalidation_with_tags_of_mixed_lengths() -> None:
+    tlb = TLB()
+    tlb.fill(("sl", 1), 0x1000, TLBEntry(0x1000, 0x1000, 0xA000, 3))
+    tlb.fill(("sl", 1, 7), 0x1000, TLBEntry(0x1000, 0x1000, 0xB000, 3))
+    tlb.fill(("fl", 1, 5), 0x1000, TLBEntry(0x1000, 0x1000, 0xC000, 3))
+    tlb.fill(("fl", 1, 5), 0x2000, TLBEntry(0x2000, 0x1000, 0xD000, 3, global_=True))
+    assert tlb.invalidate(("fl", 1, 5), 0x2000, 0x1000, include_global=False) == 0
+    assert tlb.invalidate(("fl", 1, 5), 0x2000, 0x1000) == 1
+    assert tlb.invalidate(("fl", 1, 6)) == 0 and tlb.invalidate(("fl", 1, 5, 0)) == 0
+    assert tlb.invalidate(("sl", 1)) == 2  # a shorter tag is a prefix of the longer one
+    assert tlb.tags() == [("fl", 1, 5)]
+    assert tlb.invalidate(("fl",), where=lambda t: t[2] == 4) == 0
+    assert tlb.invalidate(("fl",), where=lambda t: t[2] == 5) == 1 and len(tlb) == 0

@@ -165,6 +165,10 @@ class PhysicalMemory:
 
     def read(self, addr: int, length: int) -> bytes:
         """Read ``length`` bytes starting at ``addr``; unbacked bytes read as zero."""
+        off = addr & _PAGE_MASK
+        if off + length <= PAGE_SIZE and addr >= 0 and length >= 0 and addr + length <= self.size:
+            page = self._pages.get(addr >> PAGE_SHIFT)  # within one page: one slice
+            return bytes(length) if page is None else bytes(page[off : off + length])
         self._check(addr, length)
         out = bytearray()
         while length:
@@ -178,6 +182,14 @@ class PhysicalMemory:
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` starting at ``addr``, backing pages as needed."""
+        if type(data) is bytes:
+            off = addr & _PAGE_MASK
+            end = off + len(data)
+            if off < end <= PAGE_SIZE and addr >= 0 and addr + len(data) <= self.size:
+                pfn = addr >> PAGE_SHIFT  # within one page: one slice assignment
+                page = self._pages.get(pfn)
+                (self._page(pfn) if page is None else page)[off:end] = data
+                return
         data = memoryview(data).cast("B")
         self._check(addr, len(data))
         pos = 0

@@ -68,16 +68,18 @@ class UAPIOperations:
                              discipline: SizeDiscipline | None = None) -> None:
         """``iommu_uapi_sva_bind_gpasid``: bind from user bytes (``iommu_gpasid_bind_data``)."""
         self._gate("iommu_sva_bind_gpasid")
-        data = GpasidBindData.from_user(ubuf, profile=self._profile(profile),
+        profile = self._profile(profile)
+        data = GpasidBindData.from_user(ubuf, profile=profile,
                                         discipline=discipline or self.discipline)
-        self._bind(domain, dev, data, self._profile(profile))
+        self._bind(domain, dev, data, profile)
 
     def sva_bind_gpasid(self, domain: Domain, dev: Device, data: GpasidBindData, *,
                         profile: str | None = None) -> None:
         """In-kernel bind with a typed record (the same checks as the user path)."""
         self._gate("iommu_sva_bind_gpasid")
-        checks.check_bind(data, self._profile(profile))
-        self._bind(domain, dev, data, self._profile(profile))
+        profile = self._profile(profile)
+        checks.check_bind(data, profile)
+        self._bind(domain, dev, data, profile)
 
     def _bind(self, domain: Domain, dev: Device, data: GpasidBindData, profile: str) -> None:
         self._check_domain(domain)
@@ -93,7 +95,8 @@ class UAPIOperations:
         """``iommu_uapi_sva_unbind_gpasid``: as 5.10, checks that *bind* exists, runs the full
         bind validation on the bytes, then unbinds ``hpasid`` truncated to 32 bits."""
         self._gate("iommu_sva_bind_gpasid")
-        data = GpasidBindData.from_user(ubuf, profile=self._profile(profile),
+        profile = self._profile(profile)
+        data = GpasidBindData.from_user(ubuf, profile=profile,
                                         discipline=discipline or self.discipline,
                                         operation="unbind")
         self.sva_unbind_gpasid(domain, dev, data.hpasid & 0xFFFF_FFFF)
@@ -118,16 +121,18 @@ class UAPIOperations:
                               discipline: SizeDiscipline | None = None) -> None:
         """``iommu_uapi_cache_invalidate`` from user bytes (``iommu_cache_invalidate_info``)."""
         self._gate("iommu_cache_invalidate")
-        info = CacheInvalidateInfo.from_user(ubuf, profile=self._profile(profile),
+        profile = self._profile(profile)
+        info = CacheInvalidateInfo.from_user(ubuf, profile=profile,
                                              discipline=discipline or self.discipline)
-        self._invalidate(domain, dev, info, self._profile(profile))
+        self._invalidate(domain, dev, info, profile)
 
     def cache_invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo, *,
                          profile: str | None = None) -> None:
         """In-kernel cache invalidation with a typed record (the same checks)."""
         self._gate("iommu_cache_invalidate")
-        checks.check_cache_invalidate(info, self._profile(profile))
-        self._invalidate(domain, dev, info, self._profile(profile))
+        profile = self._profile(profile)
+        checks.check_cache_invalidate(info, profile)
+        self._invalidate(domain, dev, info, profile)
 
     def _invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo,
                     profile: str) -> None:
@@ -142,16 +147,18 @@ class UAPIOperations:
                                 discipline: SizeDiscipline | None = None) -> None:
         """``iommu_uapi_attach_pasid_table`` from user bytes (``iommu_pasid_table_config``)."""
         self._gate("iommu_attach_pasid_table")
-        cfg = PasidTableConfig.from_user(ubuf, profile=self._profile(profile),
+        profile = self._profile(profile)
+        cfg = PasidTableConfig.from_user(ubuf, profile=profile,
                                          discipline=discipline or self.discipline)
-        self._attach_table(domain, cfg, self._profile(profile))
+        self._attach_table(domain, cfg, profile)
 
     def attach_pasid_table(self, domain: Domain, cfg: PasidTableConfig, *,
                            profile: str | None = None) -> None:
         """In-kernel PASID-table attach with a typed record (the same checks)."""
         self._gate("iommu_attach_pasid_table")
-        checks.check_attach_pasid_table(cfg, self._profile(profile))
-        self._attach_table(domain, cfg, self._profile(profile))
+        profile = self._profile(profile)
+        checks.check_attach_pasid_table(cfg, profile)
+        self._attach_table(domain, cfg, profile)
 
     def _attach_table(self, domain: Domain, cfg: PasidTableConfig, profile: str) -> None:
         self._check_domain(domain)
@@ -227,9 +234,10 @@ class UAPIOperations:
                            discipline: SizeDiscipline | None = None) -> None:
         """A page response from user bytes (``iommu_page_response``)."""
         self._gate("iommu_page_response")
-        msg = PageResponse.from_user(ubuf, profile=self._profile(profile),
+        profile = self._profile(profile)
+        msg = PageResponse.from_user(ubuf, profile=profile,
                                      discipline=discipline or self.discipline)
-        self._respond(dev, msg, self._profile(profile), checked=True)
+        self._respond(dev, msg, profile, checked=True)
 
     def page_response(self, dev: Device, msg: PageResponse, *,
                       profile: str | None = None) -> None:

@@ -56,6 +56,7 @@ class TLB:
         self._buckets: dict[Tag, dict[int, TLBEntry]] = {}
         # fill order of every entry, kept only under a capacity (the FIFO to evict from)
         self._order: dict[tuple[Tag, int], None] = {}
+        self._longest = 0  # the longest tag ever seen: a prefix this long names one bucket
         self.hits = self.misses = self.fills = self.evictions = 0
 
     def __len__(self) -> int:
@@ -78,6 +79,7 @@ class TLB:
         bucket = self._buckets.get(tag)
         if bucket is None:
             bucket = self._buckets[tag] = {}
+            self._longest = max(self._longest, len(tag))
         return bucket
 
     def lookup(self, tag: Tag, iova: int) -> TLBEntry | None:
@@ -127,20 +129,27 @@ class TLB:
         survive when ``include_global`` is False. Returns how many entries were dropped."""
         end = None if addr is None else addr + (size if size is not None else 1 << _SHIFT)
         n = len(prefix)
+        if n >= self._longest and where is None:  # a whole tag: its own bucket, no scan
+            bucket = self._buckets.get(prefix)
+            return 0 if not bucket else self._drop(prefix, bucket, addr, end, include_global)
         dropped = 0
         for tag, bucket in self._buckets.items():
-            if not bucket or tag[:n] != prefix or (where is not None and not where(tag)):
-                continue
-            for vpn, entry in list(bucket.items()):
-                if entry.global_ and not include_global:
-                    continue
-                if addr is not None and end is not None and (
-                    entry.iova >= end or entry.iova + entry.size <= addr
-                ):
-                    continue
-                self._remove(tag, vpn)
-                dropped += 1
+            if bucket and tag[:n] == prefix and (where is None or where(tag)):
+                dropped += self._drop(tag, bucket, addr, end, include_global)
         return dropped
+
+    def _drop(self, tag: Tag, bucket: dict[int, TLBEntry], addr: int | None, end: int | None,
+              include_global: bool) -> int:
+        victims = [vpn for vpn, entry in bucket.items()
+                   if (include_global or not entry.global_)
+                   and (addr is None or end is None
+                        or (entry.iova < end and entry.iova + entry.size > addr))]
+        for vpn in victims:
+            del bucket[vpn]
+        if self._order:
+            for vpn in victims:
+                self._order.pop((tag, vpn), None)
+        return len(victims)
 
     def flush(self) -> int:
         """Drop everything (a global invalidation); returns how many entries were dropped."""
