@@ -102,12 +102,15 @@ class SyncQueue(InvalidationQueue):
         except (KeyError, TypeError):
             return None  # first sight of a descriptor, or raw qwords
         base, stride, size, mem = self._base, self._stride, self._size, self.mem
-        decoded, log, head = self._decoded, self.log, self.iqh & _OFFSET_MASK
-        for image in batch:
-            mem.write(base + head, image)
-            self.iqt = (head + stride) % size
+        head = tail = self.iqh & _OFFSET_MASK
+        for image in batch:  # software: every descriptor at IQT, then IQT moves past them
+            mem.write(base + tail, image)
+            tail = (tail + stride) % size
+        self.iqt = tail
+        decoded, log = self._decoded, self.log
+        while head != tail:  # hardware: fetch at IQH, decode (memoised), execute
             desc = decoded.get(mem.read(base + head, stride))
-            if desc is None:  # never decoded under this queue: let the general path do it
+            if desc is None:  # never decoded under this queue: the general path does it
                 return False
             try:
                 dropped = self._execute(desc)
@@ -115,7 +118,7 @@ class SyncQueue(InvalidationQueue):
                 self._stop(exc.iqei)
                 return False
             log.append(_new_log(LogRecord, (head, desc, dropped)))
-            head = self.iqh = self.iqt
+            head = self.iqh = (head + stride) % size
         return True
 
     def _process_fast(self) -> None:

@@ -1,0 +1,89 @@
+"""The driver's synchronous queue: its one-pass path for memoised descriptors does exactly what
+the general queue does (same log, same caches, same losses), across wrap-around and errors."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_iq import DEV, A, B, populated, snapshot
+
+from iommu_uapi.memory import PhysicalMemory
+from iommu_uapi_vtd.caches import VtdCaches
+from iommu_uapi_vtd.iq import InvalidationQueue
+from iommu_uapi_vtd.qi import (
+    ContextCacheInv,
+    Descriptor,
+    InvWait,
+    IotlbInv,
+    Iqei,
+    PasidCacheInv,
+    PasidDevTlbInv,
+    PasidIotlbInv,
+)
+from iommu_uapi_vtd.registers import VtdConfig
+from iommu_uapi_vtd.sync_queue import SyncQueue
+
+CFG = VtdConfig()
+OUTSIDE = 1 << 60  # a status address beyond the 52-bit physical address space
+
+# A small vocabulary, so that descriptors repeat and the memoised one-pass path is taken; the
+# wait descriptor with an unreachable status address is refused at execution (IQE).
+DESCRIPTORS: list[Descriptor] = [
+    PasidIotlbInv(G=3, DID=5, PASID=A, ADDR=0x1000), PasidIotlbInv(G=2, DID=5, PASID=B),
+    IotlbInv(G=2, DID=6), IotlbInv(G=3, DID=5, ADDR=0x40_0000), ContextCacheInv(G=1),
+    PasidCacheInv(G=1, DID=5, PASID=A), PasidDevTlbInv(SID=DEV, PASID=A, ADDR=0x9000),
+]
+
+
+def general_run(q: InvalidationQueue, batch: list[Descriptor]) -> int:
+    """What the driver's recovery does on the general queue: run, and on IQE overwrite the
+    refused descriptor with a wait descriptor, clear IQE and go on."""
+    q.submit(batch)
+    q.process()
+    lost = 0
+    while q.status.fsts_get("IQE"):
+        q.mem.write(q.base + q.head, InvWait().to_bytes())
+        q.clear_iqe()
+        q.process()
+        lost += 1
+    return lost
+
+
+@settings(max_examples=100)
+@given(st.lists(st.lists(st.sampled_from(range(len(DESCRIPTORS) + 1)), min_size=1, max_size=4),
+                min_size=1, max_size=60))
+def test_one_pass_path_matches_the_general_queue(batches: list[list[int]]) -> None:
+    vocab = [*DESCRIPTORS, InvWait(SW=True, STADDR=OUTSIDE & ~3, STDATA=1)]
+    fast_caches, slow_caches = populated(), populated()
+    fast = SyncQueue(PhysicalMemory(), CFG, fast_caches)
+    slow = InvalidationQueue(PhysicalMemory(), CFG, slow_caches)
+    for picks in batches:
+        batch = [vocab[i] for i in picks]
+        assert fast.run(batch) == general_run(slow, batch)
+        assert snapshot(fast_caches) == snapshot(slow_caches)
+        assert fast.head == fast.tail == slow.head == slow.tail
+        assert not fast.status.fsts_get("IQE")
+    assert [(r.offset, r.descriptor, r.dropped) for r in fast.log] == \
+        [(r.offset, r.descriptor, r.dropped) for r in slow.log]
+    assert fast.status.fault_events == slow.status.fault_events
+
+
+def test_a_repeated_descriptor_wraps_around_the_queue() -> None:
+    caches = VtdCaches()
+    q = SyncQueue(PhysicalMemory(), CFG, caches)
+    slots = q.size // q.stride
+    for i in range(slots * 2 + 3):
+        assert q.run([IotlbInv(G=1)]) == 0
+        assert q.head == q.tail == (i + 1) * q.stride % q.size
+    assert [r.offset for r in q.log[slots - 1 : slots + 2]] == [q.size - q.stride, 0, q.stride]
+
+
+def test_a_refused_memoised_descriptor_is_lost_every_time_and_the_queue_goes_on() -> None:
+    caches = populated()
+    q = SyncQueue(PhysicalMemory(), CFG, caches)
+    bad = InvWait(SW=True, STADDR=OUTSIDE, STDATA=1)
+    for _ in range(3):
+        assert q.run([bad, PasidCacheInv(G=3)]) == 1
+        assert q.lost[-1] == bad and q.status.iqei == Iqei.FETCH_ERROR
+        assert not q.status.fsts_get("IQE") and q.head == q.tail
+    assert len(q.lost) == 3 and len(caches.pasid) == 0
