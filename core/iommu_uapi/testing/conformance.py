@@ -326,7 +326,6 @@ class FuzzTests:
         run()
 
 
-
 class StatefulTests:
     """The backend and a reference model in lock-step (see :mod:`.stateful`)."""
 

@@ -85,7 +85,6 @@ class SizeRuleTests:
                            data)
             assert refused_unchanged(harness, call) == errno.EINVAL
 
-
     # -- page response (minsz is the whole v5.10 struct: there is no older, smaller one) ------
 
     @staticmethod
