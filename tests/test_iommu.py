@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import pytest
@@ -13,6 +14,7 @@ from minibackend import MiniBackend
 from iommu_uapi import FeatureError, PhysicalMemory, UAPIError
 from iommu_uapi.device import Device, Domain
 from iommu_uapi.features import CacheCell, Feature
+from iommu_uapi.hookspecs import hookimpl
 from iommu_uapi.iommu import IOMMU
 from iommu_uapi.memory import GuestMemory
 from iommu_uapi.observers import CallCounter, CallRecorder, FaultInjector
@@ -204,7 +206,7 @@ def test_bad_data_path_input_is_einval_not_a_crash(rig: Rig) -> None:
     {"access": 0}, {"access": 8}, {"access": 0x10 | R}, {"access": "r"}, {"access": [1]},
     {"access": 1.0}, {"pasid": [4]}, {"pasid": 1.5},
 ], ids=repr)
-def test_bad_input_is_refused_on_an_iotlb_hit_too(rig: Rig, bad: dict[str, object]) -> None:
+def test_bad_input_is_refused_on_an_iotlb_hit_too(rig: Rig, bad: dict[str, Any]) -> None:
     """With the page cached, a bad request still fails cleanly, and counts as no hit."""
     rig.iommu.translate(rig.dev2, 0x1234, access=R)
     hits = rig.iommu.iotlb.hits
@@ -395,6 +397,33 @@ def test_observers_count_record_and_inject_without_changing_state(rig: Rig) -> N
     assert counter.errors["iommu_sva_bind_gpasid"] == 1
     assert [c[0] for c in recorder.calls] == ["iommu_sva_bind_gpasid"] * 2
     assert injector.injected == 1 and rig.iommu.bound_pasids(rig.dev) == [pasid]
+
+
+def test_observers_added_after_calls_see_every_later_call(rig: Rig) -> None:
+    """Calls made while nothing observes skip pluggy; an observer added later, wrapper or
+    monitor, sees every call from then on."""
+    io = rig.iommu
+    pasid = rig.vm.alloc()
+    rig.bind(pasid, dev=rig.dev2)
+    io.cache_invalidate(rig.domain, rig.dev2, inv_pasid(pasid))
+    seen: list[CacheInvalidateInfo] = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def iommu_cache_invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo,
+                                   profile: str) -> Any:
+            seen.append(info)
+            return (yield)
+
+    io.add_observer(Wrapper())
+    io.cache_invalidate(rig.domain, rig.dev2, inv_pasid(pasid))
+    assert seen == [inv_pasid(pasid)]
+    counter = CallCounter()
+    io.add_observer(counter)
+    io.cache_invalidate(rig.domain, rig.dev2, inv_pasid(pasid))
+    io.sva_unbind_gpasid(rig.domain, rig.dev2, pasid)
+    assert len(seen) == 2 and counter.calls["iommu_cache_invalidate"] == 1
+    assert counter.calls["iommu_sva_unbind_gpasid"] == 1
 
 
 def test_tracing_env_writes_every_hook_call(monkeypatch: pytest.MonkeyPatch,

@@ -107,7 +107,8 @@ class IOMMU(UAPIOperations):
         # hooks only the backend sees, called without pluggy's machinery (see direct_dispatch);
         # emptied for good once anything monitors hook calls
         self._monitored = tracing()
-        self._direct: dict[str, Any] = {} if self._monitored else direct_dispatch(self._pm)
+        self._direct: dict[str, Any] = (
+            {} if self._monitored else direct_dispatch(self._pm, self.backend))
         self.ops = frozenset(n for n in instance_hook_names()
                              if callable(getattr(self.backend, n, None)))
         for observer in (*global_observers(), *observers):
@@ -126,12 +127,12 @@ class IOMMU(UAPIOperations):
     # -- dispatch ------------------------------------------------------------------------------
 
     def _call(self, hook: str, **kwargs: Any) -> Any:
+        direct = self._direct.get(hook)  # only ever holds the backend's own hooks
+        if direct is not None:
+            return direct(**kwargs)
         if hook not in self.ops:
             raise UAPIError(errno.ENODEV, f"{hook.removeprefix('iommu_')}: backend "
                             f"{self.backend_name!r} does not implement it", rule="op.missing")
-        direct = self._direct.get(hook)
-        if direct is not None:
-            return direct(**kwargs)
         return getattr(self.hook, hook)(**kwargs)
 
     def _gate(self, hook: str) -> None:
@@ -147,7 +148,7 @@ class IOMMU(UAPIOperations):
         add_observer(self._pm, observer)
         if hasattr(observer, "before") or hasattr(observer, "after"):
             self._monitored = True
-        self._direct = {} if self._monitored else direct_dispatch(self._pm)
+        self._direct = {} if self._monitored else direct_dispatch(self._pm, self.backend)
 
     def invalidate_contexts(self, sid: int | None = None, pasid: int | None = None,
                             *, all_pasids: bool = True) -> None:

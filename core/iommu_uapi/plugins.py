@@ -248,9 +248,9 @@ def _trace_after(outcome: Any, hook_name: str, impls: Any, kwargs: Mapping[str, 
     print(f"iommu-uapi trace: {hook_name} {result}", file=sys.stderr)
 
 
-def direct_dispatch(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
-    """For each hook of ``pm`` that nothing but one plain implementation would see, that
-    implementation: calling it with the hook's keyword arguments is what pluggy would do for a
+def direct_dispatch(pm: pluggy.PluginManager, backend: object) -> dict[str, Callable[..., Any]]:
+    """For each hook of ``pm`` that nothing but ``backend``'s plain implementation would see,
+    that implementation: calling it with the hook's keyword arguments is what pluggy would do for a
     ``firstresult`` hook, without pluggy's ~1.2 us of machinery. A hook with a wrapper, a second
     implementation or an implementation taking fewer arguments than the spec is left out. The
     caller must not use the table while hook-call monitoring is on (tracing, ``before``/
@@ -261,8 +261,8 @@ def direct_dispatch(pm: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
         if caller is None or caller.spec is None or not caller.spec.opts.get("firstresult"):
             continue
         impls = caller.get_hookimpls()
-        if len(impls) == 1 and not impls[0].hookwrapper and not impls[0].wrapper \
-                and impls[0].argnames == caller.spec.argnames:
+        if len(impls) == 1 and impls[0].plugin is backend and not impls[0].hookwrapper \
+                and not impls[0].wrapper and impls[0].argnames == caller.spec.argnames:
             table[name] = impls[0].function
     return table
 

@@ -127,7 +127,10 @@ class TLB:
         """Drop the entries whose tag starts with ``prefix`` (and satisfies ``where``) and whose
         page overlaps ``[addr, addr + size)`` (every address when ``addr`` is None); global entries
         survive when ``include_global`` is False. Returns how many entries were dropped."""
-        end = None if addr is None else addr + (size if size is not None else 1 << _SHIFT)
+        if addr is None:
+            addr, end = 0, -1  # every address (``end < addr`` says so to _drop)
+        else:
+            end = addr + (size if size is not None else 1 << _SHIFT)
         n = len(prefix)
         if n >= self._longest and where is None:  # a whole tag: its own bucket, no scan
             bucket = self._buckets.get(prefix)
@@ -138,12 +141,16 @@ class TLB:
                 dropped += self._drop(tag, bucket, addr, end, include_global)
         return dropped
 
-    def _drop(self, tag: Tag, bucket: dict[int, TLBEntry], addr: int | None, end: int | None,
+    def _drop(self, tag: Tag, bucket: dict[int, TLBEntry], addr: int, end: int,
               include_global: bool) -> int:
-        victims = [vpn for vpn, entry in bucket.items()
-                   if (include_global or not entry.global_)
-                   and (addr is None or end is None
-                        or (entry.iova < end and entry.iova + entry.size > addr))]
+        """Drop ``bucket``'s entries overlapping ``[addr, end)`` (all of them when ``end <
+        addr``), sparing global ones unless ``include_global``."""
+        victims = []
+        everything = end < addr
+        for vpn, (base, size, _, _, global_) in bucket.items():
+            if (everything or (base < end and base + size > addr)) \
+                    and (include_global or not global_):
+                victims.append(vpn)
         for vpn in victims:
             del bucket[vpn]
         if self._order:

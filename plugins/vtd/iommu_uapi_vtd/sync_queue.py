@@ -89,10 +89,11 @@ class SyncQueue(InvalidationQueue):
 
     def _run_fast(self, descriptors: Sequence[Descriptor | Sequence[int]]) -> bool | None:
         """The common case in one pass: an idle queue without IQE, descriptors whose images are
-        memoised, room for all of them. Each image is written at IQT, read back by the hardware
-        side at IQH, decoded (memoised) and executed. True when all were executed; None, having
-        done nothing, when the case is not the common one; False when the queue must go on
-        from IQH (an image not decoded yet, or a refused descriptor: IQE)."""
+        memoised, room for all of them. The images are written at IQT; the hardware side then
+        fetches each at IQH, decodes it (memoised) and executes it. True when all were
+        executed; None, having done nothing, when the case is not the common one; False when
+        the queue must go on from IQH (an image not decoded yet, or a refused descriptor:
+        IQE)."""
         if self.status.fsts & _FSTS_IQE or self.iqh != self.iqt \
                 or len(descriptors) >= self._size // self._stride:
             return None
@@ -107,9 +108,12 @@ class SyncQueue(InvalidationQueue):
             mem.write(base + tail, image)
             tail = (tail + stride) % size
         self.iqt = tail
+        # hardware: fetch at IQH, decode (memoised), execute. Nothing runs between the writes
+        # above and these fetches, so each fetch returns the image just written: it is used as
+        # the fetched bytes without reading them back.
         decoded, log = self._decoded, self.log
-        while head != tail:  # hardware: fetch at IQH, decode (memoised), execute
-            desc = decoded.get(mem.read(base + head, stride))
+        for image in batch:
+            desc = decoded.get(image)
             if desc is None:  # never decoded under this queue: the general path does it
                 return False
             try:
