@@ -119,7 +119,6 @@ _SL0_LEVEL: dict[int, tuple[int | None, ...]] = {
     16384: (3, 2, 1, None),
     65536: (3, 2, 1, None),
 }
-_new_tuple = tuple.__new__  # builds a WalkResult without NamedTuple's keyword-handling __new__
 
 
 class LPAEConfig(msgspec.Struct, frozen=True):
@@ -372,15 +371,15 @@ class LPAEWalker:
             global_ = self._s1 and not desc & _NG
             reads = level - self._start + 1
             if s2 is None:
-                return _new_tuple(WalkResult, (oa, size, perm, level, reads, 0, global_))
+                return WalkResult(oa, size, perm, level, reads, 0, global_)
             try:
                 r2 = s2(oa, access & RWX)
             except WalkFault as f:
                 raise restage(f, s2_class="IN", addr=oa, access=access, level=f.level,
                               code=f.code, reads=reads, s2_reads=s2_reads) from None
-            return _new_tuple(WalkResult, (r2.oa, min(size, r2.page_size),
+            return WalkResult(r2.oa, min(size, r2.page_size),
                                            perm & (r2.perm | _PRIV), level, reads,
-                                           s2_reads + r2.reads, global_))
+                                           s2_reads + r2.reads, global_)
         raise AssertionError("unreachable: level 3 holds no tables")  # pragma: no cover
 
     def _leaf_update(self, desc: int, perm: int, tb: int, level: int, iova: int, access: int,

@@ -100,7 +100,6 @@ _R, _W, _X, _PS, _A, _D = 1, 2, 4, 0x80, 0x100, 0x200
 _SNP, _TM = 0x800, 1 << 62
 _READ, _WRITE, _EXEC = int(FaultPerm.READ), int(FaultPerm.WRITE), int(FaultPerm.EXEC)
 _SLLPS_2M, _SLLPS_1G = 1, 2
-_new_tuple = tuple.__new__  # builds a WalkResult without NamedTuple's keyword-handling __new__
 
 
 class SLConfig(msgspec.Struct, frozen=True):
@@ -273,8 +272,8 @@ class SLWalker:
                     lmask, lwant, oa_mask, offset, size, level, reads, perm = leaf
                     if desc & lmask != lwant:
                         break
-                    return _new_tuple(WalkResult, ((desc & oa_mask) | (iova & offset), size,
-                                                   perm[desc & 7], level, reads, 0, False))
+                    return WalkResult((desc & oa_mask) | (iova & offset), size,
+                                                   perm[desc & 7], level, reads, 0, False)
                 if desc & tmask != want:
                     break
                 table = desc & ADDR_MASK
@@ -316,9 +315,9 @@ class SLWalker:
                     raise self._reserved(level, iova, access, ptr, desc, rsvd_leaf)
                 if update_ad and self._slade:
                     self._set_ad(ptr, desc, _A | (_D if access & _WRITE else 0))
-                return _new_tuple(WalkResult, ((desc & oa_mask) | (iova & (size - 1)), size,
+                return WalkResult((desc & oa_mask) | (iova & (size - 1)), size,
                                                self._perm[acc], level, self._top - level + 1,
-                                               0, False))
+                                               0, False)
             if desc & rsvd_table:
                 raise self._reserved(level, iova, access, ptr, desc, rsvd_table)
             if update_ad and self._slade:

@@ -46,7 +46,6 @@ from .common import (
 from .vtd_sl import VtdFault
 
 _RWX_OF = tuple(a & RWX for a in range(16))
-_new_tuple = tuple.__new__  # builds a WalkResult without NamedTuple's keyword-handling __new__
 
 __all__ = [
     "NESTED_CODES",
@@ -288,9 +287,9 @@ class X86Walker:
                         lmask, lwant, oa_mask, offset, size, level, reads, perm = leaf
                         if desc & lmask != lwant:
                             break
-                        return _new_tuple(WalkResult, (
+                        return WalkResult(
                             (desc & oa_mask) | (iova & offset), size,
-                            perm[(desc & 6) | (desc >> 63)], level, reads, 0, desc & _G != 0))
+                            perm[(desc & 6) | (desc >> 63)], level, reads, 0, desc & _G != 0)
                     if desc & tmask != want:
                         break
                     table = desc & ADDR_MASK
@@ -307,17 +306,17 @@ class X86Walker:
         try:
             for shift, leaf_test, tmask, want, leaf in steps:
                 hpa = s2(table, _READ)
-                s2_reads += hpa[4]
-                desc = get(hpa[0], ZERO_QUADS)[(iova >> shift) & 0x1FF]
+                s2_reads += hpa.reads
+                desc = get(hpa.oa, ZERO_QUADS)[(iova >> shift) & 0x1FF]
                 if desc & leaf_test:
                     lmask, lwant, oa_mask, offset, size, level, reads, perm = leaf
                     if desc & lmask != lwant:
                         return None
                     out = s2((desc & oa_mask) | (iova & offset), _RWX_OF[access])
-                    return _new_tuple(WalkResult, (
-                        out[0], size if size < out[1] else out[1],
-                        perm[(desc & 6) | (desc >> 63)] & (out[2] | _PRIV), level, reads,
-                        s2_reads + out[4], desc & _G != 0))
+                    return WalkResult(
+                        out.oa, size if size < out.page_size else out.page_size,
+                        perm[(desc & 6) | (desc >> 63)] & (out.perm | _PRIV), level, reads,
+                        s2_reads + out.reads, desc & _G != 0)
                 if desc & tmask != want:
                     return None
                 table = desc & ADDR_MASK
@@ -377,8 +376,8 @@ class X86Walker:
                 oa = (desc & oa_mask) | (iova & (size - 1))
                 perm = self._perm[(access & _PRIV) | (acc & 6) | xd]
                 if s2 is None:
-                    return _new_tuple(WalkResult, (oa, size, perm, level, self._top - level + 1,
-                                                   0, bool(desc & _G)))
+                    return WalkResult(oa, size, perm, level, self._top - level + 1,
+                                                   0, bool(desc & _G))
                 return self._final(oa, size, perm, level, iova, access, s2_reads,
                                    bool(desc & _G), s2)
             if desc & rsvd_table:  # reserved bits or XD

@@ -143,7 +143,7 @@ def _pass_through(haw: int) -> Walk:
             raise WalkFault(FaultReason.OOR_ADDRESS, stage=2, level=0,
                             code=SmFaultReason.ADDRESS_BEYOND_MAX, addr=iova, access=access,
                             message=f"pass-through input {iova:#x} beyond the host width")
-        return _new_tuple(WalkResult, (iova, 0x1000, _RWX, 1, 0, 0, False))
+        return WalkResult(iova, 0x1000, _RWX, 1, 0, 0, False)
 
     return walk
 
