@@ -11,6 +11,7 @@ resumes from IQH.
 from __future__ import annotations
 
 import errno
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
@@ -39,7 +40,7 @@ from .qi import (
 from .registers import VtdConfig
 from .status import StatusRegisters
 
-__all__ = ["InvalidationQueue", "Iqa", "LogRecord", "QueuePointer"]
+__all__ = ["LOG_LIMIT", "InvalidationQueue", "Iqa", "LogRecord", "QueuePointer"]
 
 
 class Iqa(Record, frozen=True, gc=False):
@@ -76,6 +77,11 @@ class LogRecord(NamedTuple):
     dropped: int
 
 
+#: How many executed descriptors :attr:`InvalidationQueue.log` keeps (a long run keeps bounded
+#: memory; :attr:`InvalidationQueue.executed` counts them all).
+LOG_LIMIT = 4096
+
+
 class InvalidationQueue:
     """The queue, its registers and the caches it invalidates.
 
@@ -91,7 +97,8 @@ class InvalidationQueue:
     iqh: int
     iqt: int
     scalable: bool
-    log: list[LogRecord]
+    log: deque[LogRecord]
+    executed: int
     page_response: Callable[[PageGroupResponse], None] | None
 
     def __init__(self, mem: PhysicalMemory, cfg: VtdConfig, caches: VtdCaches, *,
@@ -108,8 +115,15 @@ class InvalidationQueue:
         self.iqa = Iqa(QS=qs, DW=wide, IQA=mem.alloc(PAGE_SIZE << qs)).to_int()
         self.iqh = self.iqt = 0
         self.scalable = scalable
-        self.log = []
+        self.log = deque(maxlen=LOG_LIMIT)
+        self.executed = 0
         self.page_response = page_response
+
+    def executed_since(self, executed: int) -> list[LogRecord]:
+        """The records of the descriptors executed after the first ``executed`` (as far as
+        :attr:`log` still keeps them)."""
+        newer = self.executed - executed
+        return list(self.log)[max(len(self.log) - newer, 0):] if newer > 0 else []
 
     # -- geometry ---------------------------------------------------------------------------
 
@@ -216,6 +230,7 @@ class InvalidationQueue:
                 self._stop(exc.iqei)
                 break
             self.log.append(LogRecord(offset, desc, dropped))
+            self.executed += 1
             self.iqh = _OFFSET.put((offset + self.stride) % self.size)
             done += 1
         return done

@@ -122,6 +122,7 @@ class SyncQueue(InvalidationQueue):
                 self._stop(exc.iqei)
                 return False
             log.append(_new_log(LogRecord, (head, desc, dropped)))
+            self.executed += 1
             head = self.iqh = (head + stride) % size
         return True
 
@@ -152,6 +153,7 @@ class SyncQueue(InvalidationQueue):
                 self._stop(exc.iqei)
                 return
             log.append(LogRecord(head, desc, dropped))
+            self.executed += 1
             head = (head + stride) % size
         self.iqh = head
 

@@ -198,7 +198,7 @@ def test_checks_run_in_the_driver_order() -> None:
 
 def test_bind_writes_the_nested_entry_and_flushes_the_pasid_cache() -> None:
     rig = Rig()
-    n = len(rig.b.queue.log)
+    n = rig.b.queue.executed
     p = rig.bind(vflags=VtdGpasidFlags.SRE | VtdGpasidFlags.EAFE)
     d = rig.domain.data
     entry = PasidEntry.from_bytes(rig.pasid_entry(p))
@@ -212,7 +212,7 @@ def test_bind_writes_the_nested_entry_and_flushes_the_pasid_cache() -> None:
 
 def test_bind_in_caching_mode_also_flushes_the_pasid_iotlb() -> None:
     rig = Rig(caching_mode=True)
-    n = len(rig.b.queue.log)
+    n = rig.b.queue.executed
     p = rig.bind()
     did = rig.domain.data.did
     assert rig.submitted(n) == [PasidCacheInv(G=1, DID=did, PASID=p),
@@ -256,7 +256,7 @@ def test_unbind_tears_down_flushes_and_drains() -> None:
     rig.iommu.translate(rig.dev, GVA, pasid=p)
     assert rig.dev.atc is not None and rig.dev.atc.entries
     assert any(t == ("fl", rig.domain.data.did, p) for t in rig.iommu.iotlb.tags())
-    n = len(rig.b.queue.log)
+    n = rig.b.queue.executed
     rig.iommu.uapi_sva_unbind_gpasid(rig.domain, rig.dev,
                                      bind_data(p, rig.gpt.root).to_bytes())
     did = rig.domain.data.did

@@ -124,7 +124,7 @@ def test_page_request_round_trip(profile: str, rc: int) -> None:
     assert prm.flags == (PageRequestFlags.PASID_VALID | PageRequestFlags.RESPONSE_NEEDS_PASID
                          | PageRequestFlags.LAST_PAGE | PageRequestFlags.PRIV_DATA)
     assert prm.addr == (GVA >> 12 if profile == "linux-5.10" else GVA)
-    n = len(rig.b.queue.log)
+    n = rig.b.queue.executed
     rig.iommu.uapi_page_response(rig.dev, response(p, 5, PageResponseCode.FAILURE))
     sent = rig.submitted(n)
     assert len(sent) == 1 and isinstance(sent[0], PageGroupResponse)
@@ -151,7 +151,7 @@ def test_not_last_request_without_private_data_gets_no_descriptor() -> None:
     fault = rig.b.prq.taken[-1]
     assert not fault.LPIG
     rig.iommu.page_request(rig.dev, GVA + 0x1000, pasid=p, grpid=1, last=True)
-    n = len(rig.b.queue.log)
+    n = rig.b.queue.executed
     rig.iommu.uapi_page_response(rig.dev, response(p, 1, PageResponseCode.SUCCESS))
     assert [type(d) for d in rig.submitted(n)] == [PageGroupResponse]
 

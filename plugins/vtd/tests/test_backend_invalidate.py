@@ -35,7 +35,7 @@ class Setup:
             rig.iommu.translate(rig.dev, GVA, pasid=pasid)
             rig.iommu.translate(rig.dev, GVA2, pasid=pasid)
         self.did = rig.domain.data.did
-        self.n = len(rig.b.queue.log)
+        self.n = rig.b.queue.executed
 
     def iotlb(self, pasid: int) -> set[int]:
         return {vpn for (tag, vpn) in self.rig.iommu.iotlb.entries

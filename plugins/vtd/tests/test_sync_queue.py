@@ -9,7 +9,7 @@ from test_iq import DEV, A, B, populated, snapshot
 
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi_vtd.caches import VtdCaches
-from iommu_uapi_vtd.iq import InvalidationQueue
+from iommu_uapi_vtd.iq import LOG_LIMIT, InvalidationQueue
 from iommu_uapi_vtd.qi import (
     ContextCacheInv,
     Descriptor,
@@ -75,7 +75,8 @@ def test_a_repeated_descriptor_wraps_around_the_queue() -> None:
     for i in range(slots * 2 + 3):
         assert q.run([IotlbInv(G=1)]) == 0
         assert q.head == q.tail == (i + 1) * q.stride % q.size
-    assert [r.offset for r in q.log[slots - 1 : slots + 2]] == [q.size - q.stride, 0, q.stride]
+    offsets = [r.offset for r in list(q.log)[slots - 1 : slots + 2]]
+    assert offsets == [q.size - q.stride, 0, q.stride]
 
 
 def test_a_refused_memoised_descriptor_is_lost_every_time_and_the_queue_goes_on() -> None:
@@ -87,3 +88,15 @@ def test_a_refused_memoised_descriptor_is_lost_every_time_and_the_queue_goes_on(
         assert q.lost[-1] == bad and q.status.iqei == Iqei.FETCH_ERROR
         assert not q.status.fsts_get("IQE") and q.head == q.tail
     assert len(q.lost) == 3 and len(caches.pasid) == 0
+
+
+def test_the_log_is_bounded_and_the_count_counts_everything() -> None:
+    q = SyncQueue(PhysicalMemory(), CFG, VtdCaches())
+    for _ in range(LOG_LIMIT + 10):
+        q.run([IotlbInv(G=1)])
+    mark = q.executed
+    q.run([PasidCacheInv(G=3), IotlbInv(G=2, DID=5)])
+    assert len(q.log) == LOG_LIMIT and q.executed == LOG_LIMIT + 12
+    newer = [r.descriptor for r in q.executed_since(mark)]
+    assert newer == [PasidCacheInv(G=3), IotlbInv(G=2, DID=5)]
+    assert q.executed_since(q.executed) == [] and len(q.executed_since(0)) == LOG_LIMIT

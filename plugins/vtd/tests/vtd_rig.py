@@ -104,7 +104,7 @@ class Rig:
         return bytes(64) if addr is None else self.mem.read(addr, 64)
 
     def submitted(self, since: int = 0) -> list[Descriptor]:
-        return [r.descriptor for r in self.b.queue.log[since:]]
+        return [r.descriptor for r in self.b.queue.executed_since(since)]
 
     def state(self, *pasids: int) -> tuple[object, ...]:
         """Everything a refused call must leave unchanged."""
@@ -112,5 +112,5 @@ class Rig:
         return (tuple(self.pasid_entry(p) for p in pasids), dict(c.context.entries),
                 dict(c.pasid.entries), dict(self.iommu.iotlb.entries),
                 dict(self.dev.atc.entries) if self.dev.atc is not None else None,
-                len(self.b.queue.log), dict(self.b.binds), self.mem.allocated_bytes,
+                self.b.queue.executed, dict(self.b.binds), self.mem.allocated_bytes,
                 self.b.queue.iqt, len(self.b.responses), len(self.b.faults.log))
