@@ -1,10 +1,11 @@
 """A hypothesis state machine driving a backend and a reference model in lock-step.
 
-Rules: allocate, bind, unbind and free PASIDs; map and unmap guest pages (guest PTE changes);
-unmap and remap guest RAM at stage 2 (the host domain's own tables); detach and re-attach the
-device; invalidate with every negotiated cell; translate with and without a PASID; send garbage;
-and, when the backend declares PASID tables, attach (stage 1 bypassed or aborting), detach and
-send garbage to a guest PASID table of a second domain.
+Rules: allocate, bind, unbind and free PASIDs; map, unmap and remap guest pages (guest PTE
+changes, with or without the guest's invalidation); unmap and remap guest RAM at stage 2 (the
+host domain's own tables); detach and re-attach the device; invalidate with every negotiated
+cell; translate with and without a PASID; send garbage; and, when the backend declares PASID
+tables, attach (stage 1 bypassed or aborting), detach and send garbage to a guest PASID table of
+a second domain.
 
 The model keeps, for each (PASID, guest address), the answer the tables give now, plus the old
 answers the architecture still allows: after a guest PTE change and before an invalidation that
@@ -192,9 +193,23 @@ class BackendModelMachine(RuleBasedStateMachine):
             self.h.gunmap(va)
             self._open_window(va, old)
             self.fresh_may_fault |= self.bound
-            if flush and self.cells and self.attached:
-                for pasid in sorted(self.bound):
-                    self._invalidate(pasid, self.cells[-1], va)
+            if flush:
+                self._flush(va, self.cells[-1:])
+
+    @rule(va=vas)
+    def guest_remap(self, va: int) -> None:
+        """The guest points a mapped address at a fresh page and invalidates it for every bound
+        PASID: the translation must show the new page at once. (Unmap and map without the
+        invalidation are the rules above.)"""
+        if va in self.gpa_of:
+            self.guest_unmap(va, False)
+            self.guest_map(va)
+            self._flush(va, self.cells[:1])
+
+    def _flush(self, va: int, cells: list[CacheCell]) -> None:
+        if cells and self.attached:
+            for pasid in sorted(self.bound):
+                self._invalidate(pasid, cells[0], va)
 
     # -- the host's stage 2 ----------------------------------------------------------------------
 
@@ -291,9 +306,19 @@ class BackendModelMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.tables)
     @rule(config=st.sampled_from((0, *_TABLE_CONFIGS)))
     def table(self, config: int) -> None:
-        """Attach a PASID-table config whose stage 1 bypasses or aborts, or (0) detach the
-        table, which never fails on valid input."""
+        """Attach a PASID-table config whose stage 1 bypasses or aborts (the same config in a
+        format the backend does not declare is refused first, changing nothing), or (0) detach
+        the table, which never fails on valid input."""
         if config:
+            fmt = max(self.h.caps.formats, default=0) + 1
+            before = self.h.snapshot()
+            try:
+                self.h.iommu.uapi_attach_pasid_table(
+                    self.tdom, pasid_table_bytes(config=config, fmt=fmt))
+            except UAPIError:
+                assert self.h.snapshot() == before, "a refused PASID-table attach changed state"
+            else:
+                raise AssertionError(f"a PASID table of undeclared format {fmt} was attached")
             self.h.iommu.uapi_attach_pasid_table(self.tdom, pasid_table_bytes(config=config))
         else:
             self.h.iommu.detach_pasid_table(self.tdom)
