@@ -97,9 +97,8 @@ class SyncQueue(InvalidationQueue):
         if self.status.fsts & _FSTS_IQE or self.iqh != self.iqt \
                 or len(descriptors) >= self._size // self._stride:
             return None
-        images = self._images
         try:
-            batch = [images[d] for d in descriptors]  # type: ignore[index]
+            batch = list(map(self._images.__getitem__, descriptors))  # type: ignore[arg-type]
         except (KeyError, TypeError):
             return None  # first sight of a descriptor, or raw qwords
         base, stride, size, mem = self._base, self._stride, self._size, self.mem
