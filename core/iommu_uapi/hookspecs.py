@@ -234,8 +234,14 @@ def iommu_page_response(dev: Device, fault: Fault, msg: PageResponse, profile: s
 
 
 @hookspec(firstresult=True)
-def iommu_translation_context(dev: Device, pasid: int | None) -> TranslationContext:
+def iommu_translation_context(dev: Device, pasid: int | None, iova: int,
+                              access: int) -> TranslationContext:
     """Build the translation context for requests of ``dev`` with ``pasid`` (None: no PASID).
+
+    ``iova`` and ``access`` are the request that needs the context: they describe a fault raised
+    while building it (the faulting address and access of a configuration fault) and nothing
+    else, since the context serves every later request too. An implementation may leave them
+    out of its signature.
 
     Called on the first translation after the core's context map was cleared (a configuration
     change: attach, bind, a configuration-cache invalidation). Read the configuration the way the

@@ -341,7 +341,7 @@ class IOMMU(UAPIOperations):
         config_reads = 0
         ctx = self._contexts.get((dev.sid, pasid))
         if ctx is None:
-            ctx = self._context(dev, pasid)
+            ctx = self._context(dev, pasid, iova, access)
             config_reads = ctx.config_reads
         vpn = iova >> 12
         atc = ctx.atc
@@ -363,10 +363,11 @@ class IOMMU(UAPIOperations):
         tlb.misses += 1
         return self._miss(dev, ctx, iova, access, pasid, config_reads)
 
-    def _context(self, dev: Device, pasid: int | None) -> TranslationContext:
+    def _context(self, dev: Device, pasid: int | None, iova: int,
+                 access: int) -> TranslationContext:
         try:
             ctx: TranslationContext = self._call("iommu_translation_context", dev=dev,
-                                                 pasid=pasid)
+                                                 pasid=pasid, iova=iova, access=access)
         except TranslationFault as fault:
             if fault.fault is not None:
                 self._report(dev, fault.fault)

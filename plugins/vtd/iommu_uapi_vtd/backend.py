@@ -28,6 +28,7 @@ from iommu_uapi.tlb import TLB
 from iommu_uapi.uapi import CacheInvalidateInfo, Fault, GpasidBindData, NestingInfo, PageResponse
 from iommu_uapi.uapi.consts import (
     IOMMU_SVA_VTD_GPASID_MTS_MASK,
+    FaultPerm,
     NestingFeature,
     PasidFormat,
     VtdGpasidFlags,
@@ -384,10 +385,14 @@ class VtdBackend:
     # -- the data path -------------------------------------------------------------------------
 
     @hookimpl
-    def iommu_translation_context(self, dev: Device, pasid: int | None) -> VtdContext:
+    def iommu_translation_context(self, dev: Device, pasid: int | None, iova: int,
+                                  access: int) -> VtdContext:
         try:
             resolved = self.tables.resolve(dev.sid, pasid, caches=self.caches)
         except VtdFault as vf:
+            # the fault-recording registers take the address and access of the request that
+            # met the bad configuration
+            vf.addr, vf.access = iova, FaultPerm(access)
             raise self.faults.fault(vf) from None
         return build_context(self.cfg, self.memory, dev.sid, pasid, resolved, dev.atc,
                              self.faults)
