@@ -26,7 +26,7 @@ def installed() -> Iterator[None]:
 def test_good_backend_passes_every_area(installed: None) -> None:
     result = run_backend("mini")
     assert result.ok and not result.error
-    assert {"size rules", "negotiation", "bind lifecycle", "invalidation", "isolation",
+    assert {"size rules", "rules", "negotiation", "bind lifecycle", "invalidation", "isolation",
             "faults", "pasids", "fuzz", "stateful"} <= set(result.areas)
     assert all(area.verdict == "passed" for area in result.areas.values())
 
