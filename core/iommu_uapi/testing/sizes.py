@@ -30,6 +30,17 @@ _SIZE_RULES: dict[str, frozenset[str]] = {
     for op in {r.operation for r in RULES}
 }
 
+_ADDR_CELL = CacheCell(CacheType.IOTLB, InvGranularity.ADDR)
+
+
+def _addr_inv(argsz: int | None = None, tail: bytes = b"") -> bytes:
+    """A page-selective IOTLB invalidation of PASID 1 as user bytes, ``argsz`` overwritten
+    and ``tail`` appended when given."""
+    data = bytearray(Harness.inv_info(_ADDR_CELL, 1).to_bytes() + tail)
+    if argsz is not None:
+        data[0:4] = argsz.to_bytes(4, "little")
+    return bytes(data)
+
 
 class SizeRuleTests:
     """The size discipline of every argsz record, through the backend's entry points."""
@@ -43,36 +54,27 @@ class SizeRuleTests:
 
     def test_argsz_below_minsz_is_einval(self, harness: Harness) -> None:
         need(harness, Feature.CACHE_INVLD)
-        data = bytearray(Harness.inv_info(CacheCell(CacheType.IOTLB, InvGranularity.ADDR), 1)
-                         .to_bytes())
-        data[0:4] = (15).to_bytes(4, "little")
         assert refused_unchanged(harness, lambda: harness.iommu.uapi_cache_invalidate(
-            harness.domain, harness.dev, bytes(data))) == errno.EINVAL
+            harness.domain, harness.dev, _addr_inv(argsz=15))) == errno.EINVAL
 
     def test_buffer_shorter_than_argsz_claims_is_efault(self, harness: Harness) -> None:
         need(harness, Feature.CACHE_INVLD)
-        data = Harness.inv_info(CacheCell(CacheType.IOTLB, InvGranularity.ADDR), 1).to_bytes()
         assert refused_unchanged(harness, lambda: harness.iommu.uapi_cache_invalidate(
-            harness.domain, harness.dev, data[:40])) == errno.EFAULT
+            harness.domain, harness.dev, _addr_inv()[:40])) == errno.EFAULT
 
     def test_newer_larger_struct_tail_ignored_under_argsz_e2big_under_iommufd(
             self, harness: Harness) -> None:
-        cell = CacheCell(CacheType.IOTLB, InvGranularity.ADDR)
-        need(harness, Feature.CACHE_INVLD, cell)
-        data = bytearray(Harness.inv_info(cell, 1).to_bytes() + b"\x5a" * 8)
-        data[0:4] = (64).to_bytes(4, "little")
-        harness.iommu.uapi_cache_invalidate(harness.domain, harness.dev, bytes(data))
+        need(harness, Feature.CACHE_INVLD, _ADDR_CELL)
+        data = _addr_inv(argsz=64, tail=b"\x5a" * 8)
+        harness.iommu.uapi_cache_invalidate(harness.domain, harness.dev, data)
         assert refused_unchanged(harness, lambda: harness.iommu.uapi_cache_invalidate(
-            harness.domain, harness.dev, bytes(data), discipline=SizeDiscipline.IOMMUFD)
+            harness.domain, harness.dev, data, discipline=SizeDiscipline.IOMMUFD)
         ) == errno.E2BIG
 
     def test_granularity_needs_its_union_member(self, harness: Harness) -> None:
         need(harness, Feature.CACHE_INVLD)
-        data = bytearray(Harness.inv_info(CacheCell(CacheType.IOTLB, InvGranularity.ADDR), 1)
-                         .to_bytes())
-        data[0:4] = (40).to_bytes(4, "little")
         assert refused_unchanged(harness, lambda: harness.iommu.uapi_cache_invalidate(
-            harness.domain, harness.dev, bytes(data))) == errno.EINVAL
+            harness.domain, harness.dev, _addr_inv(argsz=40))) == errno.EINVAL
 
     def test_bind_argsz_below_minsz_and_bad_version(self, harness: Harness) -> None:
         need(harness, Feature.BIND_PGTBL, nesting=True)
