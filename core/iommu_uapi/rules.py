@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 
 from .errors import UAPIError, errno_name
+from .model_rules import MODEL_RULES
 
 __all__ = [
     "LINUX_5_10",
@@ -250,7 +251,8 @@ def fail(rule_id: str, op: str | None = None, /, **values: object) -> UAPIError:
 
 
 def render_markdown() -> str:
-    """``docs/rules.md``: every rule as a table row (id, operation, errno, profiles, text)."""
+    """``docs/rules.md``: every rule as a table row (id, operation, errno, profiles, text),
+    then the model's own refusals (:mod:`iommu_uapi.model_rules`)."""
     lines = [
         "# Rule table",
         "",
@@ -269,6 +271,20 @@ def render_markdown() -> str:
             f"| `{r.id}` | {r.operation} | {errno_name(r.errno)} | {', '.join(r.profiles)} "
             f"| {text} | {r.source} |"
         )
+    lines += [
+        "",
+        "## Refusals of the model",
+        "",
+        "Not checks of the kernel's UAPI layer but of the model itself, the same in every "
+        "profile (`iommu_uapi.model_rules`): the façade, fault reporting, the PASID space, "
+        "memory and the page-table formats. Backends add their own (VT-d: `vtd.*`).",
+        "",
+        "| id | where | errno | refuses |",
+        "|---|---|---|---|",
+    ]
+    for m in MODEL_RULES:
+        err = "the injector's" if m.errno is None else errno_name(m.errno)
+        lines.append(f"| `{m.id}` | {m.where} | {err} | {m.text.replace('|', chr(92) + '|')} |")
     return "\n".join(lines) + "\n"
 
 

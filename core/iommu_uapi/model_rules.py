@@ -1,0 +1,114 @@
+"""The model's own refusals: the rule ids that are not checks of the kernel's UAPI layer.
+
+:mod:`iommu_uapi.rules` tabulates what the kernel (or the documented contract) checks before a
+request reaches the IOMMU driver, per profile. Everything else the core refuses is tabulated
+here, the same in every profile: the façade's topology and dispatch (an unknown device, an
+operation the backend lacks), the PASID space, fault reporting, memory, and the page-table
+formats (their configurations and the builders' ``map``/``unmap``). Each refusal raises
+:class:`~iommu_uapi.errors.UAPIError` with one of these rule ids and the errno listed, and
+``docs/rules.md`` lists them after the UAPI rules.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+import msgspec
+
+__all__ = ["MODEL_RULES", "MODEL_RULES_BY_ID", "ModelRule"]
+
+
+class ModelRule(msgspec.Struct, frozen=True, gc=False):
+    """One refusal of the model: its ``id`` (``UAPIError.rule``), the ``errno`` it raises
+    (None: chosen by the caller), the part of the model that makes it and what it refuses."""
+
+    id: str
+    errno: int | None
+    where: str
+    text: str
+
+
+def _rules(where: str, *rows: tuple[str, int | None, str]) -> tuple[ModelRule, ...]:
+    return tuple(ModelRule(rid, err, where, text) for rid, err, text in rows)
+
+
+MODEL_RULES: tuple[ModelRule, ...] = (
+    *_rules(
+        "IOMMU façade",
+        ("backend.unknown", _errno.ENODEV, "no installed backend has that name"),
+        ("op.missing", _errno.ENODEV,
+         "the backend does not implement the operation, or does not declare the feature it "
+         "needs; refused before the user buffer is read"),
+        ("device.unknown", _errno.ENODEV, "the device was not added to this IOMMU"),
+        ("domain.unknown", _errno.EINVAL, "the domain was not allocated by this IOMMU"),
+        ("domain.busy", _errno.EBUSY, "a domain is freed while devices are attached to it"),
+        ("attach.busy", _errno.EBUSY, "the device is already attached to a domain"),
+        ("detach.not_attached", _errno.EINVAL, "the device is not attached to that domain"),
+        ("page_response.no_domain", _errno.ENODEV,
+         "a page response for a device that is attached to no domain"),
+        ("page_response.no_handler", _errno.EINVAL,
+         "a page response while no fault consumer is registered for the device"),
+        ("negotiate", _errno.EOPNOTSUPP,
+         "negotiation asks for features or cache cells the backend does not declare (all of "
+         "them are named)"),
+        ("injected", None, "a failure injected by a FaultInjector observer, with its errno"),
+    ),
+    *_rules(
+        "fault reporting",
+        ("fault.handler_busy", _errno.EBUSY, "the device already has a fault consumer"),
+        ("fault.no_handler", _errno.EINVAL, "unregistering a consumer that was never registered"),
+        ("fault.pending_on_unregister", _errno.EBUSY,
+         "unregistering a consumer while page requests are pending"),
+        ("page_response.none_pending", _errno.EINVAL, "a page response with nothing pending"),
+        ("page_response.no_match", _errno.EINVAL,
+         "a page response whose grpid (and PASID, when the request had one) matches no pending "
+         "request"),
+    ),
+    *_rules(
+        "PASID space",
+        ("pasid.range", _errno.EINVAL, "the PASID lies outside 1..2^bits-1"),
+        ("pasid.allocated", _errno.ENOENT, "the PASID is not allocated"),
+        ("pasid.quota", _errno.EDQUOT, "the PASID set reached its quota"),
+        ("pasid.exhausted", _errno.ENOSPC, "no free PASID in the range asked for"),
+        ("pasid.owner", _errno.EPERM, "freeing a PASID of another set"),
+    ),
+    *_rules(
+        "memory",
+        ("memory.range", _errno.EFAULT, "an access outside the physical or guest address space"),
+    ),
+    *_rules(
+        "page tables",
+        ("pgtable.access", _errno.EINVAL,
+         "a walk's access is not a combination of READ, WRITE, EXEC and PRIV"),
+        ("pgtable.size", _errno.EINVAL, "map/unmap size is not a page or block size of the format"),
+        ("pgtable.align", _errno.EINVAL,
+         "iova or paddr not aligned to the size (map_range: to the smallest page), or empty"),
+        ("pgtable.prot", _errno.EINVAL, "map with neither READ nor WRITE"),
+        ("pgtable.oa_range", _errno.ERANGE, "paddr beyond the format's output address range"),
+        ("pgtable.ia_range", _errno.ERANGE,
+         "iova beyond the input range (not canonical for x86, beyond AW or T0SZ)"),
+        ("pgtable.overlap", _errno.EEXIST,
+         "map over an existing mapping or inside an existing block; nothing is changed"),
+        ("x86.levels", _errno.EINVAL, "first level: FLPM gives neither 4 nor 5 levels"),
+        ("x86.haw", _errno.EINVAL, "first level: host address width outside 32..52"),
+        ("vtd_sl.aw", _errno.EINVAL, "second level: AW is not 1, 2 or 3 (39/48/57-bit)"),
+        ("vtd_sl.haw", _errno.EINVAL, "second level: host address width outside 32..52"),
+        ("vtd_sl.sllps", _errno.EINVAL, "second level: SLLPS has bits beyond 2 MiB and 1 GiB"),
+        ("vtd_sl.nested", _errno.EINVAL, "second-level tables given a stage-2 translate function"),
+        ("lpae.granule", _errno.EINVAL, "LPAE: granule other than 4, 16 or 64 KiB"),
+        ("lpae.stage", _errno.EINVAL, "LPAE: stage other than 1 or 2 (or stage2() of stage 1)"),
+        ("lpae.oas", _errno.EINVAL,
+         "LPAE: OAS not one of 32/36/40/42/44/48, or 52 without the 64 KiB granule"),
+        ("lpae.t0sz", _errno.EINVAL, "LPAE: T0SZ outside what the granule (and STT) allow"),
+        ("lpae.sl0", _errno.EINVAL,
+         "LPAE: SL0 given at stage 1, missing or reserved at stage 2"),
+        ("lpae.sl0_t0sz", _errno.EINVAL,
+         "LPAE stage 2: SL0's starting level cannot resolve the input size (at most 16 "
+         "concatenated tables)"),
+        ("lpae.httu", _errno.EINVAL,
+         "LPAE: hardware dirty state (HD) without the hardware access flag (HA)"),
+        ("lpae.nested", _errno.EINVAL, "LPAE stage-2 tables given a stage-2 translate function"),
+    ),
+)
+
+MODEL_RULES_BY_ID: dict[str, ModelRule] = {r.id: r for r in MODEL_RULES}
