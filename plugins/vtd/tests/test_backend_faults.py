@@ -74,7 +74,8 @@ def test_unbound_pasid_is_a_configuration_fault() -> None:
         rig.iommu.translate(rig.dev, GVA + 0x123, pasid=p, access=FaultPerm.WRITE)
     frcd = rig.b.faults.log[-1]
     # the record names the request that met the bad configuration: its page and its access
-    assert (frcd.FR, frcd.FI, frcd.T, frcd.PV, frcd.PP) == (0x59, GVA, False, p, True)
+    record = (frcd.FR, frcd.FI, frcd.T, frcd.PV, frcd.PP)
+    assert record == (0x59, GVA, False, p, True)
     ev = got[0].event
     assert (ev.reason, ev.addr, ev.perm) == (FaultReason.PASID_INVALID, GVA + 0x123,
                                              FaultPerm.WRITE)
