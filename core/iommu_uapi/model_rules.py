@@ -3,10 +3,10 @@
 :mod:`iommu_uapi.rules` tabulates what the kernel (or the documented contract) checks before a
 request reaches the IOMMU driver, per profile. Everything else the core refuses is tabulated
 here, the same in every profile: the façade's topology and dispatch (an unknown device, an
-operation the backend lacks), the PASID space, fault reporting, memory, and the page-table
-formats (their configurations and the builders' ``map``/``unmap``). Each refusal raises
-:class:`~iommu_uapi.errors.UAPIError` with one of these rule ids and the errno listed, and
-``docs/rules.md`` lists them after the UAPI rules.
+operation the backend lacks), the VFIO container, the PASID space, fault reporting, memory,
+and the page-table formats (their configurations and the builders' ``map``/``unmap``). Each
+refusal raises :class:`~iommu_uapi.errors.UAPIError` with one of these rule ids and the errno
+listed, and ``docs/rules.md`` lists them after the UAPI rules.
 """
 
 from __future__ import annotations
@@ -52,6 +52,13 @@ MODEL_RULES: tuple[ModelRule, ...] = (
          "negotiation asks for features or cache cells the backend does not declare (all of "
          "them are named)"),
         ("injected", None, "a failure injected by a FaultInjector observer, with its errno"),
+    ),
+    *_rules(
+        "VFIO container",
+        ("vfio.no_nesting", _errno.ENOENT,
+         "a container over a domain whose nesting info is absent or reports format 0"),
+        ("vfio.feature", _errno.EOPNOTSUPP,
+         "NESTING_OP bind or cache invalidation without the feature in the nesting info"),
     ),
     *_rules(
         "fault reporting",

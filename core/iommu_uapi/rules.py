@@ -276,8 +276,9 @@ def render_markdown() -> str:
         "## Refusals of the model",
         "",
         "Not checks of the kernel's UAPI layer but of the model itself, the same in every "
-        "profile (`iommu_uapi.model_rules`): the façade, fault reporting, the PASID space, "
-        "memory and the page-table formats. Backends add their own (VT-d: `vtd.*`).",
+        "profile (`iommu_uapi.model_rules`): the façade, the VFIO container, fault reporting, "
+        "the PASID space, memory and the page-table formats. Backends add their own (VT-d: "
+        "`vtd.*`).",
         "",
         "| id | where | errno | refuses |",
         "|---|---|---|---|",

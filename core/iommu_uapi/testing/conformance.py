@@ -10,6 +10,7 @@ cache-type x granularity cell the backend does not declare is skipped with a rea
 from __future__ import annotations
 
 import errno
+import struct
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -24,6 +25,7 @@ from ..errors import FeatureError, UAPIError
 from ..features import CacheCell, Feature
 from ..translation import TranslationFault
 from ..uapi.consts import CacheType, FaultType, InvGranularity, PageRequestFlags
+from ..vfio import VfioContainer
 from .assertions import errno_of, need, outcome, refusal, refused_unchanged
 from .harness import GUEST_VA, READ, WRITE, Harness
 from .rule_tests import PROFILES, RULE_ENTRY_POINTS, RuleTests
@@ -296,6 +298,10 @@ def _user_bytes() -> st.SearchStrategy[bytes]:
         lambda t: t[0].to_bytes(4, "little") + t[1]))
 
 
+#: NESTING_OP headers (bind, unbind, cache invalidation) put before a fuzzed inner record, so
+#: that the random bytes reach the IOMMU core through VFIO as often as they are refused by it.
+_VFIO_OPS: tuple[bytes, ...] = tuple(struct.pack("<II", 8, op) for op in (0, 1, 2))
+
 _ENTRY_POINTS: dict[str, Callable[[Harness, bytes, SizeDiscipline], object]] = {
     "uapi_cache_invalidate": lambda h, b, d: h.iommu.uapi_cache_invalidate(
         h.domain, h.dev, b, discipline=d),
@@ -304,6 +310,12 @@ _ENTRY_POINTS: dict[str, Callable[[Harness, bytes, SizeDiscipline], object]] = {
     "uapi_sva_unbind_gpasid": lambda h, b, d: h.iommu.uapi_sva_unbind_gpasid(
         h.domain, h.dev2, b, discipline=d),
     "uapi_page_response": lambda h, b, d: h.iommu.uapi_page_response(h.dev, b, discipline=d),
+    "vfio.nesting_op": lambda h, b, d: VfioContainer(h.iommu, h.domain).nesting_op(
+        _VFIO_OPS[len(b) % 3] + b, discipline=d),
+    "vfio.set_pasid_table": lambda h, b, d: VfioContainer(h.iommu, h.domain).set_pasid_table(
+        b, discipline=d),
+    "vfio.cache_invalidate": lambda h, b, d: VfioContainer(h.iommu, h.domain).cache_invalidate(
+        (8 + len(b)).to_bytes(4, "little") + bytes(4) + b, discipline=d),
 }
 
 
@@ -312,6 +324,8 @@ class FuzzTests:
 
     @pytest.mark.parametrize("entry", sorted(_ENTRY_POINTS))
     def test_user_bytes_entry_point(self, harness: Harness, entry: str) -> None:
+        if entry.startswith("vfio."):
+            need(harness, nesting=True)  # a VFIO nesting container reads the nesting info
         @settings(max_examples=40, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(data=_user_bytes(), discipline=st.sampled_from(list(SizeDiscipline)),

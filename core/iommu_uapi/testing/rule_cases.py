@@ -5,8 +5,9 @@ For every rule id of :data:`iommu_uapi.rules.RULES`, :data:`RULE_CASES` holds a
 the rule looks at, the size disciplines under which the failing bytes break the rule, the
 record-level decoder they go through (``CacheInvalidateInfo.from_user`` ...), and the façade
 entry points of :class:`~iommu_uapi.iommu.IOMMU` that take the same bytes
-(``uapi_cache_invalidate`` ...). A rule no façade entry point can reach (the plain codec,
-profile lookup, the VFIO ioctl wrappers) is *record-only*, with the reason.
+(``uapi_cache_invalidate`` ...), or the ioctls of a :class:`~iommu_uapi.vfio.VfioContainer`
+(``vfio.nesting_op`` ...) for the VFIO wrappers. A rule no entry point can reach (the plain
+codec, profile lookup) is *record-only*, with the reason.
 
 The project's own tests run every case at the record level; the conformance suite's
 ``RuleTests`` send the same bytes through a backend's entry points.
@@ -172,7 +173,6 @@ _CODEC = "the plain codec (from_bytes / to_bytes / JSON) is a library call, not 
 _PROFILE = "profile lookup and registration are library calls, not UAPI entries"
 _READBACK = ("applies when user space decodes the nesting info the façade wrote; the façade "
              "answers a short argsz as a size probe")
-_VFIO = "the façade has no VFIO ioctl entry point; the wrapper header is checked by VFIO"
 
 _INV = ("CacheInvalidateInfo.from_user", ("uapi_cache_invalidate",))
 _BIND = ("GpasidBindData.from_user", ("uapi_sva_bind_gpasid", "uapi_sva_unbind_gpasid"))
@@ -190,12 +190,17 @@ def _record(rule: str, bad: bytes, good: bytes, decoder: str, reason: str,
     return RuleCase(rule, bad, good, decoder, disciplines, (), reason)
 
 
+#: A VFIO wrapper's rules: its record-level decoder and the container ioctl that takes it.
+_VFIO_WRAPPERS = {
+    "nesting_op": ("VfioIommuType1NestingOp.from_user", "vfio.nesting_op"),
+    "set_pasid_table": ("VfioIommuType1SetPasidTable.from_user", "vfio.set_pasid_table"),
+    "vfio_cache_invalidate": ("VfioIommuType1CacheInvalidate.from_user", "vfio.cache_invalidate"),
+}
+
+
 def _vfio(rule: str, bad: bytes, good: bytes) -> RuleCase:
-    op = rule.split(".")[0]
-    cls = {"nesting_op": "VfioIommuType1NestingOp", "set_pasid_table":
-           "VfioIommuType1SetPasidTable", "vfio_cache_invalidate":
-           "VfioIommuType1CacheInvalidate"}[op]
-    return _record(rule, bad, good, f"{cls}.from_user", _VFIO)
+    decoder, ioctl = _VFIO_WRAPPERS[rule.split(".")[0]]
+    return _case(rule, bad, good, (decoder, (ioctl,)))
 
 
 _CASES: tuple[RuleCase, ...] = (

@@ -13,6 +13,7 @@ from ..abi import SizeDiscipline
 from ..errors import UAPIError
 from ..features import Feature
 from ..rules import LINUX_5_10, RULES_BY_ID, STRICT
+from ..vfio import VfioContainer
 from .assertions import need, outcome, refusal
 from .harness import GUEST_VA as VA
 from .harness import Harness
@@ -23,7 +24,8 @@ __all__ = ["PROFILES", "RULE_ENTRY_POINTS", "RuleTests"]
 
 Send = Callable[[Harness, bytes, str, SizeDiscipline], object]
 
-#: The façade entry points that take user bytes, as :data:`~.rule_cases.RULE_CASES` names them:
+#: The entry points that take user bytes, as :data:`~.rule_cases.RULE_CASES` names them (the
+#: façade's, and a VFIO container's ioctls as ``vfio.*``):
 #: the feature each needs from the backend (None: every nesting backend answers it) and how the
 #: harness calls it with (bytes, profile, discipline).
 RULE_ENTRY_POINTS: dict[str, tuple[Feature | None, Send]] = {
@@ -38,7 +40,17 @@ RULE_ENTRY_POINTS: dict[str, tuple[Feature | None, Send]] = {
     "uapi_attach_pasid_table": (Feature.BIND_PASID_TABLE, lambda h, b, p, d: (
         h.iommu.uapi_attach_pasid_table(h.domain, b, profile=p, discipline=d))),
     "nesting_info": (None, lambda h, b, p, d: h.iommu.nesting_info(h.domain, bytearray(b))),
+    "vfio.nesting_op": (None, lambda h, b, p, d: (
+        VfioContainer(h.iommu, h.domain).nesting_op(b, profile=p, discipline=d))),
+    "vfio.set_pasid_table": (None, lambda h, b, p, d: (
+        VfioContainer(h.iommu, h.domain).set_pasid_table(b, profile=p, discipline=d))),
+    "vfio.cache_invalidate": (None, lambda h, b, p, d: (
+        VfioContainer(h.iommu, h.domain).cache_invalidate(b, profile=p, discipline=d))),
 }
+#: Entry points that need a domain in nesting mode (a VFIO nesting container reads its
+#: nesting info at attach).
+_NESTING_ENTRIES = frozenset({"nesting_info", "vfio.nesting_op", "vfio.set_pasid_table",
+                              "vfio.cache_invalidate"})
 
 
 def _own_bind_pasid(h: Harness) -> None:
@@ -88,7 +100,7 @@ class RuleTests:
         case, rule = RULE_CASES[rule_id], RULES_BY_ID[rule_id]
         for entry in case.via:
             need(harness, RULE_ENTRY_POINTS[entry][0])
-        if "nesting_info" in case.via:
+        if _NESTING_ENTRIES.intersection(case.via):
             need(harness, nesting=True)
         sends = [(entry, d) for entry in case.via for d in case.disciplines]
 
