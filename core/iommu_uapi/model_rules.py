@@ -96,6 +96,8 @@ MODEL_RULES: tuple[ModelRule, ...] = (
          "iova beyond the input range (not canonical for x86, beyond AW or T0SZ)"),
         ("pgtable.overlap", _errno.EEXIST,
          "map over an existing mapping or inside an existing block; nothing is changed"),
+        ("pgtable.start", _errno.EINVAL,
+         "a partial walk starting at a level the format does not have, or from an unaligned table"),
         ("x86.levels", _errno.EINVAL, "first level: FLPM gives neither 4 nor 5 levels"),
         ("x86.haw", _errno.EINVAL, "first level: host address width outside 32..52"),
         ("vtd_sl.aw", _errno.EINVAL, "second level: AW is not 1, 2 or 3 (39/48/57-bit)"),

@@ -9,6 +9,7 @@ must be equal, and faults equal in every field.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -88,6 +89,13 @@ def test_first_level_fast_and_full_walks_agree(cfg: x86.X86Config, data: st.Data
     assert inline_pages(fast.mem) is not None and inline_pages(full.mem) is None
     assert outcome(lambda: fast.walk(root, iova, access)) == \
         outcome(lambda: full.walk(root, iova, access))
+    # continuations from every table entry used, as a paging-structure cache would start them
+    path: list[tuple[int, int, int]] = []
+    outcome(lambda: full.walk_partial(root, cfg.levels, iova, access, path=path))
+    for level, table, inherited in path:
+        args = (table, level - 1, iova, access)
+        assert outcome(partial(fast.walk_partial, *args, inherited=inherited)) == \
+            outcome(partial(full.walk_partial, *args, inherited=inherited))
 
 
 @pytest.mark.parametrize("cfg", [vtd_sl.SLConfig(), vtd_sl.SLConfig(aw=1, haw=39, sllps=1),

@@ -46,6 +46,9 @@ from .common import (
 from .vtd_sl import VtdFault
 
 _RWX_OF = tuple(a & RWX for a in range(16))
+#: What entries that grant everything pass down: R/W and U/S set, no XD (``inherited`` of
+#: :meth:`X86Walker.walk_partial`).
+_GRANTED = 6
 
 __all__ = [
     "NESTED_CODES",
@@ -296,10 +299,12 @@ class X86Walker:
         return self._walk(root, iova, access, s2, update_ad)
 
     def _nested_fast(self, steps: FastPlan, root: int, iova: int, access: int,
-                     s2: Stage2Translate) -> WalkResult | None:
+                     s2: Stage2Translate, path: list[tuple[int, int, int]] | None = None,
+                     start: int = 0) -> WalkResult | None:
         """The common case of a nested walk: each table's GPA through stage 2 once, its entry
         read inline; None (the full walk decides) on anything unusual, a stage-2 fault
-        included."""
+        included. With ``path``, the table entries used are appended from level ``start``
+        down (see :meth:`walk_partial`)."""
         get = self._get
         table = root
         s2_reads = 0
@@ -320,13 +325,74 @@ class X86Walker:
                 if desc & tmask != want:
                     return None
                 table = desc & ADDR_MASK
+                if path is not None:
+                    path.append((start, table, _GRANTED))
+                    start -= 1
         except WalkFault:
             return None
         return None  # pragma: no cover - level 1 always holds leaves
 
+    def _plain_fast(self, steps: FastPlan, table: int, iova: int,
+                    path: list[tuple[int, int, int]] | None, start: int) -> WalkResult | None:
+        """The common case of a walk that is not nested, collecting ``path`` (see
+        :meth:`_nested_fast`)."""
+        get = self._get
+        for shift, leaf_test, tmask, want, leaf in steps:
+            desc = get(table, ZERO_QUADS)[(iova >> shift) & 0x1FF]
+            if desc & leaf_test:
+                lmask, lwant, oa_mask, offset, size, level, reads, perm = leaf
+                if desc & lmask != lwant:
+                    return None
+                return WalkResult((desc & oa_mask) | (iova & offset), size,
+                                  perm[(desc & 6) | (desc >> 63)], level, reads, 0,
+                                  desc & _G != 0)
+            if desc & tmask != want:
+                return None
+            table = desc & ADDR_MASK
+            if path is not None:
+                path.append((start, table, _GRANTED))
+                start -= 1
+        return None  # pragma: no cover - level 1 always holds leaves
+
+    def walk_partial(self, table: int, level: int, iova: int, access: int,
+                     s2: Stage2Translate | None = None, *, inherited: int = 6,
+                     path: list[tuple[int, int, int]] | None = None) -> WalkResult:
+        """Walk ``iova`` from ``table``, the table of level ``level`` (the root when ``level``
+        is the top): what a paging-structure-cache hit lets the hardware do. ``inherited`` is
+        what the skipped upper entries contribute, ``(R/W & U/S) << 1 | XD`` as a cached entry
+        keeps it (6, the default, when nothing is skipped or the entries above grant
+        everything). With ``path``, each table entry used is appended as ``(level, next table,
+        inherited below it)``, ready to be cached. ``reads`` counts from ``level`` down; no
+        A/D updates. Faults as :meth:`walk`."""
+        if not 1 <= level <= self._top or table & 0xFFF:
+            raise UAPIError(errno.EINVAL, f"first level: cannot start a walk at level {level} "
+                            f"from {table:#x}", rule="pgtable.start")
+        skipped = self._top - level
+        steps = self._fast.get(access) if inherited == _GRANTED else None
+        top = iova >> self._va_top
+        if steps is not None and (top == 0 or top == self._canon_ones):
+            mark = 0 if path is None else len(path)
+            steps = steps[skipped:]
+            r = (self._plain_fast(steps, table, iova, path, level) if s2 is None else
+                 self._nested_fast(steps, table, iova, access, s2, path, level))
+            if r is not None:
+                return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads - skipped,
+                                  r.s2_reads, r.global_)
+            if path is not None:
+                del path[mark:]  # the full walk below records the path again
+        try:
+            r = self._walk(table, iova, access, s2, False, level, inherited, path)
+        except WalkFault as f:
+            f.reads -= skipped
+            raise
+        return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads - skipped, r.s2_reads,
+                          r.global_)
+
     def _walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None,
-              update_ad: bool) -> WalkResult:
-        """The full walk: every check in the hardware's order, nested walks, A/D updates."""
+              update_ad: bool, start: int | None = None, inherited: int = 6,
+              path: list[tuple[int, int, int]] | None = None) -> WalkResult:
+        """The full walk: every check in the hardware's order, nested walks, A/D updates (and
+        the continuation of :meth:`walk_partial`)."""
         if not 0 <= access < 16:
             raise bad_access(access)
         access = ACCESS_INTS[access]
@@ -338,11 +404,12 @@ class X86Walker:
         read = self._read
         chk = self._need[access]  # P, plus U/S and R/W as the request needs
         table = root
-        acc = 0xFFF  # AND of the low bits (R/W, U/S) over the levels
-        xd = 0  # XD seen at some level
+        acc = 0xFFF if start is None else 0xFF9 | (inherited & 6)  # AND of R/W, U/S so far
+        xd = inherited & 1  # XD seen at some level
         s2_reads = 0
-        s2_class = "ROOT"
-        for level, shift, leaf_test, rsvd_table, rsvd_leaf, oa_mask, size in self._levels:
+        s2_class = "ROOT" if start is None else "TT"
+        levels = self._levels if start is None else self._levels[self._top - start:]
+        for level, shift, leaf_test, rsvd_table, rsvd_leaf, oa_mask, size in levels:
             ptr = table + (((iova >> shift) & 0x1FF) << 3)
             if s2 is None:
                 hptr = ptr
@@ -376,8 +443,8 @@ class X86Walker:
                 oa = (desc & oa_mask) | (iova & (size - 1))
                 perm = self._perm[(access & _PRIV) | (acc & 6) | xd]
                 if s2 is None:
-                    return WalkResult(oa, size, perm, level, self._top - level + 1,
-                                                   0, bool(desc & _G))
+                    return WalkResult(oa, size, perm, level, self._top - level + 1, 0,
+                                      bool(desc & _G))
                 return self._final(oa, size, perm, level, iova, access, s2_reads,
                                    bool(desc & _G), s2)
             if desc & rsvd_table:  # reserved bits or XD
@@ -386,6 +453,8 @@ class X86Walker:
                 s2_reads = self._set_ad(ptr, hptr, desc | self._a_bits, s2, level, iova, access,
                                         s2_reads)
             table = desc & ADDR_MASK
+            if path is not None:
+                path.append((level, table, (acc & 6) | xd))
         raise AssertionError("unreachable: level 1 always holds leaves")  # pragma: no cover
 
     def _denied(self, desc: int, chk: int, level: int, iova: int, access: int, s2_reads: int,

@@ -395,7 +395,7 @@ class VtdBackend:
             vf.addr, vf.access = iova, FaultPerm(access)
             raise self.faults.fault(vf) from None
         return build_context(self.cfg, self.memory, dev.sid, pasid, resolved, dev.atc,
-                             self.faults)
+                             self.faults, self.caches.fl_psc)
 
 
 def _dsi(cfg: VtdConfig, did: int) -> IotlbInv:

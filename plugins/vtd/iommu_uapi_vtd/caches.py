@@ -26,7 +26,7 @@ software that makes an entry present without invalidating sees the stale fault.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import NamedTuple
 
 from iommu_uapi.tlb import TLB
@@ -225,6 +225,20 @@ class PagingStructureCache(_Counted):
         else:
             self.hits += 1
         return found
+
+    def deepest(self, tag: tuple[Hashable, ...], iova: int,
+                levels: Iterable[int]) -> tuple[int, int] | None:
+        """The cached entry covering ``iova`` under ``tag`` at the first of ``levels`` that has
+        one (give them lowest first: the deepest entry skips the most reads), as ``(level,
+        value)``; one hit or one miss is counted."""
+        entries = self.entries
+        for level in levels:
+            found = entries.get((tag, level, iova >> self._shift(level)))
+            if found is not None:
+                self.hits += 1
+                return level, found
+        self.misses += 1
+        return None
 
     def fill(self, tag: tuple[Hashable, ...], level: int, iova: int, value: int) -> None:
         """Cache the level-``level`` entry used to translate ``iova``."""

@@ -15,6 +15,9 @@ PGTT                   walk
 4 pass-through         identity, 4 KiB at a time, below the host address width
 =====================  ==========================================================================
 
+First-level and nested walks go through the first-level paging-structure cache
+(:class:`~.fl_walk.CachedFirstLevel`): a walk under a cached table entry starts below it.
+
 A walk fault, or a request the PASID entry does not enable (execute without ERE, supervisor
 without SRE), is recorded by :class:`FaultSink` in the fault-recording registers (FPD honoured)
 and raised as :class:`~iommu_uapi.translation.TranslationFault`. First-level accessed/dirty
@@ -35,8 +38,9 @@ from iommu_uapi.tlb import TLB, TLBEntry
 from iommu_uapi.translation import TranslationFault
 from iommu_uapi.uapi.consts import FaultPerm, FaultReason
 
-from .caches import iotlb_tag
+from .caches import PagingStructureCache, iotlb_tag
 from .faults import FaultRecorder, Frcd, to_uapi_fault
+from .fl_walk import CachedFirstLevel
 from .pasid_entry import PasidEntry, Pgtt
 from .reasons import SmFaultReason, VtdFault
 from .registers import VtdConfig
@@ -148,7 +152,8 @@ def _pass_through(haw: int) -> Walk:
     return walk
 
 
-def _walk_of(cfg: VtdConfig, mem: TableMemory, entry: PasidEntry) -> Walk:
+def _walk_of(cfg: VtdConfig, mem: TableMemory, entry: PasidEntry, pasid: int,
+             fl_psc: PagingStructureCache | None) -> Walk:
     pgtt = entry.PGTT
     if pgtt == Pgtt.SECOND_LEVEL:
         sl = SLWalker(mem, sl_config(cfg, entry.AW, slee=entry.SLEE))
@@ -156,17 +161,21 @@ def _walk_of(cfg: VtdConfig, mem: TableMemory, entry: PasidEntry) -> Walk:
     if pgtt == Pgtt.PASS_THROUGH:
         return _pass_through(cfg.haw)
     fl = X86Walker(mem, _fl_config(cfg, entry))
-    if pgtt == Pgtt.FIRST_LEVEL:
-        return partial(fl.walk, entry.FLPTPTR)
-    s2 = stage2(mem, entry.SLPTPTR, sl_config(cfg, entry.AW, slee=entry.SLEE))
+    s2 = None if pgtt == Pgtt.FIRST_LEVEL else stage2(
+        mem, entry.SLPTPTR, sl_config(cfg, entry.AW, slee=entry.SLEE))
+    if fl_psc is not None:
+        return CachedFirstLevel(fl, entry.FLPTPTR, s2, fl_psc, (entry.DID, pasid))
     return partial(fl.walk, entry.FLPTPTR, s2=s2)
 
 
 def build_context(cfg: VtdConfig, mem: TableMemory, sid: int, pasid: int | None, resolved: Resolved,
-                  atc: TLB | None, sink: FaultSink) -> VtdContext:
+                  atc: TLB | None, sink: FaultSink,
+                  fl_psc: PagingStructureCache | None = None) -> VtdContext:
     """The translation context of requests from ``sid`` with ``pasid`` (None: without PASID,
     through RID_PASID) using the entries ``resolved`` found. ``atc`` is the device TLB to
-    consult, when the context entry enables it (DTE)."""
+    consult, when the context entry enables it (DTE); ``fl_psc`` the first-level
+    paging-structure cache first-level and nested walks go through (None: none)."""
     add = _PRIV if pasid is None and resolved.context.RID_PRIV else 0
-    return VtdContext(sid, pasid, resolved, _walk_of(cfg, mem, resolved.entry),
-                      atc if resolved.context.DTE else None, sink, add)
+    walk = _walk_of(cfg, mem, resolved.entry, resolved.pasid, fl_psc)
+    return VtdContext(sid, pasid, resolved, walk, atc if resolved.context.DTE else None, sink,
+                      add)
