@@ -3,37 +3,21 @@
 
 from __future__ import annotations
 
-import ast
 import errno
 from pathlib import Path
 
 import iommu_uapi
 from iommu_uapi.model_rules import MODEL_RULES, MODEL_RULES_BY_ID
 from iommu_uapi.rules import RULES_BY_ID
+from iommu_uapi.testing.rule_scan import raised_rules as scan
 
 CORE = Path(iommu_uapi.__file__).parent
 
 
 def raised_rules() -> dict[str, set[int | None]]:
-    """Rule id -> the errnos the core's source raises it with (None: not a constant)."""
-    found: dict[str, set[int | None]] = {}
-    for path in CORE.rglob("*.py"):
-        if "testing" in path.parts:
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.Call):
-                continue
-            rule = next((k.value for k in node.keywords if k.arg == "rule"), None)
-            func = node.func.id if isinstance(node.func, ast.Name) else None
-            if func == "_refuse" and len(node.args) == 3:  # lpae's configuration refusals
-                rule, err = node.args[2], errno.EINVAL
-            else:
-                first = node.args[0] if node.args else None
-                err = (getattr(errno, first.attr, None) if isinstance(first, ast.Attribute)
-                       and rule is not None else None)
-            if isinstance(rule, ast.Constant) and isinstance(rule.value, str):
-                found.setdefault(rule.value, set()).add(err)
-    return found
+    """Rule id -> the errnos the core's source raises it with (lpae's ``_refuse`` helper
+    included; the conformance suite is not the model)."""
+    return scan(CORE, helpers={"_refuse": (2, errno.EINVAL)}, skip=frozenset({"testing"}))
 
 
 def test_every_rule_the_core_raises_is_tabulated_with_its_errno() -> None:

@@ -3,40 +3,20 @@
 
 from __future__ import annotations
 
-import ast
 import errno
 from pathlib import Path
 
 import iommu_uapi_vtd
 from iommu_uapi.errors import ENOTSUPP
+from iommu_uapi.testing.rule_scan import raised_rules as scan
 from iommu_uapi_vtd.rules import VTD_RULES, VTD_RULES_BY_ID, render_markdown
 
 PACKAGE = Path(iommu_uapi_vtd.__file__).parent
-_NAMES = {"ENOTSUPP": ENOTSUPP}
-
-
-def _errno_of(node: ast.expr | None) -> int | None:
-    if isinstance(node, ast.Attribute):
-        return getattr(errno, node.attr, None)
-    if isinstance(node, ast.Name):
-        return _NAMES.get(node.id)
-    return None
 
 
 def raised_rules() -> dict[str, set[int | None]]:
     """Rule id -> the errnos the backend's source raises it with."""
-    found: dict[str, set[int | None]] = {}
-    for path in PACKAGE.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not isinstance(node, ast.Call):
-                continue
-            rule = next((k.value for k in node.keywords if k.arg == "rule"), None)
-            err = _errno_of(node.args[0]) if node.args else None
-            if isinstance(node.func, ast.Name) and node.func.id == "_einval":
-                rule, err = node.args[1], errno.EINVAL
-            if isinstance(rule, ast.Constant) and isinstance(rule.value, str):
-                found.setdefault(rule.value, set()).add(err)
-    return found
+    return scan(PACKAGE, helpers={"_einval": (1, errno.EINVAL)}, names={"ENOTSUPP": ENOTSUPP})
 
 
 def test_every_rule_the_backend_raises_is_tabulated_with_its_errno() -> None:
