@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iommu_uapi.memory import GuestMemory, PhysicalMemory
-from iommu_uapi.pgtable import vtd_sl, x86
+from iommu_uapi.pgtable import lpae, vtd_sl, x86
 from iommu_uapi.pgtable.common import Access, Prot, WalkFault, WalkResult, bind_stage2, inline_pages
 
 RW = Prot.READ | Prot.WRITE
@@ -169,3 +169,43 @@ def test_a_builder_mapping_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) 
         assert (r.oa, r.page_size, r.perm) == (0x1_0000_0000 + size * 4 + 0x123, size, 0b011)
         r = vtd_sl.SLWalker(mem, sl.cfg).walk(sl.root, size * 3 + 0x123, Access.READ)
         assert (r.oa, r.page_size, r.perm) == (0x1_0000_0000 + size * 4 + 0x123, size, 0b111)
+
+
+LPAE_BITS = [0, 1, 2, 6, 7, 10, 11, 13, 16, 40, 47, 48, 51, 53, 54, 55, 59, 60, 61, 62, 63]
+lpae_flags = st.lists(st.sampled_from(LPAE_BITS), min_size=1, max_size=3).map(
+    lambda bits: sum({1 << b for b in bits}))
+
+
+@pytest.mark.parametrize("cfg", [
+    lpae.LPAEConfig(), lpae.LPAEConfig(oas=40, hpd=True),
+    lpae.LPAEConfig(stage=2, t0sz=24, sl0=1),          # 40-bit IPA: level 1, 2 concatenated
+    lpae.LPAEConfig(stage=2, t0sz=16, sl0=2),
+    lpae.LPAEConfig(granule=16384, t0sz=17), lpae.LPAEConfig(granule=65536, t0sz=22),
+], ids=str)
+@settings(max_examples=300)
+@given(data=st.data(), access=st.integers(0, 15))
+def test_lpae_fast_and_full_walks_agree(cfg: lpae.LPAEConfig, data: st.DataObject,
+                                        access: int) -> None:
+    """A builder mapping with one or two descriptors on its path flipped at random."""
+    mem = PhysicalMemory()
+    pt = lpae.LPAEPageTable(cfg, mem)
+    geo = lpae._geometry(cfg)
+    size = data.draw(st.sampled_from([lv.size for lv in geo.levels if lv.leaf_need != -1]))
+    iova = data.draw(st.integers(0, (1 << cfg.ias) - 1)) & -size
+    pt.map(iova, (0x4000_0000 + iova) & ((1 << 40) - 1) & -size, size,
+           data.draw(st.sampled_from([Prot.READ, RW, RW | Prot.NOEXEC | Prot.PRIV])))
+    flips = dict(data.draw(st.lists(st.tuples(st.integers(0, len(geo.levels) - 1), lpae_flags),
+                                    min_size=1, max_size=2)))
+    table = pt.root
+    for i, lv in enumerate(geo.levels):
+        ptr = table + (((iova >> lv.shift) & lv.index_mask) << 3)
+        desc = mem.read64(ptr)
+        mem.write64(ptr, desc ^ flips.get(i, 0))
+        if desc & 3 != 3 or lv.level == 3:
+            break
+        table = desc & geo.addr_mask
+    iova |= data.draw(st.integers(0, size - 1))
+    fast = lpae.LPAEWalker(mem, cfg)
+    full = lpae.LPAEWalker(FullOnly(mem), cfg)
+    assert outcome(lambda: fast.walk(pt.root, iova, access)) == \
+        outcome(lambda: full.walk(pt.root, iova, access))

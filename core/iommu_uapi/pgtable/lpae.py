@@ -22,6 +22,7 @@ from typing import NamedTuple
 import msgspec
 
 from ..errors import MemoryAccessError, UAPIError
+from ..memory import ZERO_QUADS
 from ..uapi.consts import FaultPerm, FaultReason
 from .builder import Level, PageTableBuilder
 from .common import (
@@ -34,6 +35,8 @@ from .common import (
     WalkResult,
     bad_access,
     bind_stage2,
+    inline_pages,
+    page_getter,
     restage,
 )
 
@@ -112,6 +115,8 @@ _S2AP_R, _S2AP_W, _S2XN = 0x40, 0x80, 1 << 54
 _READ, _WRITE, _EXEC, _PRIV = (int(FaultPerm.READ), int(FaultPerm.WRITE), int(FaultPerm.EXEC),
                                int(FaultPerm.PRIV))
 _GRANULE_BITS = {4096: 12, 16384: 14, 65536: 16}
+_PAGE_BASE = -4096
+_RWX_OF = tuple(a & 7 for a in range(16))
 _OAS = (32, 36, 40, 42, 44, 48, 52)
 #: S2SL0 -> starting level, per granule (None: reserved or needs 52-bit DS, not modelled).
 _SL0_LEVEL: dict[int, tuple[int | None, ...]] = {
@@ -272,6 +277,46 @@ def s2_sl0(granule: int, ias: int) -> int:
     return table.index(start)
 
 
+#: One level of the LPAE fast path: ``(shift, index_mask, table_mask, leaf_mask, leaf_want,
+#: leaf)``: a table entry has ``desc & table_mask == 3``; a leaf has ``desc & leaf_mask ==
+#: leaf_want`` and ``leaf`` = ``(oa_mask, offset_mask, size, level, reads, perm)``.
+_LLeaf = tuple[int, int, int, int, int, tuple[int, ...]]
+_LStep = tuple[int, int, int, int, int, _LLeaf]
+_NO_LEAF: _LLeaf = (0, 0, 0, 0, 0, ())
+
+
+@lru_cache(maxsize=64)
+def _fast_plans(cfg: LPAEConfig) -> dict[int, tuple[_LStep, ...]]:
+    """Per access, the walk of the common case (cf. :data:`~.common.FastPlan`): valid table
+    descriptors without hierarchical controls and within the OAS, then a block or page with AF
+    set within the OAS whose permissions allow the access. The permission key of a leaf is
+    ``AP[2:1] | (PXN, UXN) << 2`` (stage 1) or ``S2AP | XN << 2`` (stage 2). No plan with the
+    52-bit output layout."""
+    if cfg.oas == 52:
+        return {}
+    geo = _geometry(cfg)
+    above = geo.addr_mask & ~((1 << cfg.oas) - 1)
+    controls = 0 if cfg.stage == 2 or cfg.hpd else 0xF << 59
+    plans: dict[int, tuple[_LStep, ...]] = {}
+    for access in range(16):
+        if cfg.stage == 1:
+            perm = tuple(geo.perm[k | ((access & _PRIV) << 5)] for k in range(16))
+        else:
+            perm = tuple(geo.perm[k & 7] for k in range(16))
+        steps: list[_LStep] = []
+        for lv in geo.levels:
+            tmask = (3 | controls | above) if lv.table_bit else 0
+            if lv.leaf_need == -1:
+                lmask, lwant, leaf = 0, 1, _NO_LEAF  # no leaf at this level: never matches
+            else:
+                lmask, lwant = 3 | _AF | above, lv.leaf_need | _AF
+                leaf = (geo.addr_mask & lv.oa_mask, lv.size - 1, lv.size, lv.level,
+                        lv.level - geo.levels[0].level + 1, perm)
+            steps.append((lv.shift, lv.index_mask, tmask, lmask, lwant, leaf))
+        plans[access] = tuple(steps)
+    return plans
+
+
 class LPAEWalker:
     """Walks VMSAv8-64 tables in one table memory under one :class:`LPAEConfig`."""
 
@@ -290,6 +335,14 @@ class LPAEWalker:
         self._oa52 = cfg.oas == 52
         self._start = geo.levels[0].level
         self._addr_mask = geo.addr_mask
+        self._xn_shift = 51 if self._s1 else 52  # (PXN, UXN) or (XN, -) to key bits 3:2
+        self._limit = 1 << geo.ias
+        root_bytes = geo.root_entries * 8
+        self._paged = cfg.granule == 4096 and root_bytes <= 4096
+        self._root_misalign = root_bytes - 1
+        pages = inline_pages(mem)
+        self._fast = {} if pages is None else _fast_plans(cfg)
+        self._get = page_getter(pages)
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
              update_ad: bool = False) -> WalkResult:
@@ -303,6 +356,39 @@ class LPAEWalker:
         With ``s2`` (stage 1 only) every descriptor IPA and the output are translated through
         stage 2.
         """
+        steps = self._fast.get(access)
+        if steps is not None and s2 is None and not update_ad and 0 <= iova < self._limit:
+            # The common case, read inline from the page view; anything else (a fault, AF=0, a
+            # table control, a permission the leaf refuses) leaves it for the full walk below.
+            get = self._get
+            addr_mask = self._addr_mask
+            # 4 KiB granule with a root of at most one page, aligned to its size: every table is
+            # indexed within one page (off: the root's first entry within its page)
+            paged = self._paged and not root & self._root_misalign
+            table, off = (root & _PAGE_BASE, (root & 0xFFF) >> 3) if paged else (root, 0)
+            for shift, imask, tmask, lmask, lwant, leaf in steps:
+                if paged:
+                    desc = get(table, ZERO_QUADS)[off + ((iova >> shift) & imask)]
+                else:
+                    ptr = table + (((iova >> shift) & imask) << 3)
+                    desc = get(ptr & _PAGE_BASE, ZERO_QUADS)[(ptr >> 3) & 0x1FF]
+                if desc & tmask == 3:
+                    table = desc & addr_mask
+                    off = 0
+                    continue
+                if desc & lmask != lwant:
+                    break
+                oa_mask, offset, size, level, reads, perm_of = leaf
+                perm = perm_of[((desc >> 6) & 3) | ((desc >> self._xn_shift) & 0xC)]
+                if perm & _RWX_OF[access] != _RWX_OF[access]:
+                    break
+                return WalkResult((desc & oa_mask) | (iova & offset), size, perm, level, reads,
+                                  0, self._s1 and not desc & _NG)
+        return self._walk(root, iova, access, s2, update_ad)
+
+    def _walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None,
+              update_ad: bool) -> WalkResult:
+        """The full walk: every check in the architecture's order, nested walks, HTTU."""
         if s2 is not None and not self._s1:
             raise UAPIError(errno.EINVAL, "LPAE stage 2: stage-2 tables are not translated by "
                             "another stage", rule="lpae.nested")
