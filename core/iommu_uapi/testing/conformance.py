@@ -310,6 +310,9 @@ _ENTRY_POINTS: dict[str, Callable[[Harness, bytes, SizeDiscipline], object]] = {
     "uapi_sva_unbind_gpasid": lambda h, b, d: h.iommu.uapi_sva_unbind_gpasid(
         h.domain, h.dev2, b, discipline=d),
     "uapi_page_response": lambda h, b, d: h.iommu.uapi_page_response(h.dev, b, discipline=d),
+    "uapi_attach_pasid_table": lambda h, b, d: h.iommu.uapi_attach_pasid_table(
+        h.domain, b, discipline=d),
+    "nesting_info": lambda h, b, d: h.iommu.nesting_info(h.domain, bytearray(b)),
     "vfio.nesting_op": lambda h, b, d: VfioContainer(h.iommu, h.domain).nesting_op(
         _VFIO_OPS[len(b) % 3] + b, discipline=d),
     "vfio.set_pasid_table": lambda h, b, d: VfioContainer(h.iommu, h.domain).set_pasid_table(
@@ -324,8 +327,10 @@ class FuzzTests:
 
     @pytest.mark.parametrize("entry", sorted(_ENTRY_POINTS))
     def test_user_bytes_entry_point(self, harness: Harness, entry: str) -> None:
-        if entry.startswith("vfio."):
+        if entry.startswith("vfio.") or entry == "nesting_info":
             need(harness, nesting=True)  # a VFIO nesting container reads the nesting info
+        if entry == "uapi_attach_pasid_table":
+            need(harness, Feature.BIND_PASID_TABLE)
         @settings(max_examples=40, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(data=_user_bytes(), discipline=st.sampled_from(list(SizeDiscipline)),
