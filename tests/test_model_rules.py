@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import errno
 from pathlib import Path
 
@@ -36,3 +37,16 @@ def test_every_model_rule_is_raised_somewhere_and_ids_are_unique() -> None:
     assert [r.id for r in MODEL_RULES if r.id not in raised] == []
     assert len(MODEL_RULES_BY_ID) == len(MODEL_RULES)
     assert not set(MODEL_RULES_BY_ID) & set(RULES_BY_ID)
+
+
+def test_every_refusal_of_the_core_names_its_rule() -> None:
+    """A ``UAPIError`` built anywhere in the model carries a rule id (``err.rule``)."""
+    unnamed = []
+    for path in sorted(CORE.rglob("*.py")):
+        if "testing" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                    node.func.id == "UAPIError" and not any(k.arg == "rule" for k in node.keywords):
+                unnamed.append(f"{path.name}:{node.lineno}")
+    assert unnamed == []

@@ -186,9 +186,11 @@ class IOMMU(UAPIOperations):
     def add_device(self, sid: int, **kwargs: Any) -> Device:
         """Put a device with requester ID ``sid`` behind this IOMMU (see :class:`Device`)."""
         if not isinstance(sid, int) or not 0 <= sid <= 0xFFFF:
-            raise UAPIError(errno.EINVAL, f"add_device: requester ID {sid!r} is not a u16")
+            raise UAPIError(errno.EINVAL, f"add_device: requester ID {sid!r} is not a u16",
+                            rule="device.sid")
         if sid in self.devices:
-            raise UAPIError(errno.EEXIST, f"add_device: requester ID {sid:#06x} is taken")
+            raise UAPIError(errno.EEXIST, f"add_device: requester ID {sid:#06x} is taken",
+                            rule="device.exists")
         dev = Device(sid, **kwargs)
         if dev.ats:
             dev.atc = TLB()
@@ -267,7 +269,7 @@ class IOMMU(UAPIOperations):
         self._check_domain(domain)
         for name, value in (("iova", iova), ("paddr", paddr), ("size", size), ("prot", prot)):
             if not isinstance(value, int) or not 0 <= value < _U64:
-                raise UAPIError(errno.EINVAL, f"map: {name} {value!r} is not a u64")
+                raise UAPIError(errno.EINVAL, f"map: {name} {value!r} is not a u64", rule="map.u64")
         self._call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size, prot=prot)
 
     def unmap(self, domain: Domain, iova: int, size: int) -> int:
@@ -275,14 +277,16 @@ class IOMMU(UAPIOperations):
         self._check_domain(domain)
         for name, value in (("iova", iova), ("size", size)):
             if not isinstance(value, int) or not 0 <= value < _U64:
-                raise UAPIError(errno.EINVAL, f"unmap: {name} {value!r} is not a u64")
+                raise UAPIError(errno.EINVAL, f"unmap: {name} {value!r} is not a u64",
+                                rule="unmap.u64")
         return int(self._call("iommu_unmap", domain=domain, iova=iova, size=size))
 
     def iova_to_phys(self, domain: Domain, iova: int) -> int:
         """What ``iova`` maps to in the domain's stage-2 tables (0 when unmapped)."""
         self._check_domain(domain)
         if not isinstance(iova, int) or not 0 <= iova < _U64:
-            raise UAPIError(errno.EINVAL, f"iova_to_phys: iova {iova!r} is not a u64")
+            raise UAPIError(errno.EINVAL, f"iova_to_phys: iova {iova!r} is not a u64",
+                            rule="iova_to_phys.u64")
         return int(self._call("iommu_iova_to_phys", domain=domain, iova=iova))
 
     # -- PASIDs --------------------------------------------------------------------------------
@@ -332,12 +336,14 @@ class IOMMU(UAPIOperations):
         IOTLB miss and walk."""
         self._check_dev(dev)
         if pasid is not None and (not isinstance(pasid, int) or not 0 <= pasid < 1 << 20):
-            raise UAPIError(errno.EINVAL, f"translate: pasid {pasid!r} is not a 20-bit PASID")
+            raise UAPIError(errno.EINVAL, f"translate: pasid {pasid!r} is not a 20-bit PASID",
+                            rule="translate.pasid")
         if not isinstance(iova, int) or not 0 <= iova < _U64:
-            raise UAPIError(errno.EINVAL, f"translate: iova {iova!r} is not a u64")
+            raise UAPIError(errno.EINVAL, f"translate: iova {iova!r} is not a u64",
+                            rule="translate.iova")
         if not isinstance(access, int) or access & ~_ACCESS_BITS or not access & 7:
             raise UAPIError(errno.EINVAL, f"translate: access {access!r} must name READ, WRITE "
-                            "or EXEC (and optionally PRIV)")
+                            "or EXEC (and optionally PRIV)", rule="translate.access")
         config_reads = 0
         ctx = self._contexts.get((dev.sid, pasid))
         if ctx is None:

@@ -16,6 +16,7 @@ ranges at second level.
 
 from __future__ import annotations
 
+import errno
 import struct
 import sys
 from collections.abc import Iterator, Mapping
@@ -143,7 +144,8 @@ class PhysicalMemory:
     def write64(self, addr: int, value: int) -> None:
         """Write ``value`` as a little-endian quadword at ``addr``."""
         if not 0 <= value <= _U64:
-            raise UAPIError(22, f"write64: value {value:#x} does not fit in 64 bits")
+            raise UAPIError(errno.EINVAL, f"write64: value {value:#x} does not fit in 64 bits",
+                            rule="memory.value")
         if addr & 7 == 0 and 0 <= addr < self.size:
             pfn = addr >> PAGE_SHIFT
             page = self._pages.get(pfn)
@@ -158,7 +160,8 @@ class PhysicalMemory:
     def write32(self, addr: int, value: int) -> None:
         """Write ``value`` as a little-endian doubleword at ``addr``."""
         if not 0 <= value <= 0xFFFF_FFFF:
-            raise UAPIError(22, f"write32: value {value:#x} does not fit in 32 bits")
+            raise UAPIError(errno.EINVAL, f"write32: value {value:#x} does not fit in 32 bits",
+                            rule="memory.value")
         self.write(addr, value.to_bytes(4, "little"))
 
     # -- byte access ---------------------------------------------------------------------------
@@ -227,8 +230,8 @@ class PhysicalMemory:
         """
         align = size if align is None else align
         if not _is_pow2(size) or size < PAGE_SIZE or not _is_pow2(align) or align < PAGE_SIZE:
-            raise UAPIError(22, f"alloc: size {size:#x} and align {align:#x} must be powers of "
-                            "two of at least 4 KiB")
+            raise UAPIError(errno.EINVAL, f"alloc: size {size:#x} and align {align:#x} must be "
+                            "powers of two of at least 4 KiB", rule="memory.alloc_size")
         free = self._free.get(size)
         if free:
             for i in range(len(free) - 1, -1, -1):
@@ -238,8 +241,9 @@ class PhysicalMemory:
                     return addr
         addr = (self._alloc_next + align - 1) & -align
         if addr + size > self._alloc_limit:
-            raise UAPIError(12, f"alloc: table memory exhausted (region {self._alloc_base:#x}.."
-                            f"{self._alloc_limit:#x}, asked {size:#x})")
+            raise UAPIError(errno.ENOMEM, "alloc: table memory exhausted (region "
+                            f"{self._alloc_base:#x}..{self._alloc_limit:#x}, asked {size:#x})",
+                            rule="memory.exhausted")
         self._alloc_next = addr + size
         self._allocated[addr] = size
         return addr
@@ -248,7 +252,8 @@ class PhysicalMemory:
         """Return an allocation made by :meth:`alloc`; its bytes are zeroed and unbacked."""
         size = self._allocated.pop(addr, None)
         if size is None:
-            raise UAPIError(22, f"free: {addr:#x} is not an allocation of this memory")
+            raise UAPIError(errno.EINVAL, f"free: {addr:#x} is not an allocation of this memory",
+                            rule="memory.free")
         self.fill(addr, size, 0)
         self._free.setdefault(size, []).append(addr)
 
@@ -284,8 +289,8 @@ class GuestMemory:
     def map(self, gpa: int, hpa: int, size: int) -> None:
         """Back ``[gpa, gpa + size)`` with host memory at ``[hpa, hpa + size)`` (page-aligned)."""
         if (gpa | hpa | size) & _PAGE_MASK or size <= 0:
-            raise UAPIError(22, f"guest map: gpa {gpa:#x}, hpa {hpa:#x}, size {size:#x} must be "
-                            "page-aligned and non-empty")
+            raise UAPIError(errno.EINVAL, f"guest map: gpa {gpa:#x}, hpa {hpa:#x}, size {size:#x} "
+                            "must be page-aligned and non-empty", rule="guest.map")
         self.host._check(hpa, size)
         for i in range(size >> PAGE_SHIFT):
             self._gfn_to_hfn[(gpa >> PAGE_SHIFT) + i] = (hpa >> PAGE_SHIFT) + i
@@ -358,7 +363,8 @@ class GuestMemory:
                     self.host.fill(self.gpa_to_hpa(page), PAGE_SIZE, 0)
                 self._sizes[addr] = size
                 return addr
-        raise UAPIError(12, f"guest alloc: no guest RAM left for {size:#x} bytes")
+        raise UAPIError(errno.ENOMEM, f"guest alloc: no guest RAM left for {size:#x} bytes",
+                        rule="guest.exhausted")
 
     def free(self, gpa: int, size: int | None = None) -> None:
         """Give guest pages back to :meth:`alloc` (zeroed); ``size`` defaults to the size the

@@ -108,7 +108,8 @@ class UAPIOperations:
         self._check_domain(domain)
         self._check_dev(dev)
         if not isinstance(pasid, int) or not 0 <= pasid < _U64:
-            raise UAPIError(errno.EINVAL, f"sva_unbind_gpasid: pasid {pasid!r} is not an ioasid")
+            raise UAPIError(errno.EINVAL, f"sva_unbind_gpasid: pasid {pasid!r} is not an ioasid",
+                            rule="unbind.ioasid")
         self._call("iommu_sva_unbind_gpasid", domain=domain, dev=dev, pasid=pasid)
         if self._bindings.pop((dev.sid, pasid), None) is not None:
             self._fault_params[dev.sid].drain(pasid)
@@ -223,7 +224,7 @@ class UAPIOperations:
         self._check_dev(dev)
         if not isinstance(iova, int) or not 0 <= iova < _U64 or access & ~_ACCESS_BITS:
             raise UAPIError(errno.EINVAL, f"page_request: bad address {iova!r} or access "
-                            f"{access!r}")
+                            f"{access!r}", rule="page_request.input")
         fault: Fault = self._call("iommu_page_request", dev=dev, pasid=pasid, addr=iova,
                                   access=access, grpid=grpid, last=last,
                                   private_data=private_data)

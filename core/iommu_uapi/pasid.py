@@ -52,7 +52,8 @@ class PasidSpace:
 
     def __init__(self, bits: int = 20) -> None:
         if not 1 <= bits <= 20:
-            raise UAPIError(errno.EINVAL, f"pasid space: bits must be 1..20, got {bits}")
+            raise UAPIError(errno.EINVAL, f"pasid space: bits must be 1..20, got {bits}",
+                            rule="pasid.bits")
         self.bits = bits
         self.limit = 1 << bits
         self._owner: dict[int, PasidSet] = {}
@@ -71,9 +72,9 @@ class PasidSpace:
         """A new per-VM set; ``EEXIST`` for a name in use, ``EINVAL`` for a quota < 1."""
         if quota < 1 or quota >= self.limit:
             raise UAPIError(errno.EINVAL, f"pasid set {name!r}: quota must be 1..{self.limit - 1}"
-                            f", got {quota}")
+                            f", got {quota}", rule="pasid.set_quota")
         if name in self._sets:
-            raise UAPIError(errno.EEXIST, f"pasid set {name!r} exists")
+            raise UAPIError(errno.EEXIST, f"pasid set {name!r} exists", rule="pasid.set_exists")
         pasid_set = PasidSet(self, name, quota)
         self._sets[name] = pasid_set
         return pasid_set
@@ -98,9 +99,10 @@ class PasidSpace:
         top = self.limit - 1 if max_pasid is None else max_pasid
         if not 0 < min_pasid <= top < self.limit:
             raise UAPIError(errno.EINVAL, f"pasid alloc: range {min_pasid:#x}..{top:#x} is not "
-                            f"inside 1..{self.limit - 1:#x}")
+                            f"inside 1..{self.limit - 1:#x}", rule="pasid.alloc_range")
         if pasid_set.space is not self or self._sets.get(pasid_set.name) is not pasid_set:
-            raise UAPIError(errno.EINVAL, f"pasid alloc: {pasid_set!r} is not a set of this space")
+            raise UAPIError(errno.EINVAL, f"pasid alloc: {pasid_set!r} is not a set of this space",
+                            rule="pasid.set_unknown")
         if len(pasid_set.pasids) >= pasid_set.quota:
             raise UAPIError(errno.EDQUOT, f"pasid alloc: set {pasid_set.name!r} reached its "
                             f"quota of {pasid_set.quota}", rule="pasid.quota")

@@ -169,7 +169,8 @@ def build_registry(extra_plugins: Mapping[str, object] | None = None) -> Registr
 def _problem(reg: Registry, problem: LoadProblem) -> None:
     if _strict():
         raise UAPIError(errno.ELIBBAD, f"plugin {problem.entry_point} "
-                        f"({problem.distribution or 'no distribution'}): {problem.error}")
+                        f"({problem.distribution or 'no distribution'}): {problem.error}",
+                        rule="plugin.broken")
     log.warning("iommu-uapi: skipping plugin %s (%s): %s", problem.entry_point,
                 problem.distribution or "no distribution", problem.error)
     reg.problems.append(problem)

@@ -135,9 +135,11 @@ def generate(name: str, directory: Path) -> list[Path]:
     empty); returns the files written. ``EINVAL`` for a name that is not an identifier,
     ``EEXIST`` for a non-empty directory."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or keyword.iskeyword(name):
-        raise UAPIError(errno.EINVAL, f"new-backend: {name!r} must be a lower-case identifier")
+        raise UAPIError(errno.EINVAL, f"new-backend: {name!r} must be a lower-case identifier",
+                        rule="new_backend.name")
     if directory.exists() and any(directory.iterdir()):
-        raise UAPIError(errno.EEXIST, f"new-backend: {directory} exists and is not empty")
+        raise UAPIError(errno.EEXIST, f"new-backend: {directory} exists and is not empty",
+                        rule="new_backend.exists")
     package = f"iommu_uapi_{name}"
     dist = name.replace("_", "-")
     values = {"name": name, "package": package, "dist": dist}
