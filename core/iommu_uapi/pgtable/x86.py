@@ -256,6 +256,10 @@ class X86Walker:
         self._top = cfg.levels
         pages = inline_pages(mem)
         self._fast = {} if pages is None else _fast_plans(cfg)
+        # the fast plans of walks that start at each level (walk_partial), cut once here
+        self._fast_from = {level: {a: steps[cfg.levels - level:]
+                                   for a, steps in self._fast.items()}
+                           for level in range(1, cfg.levels + 1)}
         self._get = page_getter(pages)
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
@@ -368,11 +372,10 @@ class X86Walker:
             raise UAPIError(errno.EINVAL, f"first level: cannot start a walk at level {level} "
                             f"from {table:#x}", rule="pgtable.start")
         skipped = self._top - level
-        steps = self._fast.get(access) if inherited == _GRANTED else None
+        steps = self._fast_from[level].get(access) if inherited == _GRANTED else None
         top = iova >> self._va_top
         if steps is not None and (top == 0 or top == self._canon_ones):
             mark = 0 if path is None else len(path)
-            steps = steps[skipped:]
             r = (self._plain_fast(steps, table, iova, path, level) if s2 is None else
                  self._nested_fast(steps, table, iova, access, s2, path, level))
             if r is not None:

@@ -58,6 +58,7 @@ class SyncQueue(InvalidationQueue):
         self._stride = self.stride
         self._size = self.size
         self._nq = self._stride // 8
+        self._slots = self._size // self._stride  # one stays empty: a batch has fewer
 
     def _image(self, d: Descriptor) -> bytes:
         image = self._images.get(d)
@@ -95,7 +96,7 @@ class SyncQueue(InvalidationQueue):
         the queue must go on from IQH (an image not decoded yet, or a refused descriptor:
         IQE)."""
         if self.status.fsts & _FSTS_IQE or self.iqh != self.iqt \
-                or len(descriptors) >= self._size // self._stride:
+                or len(descriptors) >= self._slots:
             return None
         try:
             batch = list(map(self._images.__getitem__, descriptors))  # type: ignore[arg-type]
