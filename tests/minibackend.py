@@ -262,10 +262,7 @@ class MiniBackend:
                                     f"{InvGranularity(granu).name} not supported")
                 continue
             if bit == CacheType.PASID:
-                for key in [k for k in self.bind_cache if k[0] == dev.sid and
-                            (pasid is None or k[1] == pasid)]:
-                    del self.bind_cache[key]
-                self.iommu.invalidate_contexts(dev.sid)
+                self._invalidate_pasid_cache(domain, dev, pasid)
                 continue
             tlb = self._iotlb() if bit == CacheType.IOTLB else dev.atc
             if tlb is None:
@@ -274,6 +271,19 @@ class MiniBackend:
             if pasid is not None:
                 prefix = (*prefix, pasid) if prefix else (pasid,)
             tlb.invalidate(prefix, addr, size)
+
+    def _invalidate_pasid_cache(self, domain: Domain, dev: Device, pasid: int | None) -> None:
+        """Drop ``dev``'s cached configuration of ``pasid`` (None: of every PASID) and forget
+        exactly the translation contexts built from it."""
+        assert self.iommu is not None
+        if self._table_config(domain):  # contexts read the guest table's entries
+            gone = [p for p in self.iommu.contexts_of(dev.sid)
+                    if p is not None and (pasid is None or p == pasid)]
+        else:
+            gone = [p for s, p in self.bind_cache if s == dev.sid and pasid in (None, p)]
+            for p in gone:
+                del self.bind_cache[(dev.sid, p)]
+        self.iommu.forget_contexts(dev.sid, gone)
 
     # -- guest PASID table ----------------------------------------------------------------------
 

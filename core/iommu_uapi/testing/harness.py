@@ -171,6 +171,6 @@ class Harness:
         pages = tuple(sorted((pfn, self.memory.read(pfn << 12, 0x1000))
                              for pfn in self.memory.backed_page_numbers()))
         atc = dict(self.dev.atc.entries) if self.dev.atc is not None else None
-        return (dict(io._bindings), dict(io.iotlb.entries), atc,
+        return (dict(io.uapi.bindings), dict(io.iotlb.entries), atc,
                 [list(io.pending_page_requests(d)) for d in (self.dev, self.dev2)],
                 sorted(io.pasids._owner), pages)

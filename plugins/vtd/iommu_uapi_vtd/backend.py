@@ -98,15 +98,18 @@ class VtdBackend:
         self.iommu: IOMMU | None = None
         self.status = StatusRegisters()
         self.tables = ScalableTables(memory, self.cfg)
-        self.caches = linked_caches(TLB(), self._config_dropped)
+        self.caches = linked_caches(TLB(), self._contexts_dropped, self._pasid_entries_dropped)
         self.devtlb: AtcDeviceTlbs = self.caches.devtlb  # type: ignore[assignment]
         #: page group responses that reached the devices, in order
         self.responses: list[PageGroupResponse] = []
         self.queue = SyncQueue(memory, self.cfg, self.caches, status=self.status,
                                page_response=self.responses.append)
         self.faults = FaultSink(FaultRecorder(self.cfg, self.status))
-        self.prq = PageRequests(memory, self)
         self.binds: dict[tuple[int, int], Domain] = {}
+        self.prq = PageRequests(memory, tables=self.tables, caches=self.caches,
+                                faults=self.faults, run=self.run,
+                                responses=self.responses.append, binds=self.binds,
+                                pds=bool(self.cfg.pds), profile=self._profile)
         self._dids: set[int] = set()
         self.capabilities = self._capabilities()
 
@@ -115,9 +118,28 @@ class VtdBackend:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _config_dropped(self) -> None:
+    def _contexts_dropped(self, sids: list[int]) -> None:
+        """Context-cache entries of ``sids`` were invalidated: every translation context of
+        those devices was built through them."""
         if self.iommu is not None:
-            self.iommu.invalidate_contexts()
+            for sid in sids:
+                self.iommu.forget_contexts(sid)
+
+    def _pasid_entries_dropped(self, keys: list[tuple[int, int]]) -> None:
+        """PASID-cache entries (sid, PASID) were invalidated: forget the contexts built from
+        them, the one of requests without PASID included when it goes through that entry."""
+        iommu = self.iommu
+        if iommu is None:
+            return
+        for sid, pasid in keys:
+            rid = iommu.context_of(sid, None)
+            if isinstance(rid, VtdContext) and rid.pasid == pasid:
+                iommu.forget_contexts(sid, (pasid, None))
+            else:
+                iommu.forget_contexts(sid, (pasid,))
+
+    def _profile(self) -> str:
+        return self.iommu.profile if self.iommu is not None else "linux-5.10"
 
     def run(self, descriptors: list[Descriptor]) -> bool:
         """Submit ``descriptors`` to the invalidation queue and let the hardware execute them

@@ -8,8 +8,10 @@ invalidations reach exactly those structures:
 * its ``iotlb`` *is* the core's IOTLB;
 * its ``devtlb`` holds the devices' ATCs and maps a descriptor's ``(sid, pasid)`` selection to
   the ATC's ``(pasid,)`` tags (:class:`AtcDeviceTlbs`);
-* dropping a context-cache or PASID-cache entry tells the core to forget its translation
-  contexts (``on_config_drop``), so the next DMA reads the configuration again.
+* dropping context-cache entries reports their source ids (``on_context_drop``), dropping
+  PASID-cache entries their (source id, PASID) keys (``on_pasid_drop``), so that the core forgets
+  exactly the translation contexts built from them and the next DMA of those reads the
+  configuration again.
 """
 
 from __future__ import annotations
@@ -49,38 +51,58 @@ class AtcDeviceTlbs(DeviceTlbs):
 
 
 class NotifyingContextCache(ContextCache):
-    """A context cache that calls ``on_drop`` whenever an invalidation removes entries."""
+    """A context cache that calls ``on_drop(sids)`` with the source ids an invalidation
+    removed (when it removed any)."""
 
-    def __init__(self, on_drop: Callable[[], None]) -> None:
+    def __init__(self, on_drop: Callable[[list[int]], None]) -> None:
         super().__init__()
         self.on_drop = on_drop
 
     def _drop(self, match: Callable[[int, CachedContext], bool]) -> int:
-        dropped = super()._drop(match)
-        if dropped:
-            self.on_drop()
+        gone: list[int] = []
+
+        def noted(sid: int, cached: CachedContext) -> bool:
+            if match(sid, cached):
+                gone.append(sid)
+                return True
+            return False
+
+        dropped = super()._drop(noted)
+        if gone:
+            self.on_drop(gone)
         return dropped
 
 
 class NotifyingPasidCache(PasidCache):
-    """A PASID cache that calls ``on_drop`` whenever an invalidation removes entries."""
+    """A PASID cache that calls ``on_drop(keys)`` with the (source id, PASID) keys an
+    invalidation removed (when it removed any)."""
 
-    def __init__(self, on_drop: Callable[[], None]) -> None:
+    def __init__(self, on_drop: Callable[[list[tuple[int, int]]], None]) -> None:
         super().__init__()
         self.on_drop = on_drop
 
     def _drop(self, match: Callable[[tuple[int, int], CachedPasid], bool]) -> int:
-        dropped = super()._drop(match)
-        if dropped:
-            self.on_drop()
+        gone: list[tuple[int, int]] = []
+
+        def noted(key: tuple[int, int], cached: CachedPasid) -> bool:
+            if match(key, cached):
+                gone.append(key)
+                return True
+            return False
+
+        dropped = super()._drop(noted)
+        if gone:
+            self.on_drop(gone)
         return dropped
 
 
-def linked_caches(iotlb: TLB, on_config_drop: Callable[[], None]) -> VtdCaches:
-    """The caches of one IOMMU, sharing the core's IOTLB and device ATCs."""
+def linked_caches(iotlb: TLB, on_context_drop: Callable[[list[int]], None],
+                  on_pasid_drop: Callable[[list[tuple[int, int]]], None]) -> VtdCaches:
+    """The caches of one IOMMU, sharing the core's IOTLB and device ATCs; invalidations that
+    drop configuration entries report them to ``on_context_drop``/``on_pasid_drop``."""
     caches = VtdCaches()
     caches.iotlb = iotlb
     caches.devtlb = AtcDeviceTlbs()
-    caches.context = NotifyingContextCache(on_config_drop)
-    caches.pasid = NotifyingPasidCache(on_config_drop)
+    caches.context = NotifyingContextCache(on_context_drop)
+    caches.pasid = NotifyingPasidCache(on_pasid_drop)
     return caches
