@@ -15,11 +15,13 @@ Configuration (``IOMMU("vtd", five_level=True, caching_mode=True, nd=2, ...)``):
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from typing import Any
 
 from iommu_uapi.device import Device, Domain
 from iommu_uapi.errors import ENOTSUPP, UAPIError
 from iommu_uapi.features import Capabilities, FailureReport, Feature
+from iommu_uapi.guest import GuestFormat
 from iommu_uapi.hookspecs import hookimpl
 from iommu_uapi.iommu import IOMMU
 from iommu_uapi.memory import PhysicalMemory
@@ -38,6 +40,7 @@ from iommu_uapi.uapi.nesting import NestingInfoVendor, NestingInfoVtd
 from .context import FaultSink, VtdContext, build_context
 from .domain import VtdDomain, domain_aw
 from .faults import FaultRecorder
+from .guest import BIND_ARGSZ_MIN, VTD_GUEST
 from .invalidate import SUPPORTED_CELLS, DevTlbTarget, guest_invalidation
 from .linked_caches import AtcDeviceTlbs, linked_caches
 from .pasid_entry import Flpm, nested_entry, second_level_entry
@@ -60,8 +63,6 @@ from .tables import ScalableTables
 
 __all__ = ["BIND_ARGSZ_MIN", "RID_PASID", "VtdBackend", "iommu_register_backends"]
 
-#: offsetofend(struct iommu_gpasid_bind_data, vendor.vtd): the driver's argsz minimum.
-BIND_ARGSZ_MIN = 72
 #: The PASID Linux programs as RID_PASID (requests without PASID).
 RID_PASID = 0
 #: PASID_MAX of the driver: a device must support 2^20 PASIDs for a guest bind.
@@ -193,6 +194,10 @@ class VtdBackend:
                            features=int(NestingFeature.BIND_PGTBL | NestingFeature.CACHE_INVLD),
                            addr_width=domain.data.gaw, pasid_bits=self.cfg.pasid_bits,
                            vendor=NestingInfoVendor(vtd=vtd))
+
+    @hookimpl
+    def iommu_guest_formats(self) -> Sequence[GuestFormat]:
+        return (VTD_GUEST,) if self.capabilities.features & Feature.BIND_PGTBL else ()
 
     # -- devices and domains -------------------------------------------------------------------
 
