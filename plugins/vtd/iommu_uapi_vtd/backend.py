@@ -38,6 +38,7 @@ from iommu_uapi.uapi.nesting import NestingInfoVendor, NestingInfoVtd
 from .context import FaultSink, VtdContext, build_context
 from .domain import VtdDomain, domain_aw
 from .faults import FaultRecorder
+from .forgetting import ContextForgetting
 from .gpasid import check_bind, nested_entry_for
 from .guest import BIND_ARGSZ_MIN, VTD_GUEST
 from .invalidate import SUPPORTED_CELLS, DevTlbTarget, guest_invalidation
@@ -94,7 +95,8 @@ class VtdBackend:
         self.iommu: IOMMU | None = None
         self.status = StatusRegisters()
         self.tables = ScalableTables(memory, self.cfg)
-        self.caches = linked_caches(TLB(), self._contexts_dropped, self._pasid_entries_dropped)
+        self.forgetting = ContextForgetting()
+        self.caches = linked_caches(TLB(), self.forgetting)
         self.devtlb: AtcDeviceTlbs = self.caches.devtlb  # type: ignore[assignment]
         #: page group responses that reached the devices, in order
         self.responses: list[PageGroupResponse] = []
@@ -114,26 +116,6 @@ class VtdBackend:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _contexts_dropped(self, sids: list[int]) -> None:
-        """Context-cache entries of ``sids`` were invalidated: every translation context of
-        those devices was built through them."""
-        if self.iommu is not None:
-            for sid in sids:
-                self.iommu.forget_contexts(sid)
-
-    def _pasid_entries_dropped(self, keys: list[tuple[int, int]]) -> None:
-        """PASID-cache entries (sid, PASID) were invalidated: forget the contexts built from
-        them, the one of requests without PASID included when it goes through that entry."""
-        iommu = self.iommu
-        if iommu is None:
-            return
-        for sid, pasid in keys:
-            rid = iommu.context_of(sid, None)
-            if isinstance(rid, VtdContext) and rid.pasid == pasid:
-                iommu.forget_contexts(sid, (pasid, None))
-            else:
-                iommu.forget_contexts(sid, (pasid,))
-
     def _profile(self) -> str:
         return self.iommu.profile if self.iommu is not None else "linux-5.10"
 
@@ -152,6 +134,7 @@ class VtdBackend:
     def iommu_instance_init(self, iommu: IOMMU) -> None:
         self.iommu = iommu
         self.caches.iotlb = iommu.iotlb
+        self.forgetting.datapath = iommu
 
     def _capabilities(self) -> Capabilities:
         cfg = self.cfg
@@ -358,8 +341,10 @@ class VtdBackend:
             # met the bad configuration
             vf.addr, vf.access = iova, FaultPerm(access)
             raise self.faults.fault(vf) from None
-        return build_context(self.cfg, self.memory, dev.sid, pasid, resolved, dev.atc,
-                             self.faults, self.caches.fl_psc)
+        ctx = build_context(self.cfg, self.memory, dev.sid, pasid, resolved, dev.atc,
+                            self.faults, self.caches.fl_psc)
+        self.forgetting.built(ctx)
+        return ctx
 
 
 def _dsi(cfg: VtdConfig, did: int) -> IotlbInv:

@@ -8,26 +8,20 @@ invalidations reach exactly those structures:
 * its ``iotlb`` *is* the core's IOTLB;
 * its ``devtlb`` holds the devices' ATCs and maps a descriptor's ``(sid, pasid)`` selection to
   the ATC's ``(pasid,)`` tags (:class:`AtcDeviceTlbs`);
-* dropping context-cache entries reports their source ids (``on_context_drop``), dropping
-  PASID-cache entries their (source id, PASID) keys (``on_pasid_drop``), so that the core forgets
-  exactly the translation contexts built from them and the next DMA of those reads the
+* every invalidation of the context or PASID cache also tells a
+  :class:`~.forgetting.ContextForgetting` what it selected, which forgets exactly the core's
+  translation contexts built from the selected entries, so the next DMA of those reads the
   configuration again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
 from iommu_uapi.tlb import TLB
 
-from .caches import (
-    CachedContext,
-    CachedPasid,
-    ContextCache,
-    DeviceTlbs,
-    PasidCache,
-    VtdCaches,
-)
+from .caches import ContextCache, DeviceTlbs, PasidCache, VtdCaches
+from .forgetting import ContextForgetting
 
 __all__ = ["AtcDeviceTlbs", "NotifyingContextCache", "NotifyingPasidCache", "linked_caches"]
 
@@ -51,58 +45,63 @@ class AtcDeviceTlbs(DeviceTlbs):
 
 
 class NotifyingContextCache(ContextCache):
-    """A context cache that calls ``on_drop(sids)`` with the source ids an invalidation
-    removed (when it removed any)."""
+    """A context cache whose invalidations also forget the contexts they cover."""
 
-    def __init__(self, on_drop: Callable[[list[int]], None]) -> None:
+    def __init__(self, forgetting: ContextForgetting) -> None:
         super().__init__()
-        self.on_drop = on_drop
+        self.forgetting = forgetting
 
-    def _drop(self, match: Callable[[int, CachedContext], bool]) -> int:
-        gone: list[int] = []
+    def invalidate_global(self) -> int:
+        """Drop every entry; forget every context."""
+        dropped = super().invalidate_global()
+        self.forgetting.context_global()
+        return dropped
 
-        def noted(sid: int, cached: CachedContext) -> bool:
-            if match(sid, cached):
-                gone.append(sid)
-                return True
-            return False
+    def invalidate_domain(self, did: int) -> int:
+        """Drop the entries used with ``did``; forget those devices' contexts."""
+        dropped = super().invalidate_domain(did)
+        self.forgetting.context_domain(did)
+        return dropped
 
-        dropped = super()._drop(noted)
-        if gone:
-            self.on_drop(gone)
+    def invalidate_device(self, sid: int, fm: int) -> int:
+        """Drop the entries of the SIDs selected; forget their contexts."""
+        dropped = super().invalidate_device(sid, fm)
+        self.forgetting.context_device(sid, fm)
         return dropped
 
 
 class NotifyingPasidCache(PasidCache):
-    """A PASID cache that calls ``on_drop(keys)`` with the (source id, PASID) keys an
-    invalidation removed (when it removed any)."""
+    """A PASID cache whose invalidations also forget the contexts they cover."""
 
-    def __init__(self, on_drop: Callable[[list[tuple[int, int]]], None]) -> None:
+    def __init__(self, forgetting: ContextForgetting) -> None:
         super().__init__()
-        self.on_drop = on_drop
+        self.forgetting = forgetting
 
-    def _drop(self, match: Callable[[tuple[int, int], CachedPasid], bool]) -> int:
-        gone: list[tuple[int, int]] = []
+    def invalidate_global(self) -> int:
+        """Drop every entry; forget every context."""
+        dropped = super().invalidate_global()
+        self.forgetting.pasid_global()
+        return dropped
 
-        def noted(key: tuple[int, int], cached: CachedPasid) -> bool:
-            if match(key, cached):
-                gone.append(key)
-                return True
-            return False
+    def invalidate_domain(self, did: int) -> int:
+        """Drop the entries tagged ``did``; forget the contexts built from them."""
+        dropped = super().invalidate_domain(did)
+        self.forgetting.pasid_domain(did)
+        return dropped
 
-        dropped = super()._drop(noted)
-        if gone:
-            self.on_drop(gone)
+    def invalidate_pasid(self, did: int, pasid: int) -> int:
+        """Drop the entries of ``pasid`` tagged ``did``; forget the contexts built from them."""
+        dropped = super().invalidate_pasid(did, pasid)
+        self.forgetting.pasid_entry(did, pasid)
         return dropped
 
 
-def linked_caches(iotlb: TLB, on_context_drop: Callable[[list[int]], None],
-                  on_pasid_drop: Callable[[list[tuple[int, int]]], None]) -> VtdCaches:
-    """The caches of one IOMMU, sharing the core's IOTLB and device ATCs; invalidations that
-    drop configuration entries report them to ``on_context_drop``/``on_pasid_drop``."""
+def linked_caches(iotlb: TLB, forgetting: ContextForgetting) -> VtdCaches:
+    """The caches of one IOMMU, sharing the core's IOTLB and device ATCs; configuration-cache
+    invalidations also forget, through ``forgetting``, the contexts they cover."""
     caches = VtdCaches()
     caches.iotlb = iotlb
     caches.devtlb = AtcDeviceTlbs()
-    caches.context = NotifyingContextCache(on_context_drop)
-    caches.pasid = NotifyingPasidCache(on_pasid_drop)
+    caches.context = NotifyingContextCache(forgetting)
+    caches.pasid = NotifyingPasidCache(forgetting)
     return caches
