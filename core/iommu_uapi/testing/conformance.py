@@ -5,6 +5,11 @@ or run the packaged copy: ``pytest --pyargs iommu_uapi.testing.suite --iommu-bac
 Each class is one *area* of the contract. Tests are gated by the backend's declared
 :class:`~iommu_uapi.features.Capabilities`, never by its name: a test that needs a feature or a
 cache-type x granularity cell the backend does not declare is skipped with a reason naming it.
+Tests that need a guest context build it through the guest format the backend describes with
+its ``iommu_guest_formats`` hook (:mod:`iommu_uapi.guest`), entering by ``sva_bind_gpasid`` or
+through a guest PASID table; only the tests of bind itself ask for the bind entry. The fixtures
+(``iommu_backend_name``, ``iommu_guest_format``, ``harness``) may be overridden by a backend's
+own conftest or test class.
 """
 
 from __future__ import annotations

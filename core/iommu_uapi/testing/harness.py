@@ -83,29 +83,40 @@ def no_guest_reason(iommu: IOMMU) -> str:
             "its invalidations use)")
 
 
-def usable_format(iommu: IOMMU) -> GuestFormat | None:
-    """The first guest format whose entry the backend declares (the feature, the cells the
-    guest's invalidations use, and for a bind the PASID format), or None."""
+def _declared(iommu: IOMMU, fmt: GuestFormat) -> bool:
     caps = iommu.capabilities
-    for fmt in guest_formats(iommu):
-        feature, cells = _ENTRY_NEEDS[fmt.entry]
-        if not caps.features & feature or not cells <= caps.cache_cells:
-            continue
-        if fmt.entry is GuestEntry.BIND_GPASID and fmt.format not in caps.formats:
-            continue
-        return fmt
-    return None
+    feature, cells = _ENTRY_NEEDS[fmt.entry]
+    if not caps.features & feature or not cells <= caps.cache_cells:
+        return False
+    return fmt.entry is not GuestEntry.BIND_GPASID or fmt.format in caps.formats
+
+
+def usable_format(iommu: IOMMU, wanted: GuestFormat | None = None) -> GuestFormat | None:
+    """The first guest format whose entry the backend declares (the feature, the cells the
+    guest's invalidations use, and for a bind the PASID format), or None. With ``wanted``:
+    that format, which must be one the backend describes and declares (else ``ValueError``)."""
+    described = guest_formats(iommu)
+    if wanted is not None:
+        if not any(type(f) is type(wanted) and f.format == wanted.format
+                   and f.entry is wanted.entry for f in described) or not _declared(iommu,
+                                                                                   wanted):
+            raise ValueError(f"{wanted!r} is not a guest format {iommu.backend_name!r} "
+                             f"describes and declares (it describes {described})")
+        return wanted
+    return next((f for f in described if _declared(iommu, f)), None)
 
 
 class Harness:
     """One host IOMMU model plus one guest, for the conformance suite (see the module doc)."""
 
-    def __init__(self, backend: str, *, profile: str = "linux-5.10", **config: Any) -> None:
+    def __init__(self, backend: str, *, profile: str = "linux-5.10",
+                 guest_format: GuestFormat | None = None, **config: Any) -> None:
         self.memory = PhysicalMemory()
         self.iommu = IOMMU(backend, memory=self.memory, profile=profile, **config)
         self.caps = self.iommu.capabilities
-        #: the guest format in use (None: no guest can nest on this backend)
-        self.format = usable_format(self.iommu)
+        #: the guest format in use (None: no guest can nest on this backend): ``guest_format``,
+        #: which must be one the backend describes and declares, or the first such
+        self.format = usable_format(self.iommu, guest_format)
         self.nesting = self.format is not None
         ats = any(c.cache == CacheType.DEV_IOTLB for c in self.caps.cache_cells)
         pri = bool(self.caps.features & Feature.PAGE_REQUEST)
