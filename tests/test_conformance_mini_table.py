@@ -13,6 +13,21 @@ from iommu_uapi import plugins
 from iommu_uapi.guest import GuestEntry
 from iommu_uapi.testing import conformance
 from iommu_uapi.testing.harness import Harness
+from iommu_uapi.testing.suite.test_conformance import (  # every area, as the packaged suite
+    TestBindLifecycle,
+    TestFaults,
+    TestFuzz,
+    TestInvalidation,
+    TestIsolation,
+    TestNegotiation,
+    TestPasids,
+    TestRules,
+    TestSizeRules,
+    TestStateful,
+)
+
+__all__ = ["TestBindLifecycle", "TestFaults", "TestFuzz", "TestInvalidation", "TestIsolation",
+           "TestNegotiation", "TestPasids", "TestRules", "TestSizeRules", "TestStateful"]
 
 
 @pytest.fixture
@@ -20,46 +35,6 @@ def iommu_backend_name() -> Iterator[str]:
     plugins.register_plugin("mini-table", minibackend.table_plugin)
     yield "mini-table"
     plugins.unregister_plugin("mini-table")
-
-
-class TestSizeRules(conformance.SizeRuleTests):
-    pass
-
-
-class TestRules(conformance.RuleTests):
-    pass
-
-
-class TestNegotiation(conformance.NegotiationTests):
-    pass
-
-
-class TestBindLifecycle(conformance.BindLifecycleTests):
-    pass
-
-
-class TestInvalidation(conformance.InvalidationTests):
-    pass
-
-
-class TestIsolation(conformance.IsolationTests):
-    pass
-
-
-class TestFaults(conformance.FaultTests):
-    pass
-
-
-class TestPasids(conformance.PasidTests):
-    pass
-
-
-class TestFuzz(conformance.FuzzTests):
-    pass
-
-
-class TestStateful(conformance.StatefulTests):
-    pass
 
 
 def test_the_harness_enters_through_the_guest_pasid_table(harness: Harness) -> None:
