@@ -19,24 +19,14 @@ import statistics
 import timeit
 from collections.abc import Callable
 
+from bench_vtd import GUEST_RAM, GVA, RW, nested_host
+
 from iommu_uapi import PhysicalMemory
 from iommu_uapi.iommu import IOMMU
-from iommu_uapi.memory import GuestMemory
-from iommu_uapi.pgtable.common import Prot
-from iommu_uapi.pgtable.x86 import X86Config, X86PageTable
 from iommu_uapi.tlb import TLB, TLBEntry
-from iommu_uapi.uapi import (
-    CacheInvalidateInfo,
-    GpasidBindData,
-    GpasidBindDataVtd,
-    GpasidBindVendor,
-    InvAddrInfo,
-    InvGranu,
-)
+from iommu_uapi.uapi import CacheInvalidateInfo, InvAddrInfo, InvGranu
 from iommu_uapi.uapi.consts import CacheType, InvAddrFlags, InvGranularity
 
-GUEST_RAM, RAM_SIZE, GVA = 0x4000_0000, 0x20_0000, 0x7000_0000
-RW = Prot.READ | Prot.WRITE
 POPULATIONS = (100, 10_000, 100_000)
 REPEAT = 9
 Table = list[tuple[int, list[float]]]
@@ -45,12 +35,11 @@ Table = list[tuple[int, list[float]]]
 def times_us(stmt: str, env: dict[str, object], number: int,
              baseline: str | None = None) -> list[float]:
     """Per-operation times of ``stmt`` over ``REPEAT`` runs, less ``baseline``'s best."""
-    runs = [t / number * 1e6 for t in timeit.repeat(stmt, globals=env, number=number,
-                                                     repeat=REPEAT)]
+    base = 0.0
     if baseline is not None:
         base = min(timeit.repeat(baseline, globals=env, number=number, repeat=REPEAT))
-        runs = [r - base / number * 1e6 for r in runs]
-    return runs
+    return [(t - base) / number * 1e6
+            for t in timeit.repeat(stmt, globals=env, number=number, repeat=REPEAT)]
 
 
 def show(title: str, unit: str, rows: Table) -> None:
@@ -63,32 +52,12 @@ def show(title: str, unit: str, rows: Table) -> None:
           f", min {min(hi) / min(lo):.2f} (target <= 1.5)")
 
 
-def nested_host() -> tuple[IOMMU, object, object, int]:
-    """A VT-d host with a nesting domain and one bound guest PASID (bench_vtd's setup)."""
-    mem = PhysicalMemory()
-    iommu = IOMMU("vtd", memory=mem)
-    dev = iommu.add_device(0x0300)
-    domain = iommu.domain_alloc(nesting=True)
-    iommu.attach_device(domain, dev)
-    for off in range(0, RAM_SIZE, 0x1000):
-        iommu.map(domain, off, GUEST_RAM + off, 0x1000, RW)
-    guest = GuestMemory(mem)
-    guest.add_ram(0, RAM_SIZE, GUEST_RAM)
-    gpt = X86PageTable(X86Config(levels=4, haw=48), guest)
-    gpt.map(GVA, guest.alloc(), 0x1000, RW)
-    pasid = iommu.pasid_set("vm", 4).alloc()
-    iommu.uapi_sva_bind_gpasid(domain, dev, GpasidBindData(
-        argsz=GpasidBindData.SIZE, version=1, format=1, addr_width=48, gpgd=gpt.root,
-        hpasid=pasid, vendor=GpasidBindVendor(vtd=GpasidBindDataVtd())).to_bytes())
-    return iommu, dev, domain, pasid
-
-
 def guest_psi(populate: str) -> Table:
     """A guest's page-selective invalidation of one page with N entries under its PASID."""
     rows: Table = []
     for n in POPULATIONS:
         iommu, dev, domain, pasid = nested_host()
-        did = domain.data.did  # type: ignore[attr-defined]
+        did = domain.data.did
         tag = ("fl", did, pasid)
         caches = iommu.backend.caches  # type: ignore[attr-defined]
         far = 0x10_0000_0000         # the population sits away from the invalidated page
@@ -148,14 +117,16 @@ def finite(op: str) -> Table:
     rows: Table = []
     for c in POPULATIONS:
         tlb = TLB(c)
-        entry = TLBEntry(0, 0x1000, 0, 3)
         for i in range(c):
-            tlb.fill((1,), i << 12, entry)
+            tlb.fill((1,), i << 12, TLBEntry(i << 12, 0x1000, 0, 3))
         counter = iter(range(c, 1 << 62))
-        env: dict[str, object] = {"fill": tlb.fill, "lookup": tlb.lookup, "entry": entry,
+        env: dict[str, object] = {"fill": tlb.fill, "lookup": tlb.lookup, "E": TLBEntry,
                                   "nxt": counter.__next__}
-        stmt = "fill((1,), nxt() << 12, entry)" if op == "fill" else "lookup((2,), 0x5000)"
-        rows.append((c, times_us(stmt, env, 20_000, "nxt()" if op == "fill" else None)))
+        if op == "fill":
+            rows.append((c, times_us("v = nxt() << 12; fill((1,), v, E(v, 4096, v, 3))", env,
+                                     20_000, "v = nxt() << 12; E(v, 4096, v, 3)")))
+        else:
+            rows.append((c, times_us("lookup((2,), 0x5000)", env, 20_000)))
         assert len(tlb) == c
     return rows
 

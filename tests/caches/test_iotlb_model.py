@@ -101,9 +101,9 @@ class Model:
             self._set(iova >> 12).move_to_end(key)
         return found
 
-    def invalidate(self, op: Invalidate) -> int:
-        prefix, addr, size, include_global, use_where = op
-        where = where_of(use_where)
+    def invalidate(self, prefix: Tag, addr: int | None = None, size: int | None = None, *,
+                   include_global: bool = True,
+                   where: Callable[[Tag], bool] | None = None) -> int:
         victims = []
         for (tag, vpn), e in self.entries.items():
             if tag[:len(prefix)] != prefix or (where is not None and not where(tag)):
@@ -127,33 +127,22 @@ class Model:
         return n
 
 
-def apply(tlb: TLB, op: Op) -> int | TLBEntry | None:
-    """Run ``op`` on ``tlb``; what it returns."""
+def apply(cache: TLB | Model, op: Op) -> int | TLBEntry | None:
+    """Run ``op`` on the cache or the model; what it returns."""
     if isinstance(op, Fill):
-        tlb.fill(op.tag, op.iova, op.entry())
+        cache.fill(op.tag, op.iova, op.entry())
         return None
     if isinstance(op, Lookup):
-        return tlb.lookup(op.tag, op.iova)
+        return cache.lookup(op.tag, op.iova)
     if isinstance(op, Invalidate):
-        return tlb.invalidate(op.prefix, op.addr, op.size, include_global=op.include_global,
-                              where=where_of(op.use_where))
-    return tlb.flush()
-
-
-def apply_model(model: Model, op: Op) -> int | TLBEntry | None:
-    if isinstance(op, Fill):
-        model.fill(op.tag, op.iova, op.entry())
-        return None
-    if isinstance(op, Lookup):
-        return model.lookup(op.tag, op.iova)
-    if isinstance(op, Invalidate):
-        return model.invalidate(op)
-    return model.flush()
+        return cache.invalidate(op.prefix, op.addr, op.size, include_global=op.include_global,
+                                where=where_of(op.use_where))
+    return cache.flush()
 
 
 def run(tlb: TLB, model: Model, steps: list[Op]) -> None:
     for op in steps:
-        assert apply(tlb, op) == apply_model(model, op), op
+        assert apply(tlb, op) == apply(model, op), op
         assert tlb.entries == model.entries
         assert len(tlb) == len(model.entries)
 
@@ -179,7 +168,7 @@ def test_random_replacement_keeps_every_set_within_its_ways(steps: list[Op],
         if isinstance(op, Lookup):
             continue  # a lookup would find entries the model (which never evicts) still has
         apply(tlb, op)
-        apply_model(model, op)
+        apply(model, op)
         if isinstance(op, Fill):
             assert tlb.bucket(op.tag)[op.iova >> 12] == op.entry()   # the fill is resident
         # what the cache holds is what an unbounded cache would hold, at most 2 per set
