@@ -150,8 +150,12 @@ class TLB(CacheCounters):
             if slots is not None:
                 victim = slots.admit((tag, vpn), vpn)
                 if victim is not None:
-                    self._remove(*cast("tuple[Tag, int]", victim))
+                    vtag, vvpn = cast("tuple[Tag, int]", victim)
+                    gone = self._buckets[vtag].pop(vvpn)
+                    if gone[4] or gone[1] != 4096 or gone[0] != vvpn << 12:
+                        self._unindex(vtag, vvpn, gone)
                     self.evictions += 1
+                    self._size -= 1
             self._size += 1
         bucket[vpn] = entry
         if entry[4] or entry[1] != 4096 or entry[0] != vpn << 12:  # large, odd or global
@@ -214,7 +218,7 @@ class TLB(CacheCounters):
         page overlaps ``[addr, addr + size)`` (every address when ``addr`` is None); global entries
         survive when ``include_global`` is False. Returns how many entries were dropped."""
         dropped = 0
-        tags = self._tags.select(prefix, where)
+        tags = self._tags.get(prefix, ()) if where is None else self._tags.select(prefix, where)
         if addr is None:
             for tag in tags:
                 dropped += self._drop_tag(tag, include_global)

@@ -146,16 +146,22 @@ class WalkCache(CacheCounters):
         """Drop the entries whose tag starts with ``prefix`` (and satisfies ``where``) and whose
         covered range overlaps ``[addr, addr + size)`` (all of them when ``addr`` is None)."""
         dropped = 0
+        tags = self._index.get(prefix, ()) if where is None else self._index.select(prefix,
+                                                                                      where)
         if addr is None:
-            for tag in self._index.select(prefix, where):
+            for tag in tags:
                 dropped += self._drop_tag(tag)
-            return self._count_drop("global" if not prefix and where is None else "tag",
-                                    dropped)
-        end = addr + (size or 1 << self.shifts[1])
-        if end > addr:
-            for tag in self._index.select(prefix, where):
-                dropped += self._drop_range(tag, addr, end)
-        return self._count_drop("page", dropped)
+            kind = "global" if not prefix and where is None else "tag"
+        else:
+            kind = "page"
+            end = addr + (size or 1 << self.shifts[1])
+            if end > addr:
+                for tag in tags:
+                    dropped += self._drop_range(tag, addr, end)
+        if dropped:
+            counts = self.dropped
+            counts[kind] = counts.get(kind, 0) + dropped
+        return dropped
 
     def _drop_tag(self, tag: Tag) -> int:
         levels = self._tags.get(tag)
@@ -168,7 +174,7 @@ class WalkCache(CacheCounters):
             if slots is not None:
                 for prefix in entries:
                     slots.discard((tag, level, prefix), prefix)
-            entries.clear()
+        levels.clear()
         self._size -= n
         return n
 
@@ -177,30 +183,37 @@ class WalkCache(CacheCounters):
         if not levels:
             return 0
         n = 0
+        shifts, all_slots = self.shifts, self._slots
         for level, entries in levels.items():
             if not entries:
                 continue
-            shift = self.shifts[level]
+            shift = shifts[level]
             first, last = addr >> shift, (end - 1) >> shift
-            if last - first < len(entries):
+            if first == last:  # the range sits under one entry of this level
+                if first not in entries:
+                    continue
+                victims = [first]
+            elif last - first < len(entries):
                 victims = [p for p in range(first, last + 1) if p in entries]
             else:
                 victims = [p for p in entries if first <= p <= last]
-            slots = self._slots.get(level)
+            slots = all_slots.get(level) if all_slots else None
             for p in victims:
                 del entries[p]
                 if slots is not None:
                     slots.discard((tag, level, p), p)
             n += len(victims)
-        self._size -= n
+        if n:
+            self._size -= n
+            for level in [lv for lv, entries in levels.items() if not entries]:
+                del levels[level]  # an emptied level is not visited again
         return n
 
     def flush(self) -> int:
         """Drop everything; returns how many entries were dropped."""
         n = self._size
         for levels in self._tags.values():
-            for entries in levels.values():
-                entries.clear()
+            levels.clear()
         for slots in self._slots.values():
             slots.clear()
         self._size = 0
