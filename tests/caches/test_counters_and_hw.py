@@ -68,6 +68,19 @@ def test_device_tlbs_execute_an_ats_invalidation_request() -> None:
     assert (devs.hits, devs.misses) == (0, 0)
 
 
+def test_device_tlbs_take_their_geometry() -> None:
+    devs = DeviceTlbs(preset("gem5-smmuv3").devtlb)
+    atc = devs.enable(1)
+    assert atc.capacity == 32 and devs.enable(1) is atc and devs.enable(2, 4).capacity == 4
+    for vpn in range(40):
+        atc.fill((None,), vpn << 12, page(vpn))
+    assert len(atc) == 32 and atc.evictions == 8
+    atc.lookup((None,), 0)
+    assert (devs.hits, devs.misses) == (0, 1)
+    devs.detach(1)
+    assert devs.get(1) is None
+
+
 def test_gem5_smmuv3_preset_has_gem5s_defaults() -> None:
     p = preset("gem5-smmuv3")
     assert p.micro_tlb == Geometry(32, None, "fifo")

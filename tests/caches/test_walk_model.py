@@ -119,3 +119,26 @@ def test_per_level_geometry_evicts_within_a_level_only() -> None:
 def test_a_granule_must_be_a_power_of_two() -> None:
     with pytest.raises(ValueError, match="granule"):
         WalkCache(0x3000)
+
+
+@given(ops(0x1000), st.sampled_from(["lru", "fifo", "random"]))
+def test_a_finite_walk_cache_holds_a_subset_of_the_unbounded_one(steps: list[Op],
+                                                                policy: str) -> None:
+    """Whatever the policy, a finite cache holds only what an unbounded one would, and never
+    more than its geometry allows per level and per set."""
+    finite = WalkCache(geometry=Geometry(4, 2, policy, seed=1))
+    unbounded = WalkCache()
+    for n, op in enumerate(steps):
+        for wc in (finite, unbounded):
+            if isinstance(op, Fill):
+                wc.fill(op.tag, op.level, op.iova, n)
+            elif isinstance(op, Invalidate):
+                wc.invalidate(op.prefix, op.addr, op.size)
+        assert set(finite) <= set(unbounded)
+        for level in (1, 2, 3, 4):
+            at_level = [p for _t, lv, p in finite if lv == level]
+            assert len(at_level) <= 4
+            assert all(sum(1 for q in at_level if q % 2 == s) <= 2 for s in (0, 1))
+        if isinstance(op, Fill):
+            prefix = op.iova >> (12 + 9 * (op.level - 1))
+            assert (op.tag, op.level, prefix) in set(finite)     # the fill is resident
