@@ -69,3 +69,13 @@ def test_labels_index_matches_a_scan(steps: list[tuple[str, int, int]]) -> None:
         assert sorted(cc) == sorted(labels)
         for lab in range(4):
             assert sorted(cc.labelled(lab)) == sorted(k for k, ls in labels.items() if lab in ls)
+
+
+def test_a_flush_is_heard_once_when_on_flush_is_given() -> None:
+    heard: list[object] = []
+    cc: ConfigCache[int, int] = ConfigCache(on_drop=heard.append,
+                                            on_flush=lambda: heard.append("all"))
+    for key in range(5):
+        cc.fill(key, key)
+    assert cc.drop(4) == 1 and cc.flush() == 4 and heard == [[4], "all"]
+    assert cc.flush() == 0 and heard == [[4], "all"]      # nothing left: nothing to hear

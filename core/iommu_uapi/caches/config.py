@@ -6,7 +6,7 @@ so that an invalidation naming a label visits that label's entries alone; an inv
 also name keys, or (where the architecture gives nothing better) a predicate over every entry.
 Whenever entries leave the cache, by invalidation or eviction, ``on_drop`` hears their keys: the
 core's translation contexts built from them must be forgotten, so the next request reads the
-configuration again.
+configuration again (a global invalidation may say so once, through ``on_flush``).
 """
 
 from __future__ import annotations
@@ -31,12 +31,15 @@ class ConfigCache(CacheCounters, Generic[K, V]):
 
     entries: dict[K, V]
     on_drop: Callable[[list[K]], None] | None
+    on_flush: Callable[[], None] | None
 
     def __init__(self, geometry: Geometry | None = None,
-                 on_drop: Callable[[list[K]], None] | None = None) -> None:
+                 on_drop: Callable[[list[K]], None] | None = None,
+                 on_flush: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.entries = {}
         self.on_drop = on_drop
+        self.on_flush = on_flush
         self._slots = make_slots(geometry)
         self._labels: dict[K, tuple[Hashable, ...]] = {}
         self._by_label: dict[Hashable, dict[K, None]] = {}
@@ -141,12 +144,16 @@ class ConfigCache(CacheCounters, Generic[K, V]):
         return self._drop_keys([k for k, v in self.entries.items() if match(k, v)], "predicate")
 
     def flush(self) -> int:
-        """Drop every entry."""
+        """Drop every entry; ``on_flush`` hears it once (when given), else ``on_drop`` hears
+        every key."""
         gone = list(self.entries)
         self.entries.clear()
         self._labels.clear()
         self._by_label.clear()
         if self._slots is not None:
             self._slots.clear()
-        self._notify(gone)
+        if gone and self.on_flush is not None:
+            self.on_flush()
+        else:
+            self._notify(gone)
         return self._count_drop("global", len(gone))

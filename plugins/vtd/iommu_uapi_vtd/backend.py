@@ -115,7 +115,7 @@ class VtdBackend:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _config_dropped(self, sid: int, pasid: int | None) -> None:
+    def _config_dropped(self, sid: int | None, pasid: int | None) -> None:
         if self.iommu is not None:
             forget_contexts(self.iommu, sid, pasid)
 

@@ -78,8 +78,9 @@ class ContextCache(ConfigCache[int, CachedContext]):
     them (domain-selective invalidation visits those alone)."""
 
     def __init__(self, geometry: Geometry | None = None,
-                 on_drop: Callable[[list[int]], None] | None = None) -> None:
-        super().__init__(geometry, on_drop)
+                 on_drop: Callable[[list[int]], None] | None = None,
+                 on_flush: Callable[[], None] | None = None) -> None:
+        super().__init__(geometry, on_drop, on_flush)
 
     def fill(self, sid: int, entry: ContextEntry | None,  # type: ignore[override]
              labels: Iterable[Hashable] = ()) -> None:
@@ -129,8 +130,9 @@ class PasidCache(ConfigCache[tuple[int, int], CachedPasid]):
     ``("np", pasid)``)."""
 
     def __init__(self, geometry: Geometry | None = None,
-                 on_drop: Callable[[list[tuple[int, int]]], None] | None = None) -> None:
-        super().__init__(geometry, on_drop)
+                 on_drop: Callable[[list[tuple[int, int]]], None] | None = None,
+                 on_flush: Callable[[], None] | None = None) -> None:
+        super().__init__(geometry, on_drop, on_flush)
 
     def lookup(self, sid: int, pasid: int) -> CachedPasid | None:  # type: ignore[override]
         """The cached PASID entry of (sid, pasid), counting a hit or a miss."""

@@ -36,14 +36,15 @@ __all__ = [
 ]
 
 #: ``forget(sid, pasid)``: drop the translation contexts of ``sid`` for ``pasid`` (and for
-#: requests without PASID); ``pasid`` None: every context of ``sid``.
-Forget = Callable[[int, int | None], None]
+#: requests without PASID); ``pasid`` None: every context of ``sid``; ``sid`` None: every
+#: context.
+Forget = Callable[[int | None, int | None], None]
 
 
-def forget_contexts(iommu: IOMMU, sid: int, pasid: int | None) -> None:
+def forget_contexts(iommu: IOMMU, sid: int | None, pasid: int | None) -> None:
     """Make ``iommu`` forget the translation contexts a dropped configuration entry of ``sid``
-    (``pasid`` None: its context entry) was used for."""
-    if pasid is None:
+    (``pasid`` None: its context entry; ``sid`` None: every entry) was used for."""
+    if sid is None or pasid is None:
         iommu.invalidate_contexts(sid)
     else:
         iommu.invalidate_contexts(sid, pasid, all_pasids=False)
@@ -61,25 +62,31 @@ class AtcDeviceTlbs(DeviceTlbs):
 
 
 class NotifyingContextCache(ContextCache):
-    """A context cache whose dropped entries make the core forget every context of their SID."""
+    """A context cache whose dropped entries make the core forget every context of their SID
+    (a global invalidation: every context, once)."""
 
     def __init__(self, forget: Forget) -> None:
         def dropped(sids: list[int]) -> None:
             for sid in sids:
                 forget(sid, None)
 
-        super().__init__(on_drop=dropped)
+        super().__init__(on_drop=dropped, on_flush=lambda: forget(None, None))
 
 
 class NotifyingPasidCache(PasidCache):
-    """A PASID cache whose dropped entries make the core forget the contexts built on them."""
+    """A PASID cache whose dropped entries make the core forget the contexts built on them: one
+    PASID's of a SID, or every context of a SID that lost several (a global invalidation: every
+    context, once)."""
 
     def __init__(self, forget: Forget) -> None:
         def dropped(keys: list[tuple[int, int]]) -> None:
+            by_sid: dict[int, set[int]] = {}
             for sid, pasid in keys:
-                forget(sid, pasid)
+                by_sid.setdefault(sid, set()).add(pasid)
+            for sid, pasids in by_sid.items():
+                forget(sid, pasids.pop() if len(pasids) == 1 else None)
 
-        super().__init__(on_drop=dropped)
+        super().__init__(on_drop=dropped, on_flush=lambda: forget(None, None))
 
 
 def linked_caches(iotlb: TLB, forget: Forget) -> VtdCaches:
