@@ -11,8 +11,9 @@ hook; the data path keeps it until the backend or the control path forgets it. C
 by requester ID and then by PASID, so forgetting costs what it drops: one (device, PASID), one
 device, or everything (a global configuration invalidation). For each context without a device
 TLB the hit path keeps the IOTLB bucket of the context's tag on the :class:`Device` it registered
-(requests without PASID in one slot, the others by PASID); the buckets are the IOTLB's own
-(emptied in place by invalidation), so the view never holds a stale entry.
+(requests without PASID in one slot, the others by PASID), unless the IOTLB's replacement policy
+must see every hit (LRU: then hits take the full path, which reports them); the buckets are the
+IOTLB's own (emptied in place by invalidation), so the view never holds a stale entry.
 
 The hit path validates its inputs by exact type (plain ints, None for no PASID, a
 :class:`Device` of this IOMMU) instead of catching what a malformed request would raise: a miss
@@ -219,6 +220,8 @@ class DataPath:
             entry = atc.bucket((pasid,)).get(vpn)
             if entry is not None and entry.perm & access == access:
                 atc.hits += 1
+                if atc.sees_hits:
+                    atc.touch((pasid,), vpn)
                 return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, 0,
                                    config_reads)
             atc.misses += 1
@@ -226,6 +229,8 @@ class DataPath:
         entry = tlb.bucket(ctx.tag).get(vpn)
         if entry is not None and entry.perm & access == access:
             tlb.hits += 1
+            if tlb.sees_hits:
+                tlb.touch(ctx.tag, vpn)
             if atc is not None:
                 atc.fill((pasid,), iova, entry)
             return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, 0,
@@ -244,11 +249,12 @@ class DataPath:
         self._contexts[dev.sid][pasid] = ctx
         if pasid is not None:
             self._sids_of.setdefault(pasid, set()).add(dev.sid)
-        if ctx.atc is None:
+        hot = self.iotlb.hot_bucket(ctx.tag) if ctx.atc is None else None
+        if hot is not None:  # None: the IOTLB's policy sees every hit (LRU), or a device TLB
             if pasid is None:
-                dev._rid = self.iotlb.bucket(ctx.tag)
+                dev._rid = hot
             else:
-                dev._paths[pasid] = self.iotlb.bucket(ctx.tag)
+                dev._paths[pasid] = hot
         return ctx
 
     def _miss(self, dev: Device, ctx: TranslationContext, iova: int, access: int,

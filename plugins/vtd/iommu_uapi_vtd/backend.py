@@ -38,11 +38,10 @@ from iommu_uapi.uapi.nesting import NestingInfoVendor, NestingInfoVtd
 from .context import FaultSink, VtdContext, build_context
 from .domain import VtdDomain, domain_aw
 from .faults import FaultRecorder
-from .forgetting import ContextForgetting
 from .gpasid import check_bind, nested_entry_for
 from .guest import BIND_ARGSZ_MIN, VTD_GUEST
 from .invalidate import SUPPORTED_CELLS, DevTlbTarget, guest_invalidation
-from .linked_caches import AtcDeviceTlbs, linked_caches
+from .linked_caches import AtcDeviceTlbs, forget_contexts, linked_caches
 from .pasid_entry import second_level_entry
 from .prq_glue import PageRequests
 from .qi import (
@@ -95,8 +94,7 @@ class VtdBackend:
         self.iommu: IOMMU | None = None
         self.status = StatusRegisters()
         self.tables = ScalableTables(memory, self.cfg)
-        self.forgetting = ContextForgetting()
-        self.caches = linked_caches(TLB(), self.forgetting)
+        self.caches = linked_caches(TLB(), self._config_dropped)
         self.devtlb: AtcDeviceTlbs = self.caches.devtlb  # type: ignore[assignment]
         #: page group responses that reached the devices, in order
         self.responses: list[PageGroupResponse] = []
@@ -116,6 +114,10 @@ class VtdBackend:
 
     # -- plumbing ------------------------------------------------------------------------------
 
+    def _config_dropped(self, sid: int | None, pasid: int | None) -> None:
+        if self.iommu is not None:
+            forget_contexts(self.iommu, sid, pasid)
+
     def _profile(self) -> str:
         return self.iommu.profile if self.iommu is not None else "linux-5.10"
 
@@ -134,7 +136,6 @@ class VtdBackend:
     def iommu_instance_init(self, iommu: IOMMU) -> None:
         self.iommu = iommu
         self.caches.iotlb = iommu.iotlb
-        self.forgetting.datapath = iommu
 
     def _capabilities(self) -> Capabilities:
         cfg = self.cfg
@@ -341,10 +342,8 @@ class VtdBackend:
             # met the bad configuration
             vf.addr, vf.access = iova, FaultPerm(access)
             raise self.faults.fault(vf) from None
-        ctx = build_context(self.cfg, self.memory, dev.sid, pasid, resolved, dev.atc,
-                            self.faults, self.caches.fl_psc)
-        self.forgetting.built(ctx)
-        return ctx
+        return build_context(self.cfg, self.memory, dev.sid, pasid, resolved, dev.atc,
+                             self.faults, self.caches.fl_psc)
 
 
 def _dsi(cfg: VtdConfig, did: int) -> IotlbInv:
