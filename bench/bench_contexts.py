@@ -62,9 +62,10 @@ def host(bound: int, backend: str | object = "vtd", mem: PhysicalMemory | None =
     return iommu, dev, domain, pasids, binds[0], binds
 
 
-def unbind_times(bound: int, backend: str) -> tuple[list[float], int]:
-    """Microseconds of each unbind of one used PASID; and the contexts rebuilt when every
-    other PASID translates again afterwards (0: only the unbound one was forgotten)."""
+def unbind_times(bound: int, backend: str) -> tuple[list[float], int, float]:
+    """Microseconds of each unbind of one used PASID; the contexts rebuilt when every other
+    PASID translates again afterwards (0: only the unbound one was forgotten), and the
+    microseconds of that unbind plus those DMAs."""
     if backend == "mini":
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
         from minibackend import MiniBackend
@@ -83,21 +84,24 @@ def unbind_times(bound: int, backend: str) -> tuple[list[float], int]:
         iommu.translate(dev, GVA, pasid=victim)
     counter = BuildCounter()
     iommu.add_observer(counter)
+    start = time.perf_counter_ns()
     iommu.sva_unbind_gpasid(domain, dev, victim)
     for pasid in pasids[1:]:
-        assert iommu.translate(dev, GVA, pasid=pasid).table_reads == 0
-    return times, counter.builds
+        iommu.translate(dev, GVA, pasid=pasid)
+    after = (time.perf_counter_ns() - start) / 1e3
+    return times, counter.builds, after
 
 
 def main() -> None:
     for backend in ("vtd", "mini"):
         medians = {}
         for bound in (10, 1000):
-            times, rebuilt = unbind_times(bound, backend)
+            times, rebuilt, after = unbind_times(bound, backend)
             medians[bound] = statistics.median(times)
             print(f"{backend}: unbind one used PASID of {bound:4d} bound: min {min(times):7.1f} us"
-                  f"  median {medians[bound]:7.1f} us  max {max(times):8.1f} us; contexts "
-                  f"rebuilt after: {rebuilt}")
+                  f"  median {medians[bound]:7.1f} us  max {max(times):8.1f} us")
+            print(f"{backend}:   then one DMA by each other PASID: {rebuilt} contexts rebuilt, "
+                  f"{after / 1e3:.2f} ms with the unbind")
         print(f"{backend}: ratio 1000/10 (medians): {medians[1000] / medians[10]:.2f} "
               "(target <= 1.5)")
 
