@@ -22,6 +22,7 @@ The façade itself holds the topology: devices, domains, stage-2 mappings, PASID
 from __future__ import annotations
 
 import errno
+import functools
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -51,11 +52,11 @@ _R = TypeVar("_R")
 def _forward(op: Callable[Concatenate[UAPIOperations, _P], _R]
              ) -> Callable[Concatenate[IOMMU, _P], _R]:
     """The façade's method for the UAPI operation ``op``: the same call on ``iommu.uapi``."""
+    @functools.wraps(op)
     def method(self: IOMMU, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         return op(self.uapi, *args, **kwargs)
 
-    method.__name__ = method.__qualname__ = op.__name__
-    method.__doc__ = op.__doc__
+    method.__qualname__ = f"IOMMU.{op.__name__}"
     return method
 
 
