@@ -71,8 +71,6 @@ class DataPath:
         self._report_fault = report
         #: requester ID -> PASID (None: without PASID) -> context
         self._contexts: dict[int, dict[int | None, TranslationContext]] = {}
-        #: PASID -> requester IDs holding a context for it
-        self._sids_of: dict[int, set[int]] = {}
 
     # -- devices -------------------------------------------------------------------------------
 
@@ -87,16 +85,12 @@ class DataPath:
         self._contexts.pop(dev.sid, None)
         dev._rid, dev._paths, dev._owner = _NO_BUCKET, {}, None
 
-    def _unview(self, dev: Device, pasid: int | None) -> None:
+    @staticmethod
+    def _unview(dev: Device, pasid: int | None) -> None:
         if pasid is None:
             dev._rid = _NO_BUCKET
-            return
-        dev._paths.pop(pasid, None)
-        sids = self._sids_of.get(pasid)
-        if sids is not None:
-            sids.discard(dev.sid)
-            if not sids:
-                del self._sids_of[pasid]
+        else:
+            dev._paths.pop(pasid, None)
 
     # -- contexts ------------------------------------------------------------------------------
 
@@ -110,14 +104,6 @@ class DataPath:
         """The cached contexts of device ``sid`` by PASID (a copy)."""
         return dict(self._contexts.get(sid, {}))
 
-    def sids_with_context(self, pasid: int) -> list[int]:
-        """The requester IDs holding a cached context for (PASID) ``pasid``."""
-        return list(self._sids_of.get(pasid, ()))
-
-    def sids_with_contexts(self) -> list[int]:
-        """The requester IDs holding any cached context."""
-        return [sid for sid, contexts in self._contexts.items() if contexts]
-
     def forget_contexts(self, sid: int, pasids: Iterable[int | None] | None = None) -> int:
         """Forget the cached translation contexts of device ``sid``: those of ``pasids`` (None
         in it: requests without PASID), or all of the device's when ``pasids`` is None.
@@ -129,9 +115,9 @@ class DataPath:
         dev = self._devices[sid]
         if pasids is None:
             dropped = len(contexts)
-            for pasid in contexts:
-                self._unview(dev, pasid)
             contexts.clear()
+            dev._rid = _NO_BUCKET
+            dev._paths.clear()
             return dropped
         dropped = 0
         for pasid in pasids:
@@ -150,7 +136,6 @@ class DataPath:
                 dev = self._devices[sid]
                 dev._rid = _NO_BUCKET
                 dev._paths.clear()
-        self._sids_of.clear()
         return dropped
 
     def invalidate_contexts(self, sid: int | None = None, pasid: int | None = None,
@@ -247,8 +232,6 @@ class DataPath:
                 self._report_fault(dev, fault.fault)
             raise
         self._contexts[dev.sid][pasid] = ctx
-        if pasid is not None:
-            self._sids_of.setdefault(pasid, set()).add(dev.sid)
         hot = self.iotlb.hot_bucket(ctx.tag) if ctx.atc is None else None
         if hot is not None:  # None: the IOTLB's policy sees every hit (LRU), or a device TLB
             if pasid is None:
