@@ -1,0 +1,128 @@
+"""The data path: a DMA of an endpoint through its domain's mappings, or bypass.
+
+The order is QEMU's ``virtio_iommu_translate`` (the spec fixes none):
+
+1. an endpoint QEMU has no record of (``qemu`` profile only): bypass allowed -> identity, else
+   fault R_UNKNOWN;
+2. an address inside a reserved region: MSI -> identity, RESERVED -> fault R_MAPPING;
+3. an unattached endpoint: bypass allowed -> identity, else fault R_DOMAIN;
+4. a bypass domain -> identity;
+5. no mapping covers the address -> fault R_MAPPING;
+6. the mapping lacks READ for a read or WRITE for a write -> fault R_MAPPING with F_READ and/or
+   F_WRITE. virtio mappings carry no execute permission: an instruction fetch needs READ (this
+   model's choice) and its fault adds Linux's F_EXEC.
+
+Every fault carries F_ADDRESS. Translations through mappings are cached in the device's IOTLB
+under the domain's tag, one entry per mapping (the whole MAP is the leaf); a hit must fall inside
+the entry, since a 4 KiB page may hold several byte-granular mappings.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from iommu_uapi.tlb import TLBEntry
+from iommu_uapi.translation import Translation, TranslationFault
+from iommu_uapi.uapi import Fault, FaultUnrecoverable
+from iommu_uapi.uapi.consts import FaultPerm, FaultReason, FaultType, UnrecoverableFlags
+
+from .config import U64_MAX
+from .events import FaultFlags, FaultRecord
+from .events import FaultReason as Reason
+from .layouts import MapFlags
+from .probe import ResvSubtype
+from .profiles import Quirk
+from .rules import refusal
+
+if TYPE_CHECKING:
+    from .device import VirtioIommuDevice
+
+__all__ = ["GENERIC_REASON", "translate"]
+
+_R, _W, _X = int(FaultPerm.READ), int(FaultPerm.WRITE), int(FaultPerm.EXEC)
+_ACCESS = _R | _W | _X | int(FaultPerm.PRIV)
+_RW: Final = int(MapFlags.READ | MapFlags.WRITE)
+_IDENTITY_PERM: Final = _R | _W | _X
+_SHIFT: Final = 12
+
+#: The generic reason of each virtio fault (``iommu_fault_unrecoverable.reason``): virtio has no
+#: generic counterpart for R_DOMAIN, reported as UNKNOWN; an unmapped address is the generic
+#: PTE_FETCH (as SMMUv3's translation fault), a permission mismatch PERMISSION.
+GENERIC_REASON: Final[dict[tuple[Reason, bool], FaultReason]] = {
+    (Reason.UNKNOWN, False): FaultReason.UNKNOWN,
+    (Reason.DOMAIN, False): FaultReason.UNKNOWN,
+    (Reason.MAPPING, False): FaultReason.PTE_FETCH,
+    (Reason.MAPPING, True): FaultReason.PERMISSION,
+}
+
+
+def _identity(iova: int) -> Translation:
+    return Translation(iova, 1, _IDENTITY_PERM, 0, 0)
+
+
+def _perm(flags: int) -> int:
+    perm = flags & _RW  # MAP READ/WRITE are the FAULT_PERM READ/WRITE bits
+    return perm | _X if perm & _R else perm
+
+
+def _fault(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int, reason: Reason,
+           flags: int, why: str) -> TranslationFault:
+    """Report the fault on the event queue and to the endpoint's consumer."""
+    record = FaultRecord(reason, flags | FaultFlags.ADDRESS, endpoint, iova)
+    stop = dev.events.push(record.to_bytes(),
+                           break_on_small=Quirk.ERRORS_BREAK_DEVICE in dev.profile.quirks)
+    if stop == "virtio.event.small_buffer":
+        dev.broken = stop
+    generic = Fault(type=FaultType.DMA_UNRECOV, event=FaultUnrecoverable(
+        reason=GENERIC_REASON[reason, bool(flags)], flags=UnrecoverableFlags.ADDR_VALID,
+        perm=access & _ACCESS, addr=iova))
+    dev.fault_param(endpoint).report(generic)
+    return TranslationFault(generic, record, f"virtio-iommu: endpoint {endpoint} {why} at "
+                            f"{iova:#x}")
+
+
+def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int) -> Translation:
+    """Translate one DMA (see the module docstring for the order); raises
+    :class:`TranslationFault` after reporting the fault, ``UAPIError`` for an endpoint the
+    device does not manage or a malformed access."""
+    if not 0 <= iova <= U64_MAX or not access & (_R | _W | _X) or access & ~_ACCESS:
+        raise refusal("virtio.translate.input", iova=iova, access=access)
+    if endpoint not in dev.endpoints:
+        raise refusal("virtio.translate.endpoint", endpoint=endpoint)
+    if Quirk.ENDPOINT_RECORDS in dev.profile.quirks and endpoint not in dev.records:
+        if dev.bypass_allowed():
+            return _identity(iova)
+        raise _fault(dev, endpoint, iova, access, Reason.UNKNOWN, 0, "is unknown")
+    for region in dev.reserved_regions(endpoint):
+        if region.start <= iova <= region.end:
+            if region.subtype == ResvSubtype.MSI:
+                return _identity(iova)
+            raise _fault(dev, endpoint, iova, access, Reason.MAPPING, 0,
+                         "hits a reserved region")
+    domain = dev.attached.get(endpoint)
+    if domain is None:
+        if dev.bypass_allowed():
+            return _identity(iova)
+        raise _fault(dev, endpoint, iova, access, Reason.DOMAIN, 0, "is not attached")
+    if domain.bypass:
+        return _identity(iova)
+    tlb = dev.tlb
+    entry = tlb.bucket(domain.tag).get(iova >> _SHIFT)
+    if entry is not None and entry.iova <= iova < entry.iova + entry.size:
+        tlb.hits += 1
+    else:
+        tlb.misses += 1
+        mapping = domain.mappings.find(iova)
+        if mapping is None:
+            raise _fault(dev, endpoint, iova, access, Reason.MAPPING, 0, "has no mapping")
+        entry = TLBEntry(mapping.virt_start, mapping.size, mapping.phys_start,
+                         _perm(mapping.flags))
+        tlb.fill(domain.tag, iova, entry)
+    lacking = 0
+    if access & (_R | _X) and not entry.perm & _R:
+        lacking |= FaultFlags.READ | (FaultFlags.EXEC if access & _X else 0)
+    if access & _W and not entry.perm & _W:
+        lacking |= FaultFlags.WRITE
+    if lacking:
+        raise _fault(dev, endpoint, iova, access, Reason.MAPPING, lacking, "lacks permission")
+    return Translation(entry.paddr + (iova - entry.iova), entry.size, entry.perm, 0, 0)
