@@ -38,7 +38,7 @@ QEMU_OFFERED = (Feature.INPUT_RANGE | Feature.DOMAIN_RANGE | Feature.MAP_UNMAP |
 def validate_offer(offered: int, *, forbid_both_bypass: bool) -> Feature:
     """The offered set as a :class:`Feature`; EINVAL for unknown bits, and for BYPASS together
     with BYPASS_CONFIG when ``forbid_both_bypass`` (the spec: devices SHOULD NOT offer both)."""
-    if offered & ~ALL_FEATURES or offered < 0:
+    if offered & ~int(ALL_FEATURES) or offered < 0:
         raise refusal("virtio.device.features", bits=f"{offered:#x}")
     feats = Feature(offered)
     both = Feature.BYPASS | Feature.BYPASS_CONFIG
@@ -50,8 +50,8 @@ def validate_offer(offered: int, *, forbid_both_bypass: bool) -> Feature:
 def negotiate(offered: Feature, driver_features: int) -> Feature:
     """The negotiated set: the driver's accepted bits, refused (EINVAL, FEATURES_OK not set) if
     the driver accepts a bit the device did not offer."""
-    if driver_features < 0 or driver_features & ~offered:
-        extra = driver_features & ~offered if driver_features >= 0 else driver_features
+    if driver_features < 0 or driver_features & ~int(offered):
+        extra = driver_features & ~int(offered) if driver_features >= 0 else driver_features
         raise refusal("virtio.features.not_offered", bits=f"{extra:#x}",
                       offered=f"{int(offered):#x}")
     return Feature(driver_features)

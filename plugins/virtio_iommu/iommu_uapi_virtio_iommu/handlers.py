@@ -61,7 +61,7 @@ def attach(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
     rules = dev.profile.rules
     if reserved != bytes(4) and "virtio.attach.reserved" in rules:
         return refuse("virtio.attach.reserved", reserved=bytes(reserved).hex())
-    if flags & ~AttachFlags.BYPASS:
+    if flags & ~int(AttachFlags.BYPASS):
         return refuse("virtio.attach.flags", flags=flags)
     if (flags & AttachFlags.BYPASS and Feature.BYPASS_CONFIG not in dev.negotiated
             and "virtio.attach.bypass_not_negotiated" in rules):
@@ -168,7 +168,7 @@ def detach(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
     return _OK
 
 
-_MAP_FLAGS = MapFlags.READ | MapFlags.WRITE | MapFlags.MMIO
+_MAP_FLAGS = int(MapFlags.READ | MapFlags.WRITE | MapFlags.MMIO)
 
 
 def map_(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
