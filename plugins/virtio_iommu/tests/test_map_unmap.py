@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 from virtio_rig import G, attach, device, map_, ok, refused, send, state, unmap
 
-from iommu_uapi_virtio_iommu import AttachFlags, Feature, HostTables, MapFlags, Status
+from iommu_uapi_virtio_iommu import (
+    AttachFlags,
+    Feature,
+    HostTables,
+    MapFlags,
+    ReservedRegion,
+    ResvSubtype,
+    Status,
+    VirtioIommuDevice,
+)
 from iommu_uapi_virtio_iommu import layouts as L
-from iommu_uapi_virtio_iommu import ReservedRegion, ResvSubtype, VirtioIommuDevice
 
 
 def _attached(profile: str, **kw: object) -> VirtioIommuDevice:
