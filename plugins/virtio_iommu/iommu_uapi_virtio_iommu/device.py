@@ -26,7 +26,7 @@ from .handlers import HANDLERS, Outcome, refuse
 from .host import Host, HostTxn
 from .layouts import HEAD, READABLE, TAIL_SIZE, RequestType, Status, encode_tail
 from .mappings import Mapping as DomainMapping
-from .probe import ReservedRegion
+from .probe import ReservedRegion, validate_regions
 from .profiles import Profile, Quirk, get
 from .rules import refusal
 
@@ -124,9 +124,10 @@ class VirtioIommuDevice:
                 raise refusal("virtio.device.config", detail=f"endpoint {ep} is not a u32")
             self.endpoints[ep] = tuple(regions)
         self.global_regions = tuple(reserved_regions)
-        for region in (*self.global_regions, *(r for rs in self.endpoints.values() for r in rs)):
-            if not 0 <= region.start <= region.end <= U64_MAX:
-                raise refusal("virtio.device.config", detail=f"reserved region {region}")
+        strict = "virtio.device.resv_overlap" in self.profile.rules
+        validate_regions(-1, self.global_regions, strict=strict)
+        for ep in self.endpoints:
+            validate_regions(ep, self.reserved_regions(ep), strict=strict)
         self.max_domains = max_domains
         self.max_mappings = max_mappings
         self.shared_domains = shared_domains
@@ -205,7 +206,7 @@ class VirtioIommuDevice:
                 self.broken = out.rule
             return Reply(b"", None, out.rule, out.message)
         rtype = readable[0]
-        layout = READABLE.get(rtype)  # type: ignore[call-overload]
+        layout = READABLE.get(rtype)
         if layout is None:
             if "virtio.request.unknown_type" in self.profile.rules:
                 out = refuse("virtio.request.unknown_type", type=rtype)

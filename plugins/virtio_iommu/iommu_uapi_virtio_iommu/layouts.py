@@ -102,7 +102,7 @@ TAIL_SIZE: Final = TAIL.size
 #: MAP: head, le32 domain, le64 virt_start, le64 virt_end, le64 phys_start, le32 flags (36);
 #: UNMAP: head, le32 domain, le64 virt_start, le64 virt_end, u8 reserved[4] (28);
 #: PROBE: head, le32 endpoint, u8 reserved[64] (72).
-READABLE: Final[dict[RequestType, struct.Struct]] = {
+READABLE: Final[dict[int, struct.Struct]] = {
     RequestType.ATTACH: struct.Struct("<B3sIII4s"),
     RequestType.DETACH: struct.Struct("<B3sII8s"),
     RequestType.MAP: struct.Struct("<B3sIQQQI"),

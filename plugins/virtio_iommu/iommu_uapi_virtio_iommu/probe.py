@@ -15,7 +15,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from enum import IntEnum
+from itertools import pairwise
 from typing import Final, NamedTuple
+
+from .rules import refusal
 
 __all__ = [
     "PROPERTY_HEADER",
@@ -26,6 +29,7 @@ __all__ = [
     "decode_properties",
     "encode_properties",
     "resv_mem_region",
+    "validate_regions",
 ]
 
 
@@ -113,3 +117,21 @@ def resv_mem_region(value: bytes) -> ReservedRegion:
     subtype, _, start, end = _RESV_MEM.unpack(value[:_RESV_MEM.size])
     kind = ResvSubtype.MSI if subtype == ResvSubtype.MSI else ResvSubtype.RESERVED
     return ReservedRegion(start, end, kind)
+
+
+def validate_regions(endpoint: int, regions: tuple[ReservedRegion, ...], *, strict: bool
+                     ) -> None:
+    """Refuse (EINVAL) a region that is not a u64 range; with ``strict`` (the spec's device)
+    also overlapping regions and more than one MSI region for ``endpoint``."""
+    for region in regions:
+        if not 0 <= region.start <= region.end < 1 << 64:
+            raise refusal("virtio.device.config", detail=f"reserved region {region}")
+    if not strict:
+        return
+    ordered = sorted(regions)
+    for first, second in pairwise(ordered):
+        if second.start <= first.end:
+            raise refusal("virtio.device.resv_overlap", first=first, second=second)
+    msi = sum(r.subtype == ResvSubtype.MSI for r in regions)
+    if msi > 1:
+        raise refusal("virtio.device.resv_msi", endpoint=endpoint, count=msi)

@@ -235,6 +235,23 @@ RULES: tuple[VirtioRule, ...] = (
          "buffer size {size}", _B),
     ),
     *_api(
+        "DMA (a fault on the event queue and to the endpoint's consumer)",
+        ("virtio.dma.unknown_endpoint", None,
+         "QEMU: an endpoint with no record (never attached) and bypass not allowed: R_UNKNOWN",
+         "endpoint {endpoint} is unknown", _Q),
+        ("virtio.dma.reserved", None,
+         "an access to a RESERVED region must not reach memory: R_MAPPING (MSI regions pass "
+         "untranslated)", "endpoint {endpoint} hits a reserved region", _B),
+        ("virtio.dma.unattached", None,
+         "unattached endpoints not in bypass SHOULD NOT reach guest memory: R_DOMAIN",
+         "endpoint {endpoint} is not attached", _B),
+        ("virtio.dma.unmapped", None, "no mapping covers the address: R_MAPPING",
+         "endpoint {endpoint} has no mapping", _B),
+        ("virtio.dma.permission", None,
+         "the device MUST NOT allow writes without WRITE (nor, here, reads without READ): "
+         "R_MAPPING with F_READ/F_WRITE", "endpoint {endpoint} lacks permission", _B),
+    ),
+    *_api(
         "device model",
         ("virtio.device.features", _errno.EINVAL, "the offered set has bits no spec defines",
          "feature bits {bits}", _B),
@@ -245,6 +262,11 @@ RULES: tuple[VirtioRule, ...] = (
          "an inconsistent configuration (page_size_mask 0, ranges reversed or restricted "
          "without their feature, bypass not 0/1, field wider than its type ...)", "{detail}",
          _B),
+        ("virtio.device.resv_overlap", _errno.EINVAL,
+         "the reserved regions of an endpoint should not overlap", "{first} and {second}", _S),
+        ("virtio.device.resv_msi", _errno.EINVAL,
+         "an endpoint has at most one MSI region", "endpoint {endpoint}: {count} MSI regions",
+         _S),
         ("virtio.features.not_offered", _errno.EINVAL,
          "the driver accepted a feature the device did not offer (FEATURES_OK is refused)",
          "bits {bits} not in the offered {offered}", _B),

@@ -26,13 +26,13 @@ from iommu_uapi.translation import Translation, TranslationFault
 from iommu_uapi.uapi import Fault, FaultUnrecoverable
 from iommu_uapi.uapi.consts import FaultPerm, FaultReason, FaultType, UnrecoverableFlags
 
-from .config import U64_MAX
+from .config import U64_MAX, granule
 from .events import FaultFlags, FaultRecord
 from .events import FaultReason as Reason
 from .layouts import MapFlags
 from .probe import ResvSubtype
 from .profiles import Quirk
-from .rules import refusal
+from .rules import RULES_BY_ID, refusal
 
 if TYPE_CHECKING:
     from .device import VirtioIommuDevice
@@ -56,8 +56,9 @@ GENERIC_REASON: Final[dict[tuple[Reason, bool], FaultReason]] = {
 }
 
 
-def _identity(iova: int) -> Translation:
-    return Translation(iova, 1, _IDENTITY_PERM, 0, 0)
+def _identity(dev: VirtioIommuDevice, iova: int) -> Translation:
+    """An untranslated access: the address itself, one granule, every permission."""
+    return Translation(iova, granule(dev.page_size_mask), _IDENTITY_PERM, 0, 0)
 
 
 def _perm(flags: int) -> int:
@@ -66,8 +67,9 @@ def _perm(flags: int) -> int:
 
 
 def _fault(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int, reason: Reason,
-           flags: int, why: str) -> TranslationFault:
-    """Report the fault on the event queue and to the endpoint's consumer."""
+           flags: int, rule_id: str) -> TranslationFault:
+    """Report the fault of ``rule_id`` on the event queue and to the endpoint's consumer; the
+    exception's ``reason`` starts with the rule id."""
     record = FaultRecord(reason, flags | FaultFlags.ADDRESS, endpoint, iova)
     stop = dev.events.push(record.to_bytes(),
                            break_on_small=Quirk.ERRORS_BREAK_DEVICE in dev.profile.quirks)
@@ -77,8 +79,9 @@ def _fault(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int, reason
         reason=GENERIC_REASON[reason, bool(flags)], flags=UnrecoverableFlags.ADDR_VALID,
         perm=access & _ACCESS, addr=iova))
     dev.fault_param(endpoint).report(generic)
-    return TranslationFault(generic, record, f"virtio-iommu: endpoint {endpoint} {why} at "
-                            f"{iova:#x}")
+    rule = RULES_BY_ID[rule_id]
+    return TranslationFault(generic, record, f"[{rule_id}] {rule.message.format(endpoint=endpoint)}"
+                            f" at {iova:#x}")
 
 
 def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int) -> Translation:
@@ -91,21 +94,21 @@ def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int) -> 
         raise refusal("virtio.translate.endpoint", endpoint=endpoint)
     if Quirk.ENDPOINT_RECORDS in dev.profile.quirks and endpoint not in dev.records:
         if dev.bypass_allowed():
-            return _identity(iova)
-        raise _fault(dev, endpoint, iova, access, Reason.UNKNOWN, 0, "is unknown")
+            return _identity(dev, iova)
+        raise _fault(dev, endpoint, iova, access, Reason.UNKNOWN, 0, "virtio.dma.unknown_endpoint")
     for region in dev.reserved_regions(endpoint):
         if region.start <= iova <= region.end:
             if region.subtype == ResvSubtype.MSI:
-                return _identity(iova)
+                return _identity(dev, iova)
             raise _fault(dev, endpoint, iova, access, Reason.MAPPING, 0,
-                         "hits a reserved region")
+                         "virtio.dma.reserved")
     domain = dev.attached.get(endpoint)
     if domain is None:
         if dev.bypass_allowed():
-            return _identity(iova)
-        raise _fault(dev, endpoint, iova, access, Reason.DOMAIN, 0, "is not attached")
+            return _identity(dev, iova)
+        raise _fault(dev, endpoint, iova, access, Reason.DOMAIN, 0, "virtio.dma.unattached")
     if domain.bypass:
-        return _identity(iova)
+        return _identity(dev, iova)
     tlb = dev.tlb
     entry = tlb.bucket(domain.tag).get(iova >> _SHIFT)
     if entry is not None and entry.iova <= iova < entry.iova + entry.size:
@@ -114,7 +117,7 @@ def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int) -> 
         tlb.misses += 1
         mapping = domain.mappings.find(iova)
         if mapping is None:
-            raise _fault(dev, endpoint, iova, access, Reason.MAPPING, 0, "has no mapping")
+            raise _fault(dev, endpoint, iova, access, Reason.MAPPING, 0, "virtio.dma.unmapped")
         entry = TLBEntry(mapping.virt_start, mapping.size, mapping.phys_start,
                          _perm(mapping.flags))
         tlb.fill(domain.tag, iova, entry)
@@ -124,5 +127,5 @@ def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int) -> 
     if access & _W and not entry.perm & _W:
         lacking |= FaultFlags.WRITE
     if lacking:
-        raise _fault(dev, endpoint, iova, access, Reason.MAPPING, lacking, "lacks permission")
+        raise _fault(dev, endpoint, iova, access, Reason.MAPPING, lacking, "virtio.dma.permission")
     return Translation(entry.paddr + (iova - entry.iova), entry.size, entry.perm, 0, 0)

@@ -131,3 +131,20 @@ def test_bypass_survives_device_reset_not_system_reset(profile: str) -> None:
     dev.system_reset()
     assert dev.bypass == 1
     assert device(profile, bypass=0).config[36] == 0
+
+
+def test_reserved_regions_of_an_endpoint_do_not_overlap_in_spec() -> None:
+    from iommu_uapi_virtio_iommu import ReservedRegion, ResvSubtype
+    a, b = ReservedRegion(0x1000, 0x1FFF), ReservedRegion(0x1800, 0x27FF)
+    with pytest.raises(UAPIError) as e:
+        VirtioIommuDevice({1: (b,)}, reserved_regions=[a])
+    assert e.value.rule == "virtio.device.resv_overlap"
+    msi = [ReservedRegion(0, 0xFFF, ResvSubtype.MSI), ReservedRegion(0x2000, 0x2FFF,
+                                                                    ResvSubtype.MSI)]
+    with pytest.raises(UAPIError) as e:
+        VirtioIommuDevice([1], reserved_regions=msi)
+    assert e.value.rule == "virtio.device.resv_msi"
+    assert VirtioIommuDevice({1: (b,)}, reserved_regions=[a, *msi], profile="qemu")
+    with pytest.raises(UAPIError) as e:
+        VirtioIommuDevice([1], reserved_regions=[ReservedRegion(5, 4)])
+    assert e.value.rule == "virtio.device.config"

@@ -35,9 +35,11 @@ def test_fault_record_bytes() -> None:
     assert FaultRecord.from_bytes(raw) == rec
 
 
-def _fault(dev: VirtioIommuDevice, ep: int, iova: int, access: int) -> TranslationFault:
+def _fault(dev: VirtioIommuDevice, ep: int, iova: int, access: int, rule: str
+           ) -> TranslationFault:
     with pytest.raises(TranslationFault) as e:
         dev.translate(ep, iova, access)
+    assert e.value.reason.startswith(f"[{rule}]"), e.value.reason
     return e.value
 
 
@@ -51,14 +53,14 @@ def test_unattached_endpoint_with_bypass_0_faults_r_domain(profile: str) -> None
     if profile == "qemu":
         ok(attach(dev, 7, 1))
         ok(detach(dev, 7, 1))
-    _fault(dev, 1, 0x1234, R)
+    _fault(dev, 1, 0x1234, R, "virtio.dma.unattached")
     assert _events(dev) == [FaultRecord(FaultReason.DOMAIN, FaultFlags.ADDRESS, 1, 0x1234)]
 
 
 def test_never_attached_endpoint_faults_r_unknown_in_qemu() -> None:
     dev = device("qemu", bypass=0)
     dev.events.post()
-    _fault(dev, 2, 0x5000, W)
+    _fault(dev, 2, 0x5000, W, "virtio.dma.unknown_endpoint")
     assert _events(dev) == [FaultRecord(FaultReason.UNKNOWN, FaultFlags.ADDRESS, 2, 0x5000)]
 
 
@@ -66,7 +68,7 @@ def test_unmapped_address_faults_r_mapping(profile: str) -> None:
     dev = device(profile)
     ok(attach(dev, 7, 1))
     dev.events.post()
-    _fault(dev, 1, 0x9000, R)
+    _fault(dev, 1, 0x9000, R, "virtio.dma.unmapped")
     assert _events(dev) == [FaultRecord(FaultReason.MAPPING, FaultFlags.ADDRESS, 1, 0x9000)]
 
 
@@ -83,7 +85,7 @@ def test_permission_mismatch_faults_with_the_access_flags(profile: str, flags: i
     ok(attach(dev, 7, 1))
     ok(map_(dev, 7, 0, G - 1, 0x10000, flags))
     dev.events.post()
-    err = _fault(dev, 1, 0x10, access)
+    err = _fault(dev, 1, 0x10, access, "virtio.dma.permission")
     assert _events(dev) == [FaultRecord(FaultReason.MAPPING, lacking | FaultFlags.ADDRESS, 1,
                                         0x10)]
     assert isinstance(err.fault, Fault)
@@ -97,7 +99,7 @@ def test_reserved_regions_on_the_data_path(profile: str) -> None:
     ok(attach(dev, 7, 1))
     assert dev.translate(1, 0xFEE00040, W).paddr == 0xFEE00040
     dev.events.post()
-    _fault(dev, 1, 0x1800, R)
+    _fault(dev, 1, 0x1800, R, "virtio.dma.reserved")
     assert _events(dev) == [FaultRecord(FaultReason.MAPPING, FaultFlags.ADDRESS, 1, 0x1800)]
 
 
@@ -112,7 +114,7 @@ def test_legacy_bypass_feature_bypasses_unattached_endpoints() -> None:
     feats = int(Feature.MAP_UNMAP | Feature.BYPASS)
     dev = VirtioIommuDevice([1], features=feats)
     dev.events.post()
-    _fault(dev, 1, 0x1000, R)  # before negotiation: not in bypass
+    _fault(dev, 1, 0x1000, R, "virtio.dma.unattached")  # not negotiated yet
     dev.negotiate_features(feats)
     assert dev.translate(1, 0x1000, R).paddr == 0x1000
 
@@ -129,7 +131,7 @@ def test_translation_and_iotlb(profile: str) -> None:
     ok(unmap(dev, 7, 0x10000, 0x1FFFF))
     assert len(dev.tlb) == 0
     dev.events.post()
-    _fault(dev, 1, 0x12345, R)
+    _fault(dev, 1, 0x12345, R, "virtio.dma.unmapped")
 
 
 def test_destroyed_domain_leaves_no_iotlb_entry_for_a_reused_id(profile: str) -> None:
@@ -140,7 +142,7 @@ def test_destroyed_domain_leaves_no_iotlb_entry_for_a_reused_id(profile: str) ->
     ok(detach(dev, 7, 1))
     ok(attach(dev, 7, 1))
     dev.events.post()
-    _fault(dev, 1, 0x10, R)
+    _fault(dev, 1, 0x10, R, "virtio.dma.unmapped")
 
 
 def test_byte_granular_mappings_sharing_a_page() -> None:
