@@ -177,6 +177,8 @@ def map_(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
     assert isinstance(domain_id, int) and isinstance(start, int) and isinstance(end, int)
     assert isinstance(phys, int) and isinstance(flags, int)
     rules = dev.profile.rules
+    if Feature.MAP_UNMAP not in dev.negotiated and "virtio.map.not_negotiated" in rules:
+        return refuse("virtio.map.not_negotiated")
     if flags & ~_MAP_FLAGS:
         return refuse("virtio.map.flags", flags=flags)
     if (flags & MapFlags.MMIO and Feature.MMIO not in dev.negotiated
@@ -225,7 +227,10 @@ def unmap(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
     """UNMAP: remove every mapping of ``domain`` that lies inside ``[virt_start, virt_end]``."""
     _, _, domain_id, start, end, reserved = fields
     assert isinstance(domain_id, int) and isinstance(start, int) and isinstance(end, int)
-    if reserved != bytes(4) and "virtio.unmap.reserved" in dev.profile.rules:
+    rules = dev.profile.rules
+    if Feature.MAP_UNMAP not in dev.negotiated and "virtio.unmap.not_negotiated" in rules:
+        return refuse("virtio.unmap.not_negotiated")
+    if reserved != bytes(4) and "virtio.unmap.reserved" in rules:
         return refuse("virtio.unmap.reserved", reserved=bytes(reserved).hex())
     domain = dev.domains.get(domain_id)
     if domain is None:

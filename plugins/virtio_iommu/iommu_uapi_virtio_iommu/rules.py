@@ -143,6 +143,10 @@ RULES: tuple[VirtioRule, ...] = (
     ),
     *_req(
         "MAP",
+        ("virtio.map.not_negotiated", _UNSUPP,
+         "MAP is only available when MAP_UNMAP has been negotiated (the spec names no status: "
+         "S_UNSUPP, unsupported request; QEMU does not check)", "MAP without MAP_UNMAP", _S,
+         _V_MAP),
         ("virtio.map.flags", _INVAL, "an unknown flags bit: MUST reject with S_INVAL",
          "flags {flags:#x}", _B, _V_MAP),
         ("virtio.map.mmio_not_negotiated", _INVAL,
@@ -177,6 +181,9 @@ RULES: tuple[VirtioRule, ...] = (
     ),
     *_req(
         "UNMAP",
+        ("virtio.unmap.not_negotiated", _UNSUPP,
+         "UNMAP is only available when MAP_UNMAP has been negotiated (the spec names no status: "
+         "S_UNSUPP; QEMU does not check)", "UNMAP without MAP_UNMAP", _S, _V_UNM),
         ("virtio.unmap.reserved", _INVAL, "reserved bytes not zero: MAY reject with S_INVAL",
          "reserved bytes {reserved}", _S, _V_UNM),
         ("virtio.unmap.domain", _NOENT, "the domain does not exist: SHOULD reject with S_NOENT",
@@ -248,8 +255,9 @@ RULES: tuple[VirtioRule, ...] = (
         ("virtio.dma.unmapped", None, "no mapping covers the address: R_MAPPING",
          "endpoint {endpoint} has no mapping", _B),
         ("virtio.dma.permission", None,
-         "the device MUST NOT allow writes without WRITE (nor, here, reads without READ): "
-         "R_MAPPING with F_READ/F_WRITE", "endpoint {endpoint} lacks permission", _B),
+         "the device MUST NOT allow writes without WRITE (nor, here, reads or instruction "
+         "fetches without READ): R_MAPPING with F_READ/F_WRITE",
+         "endpoint {endpoint} lacks permission", _B),
     ),
     *_api(
         "device model",

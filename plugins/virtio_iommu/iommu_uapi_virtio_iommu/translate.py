@@ -10,7 +10,8 @@ The order is QEMU's ``virtio_iommu_translate`` (the spec fixes none):
 5. no mapping covers the address -> fault R_MAPPING;
 6. the mapping lacks READ for a read or WRITE for a write -> fault R_MAPPING with F_READ and/or
    F_WRITE. virtio mappings carry no execute permission: an instruction fetch needs READ (this
-   model's choice) and its fault adds Linux's F_EXEC.
+   model's choice) and faults with F_READ; Linux's F_EXEC is no flag of the spec, whose device
+   SHOULD set undefined flags to zero.
 
 Every fault carries F_ADDRESS. Translations through mappings are cached in the device's IOTLB
 under the domain's tag, one entry per mapping (the whole MAP is the leaf); a hit must fall inside
@@ -123,7 +124,7 @@ def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int) -> 
         tlb.fill(domain.tag, iova, entry)
     lacking = 0
     if access & (_R | _X) and not entry.perm & _R:
-        lacking |= FaultFlags.READ | (FaultFlags.EXEC if access & _X else 0)
+        lacking |= FaultFlags.READ
     if access & _W and not entry.perm & _W:
         lacking |= FaultFlags.WRITE
     if lacking:

@@ -215,3 +215,12 @@ def test_unmap_of_the_full_range(profile: str) -> None:
     ok(map_(dev, 7, 0, (1 << 64) - 1, 0))
     ok(unmap(dev, 7, 0, (1 << 64) - 1))
     assert dev.mappings(7) == []
+
+
+def test_map_and_unmap_need_map_unmap_negotiated_in_spec() -> None:
+    dev = _attached("spec", negotiate=int(Feature.BYPASS_CONFIG))
+    refused(map_(dev, 7, 0, G - 1, 0), "virtio.map.not_negotiated", Status.UNSUPP)
+    refused(unmap(dev, 7, 0, G - 1), "virtio.unmap.not_negotiated", Status.UNSUPP)
+    qdev = _attached("qemu", negotiate=int(Feature.BYPASS_CONFIG))
+    ok(map_(qdev, 7, 0, G - 1, 0))
+    ok(unmap(qdev, 7, 0, G - 1))
