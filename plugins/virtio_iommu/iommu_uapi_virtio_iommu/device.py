@@ -10,6 +10,7 @@ consumer.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from errno import ENOENT
 from typing import NamedTuple
 
 from iommu_uapi.errors import UAPIError
@@ -142,7 +143,7 @@ class VirtioIommuDevice:
         self.mapping_count = 0
         self.broken: str | None = None  # why the device needs a reset (virtio_error)
         self._faults: dict[int, FaultParam] = {}
-        self.host_reset_failures = 0  # host unmaps refused during a device reset
+        self.host_stale: list[tuple[int, DomainMapping]] = []  # kept by the host after an undo
 
     # ---- configuration space and features --------------------------------------------------
 
@@ -289,23 +290,34 @@ class VirtioIommuDevice:
 
     # ---- resets ----------------------------------------------------------------------------
 
+    def host_diverged(self, refused: list[tuple[bool, int, DomainMapping]]) -> None:
+        """The host refused undo calls: remember what it kept, and need a reset."""
+        self.host_stale.extend((ep, m) for mapped, ep, m in refused if mapped)
+        self.broken = "virtio.host.diverged"
+
     def reset(self) -> None:
         """Device reset: no endpoint attached, no domain, no mapping, no endpoint record,
-        features to negotiate again; ``bypass`` keeps its value."""
+        features to negotiate again; ``bypass`` keeps its value. The host is asked to unmap
+        every mapping of every endpoint, those a refused undo left behind included; what it
+        refuses to unmap is kept in ``host_stale`` and the device still needs a reset (the
+        next one tries again)."""
         txn = HostTxn(self.host)
-        for endpoint, domain in self.attached.items():
-            if not domain.bypass:
-                for mapping in domain.mappings:
-                    try:
-                        txn.unmap(endpoint, mapping)
-                    except UAPIError:  # the host's problem: the reset goes on
-                        self.host_reset_failures += 1
+        known = [(ep, m) for ep, dom in self.attached.items() if not dom.bypass
+                 for m in dom.mappings]
+        kept: list[tuple[int, DomainMapping]] = []
+        for endpoint, mapping in known + self.host_stale:
+            try:
+                txn.unmap(endpoint, mapping)
+            except UAPIError as err:
+                if err.errno != ENOENT:  # already gone is what a reset wants
+                    kept.append((endpoint, mapping))
+        self.host_stale = kept
+        self.broken = "virtio.host.diverged" if kept else None
         self.domains.clear()
         self.attached.clear()
         self.records.clear()
         self.mapping_count = 0
         self.negotiated = Feature(0)
-        self.broken = None
         self.events.clear()
         self.tlb.flush()
 

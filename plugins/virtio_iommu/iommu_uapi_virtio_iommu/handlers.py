@@ -49,8 +49,13 @@ def refuse(rule_id: str, **values: object) -> Outcome:
     return Outcome(rule.status, rule_id, f"{rule.operation}: {rule.message.format(**values)}")
 
 
-def _host_failure(rule_id: str, txn: HostTxn, endpoint: int, err: UAPIError) -> Outcome:
-    txn.rollback()
+def _host_failure(dev: VirtioIommuDevice, rule_id: str, txn: HostTxn, endpoint: int,
+                  err: UAPIError) -> Outcome:
+    """Undo the host calls of a failed request; a refused undo leaves the device needing a
+    reset (``virtio.host.diverged``)."""
+    refused = txn.rollback()
+    if refused:
+        dev.host_diverged(refused)
     return refuse(rule_id, endpoint=endpoint, detail=err.message)
 
 
@@ -98,7 +103,7 @@ def attach(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
         _host_join(txn, endpoint, target)
     except UAPIError as err:
         rule = "virtio.attach.move" if old is not None else "virtio.attach.host"
-        return _host_failure(rule, txn, endpoint, err)
+        return _host_failure(dev, rule, txn, endpoint, err)
     dev.commit_detach(endpoint)
     dev.commit_attach(endpoint, domain_id, bypass)
     return _OK
@@ -129,7 +134,7 @@ def _attach_detach_first(dev: VirtioIommuDevice, domain_id: int, endpoint: int,
         _host_join(txn, endpoint, target)
     except UAPIError as err:
         rule = "virtio.attach.move" if old is not None else "virtio.attach.host"
-        return _host_failure(rule, txn, endpoint, err)
+        return _host_failure(dev, rule, txn, endpoint, err)
     dev.commit_detach(endpoint)
     dev.commit_attach(endpoint, domain_id, bypass)
     return _OK
@@ -163,7 +168,7 @@ def detach(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
     try:
         _host_leave(txn, endpoint, domain)
     except UAPIError as err:
-        return _host_failure("virtio.detach.host", txn, endpoint, err)
+        return _host_failure(dev, "virtio.detach.host", txn, endpoint, err)
     dev.commit_detach(endpoint)
     return _OK
 
@@ -218,7 +223,7 @@ def map_(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
         try:
             txn.map(ep, mapping)
         except UAPIError as err:
-            return _host_failure("virtio.map.host", txn, ep, err)
+            return _host_failure(dev, "virtio.map.host", txn, ep, err)
     dev.commit_map(domain, mapping)
     return _OK
 
@@ -252,7 +257,7 @@ def unmap(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
             try:
                 txn.unmap(ep, mapping)
             except UAPIError as err:
-                return _host_failure("virtio.unmap.host", txn, ep, err)
+                return _host_failure(dev, "virtio.unmap.host", txn, ep, err)
     for mapping in victims:
         dev.commit_unmap(domain, mapping)
     if split is not None:

@@ -80,17 +80,16 @@ class HostTables:
 class HostTxn:
     """Host calls made for one request, undone in reverse order when a later one fails.
 
-    With no host (``None``) every call succeeds at once. ``undo_failures`` counts undo calls the
-    host refused too (the host then differs from the device; a host that can fail its own undo
-    needs the VMM to reset the device).
+    With no host (``None``) every call succeeds at once. :meth:`rollback` returns the undo calls
+    the host refused as ``(mapped, endpoint, mapping)``: ``mapped`` True means the host still
+    holds ``mapping`` for ``endpoint`` (its unmap was refused), False that it lacks it.
     """
 
-    __slots__ = ("_done", "host", "undo_failures")
+    __slots__ = ("_done", "host")
 
     def __init__(self, host: Host | None) -> None:
         self.host = host
         self._done: list[tuple[bool, int, Mapping]] = []
-        self.undo_failures = 0
 
     def map(self, endpoint: int, mapping: Mapping) -> None:
         """Map ``mapping`` for ``endpoint`` (raises the host's ``UAPIError``)."""
@@ -105,11 +104,12 @@ class HostTxn:
             self.host.unmap(endpoint, mapping.virt_start, mapping.size)
             self._done.append((False, endpoint, mapping))
 
-    def rollback(self) -> None:
-        """Undo every call made, newest first."""
+    def rollback(self) -> list[tuple[bool, int, Mapping]]:
+        """Undo every call made, newest first; returns the undo calls the host refused."""
         host = self.host
+        refused: list[tuple[bool, int, Mapping]] = []
         if host is None:
-            return
+            return refused
         for mapped, endpoint, m in reversed(self._done):
             try:
                 if mapped:
@@ -117,5 +117,6 @@ class HostTxn:
                 else:
                     host.map(endpoint, m.virt_start, m.size, m.phys_start, m.flags)
             except UAPIError:
-                self.undo_failures += 1
+                refused.append((mapped, endpoint, m))
         self._done.clear()
+        return refused

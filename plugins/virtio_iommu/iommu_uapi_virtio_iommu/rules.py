@@ -81,8 +81,9 @@ RULES: tuple[VirtioRule, ...] = (
          "writing anything (used length 0); QEMU also flags the device as needing a reset",
          "readable part {readable} bytes, writable part {writable} bytes", _B, _V_REQ),
         ("virtio.request.broken", None,
-         "after a virtio_error the device needs a reset and handles no request",
-         "device needs reset: {reason}", _Q, "hw/virtio/virtio.c virtio_error"),
+         "a device that needs a reset (QEMU's virtio_error; a host that refused to undo) "
+         "handles no request until reset",
+         "device needs reset: {reason}", _B, "hw/virtio/virtio.c virtio_error"),
         ("virtio.request.unknown_type", None,
          "the device SHOULD NOT write a request of unknown type (used length 0)",
          "unknown request type {type}", _S, _V_REQ),
@@ -290,6 +291,10 @@ RULES: tuple[VirtioRule, ...] = (
          "endpoint {endpoint}: [{start:#x}, {end:#x}] overlaps", _B),
         ("virtio.host.missing", _errno.ENOENT, "the host has no such mapping for the endpoint",
          "endpoint {endpoint}: nothing mapped at {start:#x}", _B),
+        ("virtio.host.diverged", None,
+         "the host refused to undo a call of a failed request: the host and the device differ, "
+         "so the device needs a reset (the spec recommends DEVICE_NEEDS_RESET for internal "
+         "errors); the reset unmaps what the host kept", "{count} undo call(s) refused", _B),
         ("virtio.host.injected", _errno.EIO, "a host failure injected on purpose",
          "injected failure of {op} #{count}", _B),
     ),

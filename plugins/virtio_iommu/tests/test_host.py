@@ -43,3 +43,31 @@ def test_qemu_keeps_the_endpoint_record_of_a_refused_attach() -> None:
     refused(attach(dev, 7, 2), "virtio.attach.shared", Status.UNSUPP)
     # the record exists: DETACH says "not attached" (S_INVAL), not "no such endpoint"
     refused(detach(dev, 7, 2), "virtio.detach.not_attached", Status.INVAL)
+
+
+def test_a_refused_undo_leaves_the_device_needing_a_reset(profile: str) -> None:
+    host = HostTables()
+    dev = device(profile, host=host)
+    ok(attach(dev, 7, 1))
+    ok(attach(dev, 7, 2))
+    host.fail("map", after=1)  # endpoint 2 refuses the map ...
+    host.fail("unmap")  # ... and endpoint 1 refuses to give its map back
+    refused(map_(dev, 7, 0, G - 1, 0x1000), "virtio.map.host", Status.DEVERR)
+    assert dev.mappings(7) == [] and len(host.mappings(1)) == 1
+    assert dev.broken is not None and dev.broken.startswith("virtio.host.diverged")
+    refused(attach(dev, 8, 3), "virtio.request.broken", None)
+    dev.reset()
+    assert host.mappings(1) == [] and dev.broken is None
+
+
+def test_a_reset_the_host_refuses_is_retried_by_the_next_reset(profile: str) -> None:
+    host = HostTables()
+    dev = device(profile, host=host)
+    ok(attach(dev, 7, 1))
+    ok(map_(dev, 7, 0, G - 1, 0x1000))
+    host.fail("unmap")
+    dev.reset()
+    assert dev.domains == {} and dev.broken == "virtio.host.diverged"
+    assert len(host.mappings(1)) == 1
+    dev.reset()
+    assert dev.broken is None and host.mappings(1) == []
