@@ -16,7 +16,6 @@ from typing import NamedTuple
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.faults import FaultParam
 from iommu_uapi.tlb import TLB
-from iommu_uapi.translation import Translation
 
 from . import translate as _translate
 from .config import BYPASS_OFFSET, U32_MAX, U64_MAX, ConfigValues
@@ -125,6 +124,8 @@ class VirtioIommuDevice:
                 raise refusal("virtio.device.config", detail=f"endpoint {ep} is not a u32")
             self.endpoints[ep] = tuple(regions)
         self.global_regions = tuple(reserved_regions)
+        #: every endpoint's reserved regions, the device's first (what PROBE reports)
+        self.regions = {ep: self.global_regions + own for ep, own in self.endpoints.items()}
         strict = "virtio.device.resv_overlap" in self.profile.rules
         validate_regions(-1, self.global_regions, strict=strict)
         for ep in self.endpoints:
@@ -140,6 +141,7 @@ class VirtioIommuDevice:
         self.domains: dict[int, Domain] = {}
         self.attached: dict[int, Domain] = {}
         self.records: set[int] = set()  # QEMU's endpoint records (Quirk.ENDPOINT_RECORDS)
+        self.endpoint_records = Quirk.ENDPOINT_RECORDS in self.profile.quirks
         self.mapping_count = 0
         self.broken: str | None = None  # why the device needs a reset (virtio_error)
         self._faults: dict[int, FaultParam] = {}
@@ -255,7 +257,7 @@ class VirtioIommuDevice:
 
     def reserved_regions(self, endpoint: int) -> tuple[ReservedRegion, ...]:
         """The reserved regions of ``endpoint``: the device's, then its own."""
-        return self.global_regions + self.endpoints.get(endpoint, ())
+        return self.regions.get(endpoint, self.global_regions)
 
     def commit_detach(self, endpoint: int) -> None:
         """Take ``endpoint`` out of its domain; a domain left empty ceases to exist."""
@@ -273,7 +275,8 @@ class VirtioIommuDevice:
         """Put ``endpoint`` in ``domain_id``, creating the domain if it does not exist."""
         domain = self.domains.get(domain_id)
         if domain is None:
-            domain = self.domains[domain_id] = Domain(domain_id, bypass=bypass)
+            domain = self.domains[domain_id] = Domain(
+                domain_id, bypass=bypass, bucket=self.tlb.bucket((domain_id,)))
         domain.endpoints.add(endpoint)
         self.attached[endpoint] = domain
 
@@ -351,8 +354,7 @@ class VirtioIommuDevice:
             param = self._faults[endpoint] = FaultParam()
         return param
 
-    def translate(self, endpoint: int, iova: int, access: int = 1) -> Translation:
-        """A DMA of ``endpoint`` at ``iova`` with ``access`` (``IOMMU_FAULT_PERM_*`` bits);
-        raises ``TranslationFault`` after reporting the fault."""
-        return _translate.translate(self, endpoint, iova, access)
-
+    #: A DMA of ``endpoint`` at ``iova`` with ``access`` (``IOMMU_FAULT_PERM_*`` bits, READ by
+    #: default): a ``Translation``, or ``TranslationFault`` after the fault was reported
+    #: (:func:`iommu_uapi_virtio_iommu.translate.translate`).
+    translate = _translate.translate

@@ -8,23 +8,30 @@ translated.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .mappings import MappingTable
+
+if TYPE_CHECKING:
+    from iommu_uapi.tlb import TLBEntry
 
 __all__ = ["Domain"]
 
 
 class Domain:
     """Domain ``id``: its kind (``bypass``), its endpoints and its mappings; ``tag`` tags its
-    IOTLB entries."""
+    IOTLB entries and ``bucket`` is the IOTLB's live bucket of that tag (the data path's one
+    lookup)."""
 
-    __slots__ = ("bypass", "endpoints", "id", "mappings", "tag")
+    __slots__ = ("bucket", "bypass", "endpoints", "id", "mappings", "tag")
 
-    def __init__(self, domain_id: int, *, bypass: bool) -> None:
+    def __init__(self, domain_id: int, *, bypass: bool, bucket: dict[int, TLBEntry]) -> None:
         self.id = domain_id
         self.bypass = bypass
         self.endpoints: set[int] = set()
         self.mappings = MappingTable()
         self.tag: tuple[int] = (domain_id,)
+        self.bucket = bucket
 
     @property
     def kind(self) -> str:

@@ -43,6 +43,7 @@ __all__ = ["GENERIC_REASON", "translate"]
 _R, _W, _X = int(FaultPerm.READ), int(FaultPerm.WRITE), int(FaultPerm.EXEC)
 _ACCESS = _R | _W | _X | int(FaultPerm.PRIV)
 _RW: Final = int(MapFlags.READ | MapFlags.WRITE)
+_RWX: Final = _R | _W | _X
 _IDENTITY_PERM: Final = _R | _W | _X
 _SHIFT: Final = 12
 
@@ -85,24 +86,25 @@ def _fault(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int, reason
                             f" at {iova:#x}")
 
 
-def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int) -> Translation:
+def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int = _R
+              ) -> Translation:
     """Translate one DMA (see the module docstring for the order); raises
     :class:`TranslationFault` after reporting the fault, ``UAPIError`` for an endpoint the
     device does not manage or a malformed access."""
-    if not 0 <= iova <= U64_MAX or not access & (_R | _W | _X) or access & ~_ACCESS:
+    if not 0 <= iova <= U64_MAX or not access & _RWX or access & ~_ACCESS:
         raise refusal("virtio.translate.input", iova=iova, access=access)
-    if endpoint not in dev.endpoints:
+    regions = dev.regions.get(endpoint)
+    if regions is None:
         raise refusal("virtio.translate.endpoint", endpoint=endpoint)
-    if Quirk.ENDPOINT_RECORDS in dev.profile.quirks and endpoint not in dev.records:
+    if dev.endpoint_records and endpoint not in dev.records:
         if dev.bypass_allowed():
             return _identity(dev, iova)
         raise _fault(dev, endpoint, iova, access, Reason.UNKNOWN, 0, "virtio.dma.unknown_endpoint")
-    for region in dev.reserved_regions(endpoint):
+    for region in regions:
         if region.start <= iova <= region.end:
             if region.subtype == ResvSubtype.MSI:
                 return _identity(dev, iova)
-            raise _fault(dev, endpoint, iova, access, Reason.MAPPING, 0,
-                         "virtio.dma.reserved")
+            raise _fault(dev, endpoint, iova, access, Reason.MAPPING, 0, "virtio.dma.reserved")
     domain = dev.attached.get(endpoint)
     if domain is None:
         if dev.bypass_allowed():
@@ -111,7 +113,7 @@ def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int) -> 
     if domain.bypass:
         return _identity(dev, iova)
     tlb = dev.tlb
-    entry = tlb.bucket(domain.tag).get(iova >> _SHIFT)
+    entry = domain.bucket.get(iova >> _SHIFT)
     if entry is not None and entry.iova <= iova < entry.iova + entry.size:
         tlb.hits += 1
     else:
@@ -122,11 +124,12 @@ def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int) -> 
         entry = TLBEntry(mapping.virt_start, mapping.size, mapping.phys_start,
                          _perm(mapping.flags))
         tlb.fill(domain.tag, iova, entry)
-    lacking = 0
-    if access & (_R | _X) and not entry.perm & _R:
-        lacking |= FaultFlags.READ
-    if access & _W and not entry.perm & _W:
-        lacking |= FaultFlags.WRITE
-    if lacking:
+    perm = entry.perm
+    if access & ~perm & _RWX:
+        lacking = 0
+        if access & (_R | _X) and not perm & _R:
+            lacking |= FaultFlags.READ
+        if access & _W and not perm & _W:
+            lacking |= FaultFlags.WRITE
         raise _fault(dev, endpoint, iova, access, Reason.MAPPING, lacking, "virtio.dma.permission")
-    return Translation(entry.paddr + (iova - entry.iova), entry.size, entry.perm, 0, 0)
+    return Translation(entry.paddr + iova - entry.iova, entry.size, perm, 0, 0)
