@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from iommu_uapi.errors import UAPIError
 
-from .config import granule
+from .config import U64_MAX, granule
 from .domains import Domain
 from .features import Feature
 from .host import HostTxn
@@ -205,6 +205,8 @@ def map_(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
     low, high = dev.input_range
     if (start < low or end > high) and "virtio.map.input_range" in rules:
         return refuse("virtio.map.input_range", start=start, end=end, low=low, high=high)
+    if phys + (end - start) > U64_MAX and "virtio.map.phys_range" in rules:
+        return refuse("virtio.map.phys_range", phys=phys, size=end - start + 1)
     clash = domain.mappings.overlapping(start, end)
     if clash:
         return refuse("virtio.map.overlap", start=start, end=end, ostart=clash[0].virt_start,

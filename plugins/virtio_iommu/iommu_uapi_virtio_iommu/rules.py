@@ -167,6 +167,10 @@ RULES: tuple[VirtioRule, ...] = (
         ("virtio.map.input_range", _RANGE,
          "a mapping outside input_range fails (the spec names no status: S_RANGE)",
          "[{start:#x}, {end:#x}] outside [{low:#x}, {high:#x}]", _S, _V_MAP),
+        ("virtio.map.phys_range", _RANGE,
+         "phys_start + (virt_end - virt_start) beyond 2^64 - 1: the physical range is outside "
+         "any guest-physical address space (the spec names no status: S_RANGE; QEMU wraps)",
+         "phys [{phys:#x}, +{size:#x}) passes 2^64", _S, _V_MAP),
         ("virtio.map.overlap", _INVAL,
          "a mapping already exists in [virt_start, virt_end]: SHOULD reject with S_INVAL",
          "[{start:#x}, {end:#x}] overlaps [{ostart:#x}, {oend:#x}]", _B, _V_MAP),

@@ -132,4 +132,5 @@ def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int = _R
         if access & _W and not perm & _W:
             lacking |= FaultFlags.WRITE
         raise _fault(dev, endpoint, iova, access, Reason.MAPPING, lacking, "virtio.dma.permission")
-    return Translation(entry.paddr + iova - entry.iova, entry.size, perm, 0, 0)
+    # 64-bit arithmetic, as QEMU's (a mapping whose physical range passes 2^64 wraps)
+    return Translation((entry.paddr + iova - entry.iova) & U64_MAX, entry.size, perm, 0, 0)

@@ -224,3 +224,13 @@ def test_map_and_unmap_need_map_unmap_negotiated_in_spec() -> None:
     qdev = _attached("qemu", negotiate=int(Feature.BYPASS_CONFIG))
     ok(map_(qdev, 7, 0, G - 1, 0))
     ok(unmap(qdev, 7, 0, G - 1))
+
+
+def test_map_whose_physical_range_passes_2_64_is_range_in_spec() -> None:
+    top = (1 << 64) - G
+    dev = _attached("spec")
+    refused(map_(dev, 7, 0, 2 * G - 1, top), "virtio.map.phys_range", Status.RANGE)
+    ok(map_(dev, 7, 0, G - 1, top))  # ends exactly at 2^64 - 1
+    qdev = _attached("qemu")
+    ok(map_(qdev, 7, 0, 2 * G - 1, top))
+    assert qdev.translate(1, G + 0x10, 1).paddr == 0x10  # QEMU's uint64 arithmetic wraps
