@@ -111,3 +111,13 @@ def test_statuses_carry_the_linux_errnos() -> None:
 
 def test_rules_md_is_the_table() -> None:
     assert (TESTS.parent / "RULES.md").read_text(encoding="utf-8") == render_markdown()
+
+
+def test_readme_example_runs() -> None:
+    text = (TESTS.parent / "README.md").read_text(encoding="utf-8")
+    block = [line[4:] for line in text.splitlines()
+             if line.startswith("    ") and not line.startswith("    pip")
+             and not line.startswith("    pytest")]
+    scope: dict[str, object] = {}
+    exec("\n".join(block[:-1]), scope)
+    assert eval(block[-1].split("#")[0], scope) == b"\0\0\0\0"

@@ -71,3 +71,4 @@ def test_a_reset_the_host_refuses_is_retried_by_the_next_reset(profile: str) -> 
     assert len(host.mappings(1)) == 1
     dev.reset()
     assert dev.broken is None and host.mappings(1) == []
+
