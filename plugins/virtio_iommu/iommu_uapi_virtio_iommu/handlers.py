@@ -97,6 +97,13 @@ def attach(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
     elif dev.max_domains is not None and len(dev.domains) >= dev.max_domains \
             and not (old is not None and old.endpoints == {endpoint}):
         return refuse("virtio.attach.nomem", count=len(dev.domains), limit=dev.max_domains)
+    return _move(dev, endpoint, old, target, domain_id, bypass)
+
+
+def _move(dev: VirtioIommuDevice, endpoint: int, old: Domain | None, target: Domain | None,
+          domain_id: int | None, bypass: bool) -> Outcome:
+    """Take ``endpoint`` out of ``old`` and (unless ``domain_id`` is None) into ``domain_id``
+    (``target`` when it exists): the host first, then the device's state."""
     txn = HostTxn(dev.host)
     try:
         _host_leave(txn, endpoint, old)
@@ -105,7 +112,8 @@ def attach(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
         rule = "virtio.attach.move" if old is not None else "virtio.attach.host"
         return _host_failure(dev, rule, txn, endpoint, err)
     dev.commit_detach(endpoint)
-    dev.commit_attach(endpoint, domain_id, bypass)
+    if domain_id is not None:
+        dev.commit_attach(endpoint, domain_id, bypass)
     return _OK
 
 
@@ -125,19 +133,11 @@ def _attach_detach_first(dev: VirtioIommuDevice, domain_id: int, endpoint: int,
             and not dev.shared_domains:
         return refuse("virtio.attach.shared", domain=domain_id,
                       endpoints=sorted(target.endpoints))
-    txn = HostTxn(dev.host)
-    try:
-        _host_leave(txn, endpoint, old)
-        if target is not None and target.bypass != bypass:
-            dev.commit_detach(endpoint)  # QEMU: the endpoint stays detached
-            return refuse("virtio.attach.kind", domain=domain_id, kind=target.kind)
-        _host_join(txn, endpoint, target)
-    except UAPIError as err:
-        rule = "virtio.attach.move" if old is not None else "virtio.attach.host"
-        return _host_failure(dev, rule, txn, endpoint, err)
-    dev.commit_detach(endpoint)
-    dev.commit_attach(endpoint, domain_id, bypass)
-    return _OK
+    if target is not None and target.bypass != bypass:
+        out = _move(dev, endpoint, old, None, None, bypass)  # QEMU: the endpoint stays detached
+        return refuse("virtio.attach.kind", domain=domain_id, kind=target.kind) \
+            if out.status == Status.OK else out
+    return _move(dev, endpoint, old, target, domain_id, bypass)
 
 
 def _host_leave(txn: HostTxn, endpoint: int, domain: Domain | None) -> None:
