@@ -247,7 +247,7 @@ RULES: tuple[VirtioRule, ...] = (
          "buffer size {size}", _B),
     ),
     *_api(
-        "DMA (a fault on the event queue and to the endpoint's consumer)",
+        "DMA",  # a fault on the event queue and to the endpoint's consumer
         ("virtio.dma.unknown_endpoint", None,
          "QEMU: an endpoint with no record (never attached) and bypass not allowed: R_UNKNOWN",
          "endpoint {endpoint} is unknown", _Q),
