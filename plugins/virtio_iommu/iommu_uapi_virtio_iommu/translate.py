@@ -14,8 +14,9 @@ The order is QEMU's ``virtio_iommu_translate`` (the spec fixes none):
    SHOULD set undefined flags to zero.
 
 Every fault carries F_ADDRESS. Translations through mappings are cached in the device's IOTLB
-under the domain's tag, one entry per mapping (the whole MAP is the leaf); a hit must fall inside
-the entry, since a 4 KiB page may hold several byte-granular mappings.
+under the domain's tag as naturally aligned power-of-two leaves inside the mapping (the largest
+around the address); a hit must fall inside the entry, since a 4 KiB page may hold several
+mappings smaller than a page.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .config import U64_MAX, granule
 from .events import FaultFlags, FaultRecord
 from .events import FaultReason as Reason
 from .layouts import MapFlags
+from .mappings import Mapping
 from .probe import ResvSubtype
 from .profiles import Quirk
 from .rules import RULES_BY_ID, refusal
@@ -66,6 +68,18 @@ def _identity(dev: VirtioIommuDevice, iova: int) -> Translation:
 def _perm(flags: int) -> int:
     perm = flags & _RW  # MAP READ/WRITE are the FAULT_PERM READ/WRITE bits
     return perm | _X if perm & _R else perm
+
+
+def _leaf(mapping: Mapping, iova: int) -> TLBEntry:
+    """The IOTLB entry for ``iova``: the largest naturally aligned power-of-two block around it
+    that lies inside ``mapping`` (the core's IOTLB holds aligned pages; a leaf is what a page
+    table would map there). The block of 2^k bytes fits while ``iova`` and ``virt_start - 1``
+    differ in a bit >= k, and ``iova`` and ``virt_end + 1`` too."""
+    start = mapping.virt_start
+    k_left = (iova ^ (start - 1)).bit_length() - 1 if start else 64
+    k = min(k_left, (iova ^ (mapping.virt_end + 1)).bit_length() - 1, 64)
+    base = iova & -(1 << k)
+    return TLBEntry(base, 1 << k, mapping.phys_start + base - start, _perm(mapping.flags))
 
 
 def _fault(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int, reason: Reason,
@@ -121,8 +135,7 @@ def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int = _R
         mapping = domain.mappings.find(iova)
         if mapping is None:
             raise _fault(dev, endpoint, iova, access, Reason.MAPPING, 0, "virtio.dma.unmapped")
-        entry = TLBEntry(mapping.virt_start, mapping.size, mapping.phys_start,
-                         _perm(mapping.flags))
+        entry = _leaf(mapping, iova)
         tlb.fill(domain.tag, iova, entry)
     perm = entry.perm
     if access & ~perm & _RWX:
