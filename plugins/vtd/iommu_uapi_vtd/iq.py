@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
+from iommu_uapi.caches.devtlb import ats_selection
 from iommu_uapi.errors import MemoryAccessError, UAPIError
 from iommu_uapi.memory import PAGE_SIZE, PhysicalMemory
 
@@ -274,7 +275,10 @@ class InvalidationQueue:
     def _devtlb(self, d: Descriptor) -> int:
         assert isinstance(d, DevTlbInv)
         base, size = devtlb_range(d.ADDR, d.S)
-        return self.caches.devtlb.invalidate(d.SID, (d.SID, None), base, size)
+        # The device receives an ATS Invalidate Request without a PASID prefix: by PCIe it drops
+        # every entry of the range, those requested with a PASID included (ats_selection).
+        prefix = (d.SID, *ats_selection(None))
+        return self.caches.devtlb.invalidate(d.SID, prefix, base, size)
 
     def _iec(self, d: Descriptor) -> int:
         return 0    # interrupt-entry cache: not modelled, the descriptor is accepted
@@ -319,7 +323,7 @@ class InvalidationQueue:
         base, size = devtlb_range(d.ADDR, d.S)
         # G asks the device to drop the range for every PASID (its global translations); the
         # model drops the range under every PASID of the device, a legal over-invalidation.
-        prefix = (d.SID,) if d.G else (d.SID, d.PASID)
+        prefix = (d.SID, *ats_selection(d.PASID, global_invalidate=bool(d.G)))
         return self.caches.devtlb.invalidate(d.SID, prefix, base, size)
 
     def _page_response(self, d: Descriptor) -> int:
