@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from importlib import metadata
 
 import minibackend
 import pytest
@@ -42,4 +43,40 @@ def test_broken_backend_fails_and_the_exit_status_says_so(
 
 
 def test_unknown_backend_is_refused(installed: None) -> None:
-    assert main(["matrix", "--backend", "nosuch"]) == 1
+    assert main(["matrix", "--backend", "nosuch"]) == 2
+
+
+@pytest.fixture
+def ghost(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An installed backend whose module does not import."""
+    found = plugins._entry_points
+
+    def entry_points() -> list[metadata.EntryPoint]:
+        return [*found(), metadata.EntryPoint("ghost", "iommu_uapi_ghost_nosuch.hooks",
+                                              plugins.ENTRY_POINT_GROUP)]
+
+    monkeypatch.setattr(plugins, "_entry_points", entry_points)
+    plugins.reset()
+    yield
+    monkeypatch.undo()
+    plugins.reset()
+
+
+def test_a_backend_that_does_not_load_fails_the_matrix_naming_it(
+        ghost: None, capsys: pytest.CaptureFixture[str]) -> None:
+    installed = sorted(plugins.registry().backends)
+    code = main(["matrix", "--json", *(f"--exclude={n}" for n in installed)])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert [row["backend"] for row in rows] == ["ghost"] and not rows[0]["ok"]
+    assert "iommu_uapi_ghost_nosuch" in rows[0]["error"]
+    assert main(["matrix", "--backend", "ghost"]) == 1
+    assert "ghost" in capsys.readouterr().out
+
+
+def test_excluding_the_broken_backend_lets_the_matrix_pass(
+        ghost: None, installed: None, capsys: pytest.CaptureFixture[str]) -> None:
+    others = [n for n in plugins.registry().backends if n != "mini"]
+    code = main(["matrix", "--json", "--exclude", "ghost", *(f"--exclude={n}" for n in others)])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 0 and [row["backend"] for row in rows] == ["mini"]

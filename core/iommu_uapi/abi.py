@@ -63,8 +63,12 @@ __all__ = [
 R = TypeVar("R", bound="CRecord")
 
 
-class CRecord(msgspec.Struct, frozen=True, gc=False):
-    """Base of every UAPI record: a frozen Struct with an exact little-endian C layout."""
+class CRecord(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    """Base of every UAPI record: a frozen Struct with an exact little-endian C layout.
+
+    Its JSON and MessagePack forms name the kernel's fields only: a document with any other
+    field name (a typo such as ``argz``) is refused, not decoded as zeroes.
+    """
 
     SIZE: ClassVar[int]
     MINSZ: ClassVar[int]

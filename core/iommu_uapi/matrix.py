@@ -77,6 +77,10 @@ class _Collector:
     def __init__(self, result: BackendResult, tick: Callable[[int | None], None]) -> None:
         self.result = result
         self.tick = tick
+        self.interrupted = False
+
+    def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
+        self.interrupted = True
 
     def pytest_collection_finish(self, session: Any) -> None:
         self.tick(len(session.items))
@@ -102,7 +106,8 @@ class _Collector:
 
 def run_backend(name: str, tick: Callable[[int | None], None] = lambda n: None,
                 extra_args: Iterable[str] = ()) -> BackendResult:
-    """Run the suite against backend ``name`` in this process."""
+    """Run the suite against backend ``name`` in this process. A Ctrl-C during the run raises
+    :class:`KeyboardInterrupt` here (pytest itself only reports it)."""
     import pytest
 
     result = BackendResult(name)
@@ -113,6 +118,8 @@ def run_backend(name: str, tick: Callable[[int | None], None] = lambda n: None,
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         code = pytest.main(args, plugins=[collector])
     result.exit_code = int(code)
+    if collector.interrupted:
+        raise KeyboardInterrupt  # Ctrl-C: pytest stopped the run; stop the matrix too
     if int(code) not in (0, 1):  # 1 = tests failed (reported per area); others: no run
         result.error = f"pytest exit {int(code)}: {out.getvalue().strip()[-600:]}"
     return result
