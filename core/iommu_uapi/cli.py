@@ -126,7 +126,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     """Run the conformance suite against every (or the named) installed backend."""
-    from .matrix import BackendResult, run_matrix
+    from .matrix import BackendResult, areas, run_matrix
 
     reg = plugins.registry()
     broken = {p.entry_point: p for p in reg.problems if p.entry_point not in reg.backends}
@@ -139,7 +139,12 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if not wanted:
         raise UsageError("no backend to run (install one, e.g. plugins/vtd, or exclude fewer)")
     names = [n for n in wanted if n not in broken]
-    results = run_matrix(names, progress=not args.json and sys.stderr.isatty())
+    known = areas()
+    unknown = [a for a in args.area or () if a not in known]
+    if unknown:
+        raise UsageError(f"no area {unknown[0]!r} (areas: {', '.join(known)})")
+    results = run_matrix(names, progress=not args.json and sys.stderr.isatty(),
+                         only=args.area or ())
     results += [BackendResult(n, error=f"the plugin did not load "
                                        f"({broken[n].distribution or 'no distribution'}): "
                                        f"{broken[n].error}")
@@ -154,13 +159,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.table import Table
 
-        areas = list(dict.fromkeys(a for r in results for a in r.areas))
+        shown = list(dict.fromkeys(a for r in results for a in r.areas))
         table = Table(title="iommu-uapi conformance matrix")
         table.add_column("area")
         for r in results:
             table.add_column(r.backend)
         style = {"passed": "green", "failed": "bold red", "not supported": "yellow"}
-        for area in areas:
+        for area in shown:
             cells = []
             for r in results:
                 a = r.areas.get(area)
@@ -249,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "a plugin that fails to load included, as a failure)")
     p.add_argument("--exclude", action="append", metavar="NAME",
                    help="leave this backend or broken plugin out (repeatable)")
+    p.add_argument("--area", action="append", metavar="AREA",
+                   help="only this area of the suite, e.g. 'invalidation' (repeatable)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_matrix)
 

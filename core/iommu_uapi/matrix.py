@@ -14,9 +14,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AreaResult", "BackendResult", "run_backend", "run_matrix"]
+__all__ = ["AreaResult", "BackendResult", "areas", "run_backend", "run_matrix"]
 
 SUITE = "iommu_uapi.testing.suite"
+
+
+def areas() -> list[str]:
+    """The suite's areas, in its order: ``size rules``, ``rules``, ... (one per test class)."""
+    from .testing.suite import test_conformance
+
+    classes = [v for k, v in vars(test_conformance).items()
+               if k.startswith("Test") and isinstance(v, type)]
+    return [_area(f"suite.py::{cls.__name__}::test") for cls in classes]
 
 
 @dataclass
@@ -74,10 +83,20 @@ def _area(nodeid: str) -> str:
 class _Collector:
     """pytest plugin: counts outcomes per area and reports progress."""
 
-    def __init__(self, result: BackendResult, tick: Callable[[int | None], None]) -> None:
+    def __init__(self, result: BackendResult, tick: Callable[[int | None], None],
+                 only: frozenset[str] = frozenset()) -> None:
         self.result = result
         self.tick = tick
+        self.only = only
         self.interrupted = False
+
+    def pytest_collection_modifyitems(self, config: Any, items: list[Any]) -> None:
+        if not self.only:
+            return
+        keep = [item for item in items if _area(item.nodeid) in self.only]
+        dropped = [item for item in items if _area(item.nodeid) not in self.only]
+        items[:] = keep
+        config.hook.pytest_deselected(items=dropped)
 
     def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
         self.interrupted = True
@@ -105,13 +124,14 @@ class _Collector:
 
 
 def run_backend(name: str, tick: Callable[[int | None], None] = lambda n: None,
-                extra_args: Iterable[str] = ()) -> BackendResult:
-    """Run the suite against backend ``name`` in this process. A Ctrl-C during the run raises
-    :class:`KeyboardInterrupt` here (pytest itself only reports it)."""
+                extra_args: Iterable[str] = (), only: Iterable[str] = ()) -> BackendResult:
+    """Run the suite against backend ``name`` in this process: every area, or the areas named
+    in ``only`` (see :func:`areas`). A Ctrl-C during the run raises :class:`KeyboardInterrupt`
+    here (pytest itself only reports it)."""
     import pytest
 
     result = BackendResult(name)
-    collector = _Collector(result, tick)
+    collector = _Collector(result, tick, frozenset(only))
     args = ["--pyargs", SUITE, f"--iommu-backend={name}", "-q", "-p", "no:cacheprovider",
             "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra_args]
     out = io.StringIO()
@@ -126,12 +146,14 @@ def run_backend(name: str, tick: Callable[[int | None], None] = lambda n: None,
 
 
 def run_matrix(backends: Iterable[str], progress: bool = True,
-               extra_args: Iterable[str] = ()) -> list[BackendResult]:
-    """Run the suite against each backend, with a progress bar on standard error."""
+               extra_args: Iterable[str] = (), only: Iterable[str] = ()) -> list[BackendResult]:
+    """Run the suite (every area, or those in ``only``) against each backend, with a progress
+    bar on standard error."""
     results: list[BackendResult] = []
     names = list(backends)
+    only = tuple(only)
     if not progress:
-        return [run_backend(n, extra_args=extra_args) for n in names]
+        return [run_backend(n, extra_args=extra_args, only=only) for n in names]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -145,5 +167,5 @@ def run_matrix(backends: Iterable[str], progress: bool = True,
                 else:
                     bar.advance(task)
 
-            results.append(run_backend(name, tick, extra_args))
+            results.append(run_backend(name, tick, extra_args, only))
     return results
