@@ -23,7 +23,8 @@ def suite(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("--iommu-backend", "nosuch"), "--iommu-backend nosuch: no such backend (installed: "),
+    (("--iommu-backend", "nosuch"),
+     "--iommu-backend nosuch: no backend named 'nosuch' (available: "),
     ((), "the iommu-uapi conformance suite needs a backend: --iommu-backend NAME"),
     (("--iommu-backend", "vtd", "--iommu-known-gaps", "missing.txt"),
      "--iommu-known-gaps missing.txt: cannot read it: No such file or directory"),

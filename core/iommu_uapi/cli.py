@@ -31,14 +31,10 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 def _backend(name: str) -> str:
     """``name`` if a backend of that name is installed; a usage error naming the installed
     ones (and the plugin's load error, when the name is a plugin that failed to load)."""
-    reg = plugins.registry()
-    if name in reg.backends:
-        return name
-    for problem in reg.problems:
-        if problem.entry_point == name:
-            raise UsageError(f"backend {name!r} is installed but broken: {problem.error}")
-    have = ", ".join(sorted(reg.backends)) or "none installed"
-    raise UsageError(f"no backend named {name!r} (available: {have})")
+    try:
+        return plugins.get_backend(name).name
+    except UAPIError as exc:
+        raise UsageError(exc.message) from None
 
 
 def _profile(name: str) -> str:

@@ -210,10 +210,15 @@ def reset() -> None:
 
 
 def get_backend(name: str) -> BackendSpec:
-    """The backend registered as ``name``; ``ENODEV`` naming the available ones otherwise."""
+    """The backend registered as ``name``; ``ENODEV`` naming the available ones otherwise, or
+    the load error when ``name`` is an installed plugin that does not load."""
     reg = registry()
     spec = reg.backends.get(name)
     if spec is None:
+        for problem in reg.problems:
+            if problem.entry_point == name:
+                raise UAPIError(errno.ENODEV, f"backend {name!r} is installed but its plugin "
+                                f"does not load: {problem.error}", rule="backend.unknown")
         have = ", ".join(sorted(reg.backends)) or "none installed"
         raise UAPIError(errno.ENODEV, f"no backend named {name!r} (available: {have})",
                         rule="backend.unknown")

@@ -62,15 +62,10 @@ def selected_backend(config: pytest.Config) -> str | None:
 
 def check_backend(name: str) -> None:
     """A :class:`pytest.UsageError` unless backend ``name`` is installed and loads."""
-    reg = plugins.registry()
-    if name in reg.backends:
-        return
-    for problem in reg.problems:
-        if problem.entry_point == name:
-            raise pytest.UsageError(f"--iommu-backend {name}: the plugin is installed but does "
-                                    f"not load: {problem.error}")
-    have = ", ".join(sorted(reg.backends)) or "none installed"
-    raise pytest.UsageError(f"--iommu-backend {name}: no such backend (installed: {have})")
+    try:
+        plugins.get_backend(name)
+    except UAPIError as exc:
+        raise pytest.UsageError(f"--iommu-backend {name}: {exc.message}") from None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
