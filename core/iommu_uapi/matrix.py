@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable, Iterable
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +125,27 @@ class _Collector:
             self.tick(None)
 
 
+@contextlib.contextmanager
+def _noticing_sigint() -> Iterator[list[int]]:
+    """Record every SIGINT while the block runs (and raise KeyboardInterrupt as usual): a
+    Ctrl-C that lands where Python cannot raise it (a garbage-collection callback, a
+    ``__del__``) or that a test swallows still stops the matrix."""
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_backend(name: str, tick: Callable[[int | None], None] = lambda n: None,
                 extra_args: Iterable[str] = (), only: Iterable[str] = ()) -> BackendResult:
     """Run the suite against backend ``name`` in this process: every area, or the areas named
@@ -135,10 +158,16 @@ def run_backend(name: str, tick: Callable[[int | None], None] = lambda n: None,
     args = ["--pyargs", SUITE, f"--iommu-backend={name}", "-q", "-p", "no:cacheprovider",
             "-o", "addopts=", "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra_args]
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = pytest.main(args, plugins=[collector])
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), \
+            _noticing_sigint() as sigint:
+        try:
+            code = pytest.main(args, plugins=[collector])
+        except Exception:
+            if not sigint:
+                raise
+            code = pytest.ExitCode.INTERRUPTED  # pytest tripped over the interrupt itself
     result.exit_code = int(code)
-    if collector.interrupted:
+    if collector.interrupted or sigint:
         raise KeyboardInterrupt  # Ctrl-C: pytest stopped the run; stop the matrix too
     if int(code) not in (0, 1):  # 1 = tests failed (reported per area); others: no run
         result.error = f"pytest exit {int(code)}: {out.getvalue().strip()[-600:]}"
