@@ -42,6 +42,9 @@ _README = """\
 
 The `{name}` IOMMU model for iommu-uapi.
 
+Install it where iommu-uapi is installed (iommu-uapi is on no package index: in a fresh
+environment, give pip the core's path in the same call, `pip install PATH-TO-IOMMU-UAPI -e .`):
+
     pip install -e .
     iommu-uapi backends            # {name} is listed
     iommu-uapi matrix --backend {name}
