@@ -1,0 +1,194 @@
+"""One SMMUv3: capability set, registers, memory, and the translation of incoming transactions.
+
+:meth:`Smmu.translate` follows a transaction the way the SMMU does: SMMUEN and GBPA; the STE of
+its StreamID (stream table, C_BAD_STREAMID, F_STE_FETCH, C_BAD_STE); the STE's Config (abort,
+bypass, stage 1, stage 2, nested) and PRIVCFG/INSTCFG overrides; for stage 1 the CD selected by
+the SubstreamID or, without one, by S1DSS (C_BAD_SUBSTREAMID, F_STREAM_DISABLED, F_CD_FETCH,
+C_BAD_CD, stage-2 faults on the CD's IPA); the walks; and for a fault the event record, recorded
+or not per CD.R / STE.S2R (configuration errors and aborts always), stalled per CD.S / STE.S2S,
+aborted or RAZ/WI per CD.A. Recorded events are appended to :attr:`Smmu.events`.
+"""
+
+from __future__ import annotations
+
+from msgspec.structs import replace
+
+from iommu_uapi.memory import PhysicalMemory
+from iommu_uapi.pgtable.common import RWX, WalkFault
+from iommu_uapi.translation import Translation
+from iommu_uapi.uapi.consts import FaultPerm
+
+from .config import Stage1, StreamConfig
+from .events import (
+    TRANSLATION_FAULTS,
+    AccessEvent,
+    ConfigFault,
+    Event,
+    EventType,
+    SmmuFault,
+)
+from .idr import SmmuCaps
+from .registers import Reg, RegisterFile, StrtabBase, StrtabBaseCfg
+from .reports import Txn, config_event, walk_event
+from .ste import Eats, S1Dss, SteConfig
+from .strtab import StreamTable
+
+__all__ = ["Smmu"]
+
+_PRIV, _EXEC = int(FaultPerm.PRIV), int(FaultPerm.EXEC)
+_ALL = RWX | _PRIV
+#: STE.PRIVCFG / INSTCFG: 0b10 forces the attribute off, 0b11 on; 0b0x uses the incoming one.
+_FORCE = {0b10: False, 0b11: True}
+
+
+class Smmu:
+    """An SMMUv3 described by ``caps`` (default: the server part of :class:`SmmuCaps`) whose
+    tables live in ``mem``. Software programs it through :attr:`regs`."""
+
+    def __init__(self, mem: PhysicalMemory, caps: SmmuCaps | None = None) -> None:
+        self.caps = caps or SmmuCaps()
+        self.mem = mem
+        self.regs = RegisterFile(self.caps)
+        #: Events recorded, oldest first.
+        self.events: list[Event] = []
+        #: Stalled transactions awaiting CMD_RESUME / CMD_STALL_TERM, by (StreamID, STAG).
+        self.stalled: dict[tuple[int, int], Txn] = {}
+        self._next_stag = 0
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def stream_table(self) -> StreamTable:
+        """The stream table STRTAB_BASE / STRTAB_BASE_CFG describe."""
+        base = StrtabBase.from_int(self.regs.read(Reg.STRTAB_BASE))
+        cfg = StrtabBaseCfg.from_int(self.regs.read(Reg.STRTAB_BASE_CFG))
+        return StreamTable(self.mem, base.ADDR, cfg, self.caps)
+
+    def stream_config(self, sid: int) -> tuple[StreamConfig, int]:
+        """The decoded STE of ``sid`` and the configuration reads its fetch took; raises
+        :class:`ConfigFault` (C_BAD_STREAMID, F_STE_FETCH, C_BAD_STE)."""
+        ste, reads = self.stream_table().fetch(sid)
+        return StreamConfig(sid, ste, self.caps, self.mem), reads
+
+    # -- the data path ------------------------------------------------------------------------
+
+    def translate(self, sid: int, addr: int, access: int = int(FaultPerm.READ), *,
+                  ssid: int | None = None, ats: bool = False) -> Translation:
+        """Translate one transaction of StreamID ``sid`` (SubstreamID ``ssid``) at ``addr``
+        for ``access`` (``FaultPerm`` bits); ``ats``: an ATS translation request. Returns the
+        :class:`~iommu_uapi.translation.Translation` or raises :class:`SmmuFault` carrying the
+        event recorded (None when silent)."""
+        regs = self.regs
+        if not regs.cr0.SMMUEN:
+            if regs.gbpa.ABORT:
+                raise SmmuFault(None, "SMMUEN = 0 and GBPA.ABORT: transaction aborted")
+            return Translation(addr, 4096, _ALL, 0, 0)
+        txn = Txn(sid, ssid, addr, access)
+        try:
+            stream, reads = self.stream_config(sid)
+        except ConfigFault as cf:
+            raise self._config_fault(txn, cf) from None
+        ste = stream.ste
+        access = self._overrides(ste.PRIVCFG, ste.INSTCFG, access)
+        txn = txn._replace(access=access)
+        if ats and ste.EATS == Eats.ABORT:
+            raise self._record(AccessEvent(Type=EventType.F_BAD_ATS_TREQ, StreamID=sid,
+                                           SSV=ssid is not None, SubstreamID=ssid or 0,
+                                           InputAddr=addr), "ATS request but STE.EATS = 0")
+        if stream.config == SteConfig.ABORT:
+            raise SmmuFault(None, f"StreamID {sid:#x}: STE Config aborts")
+        if ssid is not None and not (ste.stage1 and ste.S1CDMax and self.caps.ssidsize):
+            raise self._config_fault(txn, ConfigFault(
+                EventType.C_BAD_SUBSTREAMID, f"SubstreamID {ssid:#x} but the STE has no "
+                "substreams"))
+        if stream.config == SteConfig.BYPASS:
+            return Translation(addr, 4096, _ALL, 0, reads)
+        s1: Stage1 | None = None
+        if ste.stage1:
+            index = self._cd_index(txn, stream)
+            if index is not None:
+                try:
+                    s1, cd_reads, s2_reads = stream.stage1(index)
+                except ConfigFault as cf:
+                    raise self._config_fault(txn, cf, stream) from None
+                reads += cd_reads + s2_reads
+        if s1 is None and stream.s2 is None:  # S1DSS bypass on a stage-1-only stream
+            return Translation(addr, 4096, _ALL, 0, reads)
+        try:
+            if s1 is not None:
+                half, va = s1.select(addr, access)
+                assert half.walker is not None
+                res = half.walker.walk(half.root, va, access, stream.s2)
+            else:
+                assert stream.s2 is not None
+                res = stream.s2(addr, access)
+        except WalkFault as fault:
+            raise self._walk_fault(txn, fault, s1, stream) from None
+        return Translation(res.oa, res.page_size, res.perm, res.reads + res.s2_reads, reads)
+
+    @staticmethod
+    def _overrides(privcfg: int, instcfg: int, access: int) -> int:
+        priv = _FORCE.get(privcfg)
+        if priv is not None:
+            access = access | _PRIV if priv else access & ~_PRIV
+        inst = _FORCE.get(instcfg)
+        if inst is not None:
+            access = access | _EXEC if inst else access & ~_EXEC
+        return access
+
+    def _cd_index(self, txn: Txn, stream: StreamConfig) -> int | None:
+        """The CD a stage-1 transaction uses (None: S1DSS bypasses stage 1)."""
+        ste = stream.ste
+        if not ste.S1CDMax:
+            return 0
+        dss = ste.s1dss
+        if txn.ssid is None:
+            if dss == S1Dss.TERMINATE:
+                raise self._config_fault(txn, ConfigFault(
+                    EventType.F_STREAM_DISABLED, "traffic without SubstreamID and S1DSS = "
+                    "terminate"))
+            return 0 if dss == S1Dss.SSID0 else None
+        if txn.ssid == 0 and dss == S1Dss.SSID0:
+            raise self._config_fault(txn, ConfigFault(
+                EventType.F_STREAM_DISABLED, "SubstreamID 0 while S1DSS = SSID0 gives CD 0 to "
+                "traffic without SubstreamID"))
+        return txn.ssid
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def _record(self, event: Event, message: str, *, abort: bool = True) -> SmmuFault:
+        self.events.append(event)
+        return SmmuFault(event, message, abort=abort)
+
+    def _config_fault(self, txn: Txn, cf: ConfigFault,
+                      stream: StreamConfig | None = None) -> SmmuFault:
+        event = config_event(txn, cf)
+        if cf.walk is not None and stream is not None:
+            return self._translation_fault(txn, event, str(cf), stall=stream.stall_s2,
+                                           record=stream.record_s2, abort=True)
+        if cf.type == EventType.C_BAD_STREAMID and not self.regs.cr2.RECINVSID:
+            return SmmuFault(None, str(cf))
+        return self._record(event, str(cf))
+
+    def _walk_fault(self, txn: Txn, fault: WalkFault, s1: Stage1 | None,
+                    stream: StreamConfig) -> SmmuFault:
+        event = walk_event(txn, fault)
+        if fault.code not in TRANSLATION_FAULTS:
+            return self._record(event, str(fault))
+        if fault.stage == 1 and s1 is not None:
+            return self._translation_fault(txn, event, str(fault), stall=s1.stall,
+                                           record=s1.record, abort=s1.abort)
+        return self._translation_fault(txn, event, str(fault), stall=stream.stall_s2,
+                                       record=stream.record_s2, abort=True)
+
+    def _translation_fault(self, txn: Txn, event: Event, message: str, *, stall: bool,
+                           record: bool, abort: bool) -> SmmuFault:
+        """A translation-class fault: stalled (always recorded, Stall = 1 with a STAG),
+        else recorded when R/S2R, terminated as abort or RAZ/WI."""
+        if stall and isinstance(event, AccessEvent):
+            stag = self._next_stag
+            self._next_stag = (stag + 1) & 0xFFFF
+            self.stalled[(txn.sid, stag)] = txn
+            return self._record(replace(event, Stall=True, STAG=stag), message + " (stalled)")
+        if record:
+            return self._record(event, message, abort=abort)
+        return SmmuFault(None, message, abort=abort)
