@@ -1,24 +1,32 @@
-"""Command-queue entries (16 bytes): every opcode, its field layout, and CERROR_ILL detection.
+"""Command-queue entries (16 bytes): the field layout of every opcode (hw-formats 2.6.2).
 
-Each command is a :class:`Command` record whose opcode is its fixed part and whose ``LAYOUT``
-names its fields at absolute bit positions of the 128-bit entry ("w0" = bits 63:0, "w1" =
-bits 127:64). :func:`check_command` decodes what software wrote into the queue and raises
-:class:`CommandError` (CERROR_ILL) for what the SMMU refuses: an undefined opcode, a command the
-capability set has no use for (stage-1 commands without stage 1, stage-2 commands without stage 2,
-EL2 commands without HYP, ATS/PRI/stall commands without those features, Secure-only commands),
-a reserved field value, or a set RES0 bit — bits no field defines, and the fields a feature
-absent from the capability set leaves RES0 (VMID without stage 2, the upper VMID/ASID byte
-without 16-bit IDs, SSV/SSID without substreams, range fields without IDR3.RIL).
+Each layout is a :class:`~.cmd_layout.Command` record: its opcode is the fixed part, its
+``LAYOUT`` names the fields at absolute bit positions of the 128-bit entry, ``NEEDS`` the
+capability without which the command is CERROR_ILL and ``illegal`` its reserved field values
+(:mod:`.cmd_check` applies them). :data:`COMMANDS` maps every opcode to its layout;
+:func:`decode_command` reads any entry back. The shared names (:class:`~.cmd_layout.Opcode`,
+:class:`~.cmd_layout.Command`, :class:`~.cmd_layout.CommandError`, ...) are re-exported.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import ClassVar
 
-from iommu_uapi_vtd.bits import Field, Record, bit
+from iommu_uapi_vtd.bits import Field, bit
 
-from .idr import SmmuCaps, StallModel
+from .cmd_layout import (
+    CMD_SIZE,
+    F_ADDR,
+    OPCODE,
+    CError,
+    Command,
+    CommandError,
+    Opcode,
+    PriRespCode,
+    SyncCs,
+    shared_layout,
+)
+from .idr import SmmuCaps
 
 __all__ = [
     "CMD_SIZE",
@@ -55,128 +63,14 @@ __all__ = [
     "TlbiNsnhAll",
     "TlbiS2Ipa",
     "TlbiS12Vmall",
-    "check_command",
     "decode_command",
 ]
-
-CMD_SIZE = 16
-OPCODE = Field(0, 8)
-
-
-class Opcode(IntEnum):
-    """Command opcodes (bits 7:0). CFGI_ALL is CFGI_STE_RANGE with Range = 31."""
-
-    PREFETCH_CONFIG = 0x01
-    PREFETCH_ADDR = 0x02
-    CFGI_STE = 0x03
-    CFGI_STE_RANGE = 0x04
-    CFGI_CD = 0x05
-    CFGI_CD_ALL = 0x06
-    CFGI_VMS_PIDM = 0x07
-    TLBI_NH_ALL = 0x10
-    TLBI_NH_ASID = 0x11
-    TLBI_NH_VA = 0x12
-    TLBI_NH_VAA = 0x13
-    TLBI_EL3_ALL = 0x18
-    TLBI_EL3_VA = 0x1A
-    TLBI_EL2_ALL = 0x20
-    TLBI_EL2_ASID = 0x21
-    TLBI_EL2_VA = 0x22
-    TLBI_EL2_VAA = 0x23
-    TLBI_S12_VMALL = 0x28
-    TLBI_S2_IPA = 0x2A
-    TLBI_NSNH_ALL = 0x30
-    ATC_INV = 0x40
-    PRI_RESP = 0x41
-    RESUME = 0x44
-    STALL_TERM = 0x45
-    SYNC = 0x46
-
-
-class CError(IntEnum):
-    """CMDQ_CONS.ERR: why the command queue stopped."""
-
-    NONE = 0
-    ILL = 1
-    ABT = 2
-    ATC_INV_SYNC = 3
-
-
-class SyncCs(IntEnum):
-    """CMD_SYNC.CS: completion signal (0b11 reserved)."""
-
-    NONE = 0b00
-    IRQ = 0b01
-    SEV = 0b10
-
-
-class PriRespCode(IntEnum):
-    """CMD_PRI_RESP.Resp (0b11 reserved)."""
-
-    FAILURE = 0b00
-    INVALID = 0b01
-    SUCCESS = 0b10
-
-
-class CommandError(Exception):
-    """A command the SMMU refuses: ``cerror`` is what CMDQ_CONS.ERR reports."""
-
-    def __init__(self, cerror: CError, message: str) -> None:
-        super().__init__(message)
-        self.cerror = cerror
-
-
-# fields shared by several layouts, each named once
-_SSEC, _SSV, _SSID, _SID = bit(10), bit(11), Field(12, 20), Field(32, 32)
-_NUM, _SCALE, _VMID, _ASID = Field(12, 5), Field(20, 5), Field(32, 16), Field(48, 16)
-_LEAF, _TTL, _TG, _ADDR = bit(64), Field(72, 2), Field(74, 2), Field(76, 52, 12)
-_RANGE = {"NUM": _NUM, "SCALE": _SCALE, "TTL": _TTL, "TG": _TG}
-
-
-class Command(Record, frozen=True, gc=False):
-    """A 128-bit command; ``OPCODE`` is its fixed part (``FIXED``, set for every layout of
-    :data:`COMMANDS`)."""
-
-    BITS = 128
-    OPCODE: ClassVar[Opcode]
-    #: The capability the command needs (an :class:`SmmuCaps` attribute), else CERROR_ILL.
-    NEEDS: ClassVar[str | None] = None
-
-    @classmethod
-    def allowed_mask(cls, caps: SmmuCaps) -> int:
-        """The bits that may be set under ``caps`` (the rest are RES0)."""
-        mask = cls.defined_mask() & ~(_SSEC.mask if "SSec" in cls.LAYOUT else 0)
-        layout = cls.LAYOUT
-        if "SSV" in layout and not caps.ssidsize:
-            mask &= ~(_SSV.mask | _SSID.mask | (layout["G"].mask if "G" in layout else 0))
-        if "VMID" in layout:
-            if not caps.s2p:
-                mask &= ~_VMID.mask
-            elif not caps.vmid16:
-                mask &= ~(0xFF00 << _VMID.shift)
-        if "ASID" in layout and not caps.asid16:
-            mask &= ~(0xFF00 << _ASID.shift)
-        if "TG" in layout and not caps.ril:
-            mask &= ~sum(f.mask for f in _RANGE.values())
-        return mask
-
-    def illegal(self, caps: SmmuCaps) -> str | None:
-        """Why this command's field values are illegal beyond RES0 bits (None: legal)."""
-        return None
-
-
-def _layout(*names: str, **extra: Field) -> dict[str, Field]:
-    common = {"SSec": _SSEC, "SSV": _SSV, "SSID": _SSID, "SID": _SID, "VMID": _VMID,
-              "ASID": _ASID, "NUM": _NUM, "SCALE": _SCALE, "Leaf": _LEAF, "TTL": _TTL,
-              "TG": _TG, "Addr": _ADDR}
-    return {**{n: common[n] for n in names}, **extra}
-
 
 class PrefetchConfig(Command, frozen=True, gc=False):
     """Hint: fetch the configuration of (SID, SSID)."""
 
     OPCODE = Opcode.PREFETCH_CONFIG
-    LAYOUT = _layout("SSec", "SSV", "SSID", "SID")
+    LAYOUT = shared_layout("SSec", "SSV", "SSID", "SID")
     SSec: bool = False
     SSV: bool = False
     SSID: int = 0
@@ -187,7 +81,7 @@ class PrefetchAddr(Command, frozen=True, gc=False):
     """Hint: prefetch the translation of 4 KiB·2^Size at Addr for (SID, SSID)."""
 
     OPCODE = Opcode.PREFETCH_ADDR
-    LAYOUT = _layout("SSec", "SSV", "SSID", "SID", Size=Field(64, 5), Addr=_ADDR)
+    LAYOUT = shared_layout("SSec", "SSV", "SSID", "SID", Size=Field(64, 5), Addr=F_ADDR)
     SSec: bool = False
     SSV: bool = False
     SSID: int = 0
@@ -200,7 +94,7 @@ class CfgiSte(Command, frozen=True, gc=False):
     """Invalidate the cached STE of SID (Leaf = 0: and the L1 stream descriptor)."""
 
     OPCODE = Opcode.CFGI_STE
-    LAYOUT = _layout("SSec", "SID", "Leaf")
+    LAYOUT = shared_layout("SSec", "SID", "Leaf")
     SSec: bool = False
     SID: int = 0
     Leaf: bool = False
@@ -211,7 +105,7 @@ class CfgiSteRange(Command, frozen=True, gc=False):
     (Range = 31: every STE, CFGI_ALL)."""
 
     OPCODE = Opcode.CFGI_STE_RANGE
-    LAYOUT = _layout("SSec", "SID", Range=Field(64, 5))
+    LAYOUT = shared_layout("SSec", "SID", Range=Field(64, 5))
     SSec: bool = False
     SID: int = 0
     Range: int = 0
@@ -234,16 +128,11 @@ class CfgiCd(Command, frozen=True, gc=False):
 
     OPCODE = Opcode.CFGI_CD
     NEEDS = "s1p"
-    LAYOUT = _layout("SSec", "SSID", "SID", "Leaf")
+    LAYOUT = shared_layout("SSec", "SSID", "SID", "Leaf")
     SSec: bool = False
     SSID: int = 0
     SID: int = 0
     Leaf: bool = False
-
-    @classmethod
-    def allowed_mask(cls, caps: SmmuCaps) -> int:
-        mask = super().allowed_mask(caps)
-        return mask if caps.ssidsize else mask & ~_SSID.mask
 
 
 class CfgiCdAll(Command, frozen=True, gc=False):
@@ -251,7 +140,7 @@ class CfgiCdAll(Command, frozen=True, gc=False):
 
     OPCODE = Opcode.CFGI_CD_ALL
     NEEDS = "s1p"
-    LAYOUT = _layout("SSec", "SID")
+    LAYOUT = shared_layout("SSec", "SID")
     SSec: bool = False
     SID: int = 0
 
@@ -262,7 +151,7 @@ class CfgiVmsPidm(Command, frozen=True, gc=False):
 
     OPCODE = Opcode.CFGI_VMS_PIDM
     NEEDS = "vms"
-    LAYOUT = _layout("SSec", "VMID")
+    LAYOUT = shared_layout("SSec", "VMID")
     SSec: bool = False
     VMID: int = 0
 
@@ -272,7 +161,7 @@ class TlbiNhAll(Command, frozen=True, gc=False):
 
     OPCODE = Opcode.TLBI_NH_ALL
     NEEDS = "s1p"
-    LAYOUT = _layout("VMID")
+    LAYOUT = shared_layout("VMID")
     VMID: int = 0
 
 
@@ -281,7 +170,7 @@ class TlbiNhAsid(Command, frozen=True, gc=False):
 
     OPCODE = Opcode.TLBI_NH_ASID
     NEEDS = "s1p"
-    LAYOUT = _layout("VMID", "ASID")
+    LAYOUT = shared_layout("VMID", "ASID")
     VMID: int = 0
     ASID: int = 0
 
@@ -324,7 +213,7 @@ class TlbiNhVa(_RangeTlbi, frozen=True, gc=False):
 
     OPCODE = Opcode.TLBI_NH_VA
     NEEDS = "s1p"
-    LAYOUT = _layout("NUM", "SCALE", "VMID", "ASID", "Leaf", "TTL", "TG", "Addr")
+    LAYOUT = shared_layout("NUM", "SCALE", "VMID", "ASID", "Leaf", "TTL", "TG", "Addr")
     VMID: int = 0
     ASID: int = 0
     Addr: int = 0
@@ -335,7 +224,7 @@ class TlbiNhVaa(_RangeTlbi, frozen=True, gc=False):
 
     OPCODE = Opcode.TLBI_NH_VAA
     NEEDS = "s1p"
-    LAYOUT = _layout("NUM", "SCALE", "VMID", "Leaf", "TTL", "TG", "Addr")
+    LAYOUT = shared_layout("NUM", "SCALE", "VMID", "Leaf", "TTL", "TG", "Addr")
     VMID: int = 0
     Addr: int = 0
 
@@ -353,7 +242,7 @@ class TlbiEl3Va(_RangeTlbi, frozen=True, gc=False):
 
     OPCODE = Opcode.TLBI_EL3_VA
     NEEDS = "secure"
-    LAYOUT = _layout("NUM", "SCALE", "Leaf", "TTL", "TG", "Addr")
+    LAYOUT = shared_layout("NUM", "SCALE", "Leaf", "TTL", "TG", "Addr")
     Addr: int = 0
 
 
@@ -370,7 +259,7 @@ class TlbiEl2Asid(Command, frozen=True, gc=False):
 
     OPCODE = Opcode.TLBI_EL2_ASID
     NEEDS = "hyp"
-    LAYOUT = _layout("ASID")
+    LAYOUT = shared_layout("ASID")
     ASID: int = 0
 
 
@@ -379,7 +268,7 @@ class TlbiEl2Va(_RangeTlbi, frozen=True, gc=False):
 
     OPCODE = Opcode.TLBI_EL2_VA
     NEEDS = "hyp"
-    LAYOUT = _layout("NUM", "SCALE", "ASID", "Leaf", "TTL", "TG", "Addr")
+    LAYOUT = shared_layout("NUM", "SCALE", "ASID", "Leaf", "TTL", "TG", "Addr")
     ASID: int = 0
     Addr: int = 0
 
@@ -389,7 +278,7 @@ class TlbiEl2Vaa(_RangeTlbi, frozen=True, gc=False):
 
     OPCODE = Opcode.TLBI_EL2_VAA
     NEEDS = "hyp"
-    LAYOUT = _layout("NUM", "SCALE", "Leaf", "TTL", "TG", "Addr")
+    LAYOUT = shared_layout("NUM", "SCALE", "Leaf", "TTL", "TG", "Addr")
     Addr: int = 0
 
 
@@ -398,7 +287,7 @@ class TlbiS12Vmall(Command, frozen=True, gc=False):
 
     OPCODE = Opcode.TLBI_S12_VMALL
     NEEDS = "s2p"
-    LAYOUT = _layout("VMID")
+    LAYOUT = shared_layout("VMID")
     VMID: int = 0
 
 
@@ -407,7 +296,7 @@ class TlbiS2Ipa(_RangeTlbi, frozen=True, gc=False):
 
     OPCODE = Opcode.TLBI_S2_IPA
     NEEDS = "s2p"
-    LAYOUT = _layout("NUM", "SCALE", "VMID", "Leaf", "TTL", "TG", IPA=Field(76, 40, 12))
+    LAYOUT = shared_layout("NUM", "SCALE", "VMID", "Leaf", "TTL", "TG", IPA=Field(76, 40, 12))
     VMID: int = 0
     IPA: int = 0
 
@@ -425,7 +314,7 @@ class AtcInv(Command, frozen=True, gc=False):
 
     OPCODE = Opcode.ATC_INV
     NEEDS = "ats"
-    LAYOUT = _layout("SSec", "SSV", "SSID", "SID", "Addr", G=bit(9), Size=Field(64, 6))
+    LAYOUT = shared_layout("SSec", "SSV", "SSID", "SID", "Addr", G=bit(9), Size=Field(64, 6))
     SSec: bool = False
     SSV: bool = False
     SSID: int = 0
@@ -440,7 +329,7 @@ class PriResp(Command, frozen=True, gc=False):
 
     OPCODE = Opcode.PRI_RESP
     NEEDS = "pri"
-    LAYOUT = _layout("SSec", "SSV", "SSID", "SID", PRGI=Field(64, 9), Resp=Field(76, 2))
+    LAYOUT = shared_layout("SSec", "SSV", "SSID", "SID", PRGI=Field(64, 9), Resp=Field(76, 2))
     SSec: bool = False
     SSV: bool = False
     SSID: int = 0
@@ -458,7 +347,7 @@ class Resume(Command, frozen=True, gc=False):
 
     OPCODE = Opcode.RESUME
     NEEDS = "stall"
-    LAYOUT = _layout("SSec", "SID", Ac=bit(12), Ab=bit(13), STAG=Field(64, 16))
+    LAYOUT = shared_layout("SSec", "SID", Ac=bit(12), Ab=bit(13), STAG=Field(64, 16))
     SSec: bool = False
     SID: int = 0
     Ac: bool = False
@@ -471,7 +360,7 @@ class StallTerm(Command, frozen=True, gc=False):
 
     OPCODE = Opcode.STALL_TERM
     NEEDS = "stall"
-    LAYOUT = _layout("SSec", "SID")
+    LAYOUT = shared_layout("SSec", "SID")
     SSec: bool = False
     SID: int = 0
 
@@ -505,16 +394,6 @@ for _cls in COMMANDS.values():
     _cls.FIXED = OPCODE.put(_cls.OPCODE)
 
 
-def _has(caps: SmmuCaps, need: str | None) -> bool:
-    if need is None:
-        return True
-    if need == "stall":
-        return caps.stall_model != StallModel.TERMINATE_ONLY
-    if need in ("secure", "vms"):
-        return False  # the Non-secure queue of an SMMU without a VMS
-    return bool(getattr(caps, need))
-
-
 def decode_command(raw: int | bytes | bytearray | memoryview) -> Command:
     """The command in its opcode's layout (``CommandError(ILL)`` for an undefined opcode); no
     legality check beyond the opcode."""
@@ -524,23 +403,3 @@ def decode_command(raw: int | bytes | bytearray | memoryview) -> Command:
     except ValueError:
         raise CommandError(CError.ILL, f"opcode {OPCODE.get(value):#04x} is undefined") from None
     return cls.from_int(value)
-
-
-def check_command(raw: int | bytes | bytearray | memoryview, caps: SmmuCaps) -> Command:
-    """The command software wrote, if the SMMU described by ``caps`` executes it; else
-    :class:`CommandError` with CERROR_ILL saying why."""
-    value = int.from_bytes(raw, "little") if not isinstance(raw, int) else raw
-    cmd = decode_command(value)
-    cls = type(cmd)
-    name = cls.OPCODE.name
-    if not _has(caps, cls.NEEDS):
-        raise CommandError(CError.ILL, f"CMD_{name} needs {cls.NEEDS}, which this SMMU lacks")
-    if "SSec" in cls.LAYOUT and getattr(cmd, "SSec", False):
-        raise CommandError(CError.ILL, f"CMD_{name}: SSec = 1 on the Non-secure queue")
-    res0 = value & ~cls.allowed_mask(caps) & ((1 << 128) - 1)
-    if res0:
-        raise CommandError(CError.ILL, f"CMD_{name}: RES0 bits {res0:#x} set")
-    why = cmd.illegal(caps)
-    if why:
-        raise CommandError(CError.ILL, f"CMD_{name}: {why}")
-    return cmd

@@ -6,18 +6,28 @@ bypass, stage 1, stage 2, nested) and PRIVCFG/INSTCFG overrides; for stage 1 the
 the SubstreamID or, without one, by S1DSS (C_BAD_SUBSTREAMID, F_STREAM_DISABLED, F_CD_FETCH,
 C_BAD_CD, stage-2 faults on the CD's IPA); the walks; and for a fault the event record, recorded
 or not per CD.R / STE.S2R (configuration errors and aborts always), stalled per CD.S / STE.S2S,
-aborted or RAZ/WI per CD.A. Recorded events are appended to :attr:`Smmu.events`.
+aborted or RAZ/WI per CD.A. Recorded events are appended to :attr:`Smmu.events` and written
+to the event queue when it is enabled.
+
+The SMMU caches what it reads: decoded STEs by StreamID and CDs by (StreamID, SSID), until a
+CFGI command drops them, and leaf translations in its TLB (:mod:`.iotlb`) until a TLBI does.
+Software drives it through :meth:`Smmu.write_register`: a write of CMDQ_PROD (or of GERRORN
+acknowledging a command-queue error) makes it consume the command queue (:mod:`.cmdq`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from msgspec.structs import replace
 
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable.common import RWX, WalkFault
+from iommu_uapi.tlb import TLBEntry
 from iommu_uapi.translation import Translation
 from iommu_uapi.uapi.consts import FaultPerm
 
+from .cmdq import consume
 from .config import Stage1, StreamConfig
 from .events import (
     TRANSLATION_FAULTS,
@@ -28,6 +38,8 @@ from .events import (
     SmmuFault,
 )
 from .idr import SmmuCaps
+from .iotlb import S2_ONLY, SmmuTlb
+from .queues import EVENTQ
 from .registers import Reg, RegisterFile, StrtabBase, StrtabBaseCfg
 from .reports import Txn, config_event, walk_event
 from .ste import Eats, S1Dss, SteConfig
@@ -53,7 +65,23 @@ class Smmu:
         self.events: list[Event] = []
         #: Stalled transactions awaiting CMD_RESUME / CMD_STALL_TERM, by (StreamID, STAG).
         self.stalled: dict[tuple[int, int], Txn] = {}
+        #: Outcome of each CMD_RESUME retry, oldest first (a Translation or the SmmuFault).
+        self.resumed: list[Translation | SmmuFault] = []
+        self.tlb: SmmuTlb = SmmuTlb()
+        #: Why the command queue last stopped (empty until an error).
+        self.cmdq_error = ""
         self._next_stag = 0
+        self._streams: dict[int, StreamConfig] = {}
+        self._cds: dict[int, dict[int, Stage1]] = {}
+
+    # -- software's view ----------------------------------------------------------------------
+
+    def write_register(self, offset: int, value: int) -> None:
+        """An MMIO write: stored per :class:`~.registers.RegisterFile`; a new CMDQ_PROD, an
+        enabled queue or an acknowledged error makes the SMMU consume commands."""
+        self.regs.write(offset, value)
+        if offset in (Reg.CMDQ_PROD, Reg.CR0, Reg.GERRORN):
+            consume(self)
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -64,10 +92,68 @@ class Smmu:
         return StreamTable(self.mem, base.ADDR, cfg, self.caps)
 
     def stream_config(self, sid: int) -> tuple[StreamConfig, int]:
-        """The decoded STE of ``sid`` and the configuration reads its fetch took; raises
-        :class:`ConfigFault` (C_BAD_STREAMID, F_STE_FETCH, C_BAD_STE)."""
+        """The decoded STE of ``sid`` (from the STE cache, else fetched and cached) and the
+        configuration reads that took; raises :class:`ConfigFault` (C_BAD_STREAMID,
+        F_STE_FETCH, C_BAD_STE)."""
+        stream = self._streams.get(sid)
+        if stream is not None:
+            return stream, 0
         ste, reads = self.stream_table().fetch(sid)
-        return StreamConfig(sid, ste, self.caps, self.mem), reads
+        stream = self._streams[sid] = StreamConfig(sid, ste, self.caps, self.mem)
+        return stream, reads
+
+    def stage1_config(self, stream: StreamConfig, index: int) -> tuple[Stage1, int]:
+        """The CD ``index`` of ``stream`` (from the CD cache, else fetched and cached) and the
+        configuration reads that took, stage-2 reads of a nested fetch included."""
+        cds = self._cds.setdefault(stream.sid, {})
+        s1 = cds.get(index)
+        if s1 is not None:
+            return s1, 0
+        s1, reads, s2_reads = stream.stage1(index)
+        cds[index] = s1
+        return s1, reads + s2_reads
+
+    # -- configuration cache invalidation (CFGI_*) ------------------------------------------
+
+    def invalidate_ste(self, sid: int) -> None:
+        """CFGI_STE: drop the cached STE of ``sid`` and the CDs cached through it."""
+        self._streams.pop(sid, None)
+        self._cds.pop(sid, None)
+
+    def invalidate_ste_range(self, sids: range) -> None:
+        """CFGI_STE_RANGE / CFGI_ALL: drop the cached STEs (and their CDs) of ``sids``."""
+        cached: Iterable[int] = (list(self._streams) if len(self._streams) < len(sids)
+                                 else [s for s in sids if s in self._streams])
+        for sid in cached:
+            if sid in sids:
+                self.invalidate_ste(sid)
+        for sid in [s for s in self._cds if s in sids]:
+            del self._cds[sid]
+
+    def invalidate_cd(self, sid: int, ssid: int | None) -> None:
+        """CFGI_CD (``ssid``) / CFGI_CD_ALL (None): drop cached CDs of ``sid``."""
+        if ssid is None:
+            self._cds.pop(sid, None)
+        else:
+            self._cds.get(sid, {}).pop(ssid, None)
+
+    # -- stalls (RESUME, STALL_TERM) ----------------------------------------------------------
+
+    def resume(self, sid: int, stag: int, *, retry: bool, abort: bool) -> None:
+        """CMD_RESUME: retry the stalled transaction (its outcome appended to
+        :attr:`resumed`) or terminate it (abort or RAZ/WI: nothing more happens)."""
+        txn = self.stalled.pop((sid, stag), None)
+        if txn is None or not retry:
+            return
+        try:
+            self.resumed.append(self.translate(txn.sid, txn.addr, txn.access, ssid=txn.ssid))
+        except SmmuFault as fault:
+            self.resumed.append(fault)
+
+    def stall_term(self, sid: int) -> None:
+        """CMD_STALL_TERM: terminate every stalled transaction of ``sid``."""
+        for key in [k for k in self.stalled if k[0] == sid]:
+            del self.stalled[key]
 
     # -- the data path ------------------------------------------------------------------------
 
@@ -107,12 +193,18 @@ class Smmu:
             index = self._cd_index(txn, stream)
             if index is not None:
                 try:
-                    s1, cd_reads, s2_reads = stream.stage1(index)
+                    s1, cd_reads = self.stage1_config(stream, index)
                 except ConfigFault as cf:
                     raise self._config_fault(txn, cf, stream) from None
-                reads += cd_reads + s2_reads
+                reads += cd_reads
         if s1 is None and stream.s2 is None:  # S1DSS bypass on a stage-1-only stream
             return Translation(addr, 4096, _ALL, 0, reads)
+        vmid, asid = stream.vmid, S2_ONLY if s1 is None else s1.asid
+        hit = self.tlb.lookup(vmid, asid, addr)
+        if hit is not None and not (access & RWX & ~hit.perm) and (
+                access & _PRIV or not hit.perm & _PRIV):
+            return Translation(hit.paddr | (addr & (hit.size - 1)), hit.size, hit.perm, 0,
+                               reads)
         try:
             if s1 is not None:
                 half, va = s1.select(addr, access)
@@ -123,7 +215,10 @@ class Smmu:
                 res = stream.s2(addr, access)
         except WalkFault as fault:
             raise self._walk_fault(txn, fault, s1, stream) from None
-        return Translation(res.oa, res.page_size, res.perm, res.reads + res.s2_reads, reads)
+        size = res.page_size
+        self.tlb.fill(vmid, asid, addr, TLBEntry(addr & -size, size, res.oa & -size, res.perm,
+                                                 res.global_))
+        return Translation(res.oa, size, res.perm, res.reads + res.s2_reads, reads)
 
     @staticmethod
     def _overrides(privcfg: int, instcfg: int, access: int) -> int:
@@ -157,6 +252,7 @@ class Smmu:
 
     def _record(self, event: Event, message: str, *, abort: bool = True) -> SmmuFault:
         self.events.append(event)
+        EVENTQ.push(self.regs, self.mem, event)
         return SmmuFault(event, message, abort=abort)
 
     def _config_fault(self, txn: Txn, cf: ConfigFault,

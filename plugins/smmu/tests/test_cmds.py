@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from iommu_uapi_smmu.cmd_check import check_command
 from iommu_uapi_smmu.cmds import (
     COMMANDS,
     AtcInv,
@@ -27,7 +28,6 @@ from iommu_uapi_smmu.cmds import (
     TlbiNsnhAll,
     TlbiS2Ipa,
     TlbiS12Vmall,
-    check_command,
     decode_command,
 )
 from iommu_uapi_smmu.idr import SmmuCaps, StallModel

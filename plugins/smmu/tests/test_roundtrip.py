@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from iommu_uapi_smmu.cd import Cd
 from iommu_uapi_smmu.cdtable import L1Cd
-from iommu_uapi_smmu.cmds import COMMANDS, CommandError, check_command, decode_command
+from iommu_uapi_smmu.cmd_check import check_command
+from iommu_uapi_smmu.cmds import COMMANDS, CommandError, decode_command
 from iommu_uapi_smmu.events import EVENT_RECORD, EventType, decode_event
 from iommu_uapi_smmu.idr import (
     ADDR_SIZE_BITS,

@@ -215,6 +215,7 @@ def test_nested_stage1_table_and_output_not_mapped_by_stage2() -> None:
     # TT: a stage-1 table pointer outside guest RAM
     cd = rig.cd(s1, TTB0=0x6000_0000)
     guest.write(cd_ipa, cd.to_bytes())
+    rig.smmu.invalidate_cd(14, 0)  # the SMMU caches CDs: software invalidates what it changed
     ev = _fault(rig, 14, 0x1000_0000).event
     assert isinstance(ev, AccessEvent)
     assert (ev.S2, ev.CLASS, ev.TTRnW) == (True, EventClass.TT, True)
