@@ -71,8 +71,7 @@ def _resume(smmu: Smmu, cmd: Resume) -> None:
 
 
 def _nothing(smmu: Smmu, cmd: Command) -> None:
-    """Prefetch hints; ATC_INV and PRI_RESP while the model has no ATC or PRI queue entries to
-    act on."""
+    """Prefetch hints: nothing is required of the SMMU."""
 
 
 #: What each executable command does (the others are CERROR_ILL in :func:`check_command`).
@@ -90,8 +89,8 @@ EXECUTE: dict[type[Command], Callable[[Smmu, Any], object]] = {
     TlbiS12Vmall: lambda s, c: s.tlb.s12_vmall(_vmid(s, c)),
     TlbiS2Ipa: lambda s, c: s.tlb.s2_ipa(_vmid(s, c), *_range(c, c.IPA)),
     TlbiNsnhAll: lambda s, c: s.tlb.nsnh_all(),
-    AtcInv: _nothing,
-    PriResp: _nothing,
+    AtcInv: lambda s, c: s.pcie.atc_inv(c),
+    PriResp: lambda s, c: s.pcie.pri_resp(c),
     Resume: _resume,
     StallTerm: lambda s, c: s.stall_term(c.SID),
     Sync: _sync,

@@ -27,6 +27,7 @@ from iommu_uapi.tlb import TLBEntry
 from iommu_uapi.translation import Translation
 from iommu_uapi.uapi.consts import FaultPerm
 
+from .ats import PcieSide
 from .cmdq import consume
 from .config import Stage1, StreamConfig
 from .events import (
@@ -68,6 +69,8 @@ class Smmu:
         #: Outcome of each CMD_RESUME retry, oldest first (a Translation or the SmmuFault).
         self.resumed: list[Translation | SmmuFault] = []
         self.tlb: SmmuTlb = SmmuTlb()
+        #: The endpoints' ATCs and page-request groups.
+        self.pcie: PcieSide = PcieSide(self)
         #: Why the command queue last stopped (empty until an error).
         self.cmdq_error = ""
         self._next_stag = 0
