@@ -27,6 +27,7 @@ __all__ = [
     "EventType",
     "FetchEvent",
     "SmmuFault",
+    "TransactionEvent",
     "WalkAbortEvent",
     "decode_event",
 ]
@@ -99,12 +100,11 @@ _ACCESS = {"STAG": Field(64, 16), "Stall": bit(95), "PnU": bit(97), "InD": bit(9
 _FETCH_ADDR = Field(195, 49, 3)  # FetchAddr[51:3] at bits 243:195
 
 
-class AccessEvent(Event, frozen=True, gc=False):
-    """A fault on a transaction: F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION (and
-    F_UUT, F_BAD_ATS_TREQ, F_TRANSL_FORBIDDEN, F_TLB_CONFLICT, E_PAGE_REQUEST). ``IPA`` (bits
-    51:12 at 243:204) is valid when S2 = 1."""
+class TransactionEvent(Event, frozen=True, gc=False):
+    """The fields of an event about one transaction: its stall tag, attributes (PnU, InD,
+    RnW), the stage and CLASS of the fault, and its input address."""
 
-    LAYOUT = {**Event.LAYOUT, **_ACCESS, "IPA": Field(204, 40, 12)}
+    LAYOUT = {**Event.LAYOUT, **_ACCESS}
     STAG: int = 0
     Stall: bool = False
     PnU: bool = False
@@ -114,6 +114,14 @@ class AccessEvent(Event, frozen=True, gc=False):
     CLASS: int = 0
     TTRnW: bool = False
     InputAddr: int = 0
+
+
+class AccessEvent(TransactionEvent, frozen=True, gc=False):
+    """A fault on a transaction: F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION (and
+    F_UUT, F_BAD_ATS_TREQ, F_TRANSL_FORBIDDEN, F_TLB_CONFLICT, E_PAGE_REQUEST). ``IPA`` (bits
+    51:12 at 243:204) is valid when S2 = 1."""
+
+    LAYOUT = {**TransactionEvent.LAYOUT, "IPA": Field(204, 40, 12)}
     IPA: int = 0
 
 
@@ -125,20 +133,11 @@ class FetchEvent(Event, frozen=True, gc=False):
     FetchAddr: int = 0
 
 
-class WalkAbortEvent(Event, frozen=True, gc=False):
+class WalkAbortEvent(TransactionEvent, frozen=True, gc=False):
     """F_WALK_EABT: an external abort during a stage-1 walk, with the transaction's attributes,
     its InputAddr and the PA of the descriptor read that failed."""
 
-    LAYOUT = {**Event.LAYOUT, **_ACCESS, "FetchAddr": _FETCH_ADDR}
-    STAG: int = 0
-    Stall: bool = False
-    PnU: bool = False
-    InD: bool = False
-    RnW: bool = False
-    S2: bool = False
-    CLASS: int = 0
-    TTRnW: bool = False
-    InputAddr: int = 0
+    LAYOUT = {**TransactionEvent.LAYOUT, "FetchAddr": _FETCH_ADDR}
     FetchAddr: int = 0
 
 
