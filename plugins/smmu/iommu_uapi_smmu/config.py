@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from iommu_uapi.memory import PhysicalMemory
-from iommu_uapi.pgtable.common import Stage2Translate, WalkFault
-from iommu_uapi.pgtable.lpae import LPAEConfig, LPAEWalker, SmmuEvent, stage2
-from iommu_uapi.uapi.consts import FaultReason
+from iommu_uapi.pgtable.common import Stage2Translate, TableMemory, WalkFault
+from iommu_uapi.pgtable.lpae import LPAEConfig, LPAEWalker, S1Desc, SmmuEvent, stage2
+from iommu_uapi.uapi.consts import FaultPerm, FaultReason
 
 from .cd import Cd, check_cd, s1_config
 from .cdtable import CdTable
@@ -24,7 +24,30 @@ from .events import ConfigFault, EventType
 from .idr import SmmuCaps
 from .ste import Ste, SteConfig, check_ste, s2_config
 
-__all__ = ["Half", "Stage1", "StreamConfig"]
+__all__ = ["AccessFlagView", "Half", "Stage1", "StreamConfig"]
+
+_AF = int(S1Desc.AF)  # bit 10 in stage-1 and stage-2 leaves alike
+_PRIV, _EXEC, _WRITE = int(FaultPerm.PRIV), int(FaultPerm.EXEC), int(FaultPerm.WRITE)
+
+
+class AccessFlagView:
+    """Table memory as a walk with access-flag faults disabled (CD.AFFD, STE.S2AFFD) sees it:
+    every descriptor reads with AF set, so AF = 0 is treated as AF = 1 without being written
+    back. Bit 10 is ignored in table descriptors and an invalid descriptor stays invalid."""
+
+    def __init__(self, mem: TableMemory) -> None:
+        self._mem = mem
+        self.write64 = mem.write64
+        self.alloc = mem.alloc
+        self.free = mem.free
+
+    def read64(self, addr: int) -> int:
+        """The descriptor at ``addr`` with AF set."""
+        return self._mem.read64(addr) | _AF
+
+
+def _tables(mem: PhysicalMemory, affd: bool) -> TableMemory:
+    return AccessFlagView(mem) if affd else mem
 
 
 class Half(NamedTuple):
@@ -54,12 +77,24 @@ class Stage1:
             if epd:
                 halves.append(Half(None, 0, 64 - tsz, tbi))
             else:
-                halves.append(Half(LPAEWalker(mem, s1_config(cd, n, caps)), ttb, 64 - tsz, tbi))
+                walker = LPAEWalker(_tables(mem, cd.AFFD), s1_config(cd, n, caps))
+                halves.append(Half(walker, ttb, 64 - tsz, tbi))
         self.halves = (halves[0], halves[1])
         self.record = cd.R
         self.stall = cd.S
         # TERM_MODEL = 1: a terminated transaction always aborts (CD.A is not honoured)
         self.abort = cd.A or caps.term_model
+
+    def denies(self, access: int, perm: int) -> str | None:
+        """What the CD's WXN and PAN refuse of a translation the tables allow: WXN an
+        instruction fetch from a writable page, PAN a privileged data access to a page
+        unprivileged accesses may use (``perm`` without PRIV)."""
+        cd = self.cd
+        if cd.WXN and access & _EXEC and perm & _WRITE:
+            return "WXN: instruction fetch from a writable page"
+        if cd.PAN and access & _PRIV and not access & _EXEC and not perm & _PRIV:
+            return "PAN: privileged data access to an unprivileged page"
+        return None
 
     def select(self, va: int, access: int) -> tuple[Half, int]:
         """The VA half ``va`` falls in and the walker's input (``va`` below the region size);
@@ -107,7 +142,7 @@ class StreamConfig:
         self.s2: Stage2Translate | None = None
         if ste.stage2:
             self.s2_cfg = s2_config(ste, caps)
-            self.s2 = stage2(mem, ste.S2TTB, self.s2_cfg)
+            self.s2 = stage2(_tables(mem, ste.S2AFFD), ste.S2TTB, self.s2_cfg)
         self.record_s2 = ste.S2R
         self.cd_table = CdTable(mem, ste, self.s2) if ste.stage1 else None
 

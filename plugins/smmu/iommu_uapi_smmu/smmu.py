@@ -25,7 +25,7 @@ from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable.common import RWX, WalkFault
 from iommu_uapi.tlb import TLBEntry
 from iommu_uapi.translation import Translation
-from iommu_uapi.uapi.consts import FaultPerm
+from iommu_uapi.uapi.consts import FaultPerm, FaultReason
 
 from .ats import PcieSide
 from .cmdq import consume
@@ -206,6 +206,7 @@ class Smmu:
         hit = self.tlb.lookup(vmid, asid, addr)
         if hit is not None and not (access & RWX & ~hit.perm) and (
                 access & _PRIV or not hit.perm & _PRIV):
+            self._post_checks(txn, s1, stream, hit.perm)
             return Translation(hit.paddr | (addr & (hit.size - 1)), hit.size, hit.perm, 0,
                                reads)
         try:
@@ -221,7 +222,18 @@ class Smmu:
         size = res.page_size
         self.tlb.fill(vmid, asid, addr, TLBEntry(addr & -size, size, res.oa & -size, res.perm,
                                                  res.global_))
+        self._post_checks(txn, s1, stream, res.perm)
         return Translation(res.oa, size, res.perm, res.reads + res.s2_reads, reads)
+
+    def _post_checks(self, txn: Txn, s1: Stage1 | None, stream: StreamConfig,
+                     perm: int) -> None:
+        """The CD's WXN/PAN on the permissions of a translation (walked or from the TLB)."""
+        why = None if s1 is None else s1.denies(txn.access, perm)
+        if why is not None:
+            fault = WalkFault(FaultReason.PERMISSION, stage=1, level=3,
+                              code=EventType.F_PERMISSION, addr=txn.addr, access=txn.access,
+                              message=why)
+            raise self._walk_fault(txn, fault, s1, stream)
 
     @staticmethod
     def _overrides(privcfg: int, instcfg: int, access: int) -> int:

@@ -298,3 +298,61 @@ def test_ats_request_without_eats() -> None:
     assert ev is not None and ev.Type == EventType.F_BAD_ATS_TREQ
     rig.set_ste(42, Ste(V=True, Config=SteConfig.BYPASS, EATS=1))
     assert rig.smmu.translate(42, 0x5000, ats=True).paddr == 0x5000
+
+
+# -- AFFD, WXN, PAN ----------------------------------------------------------------------------
+
+
+def _clear_af(rig: Rig, root: int, addr: int, steps: list[tuple[int, int]]) -> int:
+    """Clear AF in the leaf mapping ``addr`` (``steps``: (shift, index mask) per level, root
+    first); returns the leaf's address."""
+    table = root
+    for shift, mask in steps[:-1]:
+        table = rig.mem.read64(table + ((addr >> shift) & mask) * 8) & 0xFFFF_FFFF_F000
+    shift, mask = steps[-1]
+    leaf = table + ((addr >> shift) & mask) * 8
+    rig.mem.write64(leaf, rig.mem.read64(leaf) & ~0x400)
+    return leaf
+
+
+def test_cd_affd_treats_af_zero_as_set_without_writing_it() -> None:
+    rig = Rig()
+    pt = rig.s1(t0sz=39)  # 4 KiB, start level 2 (16 entries), then level 3
+    pt.map(0x1000, DATA, 4096, RW)
+    leaf = _clear_af(rig, pt.root, 0x1000, [(21, 0xF), (12, 0x1FF)])
+    rig.s1_stream(50, {0: rig.cd(pt, ASID=1)})
+    rig.s1_stream(51, {0: rig.cd(pt, ASID=2, AFFD=True)})
+    assert _fault(rig, 50, 0x1000).event.Type == EventType.F_ACCESS  # type: ignore[union-attr]
+    assert rig.smmu.translate(51, 0x1000).paddr == DATA
+    assert not rig.mem.read64(leaf) & 0x400
+
+
+def test_s2affd() -> None:
+    rig = Rig()
+    s2 = rig.s2()  # 4 KiB, 40-bit IPA: two concatenated level-1 tables
+    s2.map(0x1000, DATA, 4096, RW)
+    _clear_af(rig, s2.root, 0x1000, [(30, 0x3FF), (21, 0x1FF), (12, 0x1FF)])
+    rig.set_ste(52, Ste(V=True, Config=SteConfig.S2_TRANS, **rig.s2_fields(s2, vmid=1)))
+    rig.set_ste(53, Ste(V=True, Config=SteConfig.S2_TRANS,
+                        **rig.s2_fields(s2, vmid=2, S2AFFD=True)))
+    ev = _fault(rig, 52, 0x1000).event
+    assert isinstance(ev, AccessEvent) and (ev.Type, ev.S2) == (EventType.F_ACCESS, True)
+    assert rig.smmu.translate(53, 0x1000).paddr == DATA
+
+
+def test_wxn_and_pan() -> None:
+    rig = Rig()
+    pt = rig.s1()
+    pt.map(0x1000, DATA, 4096, RW)  # writable, executable, unprivileged-accessible
+    pt.map(0x2000, DATA, 4096, RW | Prot.PRIV)
+    rig.s1_stream(54, {0: rig.cd(pt, ASID=1)})
+    rig.s1_stream(55, {0: rig.cd(pt, ASID=2, WXN=True)})
+    rig.s1_stream(56, {0: rig.cd(pt, ASID=3, PAN=True)})
+    assert rig.smmu.translate(54, 0x1000, R | X).paddr == DATA
+    ev = _fault(rig, 55, 0x1000, R | X).event
+    assert ev is not None and (ev.Type, ev.InD) == (EventType.F_PERMISSION, True)  # type: ignore[attr-defined]
+    assert _fault(rig, 55, 0x1000, R | X).event is not None  # also from the TLB
+    assert rig.smmu.translate(54, 0x1000, R | P).paddr == DATA
+    assert _fault(rig, 56, 0x1000, R | P).event.Type == EventType.F_PERMISSION  # type: ignore[union-attr]
+    assert rig.smmu.translate(56, 0x1000, R).paddr == DATA  # unprivileged
+    assert rig.smmu.translate(56, 0x2000, R | P).paddr == DATA  # a privileged page
