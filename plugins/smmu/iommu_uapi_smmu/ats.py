@@ -47,12 +47,14 @@ class PcieSide:
 
     def translate(self, sid: int, addr: int, access: int, *,
                   ssid: int | None = None) -> Translation:
-        """A translated access of the endpoint: its ATC when it holds the page, else an ATS
-        translation request to the SMMU whose completion fills the ATC."""
+        """An access of the endpoint: a translated transaction from its ATC when that holds the
+        page (checked against the STE under CR0.ATSCHK), else an ATS translation request to the
+        SMMU whose completion fills the ATC."""
         atc = self.atcs.get(sid)
         if atc is not None:
             entry = atc.lookup((NO_PASID if ssid is None else ssid,), addr)
             if entry is not None and not access & RWX & ~entry.perm:
+                self.smmu.check_translated(sid, addr, access, ssid=ssid)
                 return Translation(entry.paddr | (addr & (entry.size - 1)), entry.size,
                                    entry.perm, 0, 0)
         t = self.smmu.translate(sid, addr, access, ssid=ssid, ats=True)

@@ -32,6 +32,10 @@ from .cmds import (
     StallTerm,
     Sync,
     SyncCs,
+    TlbiEl2All,
+    TlbiEl2Asid,
+    TlbiEl2Va,
+    TlbiEl2Vaa,
     TlbiNhAll,
     TlbiNhAsid,
     TlbiNhVa,
@@ -39,6 +43,7 @@ from .cmds import (
     TlbiNsnhAll,
     TlbiS2Ipa,
     TlbiS12Vmall,
+    _RangeTlbi,
 )
 from .registers import CMDQ_CONS_ERR, Cr0, Gerror, QueueBase, QueueIndex, Reg
 
@@ -55,7 +60,7 @@ def _vmid(smmu: Smmu, cmd: Any) -> int:
     return int(cmd.VMID) if smmu.caps.s2p else 0
 
 
-def _range(cmd: TlbiNhVa | TlbiNhVaa | TlbiS2Ipa, addr: int) -> tuple[int, int]:
+def _range(cmd: _RangeTlbi, addr: int) -> tuple[int, int]:
     """``(start, size)`` of an address TLBI: one address (any leaf containing it) when TG = 0,
     else (NUM+1)·2^SCALE granules."""
     return (addr, _PAGE) if not cmd.TG else (addr, cmd.span)
@@ -89,6 +94,10 @@ EXECUTE: dict[type[Command], Callable[[Smmu, Any], object]] = {
     TlbiS12Vmall: lambda s, c: s.tlb.s12_vmall(_vmid(s, c)),
     TlbiS2Ipa: lambda s, c: s.tlb.s2_ipa(_vmid(s, c), *_range(c, c.IPA)),
     TlbiNsnhAll: lambda s, c: s.tlb.nsnh_all(),
+    TlbiEl2All: lambda s, c: s.tlb.el2_all(),
+    TlbiEl2Asid: lambda s, c: s.tlb.el2_asid(c.ASID),
+    TlbiEl2Va: lambda s, c: s.tlb.el2_va(c.ASID, *_range(c, c.Addr)),
+    TlbiEl2Vaa: lambda s, c: s.tlb.el2_vaa(*_range(c, c.Addr)),
     AtcInv: lambda s, c: s.pcie.atc_inv(c),
     PriResp: lambda s, c: s.pcie.pri_resp(c),
     Resume: _resume,

@@ -22,7 +22,8 @@ from .cd import Cd, check_cd, s1_config
 from .cdtable import CdTable
 from .events import ConfigFault, EventType
 from .idr import SmmuCaps
-from .ste import Ste, SteConfig, check_ste, s2_config
+from .iotlb import EL2
+from .ste import Ste, SteConfig, Strw, check_ste, s2_config
 
 __all__ = ["AccessFlagView", "Half", "Stage1", "StreamConfig"]
 
@@ -119,7 +120,8 @@ class StreamConfig:
     """What the STE of one StreamID selects, decoded and checked.
 
     ``config`` the STE's Config (reserved encodings as ABORT); ``vmid`` the VMID tagging the
-    stream's TLB entries (0 when stage 2 is not implemented); ``s2`` the stage-2 translate
+    stream's TLB entries (0 when stage 2 is not implemented, :data:`~.iotlb.EL2` for an EL2
+    stream); ``s2`` the stage-2 translate
     function (stage 2 or nested); ``cd_table`` the CD table (stage 1 or nested; its IPAs are
     translated by ``s2`` when nested); ``record_s2``/``stall_s2``: STE.S2R/S2S.
     """
@@ -137,7 +139,10 @@ class StreamConfig:
         self.mem = mem
         self.config = ste.config
         translating = self.config in (SteConfig.S1_TRANS, SteConfig.S2_TRANS, SteConfig.NESTED)
-        self.vmid = ste.S2VMID if caps.s2p and translating else 0
+        if ste.STRW == Strw.EL2:
+            self.vmid = EL2  # the EL2 regime: its own TLB entries, no VMID
+        else:
+            self.vmid = ste.S2VMID if caps.s2p and translating else 0
         self.s2_cfg: LPAEConfig | None = None
         self.s2: Stage2Translate | None = None
         if ste.stage2:

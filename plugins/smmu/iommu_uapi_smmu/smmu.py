@@ -235,6 +235,24 @@ class Smmu:
                               message=why)
             raise self._walk_fault(txn, fault, s1, stream)
 
+    def check_translated(self, sid: int, addr: int, access: int, *,
+                         ssid: int | None = None) -> None:
+        """A translated (ATS) transaction arriving from ``sid``: with CR0.ATSCHK the STE must
+        allow ATS (else F_TRANSL_FORBIDDEN); without it the SMMU passes it unchecked."""
+        if not self.regs.cr0.ATSCHK:
+            return
+        txn = Txn(sid, ssid, addr, access)
+        try:
+            stream, _ = self.stream_config(sid)
+        except ConfigFault as cf:
+            raise self._config_fault(txn, cf) from None
+        if stream.ste.EATS == Eats.ABORT or stream.config == SteConfig.ABORT:
+            raise self._record(AccessEvent(Type=EventType.F_TRANSL_FORBIDDEN, StreamID=sid,
+                                           SSV=ssid is not None, SubstreamID=ssid or 0,
+                                           RnW=not access & int(FaultPerm.WRITE),
+                                           InputAddr=addr),
+                               "translated transaction but STE.EATS = 0 (CR0.ATSCHK)")
+
     @staticmethod
     def _overrides(privcfg: int, instcfg: int, access: int) -> int:
         priv = _FORCE.get(privcfg)

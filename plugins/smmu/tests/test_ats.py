@@ -8,8 +8,8 @@ from smmu_rig import RW, Rig
 from test_cmdq import QRig
 
 from iommu_uapi.pgtable.lpae import LPAEPageTable
-from iommu_uapi_smmu.cmds import AtcInv, PriResp, TlbiNsnhAll
-from iommu_uapi_smmu.events import SmmuFault
+from iommu_uapi_smmu.cmds import AtcInv, CfgiSte, PriResp, TlbiNsnhAll
+from iommu_uapi_smmu.events import EventType, SmmuFault
 from iommu_uapi_smmu.pri import PageRequest
 from iommu_uapi_smmu.registers import QUEUE_OVERFLOW, Cr0, QueueBase, Reg
 
@@ -78,7 +78,8 @@ def test_ats_request_needs_eats() -> None:
     rig.s1_stream(2, {0: rig.cd(pt)})
     with pytest.raises(SmmuFault) as info:
         rig.smmu.pcie.translate(2, 0x1000, 1)
-    assert info.value.event is not None and info.value.event.Type == 0x05
+    assert info.value.event is not None
+    assert info.value.event.Type == EventType.F_BAD_ATS_TREQ
     assert 2 not in rig.smmu.pcie.atcs
 
 
@@ -120,3 +121,21 @@ def test_page_requests_need_an_enabled_pri_queue() -> None:
     rig = QRig()
     assert not rig.smmu.pcie.page_request(PageRequest(StreamID=1, Last=True))
     assert rig.smmu.pcie.pending == set()
+
+
+def test_atschk_forbids_translated_traffic_once_ats_is_withdrawn() -> None:
+    rig = QRig()
+    _ats_stream(rig, sid=3)
+    rig.smmu.pcie.translate(3, 0x1000, 1, ssid=0)
+    ste = rig.mem.read(rig.strtab + 3 * 64, 64)
+    rig.mem.write(rig.strtab + 3 * 64, (int.from_bytes(ste, "little") & ~(3 << 92)).to_bytes(
+        64, "little"))  # EATS = 0
+    rig.submit(CfgiSte(SID=3))
+    assert rig.smmu.pcie.translate(3, 0x1000, 1, ssid=0).table_reads == 0  # unchecked
+    rig.smmu.write_register(Reg.CR0, Cr0(SMMUEN=True, CMDQEN=True, EVENTQEN=True,
+                                         ATSCHK=True).to_int())
+    with pytest.raises(SmmuFault) as info:
+        rig.smmu.pcie.translate(3, 0x1000, 1, ssid=0)
+    ev = info.value.event
+    assert ev is not None and (ev.Type, ev.InputAddr) == (  # type: ignore[attr-defined]
+        EventType.F_TRANSL_FORBIDDEN, 0x1000)

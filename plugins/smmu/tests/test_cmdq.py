@@ -19,6 +19,9 @@ from iommu_uapi_smmu.cmds import (
     Resume,
     StallTerm,
     Sync,
+    TlbiEl2Asid,
+    TlbiEl2Va,
+    TlbiEl2Vaa,
     TlbiNhAll,
     TlbiNhAsid,
     TlbiNhVa,
@@ -28,6 +31,7 @@ from iommu_uapi_smmu.cmds import (
     TlbiS12Vmall,
 )
 from iommu_uapi_smmu.events import EventType, SmmuFault, decode_event
+from iommu_uapi_smmu.idr import SmmuCaps
 from iommu_uapi_smmu.registers import (
     CMDQ_CONS_ERR,
     QUEUE_OVERFLOW,
@@ -265,3 +269,25 @@ def test_recinvsid_register() -> None:
     assert _faults(rig.smmu, 300, 0) and rig.smmu.events == []
     rig.smmu.write_register(Reg.CR2, Cr2(RECINVSID=True).to_int())
     assert _faults(rig.smmu, 300, 0) and len(rig.smmu.events) == 1
+
+
+def test_el2_streams_have_their_own_entries_and_tlbis() -> None:
+    rig = QRig(caps=SmmuCaps(hyp=True))
+    _s1_stream(rig, 4, asid=7)  # NS-EL1
+    pt = rig.s1()
+    for va in (0x1000, 0x2000, 0x3000):
+        pt.map(va, DATA, 4096, RW | (Prot.GLOBAL if va == 0x3000 else 0))
+    rig.s1_stream(5, {0: rig.cd(pt, ASID=7)}, STRW=0b10)  # EL2, same ASID
+    for va in (0x1000, 0x2000, 0x3000):
+        rig.smmu.translate(5, va)
+        pt.unmap(va, 4096)
+    rig.submit(TlbiNsnhAll(), TlbiNhAll(VMID=0))  # neither reaches EL2 entries
+    assert _stale(rig, 4) == []
+    assert _stale(rig, 5) == [0x1000, 0x2000, 0x3000]
+    rig.submit(TlbiEl2Va(ASID=7, Addr=0x1000))
+    assert _stale(rig, 5) == [0x2000, 0x3000]
+    rig.submit(TlbiEl2Asid(ASID=7))
+    assert _stale(rig, 5) == [0x3000]  # global
+    rig.submit(TlbiEl2Vaa(Addr=0x3000))
+    assert _stale(rig, 5) == []
+    assert rig.smmu.regs.active_gerrors() == 0
