@@ -99,7 +99,8 @@ class Stage1:
 
     def select(self, va: int, access: int) -> tuple[Half, int]:
         """The VA half ``va`` falls in and the walker's input (``va`` below the region size);
-        a VA outside both regions, or in a half with EPD = 1, is F_TRANSLATION without a walk."""
+        a VA outside both regions, or in a half with EPD = 1, is F_TRANSLATION without a walk, a
+        TTBx beyond the effective IPS is F_ADDR_SIZE."""
         n = (va >> 55) & 1
         half = self.halves[n]
         top = 56 if half.tbi else 64
@@ -113,6 +114,11 @@ class Stage1:
             raise WalkFault(FaultReason.OOR_ADDRESS, stage=1, level=0,
                             code=SmmuEvent.F_TRANSLATION, addr=va, access=access,
                             message=f"VA {va:#x} in the TTB{n} half, which EPD{n} disables")
+        oas = half.walker.cfg.oas
+        if half.root >> oas:
+            raise WalkFault(FaultReason.OOR_ADDRESS, stage=1, level=0,
+                            code=SmmuEvent.F_ADDR_SIZE, addr=va, access=access,
+                            message=f"TTB{n} {half.root:#x} beyond the {oas}-bit output size")
         return half, va & ((1 << half.ias) - 1)
 
 

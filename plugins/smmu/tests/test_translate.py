@@ -70,6 +70,8 @@ def test_stage1_permission_and_address_size() -> None:
     assert (ev.Type, ev.RnW, ev.PnU, ev.InputAddr) == (EventType.F_PERMISSION, False, True,
                                                        0x1008)
     assert _fault(rig, 1, 0x1000).event.Type == EventType.F_ADDR_SIZE  # type: ignore[union-attr]
+    rig.s1_stream(3, {0: rig.cd(pt, IPS=0, ASID=3, TTB0=1 << 32)})  # TTB0 beyond 32 bits
+    assert _fault(rig, 3, 0x1000).event.Type == EventType.F_ADDR_SIZE  # type: ignore[union-attr]
     assert rig.smmu.translate(2, 0x2000, R).paddr == 1 << 40
 
 
