@@ -15,6 +15,7 @@ from iommu_uapi_smmu.cmds import (
     CfgiAll,
     CfgiCd,
     CfgiSte,
+    CfgiSteRange,
     Command,
     Resume,
     StallTerm,
@@ -291,3 +292,13 @@ def test_el2_streams_have_their_own_entries_and_tlbis() -> None:
     rig.submit(TlbiEl2Vaa(Addr=0x3000))
     assert _stale(rig, 5) == []
     assert rig.smmu.regs.active_gerrors() == 0
+
+
+def test_cfgi_ste_range_drops_its_aligned_block_only() -> None:
+    rig = QRig()
+    for sid in range(8):
+        rig.set_ste(sid, Ste(V=True, Config=SteConfig.BYPASS))
+        rig.smmu.translate(sid, 0)
+        rig.set_ste(sid, Ste(V=False))
+    rig.submit(CfgiSteRange(SID=5, Range=1))  # 4 StreamIDs: 4..7
+    assert [sid for sid in range(8) if _faults(rig.smmu, sid, 0)] == [4, 5, 6, 7]
