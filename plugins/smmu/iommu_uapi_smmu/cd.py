@@ -8,10 +8,11 @@ ILLEGAL (the SMMU records C_BAD_CD); :func:`s1_config` the walk configuration of
 
 from __future__ import annotations
 
+from iommu_uapi.hw.bits import Field, bit
 from iommu_uapi.pgtable.lpae import LPAEConfig
-from iommu_uapi_vtd.bits import Field, Record, bit
 
 from .idr import ADDR_SIZE_BITS, SmmuCaps, StallModel, Ttendian
+from .record import SmmuRecord
 
 __all__ = ["CD_SIZE", "TG0_GRANULE", "TG1_GRANULE", "Cd", "check_cd", "s1_config", "tsz_range"]
 
@@ -23,7 +24,7 @@ TG0_GRANULE = {0b00: 4096, 0b01: 65536, 0b10: 16384}
 TG1_GRANULE = {0b10: 4096, 0b11: 65536, 0b01: 16384}
 
 
-class Cd(Record, frozen=True, gc=False):
+class Cd(SmmuRecord, frozen=True, gc=False):
     """A Context Descriptor, field positions as absolute bits of the 512-bit structure."""
 
     BITS = 512

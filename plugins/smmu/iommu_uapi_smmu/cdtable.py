@@ -13,13 +13,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from iommu_uapi.errors import MemoryAccessError
+from iommu_uapi.hw.bits import Field, bit
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable.common import Stage2Translate, WalkFault
 from iommu_uapi.uapi.consts import FaultPerm
-from iommu_uapi_vtd.bits import Field, Record, bit
 
 from .cd import CD_SIZE, Cd
 from .events import ConfigFault, EventType
+from .record import SmmuRecord
 from .ste import S1Fmt, Ste
 
 __all__ = ["L1CD_SIZE", "L2_SHIFT", "CdFetch", "CdTable", "L1Cd"]
@@ -30,7 +31,7 @@ L2_SHIFT = {S1Fmt.TWO_LEVEL_4K: 6, S1Fmt.TWO_LEVEL_64K: 10}
 _READ = int(FaultPerm.READ)
 
 
-class L1Cd(Record, frozen=True, gc=False):
+class L1Cd(SmmuRecord, frozen=True, gc=False):
     """Level-1 CD descriptor: V and the L2 table's address (bits 55:12)."""
 
     LAYOUT = {"V": bit(0), "L2Ptr": Field(12, 44, 12)}

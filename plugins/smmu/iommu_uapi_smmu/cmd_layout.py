@@ -9,11 +9,12 @@ bits 127:64); the per-opcode layouts are in :mod:`.cmds`.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from iommu_uapi_vtd.bits import Field, Record, bit
+from iommu_uapi.hw.bits import Field, bit
 
 from .idr import SmmuCaps
+from .record import SmmuRecord
 
 __all__ = [
     "CMD_SIZE",
@@ -113,14 +114,18 @@ F_LEAF, F_TTL, F_TG, F_ADDR = bit(64), Field(72, 2), Field(74, 2), Field(76, 52,
 RANGE_FIELDS = {"NUM": F_NUM, "SCALE": F_SCALE, "TTL": F_TTL, "TG": F_TG}
 
 
-class Command(Record, frozen=True, gc=False):
-    """A 128-bit command; ``OPCODE`` is its fixed part (``FIXED``, set for every layout of
-    :data:`COMMANDS`)."""
+class Command(SmmuRecord, frozen=True, gc=False):
+    """A 128-bit command; ``OPCODE`` is its fixed part (``FIXED``)."""
 
     BITS = 128
     OPCODE: ClassVar[Opcode]
     #: The capability the command needs (an :class:`SmmuCaps` attribute), else CERROR_ILL.
     NEEDS: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if "OPCODE" in cls.__dict__:
+            cls.FIXED = OPCODE.put(cls.OPCODE)  # before the base counts FIXED as defined
+        super().__init_subclass__(**kwargs)
 
     def illegal(self, caps: SmmuCaps) -> str | None:
         """Why this command's field values are illegal beyond RES0 bits (None: legal)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from iommu_uapi_vtd.bits import Field, bit
+from iommu_uapi.hw.bits import Field, bit
 
 from .cmd_layout import (
     CMD_SIZE,
@@ -390,8 +390,6 @@ COMMANDS: dict[Opcode, type[Command]] = {
         TlbiEl2Asid, TlbiEl2Va, TlbiEl2Vaa, TlbiS12Vmall, TlbiS2Ipa, TlbiNsnhAll, AtcInv,
         PriResp, Resume, StallTerm, Sync)
 }
-for _cls in COMMANDS.values():
-    _cls.FIXED = OPCODE.put(_cls.OPCODE)
 
 
 def decode_command(raw: int | bytes | bytearray | memoryview) -> Command:

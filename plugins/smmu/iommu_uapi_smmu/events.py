@@ -14,8 +14,10 @@ import errno
 from enum import IntEnum
 
 from iommu_uapi.errors import UAPIError
+from iommu_uapi.hw.bits import Field, bit
 from iommu_uapi.pgtable.common import WalkFault
-from iommu_uapi_vtd.bits import Field, Record, bit
+
+from .record import SmmuRecord
 
 __all__ = [
     "EVENT_RECORD",
@@ -72,7 +74,7 @@ class EventClass(IntEnum):
     IN = 2
 
 
-class Event(Record, frozen=True, gc=False):
+class Event(SmmuRecord, frozen=True, gc=False):
     """The word every event starts with; alone it is the record of the configuration errors
     (C_BAD_STREAMID, C_BAD_STE, C_BAD_SUBSTREAMID, C_BAD_CD), F_STREAM_DISABLED and
     F_CFG_CONFLICT."""

@@ -17,7 +17,9 @@ from typing import NamedTuple
 import msgspec
 
 from iommu_uapi.errors import UAPIError
-from iommu_uapi_vtd.bits import Field, Record, bit
+from iommu_uapi.hw.bits import Field, bit
+
+from .record import SmmuRecord
 
 __all__ = [
     "ADDR_SIZE_BITS",
@@ -78,7 +80,7 @@ class StLevel(IntEnum):
     TWO_LEVEL = 0b01
 
 
-class Idr0(Record, frozen=True, gc=False):
+class Idr0(SmmuRecord, frozen=True, gc=False):
     """SMMU_IDR0 (offset 0x00): stages, formats, ATS/PRI, stall model, stream-table levels."""
 
     BITS = 32
@@ -115,7 +117,7 @@ class Idr0(Record, frozen=True, gc=False):
     ST_LEVEL: int = 0
 
 
-class Idr1(Record, frozen=True, gc=False):
+class Idr1(SmmuRecord, frozen=True, gc=False):
     """SMMU_IDR1 (0x04): StreamID/SubstreamID widths and log2 of the largest queues."""
 
     BITS = 32
@@ -137,7 +139,7 @@ class Idr1(Record, frozen=True, gc=False):
     TABLES_PRESET: bool = False
 
 
-class Idr3(Record, frozen=True, gc=False):
+class Idr3(SmmuRecord, frozen=True, gc=False):
     """SMMU_IDR3 (0x0C): HAD, XNX, small translation tables (STT), range invalidation (RIL)."""
 
     BITS = 32
@@ -156,7 +158,7 @@ class Idr3(Record, frozen=True, gc=False):
     BBML: int = 0
 
 
-class Idr5(Record, frozen=True, gc=False):
+class Idr5(SmmuRecord, frozen=True, gc=False):
     """SMMU_IDR5 (0x14): output address size, granules, VA extension, outstanding stalls."""
 
     BITS = 32
@@ -172,7 +174,7 @@ class Idr5(Record, frozen=True, gc=False):
     STALL_MAX: int = 0
 
 
-class Iidr(Record, frozen=True, gc=False):
+class Iidr(SmmuRecord, frozen=True, gc=False):
     """SMMU_IIDR (0x18): implementer (JEP106 code), product, variant, revision."""
 
     BITS = 32
@@ -186,7 +188,7 @@ class Iidr(Record, frozen=True, gc=False):
     ProductID: int = 0
 
 
-class Aidr(Record, frozen=True, gc=False):
+class Aidr(SmmuRecord, frozen=True, gc=False):
     """SMMU_AIDR (0x1C): architecture revision (major 0 = SMMUv3.x, minor = the .x)."""
 
     BITS = 32

@@ -8,14 +8,16 @@ CMD_PRI_RESP.
 
 from __future__ import annotations
 
-from iommu_uapi_vtd.bits import Field, Record, bit
+from iommu_uapi.hw.bits import Field, bit
+
+from .record import SmmuRecord
 
 __all__ = ["PRI_ENTRY_SIZE", "PageRequest"]
 
 PRI_ENTRY_SIZE = 16
 
 
-class PageRequest(Record, frozen=True, gc=False):
+class PageRequest(SmmuRecord, frozen=True, gc=False):
     """A PRI-queue entry."""
 
     BITS = 128

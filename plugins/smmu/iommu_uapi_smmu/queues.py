@@ -10,8 +10,8 @@ and not full; when it is full the entry is lost and PROD.OVFLG is toggled, once 
 from __future__ import annotations
 
 from iommu_uapi.errors import MemoryAccessError
+from iommu_uapi.hw.bits import Record
 from iommu_uapi.memory import PhysicalMemory
-from iommu_uapi_vtd.bits import Record
 
 from .registers import QUEUE_OVERFLOW, Cr0, Gerror, QueueBase, QueueIndex, Reg, RegisterFile
 

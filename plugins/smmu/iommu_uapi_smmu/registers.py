@@ -13,9 +13,10 @@ import errno
 from enum import IntEnum, IntFlag
 
 from iommu_uapi.errors import UAPIError
-from iommu_uapi_vtd.bits import Field, Record, bit
+from iommu_uapi.hw.bits import Field, bit
 
 from .idr import SmmuCaps, id_registers
+from .record import SmmuRecord
 
 __all__ = [
     "PAGE1",
@@ -81,7 +82,7 @@ class Reg(IntEnum):
     PRIQ_CONS = PAGE1 + 0xCC
 
 
-class Cr0(Record, frozen=True, gc=False):
+class Cr0(SmmuRecord, frozen=True, gc=False):
     """SMMU_CR0: enables (mirrored in CR0ACK once effective) and the VMID wildcard."""
 
     BITS = 32
@@ -95,7 +96,7 @@ class Cr0(Record, frozen=True, gc=False):
     VMW: int = 0
 
 
-class Cr1(Record, frozen=True, gc=False):
+class Cr1(SmmuRecord, frozen=True, gc=False):
     """SMMU_CR1: cacheability and shareability of queue and table accesses."""
 
     BITS = 32
@@ -109,7 +110,7 @@ class Cr1(Record, frozen=True, gc=False):
     TABLE_SH: int = 0
 
 
-class Cr2(Record, frozen=True, gc=False):
+class Cr2(SmmuRecord, frozen=True, gc=False):
     """SMMU_CR2: E2H, RECINVSID (record C_BAD_STREAMID), PTM (private TLB maintenance)."""
 
     BITS = 32
@@ -119,7 +120,7 @@ class Cr2(Record, frozen=True, gc=False):
     PTM: bool = False
 
 
-class Gbpa(Record, frozen=True, gc=False):
+class Gbpa(SmmuRecord, frozen=True, gc=False):
     """SMMU_GBPA: what incoming traffic does while SMMUEN = 0 (ABORT, or bypass with these
     attribute overrides)."""
 
@@ -157,7 +158,7 @@ class StrtabFmt(IntEnum):
     TWO_LEVEL = 1
 
 
-class StrtabBase(Record, frozen=True, gc=False):
+class StrtabBase(SmmuRecord, frozen=True, gc=False):
     """SMMU_STRTAB_BASE (64-bit): read-allocate hint and the table's address (bits 51:6)."""
 
     LAYOUT = {"ADDR": Field(6, 46, 6), "RA": bit(62)}
@@ -165,7 +166,7 @@ class StrtabBase(Record, frozen=True, gc=False):
     RA: bool = False
 
 
-class StrtabBaseCfg(Record, frozen=True, gc=False):
+class StrtabBaseCfg(SmmuRecord, frozen=True, gc=False):
     """SMMU_STRTAB_BASE_CFG: log2 of the StreamIDs covered, the two-level split and format."""
 
     BITS = 32
@@ -175,7 +176,7 @@ class StrtabBaseCfg(Record, frozen=True, gc=False):
     FMT: int = 0
 
 
-class QueueBase(Record, frozen=True, gc=False):
+class QueueBase(SmmuRecord, frozen=True, gc=False):
     """SMMU_CMDQ_BASE / EVENTQ_BASE / PRIQ_BASE: log2 of the entries, the queue's address
     (bits 51:5) and the read- (command) or write-allocate (event, PRI) hint at bit 62."""
 

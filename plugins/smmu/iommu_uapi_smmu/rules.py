@@ -20,6 +20,9 @@ SMMU_RULES: tuple[ModelRule, ...] = tuple(
     ModelRule(rid, err, "the hardware model", text) for rid, err, text in (
         ("smmu.caps", _E, "an inconsistent capability set (SmmuCaps), or ID registers holding "
          "reserved encodings"),
+        ("smmu.field-width", _E, "a register, table entry, command or record field value that "
+         "does not fit its width"),
+        ("smmu.size", _E, "a record decoded from the wrong number of bytes"),
         ("smmu.register", _E, "a register offset the SMMU does not implement"),
         ("smmu.strtab.fmt", _E, "STRTAB_BASE_CFG.FMT reserved, or two-level without "
          "IDR0.ST_LEVEL"),

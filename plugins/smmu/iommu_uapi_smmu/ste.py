@@ -13,10 +13,11 @@ from __future__ import annotations
 from enum import IntEnum
 
 from iommu_uapi.errors import UAPIError
+from iommu_uapi.hw.bits import Field, bit
 from iommu_uapi.pgtable.lpae import LPAEConfig
-from iommu_uapi_vtd.bits import Field, Record, bit
 
 from .idr import ADDR_SIZE_BITS, SmmuCaps, StallModel, Ttendian
+from .record import SmmuRecord
 
 __all__ = [
     "STE_SIZE",
@@ -96,7 +97,7 @@ def granule_of_s2tg(s2tg: int) -> int | None:
     return _S2TG_GRANULE.get(s2tg)
 
 
-class Ste(Record, frozen=True, gc=False):
+class Ste(SmmuRecord, frozen=True, gc=False):
     """A Stream Table Entry, field positions as absolute bits of the 512-bit structure."""
 
     BITS = 512

@@ -11,11 +11,12 @@ from __future__ import annotations
 import errno
 
 from iommu_uapi.errors import MemoryAccessError, UAPIError
+from iommu_uapi.hw.bits import Field
 from iommu_uapi.memory import PhysicalMemory
-from iommu_uapi_vtd.bits import Field, Record
 
 from .events import ConfigFault, EventType
 from .idr import SmmuCaps, StLevel
+from .record import SmmuRecord
 from .registers import StrtabBaseCfg, StrtabFmt
 from .ste import STE_SIZE, Ste
 
@@ -26,7 +27,7 @@ L1STD_SIZE = 8
 SPLITS = frozenset({6, 8, 10})
 
 
-class L1Std(Record, frozen=True, gc=False):
+class L1Std(SmmuRecord, frozen=True, gc=False):
     """Level-1 stream table descriptor: Span (0 invalid; 1..11: the L2 array holds
     2^(Span-1) STEs; 12..31 reserved, as 0) and the L2 array's address (bits 55:6)."""
 

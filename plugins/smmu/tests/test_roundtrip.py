@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from iommu_uapi.hw.bits import Record
 from iommu_uapi_smmu.cd import Cd
 from iommu_uapi_smmu.cdtable import L1Cd
 from iommu_uapi_smmu.cmd_check import check_command
@@ -35,7 +36,6 @@ from iommu_uapi_smmu.pri import PageRequest
 from iommu_uapi_smmu.registers import Cr0, Cr1, Cr2, Gbpa, QueueBase, StrtabBase, StrtabBaseCfg
 from iommu_uapi_smmu.ste import Ste
 from iommu_uapi_smmu.strtab import L1Std
-from iommu_uapi_vtd.bits import Record
 
 RECORDS: list[type[Record]] = [
     Ste, Cd, L1Std, L1Cd, PageRequest, Idr0, Idr1, Idr3, Idr5, Iidr, Aidr, Cr0, Cr1, Cr2, Gbpa,
