@@ -86,7 +86,7 @@ class PcieSide:
         the queue disabled or full, the request then lost); a Last request opens a group
         awaiting CMD_PRI_RESP."""
         smmu = self.smmu
-        if not smmu.caps.pri or not PRIQ.push(smmu.regs, smmu.mem, req):
+        if not smmu.caps.pri or not smmu.queues.produce(PRIQ, req):
             return False
         if req.Last:
             self.pending.add((req.StreamID, req.SubstreamID if req.SSV else None, req.PRGI))

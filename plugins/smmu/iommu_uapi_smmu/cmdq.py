@@ -1,10 +1,11 @@
 """The command queue: the SMMU consumes 16-byte commands from memory and executes them.
 
-Software writes commands at CMDQ_PROD and advances it; the SMMU reads from CMDQ_CONS up to PROD,
-executing each command on its caches (:data:`EXECUTE`). An illegal command (CERROR_ILL) or an
-unreadable slot (CERROR_ABT) stops consumption with CONS pointing at it, CMDQ_CONS.ERR set and
-GERROR.CMDQ_ERR toggled; nothing more is consumed until software acknowledges by making
-GERRORN.CMDQ_ERR equal, after which consumption restarts at CONS.
+Software writes commands at CMDQ_PROD and advances it; the SMMU reads from CMDQ_CONS up to PROD
+(the command ring of :mod:`.queues`), executing each command on its caches (:data:`EXECUTE`).
+An illegal command (CERROR_ILL) or an unreadable slot (CERROR_ABT) stops the ring with CONS
+pointing at it, CMDQ_CONS.ERR set and GERROR.CMDQ_ERR toggled; nothing more is consumed until
+software acknowledges by making GERRORN.CMDQ_ERR equal, after which consumption restarts at
+CONS.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from iommu_uapi.errors import MemoryAccessError
 
 from .cmd_check import check_command
 from .cmds import (
-    CMD_SIZE,
     AtcInv,
     CError,
     CfgiCd,
@@ -45,7 +45,8 @@ from .cmds import (
     TlbiS12Vmall,
     _RangeTlbi,
 )
-from .registers import CMDQ_CONS_ERR, Cr0, Gerror, QueueBase, QueueIndex, Reg
+from .queues import CMDQ
+from .registers import Gerror
 
 if TYPE_CHECKING:
     from .smmu import Smmu
@@ -108,32 +109,24 @@ EXECUTE: dict[type[Command], Callable[[Smmu, Any], object]] = {
 
 def consume(smmu: Smmu) -> int:
     """Execute the commands between CMDQ_CONS and CMDQ_PROD; returns how many ran. Does nothing
-    while CR0.CMDQEN = 0 or a command-queue error is unacknowledged."""
-    regs = smmu.regs
-    if not Cr0.LAYOUT["CMDQEN"].get(regs.read(Reg.CR0)) or \
-            regs.active_gerrors() & Gerror.CMDQ_ERR:
+    while CR0.CMDQEN = 0 or the queue is stopped on an unacknowledged error."""
+    queues = smmu.queues
+    if not queues.enabled(CMDQ):
         return 0
-    base = QueueBase.from_int(regs.read(Reg.CMDQ_BASE))
-    q = QueueIndex(min(base.LOG2SIZE, smmu.caps.cmdqs))
-    prod = regs.read(Reg.CMDQ_PROD)
-    cons_reg = regs.read(Reg.CMDQ_CONS)
-    cons = cons_reg & q.mask
+    ring = queues.cmdq
     done = 0
-    while not q.empty(prod, cons):
-        addr = base.ADDR + q.index(cons) * CMD_SIZE
-        try:
-            cmd = check_command(smmu.mem.read(addr, CMD_SIZE), smmu.caps)
+    try:
+        while (raw := ring.peek()) is not None:
+            cmd = check_command(raw, smmu.caps)
             handler = EXECUTE.get(type(cmd))
             if handler is None:  # pragma: no cover - check_command refuses these
                 raise CommandError(CError.ILL, f"CMD_{cmd.OPCODE.name} is not executable")
             handler(smmu, cmd)
-        except (CommandError, MemoryAccessError) as exc:
-            err = exc.cerror if isinstance(exc, CommandError) else CError.ABT
-            regs.set(Reg.CMDQ_CONS, cons | CMDQ_CONS_ERR.put(err))
-            regs.toggle_gerror(Gerror.CMDQ_ERR)
-            smmu.cmdq_error = str(exc)
-            return done
-        cons = q.advance(cons)
-        done += 1
-    regs.set(Reg.CMDQ_CONS, cons | (cons_reg & CMDQ_CONS_ERR.mask))
+            ring.advance()
+            done += 1
+    except (CommandError, MemoryAccessError) as exc:
+        ring.stop(exc.cerror if isinstance(exc, CommandError) else CError.ABT)
+        smmu.regs.toggle_gerror(Gerror.CMDQ_ERR)
+        smmu.cmdq_error = str(exc)
+    queues.mirror(CMDQ)
     return done

@@ -1,57 +1,116 @@
-"""The event queue and the PRI queue in memory: the SMMU is their producer.
+"""The command, event and PRI queues as the core's rings, behind their registers.
 
-A queue of 2^LOG2SIZE entries (capped by IDR1.EVENTQS / PRIQS) at its BASE register's address;
-PROD (owned by the SMMU, page 1) and CONS (owned by software) carry an index and a wrap flag
-(:class:`~.registers.QueueIndex`). An entry is written only while the queue is enabled in CR0
-and not full; when it is full the entry is lost and PROD.OVFLG is toggled, once per overflow
-(while OVFLG = CONS.OVACKFLG). A write outside memory raises the queue's GERROR abort bit.
+Each queue is a :class:`~iommu_uapi.hw.ring.Ring` with SMMUv3 positions (index plus wrap flag,
+:attr:`~iommu_uapi.hw.ring.IndexStyle.WRAP_BIT`) of 2^LOG2SIZE entries, LOG2SIZE capped by
+IDR1.CMDQS / EVENTQS / PRIQS. Software owns the command queue's PROD and the event and PRI
+queues' CONS (with OVACKFLG); the SMMU owns the others, which software may write only while the
+queue is disabled in CR0. The rings hold the positions, the stop and the overflow condition;
+:class:`Queues` keeps the PROD/CONS registers equal to them (CMDQ_CONS.ERR, PROD.OVFLG,
+CONS.OVACKFLG included). An entry the SMMU cannot write raises the queue's GERROR abort bit.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from iommu_uapi.errors import MemoryAccessError
 from iommu_uapi.hw.bits import Record
+from iommu_uapi.hw.ring import IndexStyle, Ring
 from iommu_uapi.memory import PhysicalMemory
 
-from .registers import QUEUE_OVERFLOW, Cr0, Gerror, QueueBase, QueueIndex, Reg, RegisterFile
+from .registers import CMDQ_CONS_ERR, QUEUE_OVERFLOW, Cr0, Gerror, QueueBase, Reg, RegisterFile
 
-__all__ = ["EVENTQ", "PRIQ", "OutQueue"]
+__all__ = ["CMDQ", "EVENTQ", "PRIQ", "QueueSpec", "Queues"]
 
 
-class OutQueue:
-    """One SMMU-produced queue: its registers, entry size, enable bit and abort error."""
+class QueueSpec(NamedTuple):
+    """One queue's registers, entry size, CR0 enable, GERROR abort bit and IDR1 size cap, and
+    whether the SMMU produces it (event, PRI) or consumes it (command)."""
 
-    def __init__(self, base: Reg, prod: Reg, cons: Reg, entry_size: int, enable: str,
-                 abort: Gerror, caps_size: str) -> None:
-        self.base, self.prod, self.cons = base, prod, cons
-        self.entry_size = entry_size
-        self.enable = enable
-        self.abort = abort
-        self.caps_size = caps_size
+    base: Reg
+    prod: Reg
+    cons: Reg
+    entry_size: int
+    enable: str
+    abort: Gerror
+    cap: str
+    smmu_produces: bool
 
-    def push(self, regs: RegisterFile, mem: PhysicalMemory, entry: Record) -> bool:
-        """Write ``entry`` at PROD and advance it; False when the queue is disabled, full (the
-        overflow flag toggled) or its memory unwritable (GERROR abort raised)."""
-        if not Cr0.LAYOUT[self.enable].get(regs.read(Reg.CR0)):
+
+CMDQ = QueueSpec(Reg.CMDQ_BASE, Reg.CMDQ_PROD, Reg.CMDQ_CONS, 16, "CMDQEN", Gerror.CMDQ_ERR,
+                 "cmdqs", False)
+EVENTQ = QueueSpec(Reg.EVENTQ_BASE, Reg.EVENTQ_PROD, Reg.EVENTQ_CONS, 32, "EVENTQEN",
+                   Gerror.EVTQ_ABT_ERR, "eventqs", True)
+PRIQ = QueueSpec(Reg.PRIQ_BASE, Reg.PRIQ_PROD, Reg.PRIQ_CONS, 16, "PRIQEN",
+                 Gerror.PRIQ_ABT_ERR, "priqs", True)
+_OVF = QUEUE_OVERFLOW.mask
+
+
+class Queues:
+    """The three rings of one SMMU and the register writes that move them."""
+
+    def __init__(self, regs: RegisterFile, mem: PhysicalMemory) -> None:
+        self.regs = regs
+        self.rings = {spec: Ring(mem, 0, 0, spec.entry_size, IndexStyle.WRAP_BIT)
+                      for spec in (CMDQ, EVENTQ, PRIQ)}
+        self._by_reg = {reg: spec for spec in self.rings for reg in (spec.base, spec.prod,
+                                                                      spec.cons)}
+
+    @property
+    def cmdq(self) -> Ring:
+        """The command queue."""
+        return self.rings[CMDQ]
+
+    def enabled(self, spec: QueueSpec) -> bool:
+        """CR0 enables the queue."""
+        return bool(Cr0.LAYOUT[spec.enable].get(self.regs.read(Reg.CR0)))
+
+    def write(self, reg: Reg, value: int) -> bool:
+        """Software writes a queue register (after the register file stored what it keeps);
+        returns False for a register that is not a queue's."""
+        spec = self._by_reg.get(reg)
+        if spec is None:
             return False
-        base = QueueBase.from_int(regs.read(self.base))
-        q = QueueIndex(min(base.LOG2SIZE, getattr(regs.caps, self.caps_size)))
-        prod, cons = regs.read(self.prod), regs.read(self.cons)
-        if q.full(prod, cons):
-            ovf = QUEUE_OVERFLOW
-            if ovf.get(prod) == ovf.get(cons):
-                regs.set(self.prod, prod ^ ovf.mask)
-            return False
-        try:
-            mem.write(base.ADDR + q.index(prod) * self.entry_size, entry.to_bytes())
-        except MemoryAccessError:
-            regs.toggle_gerror(self.abort)
-            return False
-        regs.set(self.prod, q.advance(prod))
+        ring = self.rings[spec]
+        if reg is spec.base:
+            base = QueueBase.from_int(self.regs.read(reg))
+            ring.configure(base.ADDR, min(base.LOG2SIZE, getattr(self.regs.caps, spec.cap)),
+                           spec.entry_size)
+        else:
+            software_owned = (reg is spec.cons) == spec.smmu_produces
+            if software_owned or not self.enabled(spec):
+                pos = value & (ring.positions - 1)
+                if reg is spec.prod:
+                    ring.set_prod(pos)
+                    ring.ovflg = bool(value & _OVF) if spec.smmu_produces else ring.ovflg
+                else:
+                    ring.set_cons(pos)
+                    if spec.smmu_produces:
+                        ring.ovackflg = bool(value & _OVF)
+        self.mirror(spec)
         return True
 
+    def mirror(self, spec: QueueSpec) -> None:
+        """Make the queue's PROD and CONS registers show its ring."""
+        ring, regs = self.rings[spec], self.regs
+        if spec.smmu_produces:
+            regs.set(spec.prod, ring.prod | (_OVF if ring.ovflg else 0))
+            regs.set(spec.cons, ring.cons | (_OVF if ring.ovackflg else 0))
+        else:
+            regs.set(spec.prod, ring.prod)
+            regs.set(spec.cons, ring.cons | CMDQ_CONS_ERR.put(ring.error if ring.stopped
+                                                               else 0))
 
-EVENTQ = OutQueue(Reg.EVENTQ_BASE, Reg.EVENTQ_PROD, Reg.EVENTQ_CONS, 32, "EVENTQEN",
-                  Gerror.EVTQ_ABT_ERR, "eventqs")
-PRIQ = OutQueue(Reg.PRIQ_BASE, Reg.PRIQ_PROD, Reg.PRIQ_CONS, 16, "PRIQEN",
-                Gerror.PRIQ_ABT_ERR, "priqs")
+    def produce(self, spec: QueueSpec, entry: Record) -> bool:
+        """The SMMU writes ``entry`` (an event, a page request): False when the queue is
+        disabled, full (the entry lost, the overflow condition entered) or its memory
+        unwritable (the GERROR abort bit raised)."""
+        if not self.enabled(spec):
+            return False
+        try:
+            done = self.rings[spec].produce_or_overflow(entry.to_bytes())
+        except MemoryAccessError:
+            self.regs.toggle_gerror(spec.abort)
+            return False
+        self.mirror(spec)
+        return done

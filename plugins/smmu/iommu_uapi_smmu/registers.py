@@ -26,7 +26,6 @@ __all__ = [
     "Gbpa",
     "Gerror",
     "QueueBase",
-    "QueueIndex",
     "Reg",
     "RegisterFile",
     "StrtabBase",
@@ -191,38 +190,6 @@ CMDQ_CONS_ERR = Field(24, 7)
 QUEUE_OVERFLOW = bit(31)
 
 
-class QueueIndex:
-    """PROD/CONS of a queue of ``2**log2size`` entries: bits log2size-1:0 are the index, bit
-    log2size the wrap flag."""
-
-    __slots__ = ("log2size", "mask")
-
-    def __init__(self, log2size: int) -> None:
-        self.log2size = log2size
-        self.mask = (2 << log2size) - 1
-
-    def index(self, ptr: int) -> int:
-        """The slot ``ptr`` designates."""
-        return ptr & ((1 << self.log2size) - 1)
-
-    def wrap(self, ptr: int) -> int:
-        """The wrap flag of ``ptr``."""
-        return (ptr >> self.log2size) & 1
-
-    def empty(self, prod: int, cons: int) -> bool:
-        """Index and wrap equal."""
-        return (prod & self.mask) == (cons & self.mask)
-
-    def full(self, prod: int, cons: int) -> bool:
-        """Index equal, wrap different."""
-        return (prod ^ cons) & self.mask == 1 << self.log2size
-
-    def advance(self, ptr: int) -> int:
-        """``ptr`` moved on by one entry (wrap flag toggling past the last slot), other bits
-        kept."""
-        return (ptr & ~self.mask) | ((ptr + 1) & self.mask)
-
-
 def _writable(caps: SmmuCaps) -> dict[int, int]:
     cr0 = Cr0.defined_mask() & ~(Cr0.LAYOUT["VMW"].mask if not caps.vmw else 0)
     cr2 = Cr2.defined_mask() & ~(Cr2.LAYOUT["E2H"].mask if not caps.hyp else 0)
@@ -276,7 +243,8 @@ class RegisterFile:
 
     def write(self, offset: int, value: int) -> None:
         """Software writes ``value`` to the register at ``offset``: read-only registers and
-        unimplemented bits ignore it (the architecture's RO/RES0 behaviour)."""
+        unimplemented bits ignore it (the architecture's RO/RES0 behaviour). The queue indices
+        are the rings' (:mod:`.queues`), which rewrite them after every write."""
         try:
             reg = Reg(offset)
         except ValueError:
@@ -285,12 +253,6 @@ class RegisterFile:
         mask = self._writable.get(reg)
         if mask is None:
             return
-        if reg in (Reg.CMDQ_CONS, Reg.EVENTQ_PROD, Reg.PRIQ_PROD):
-            # the SMMU owns these while the queue is enabled
-            enable = {Reg.CMDQ_CONS: "CMDQEN", Reg.EVENTQ_PROD: "EVENTQEN",
-                      Reg.PRIQ_PROD: "PRIQEN"}[reg]
-            if Cr0.LAYOUT[enable].get(self._values[Reg.CR0]):
-                return
         self._values[reg] = value & mask
         if reg is Reg.CR0:
             self._values[Reg.CR0ACK] = value & mask

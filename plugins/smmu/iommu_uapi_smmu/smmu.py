@@ -40,8 +40,8 @@ from .events import (
 )
 from .idr import SmmuCaps
 from .iotlb import S2_ONLY, SmmuTlb
-from .queues import EVENTQ
-from .registers import Reg, RegisterFile, StrtabBase, StrtabBaseCfg
+from .queues import CMDQ, EVENTQ, Queues
+from .registers import Gerror, Reg, RegisterFile, StrtabBase, StrtabBaseCfg
 from .reports import Txn, config_event, walk_event
 from .ste import Eats, S1Dss, SteConfig
 from .strtab import StreamTable
@@ -62,6 +62,8 @@ class Smmu:
         self.caps = caps or SmmuCaps()
         self.mem = mem
         self.regs = RegisterFile(self.caps)
+        #: The command, event and PRI queues.
+        self.queues = Queues(self.regs, mem)
         #: Events recorded, oldest first.
         self.events: list[Event] = []
         #: Stalled transactions awaiting CMD_RESUME / CMD_STALL_TERM, by (StreamID, STAG).
@@ -83,7 +85,13 @@ class Smmu:
         """An MMIO write: stored per :class:`~.registers.RegisterFile`; a new CMDQ_PROD, an
         enabled queue or an acknowledged error makes the SMMU consume commands."""
         self.regs.write(offset, value)
-        if offset in (Reg.CMDQ_PROD, Reg.CR0, Reg.GERRORN):
+        reg = Reg(offset)
+        self.queues.write(reg, value)
+        if reg is Reg.GERRORN and self.queues.cmdq.stopped and \
+                not self.regs.active_gerrors() & Gerror.CMDQ_ERR:
+            self.queues.cmdq.acknowledge()
+            self.queues.mirror(CMDQ)
+        if reg in (Reg.CMDQ_PROD, Reg.CR0, Reg.GERRORN):
             consume(self)
 
     # -- configuration ------------------------------------------------------------------------
@@ -285,7 +293,7 @@ class Smmu:
 
     def _record(self, event: Event, message: str, *, abort: bool = True) -> SmmuFault:
         self.events.append(event)
-        EVENTQ.push(self.regs, self.mem, event)
+        self.queues.produce(EVENTQ, event)
         return SmmuFault(event, message, abort=abort)
 
     def _config_fault(self, txn: Txn, cf: ConfigFault,

@@ -302,3 +302,24 @@ def test_cfgi_ste_range_drops_its_aligned_block_only() -> None:
         rig.set_ste(sid, Ste(V=False))
     rig.submit(CfgiSteRange(SID=5, Range=1))  # 4 StreamIDs: 4..7
     assert [sid for sid in range(8) if _faults(rig.smmu, sid, 0)] == [4, 5, 6, 7]
+
+
+def test_smmu_owned_indices_are_read_only_while_the_queue_runs() -> None:
+    rig = QRig()
+    rig.submit(Sync(), Sync())
+    assert rig.smmu.regs.read(Reg.CMDQ_CONS) == 2
+    rig.smmu.write_register(Reg.CMDQ_CONS, 0)  # CMDQEN = 1: the SMMU owns CONS
+    assert rig.smmu.regs.read(Reg.CMDQ_CONS) == 2
+    rig.smmu.write_register(Reg.EVENTQ_PROD, 5)
+    assert rig.smmu.regs.read(Reg.EVENTQ_PROD) == 0
+    rig.smmu.write_register(Reg.CR0, Cr0(SMMUEN=True).to_int())  # queues off
+    rig.smmu.write_register(Reg.CMDQ_CONS, 0)
+    rig.smmu.write_register(Reg.EVENTQ_PROD, 5)
+    assert (rig.smmu.regs.read(Reg.CMDQ_CONS), rig.smmu.regs.read(Reg.EVENTQ_PROD)) == (0, 5)
+
+
+def test_queue_positions_wrap_after_a_full_lap() -> None:
+    rig = QRig()
+    for _ in range(3):
+        rig.submit(*[Sync()] * 100)  # 300 commands through a 256-entry queue
+    assert rig.smmu.regs.read(Reg.CMDQ_CONS) == (300 & 0xFF) | 1 << 8  # wrap flag set

@@ -13,7 +13,6 @@ from iommu_uapi_smmu.registers import (
     Gbpa,
     Gerror,
     QueueBase,
-    QueueIndex,
     Reg,
     RegisterFile,
     StrtabBase,
@@ -65,15 +64,6 @@ def test_table_registers_hold_what_software_wrote() -> None:
     assert regs.read(Reg.CMDQ_BASE) == 8 | 0x9000_0000
 
 
-def test_smmu_owned_indices_are_read_only_while_the_queue_runs() -> None:
-    regs = RegisterFile(SmmuCaps())
-    regs.write(Reg.CMDQ_CONS, 5)
-    assert regs.read(Reg.CMDQ_CONS) == 5
-    regs.write(Reg.CR0, Cr0(CMDQEN=True).to_int())
-    regs.write(Reg.CMDQ_CONS, 7)
-    assert regs.read(Reg.CMDQ_CONS) == 5
-
-
 def test_gerror_toggles_and_gerrorn_acknowledges() -> None:
     regs = RegisterFile(SmmuCaps())
     regs.toggle_gerror(Gerror.CMDQ_ERR)
@@ -94,13 +84,3 @@ def test_unimplemented_offset() -> None:
     with pytest.raises(UAPIError):
         regs.write(0x30, 0)
 
-
-def test_queue_index_wrap() -> None:
-    q = QueueIndex(2)  # 4 entries: index bits 1:0, wrap bit 2
-    assert q.empty(0, 0) and not q.full(0, 0)
-    assert q.full(0b100, 0b000) and q.full(0b011 + 1, 0)
-    ptr = 0
-    for _ in range(4):
-        ptr = q.advance(ptr)
-    assert ptr == 0b100 and q.index(ptr) == 0 and q.wrap(ptr) == 1
-    assert q.advance(0b111) == 0 and q.advance(1 << 31 | 0b111) == 1 << 31  # OVFLG kept
