@@ -142,7 +142,7 @@ def s1_config(cd: Cd, n: int, caps: SmmuCaps) -> LPAEConfig:
         raise ValueError(f"TG{n} is reserved")
     had = (cd.HAD0 if n == 0 else cd.HAD1) and caps.had
     return LPAEConfig(stage=1, granule=granule, t0sz=tsz, oas=s1_oas(cd, caps, granule),
-                      ha=cd.HA, hd=cd.HD, hpd=had, stt=caps.stt)
+                      ha=cd.HA, hd=cd.HD and cd.HA, hpd=had, stt=caps.stt)  # HD needs HA
 
 
 def check_cd(cd: Cd, caps: SmmuCaps, *, s1stalld: bool = False) -> str | None:

@@ -153,7 +153,8 @@ class StreamConfig:
         self.s2: Stage2Translate | None = None
         if ste.stage2:
             self.s2_cfg = s2_config(ste, caps)
-            self.s2 = stage2(_tables(mem, ste.S2AFFD), ste.S2TTB, self.s2_cfg)
+            self.s2 = stage2(_tables(mem, ste.S2AFFD), ste.S2TTB, self.s2_cfg,
+                             update_ad=ste.S2HA)
         self.record_s2 = ste.S2R
         self.cd_table = CdTable(mem, ste, self.s2) if ste.stage1 else None
 

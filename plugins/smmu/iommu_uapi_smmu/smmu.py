@@ -221,7 +221,7 @@ class Smmu:
             if s1 is not None:
                 half, va = s1.select(addr, access)
                 assert half.walker is not None
-                res = half.walker.walk(half.root, va, access, stream.s2)
+                res = half.walker.walk(half.root, va, access, stream.s2, s1.cd.HA)
             else:
                 assert stream.s2 is not None
                 res = stream.s2(addr, access)

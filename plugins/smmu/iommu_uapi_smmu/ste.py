@@ -217,7 +217,8 @@ def s2_config(ste: Ste, caps: SmmuCaps) -> LPAEConfig:
     if granule is None:
         raise ValueError("S2TG 0b11 is reserved")
     return LPAEConfig(stage=2, granule=granule, t0sz=ste.S2T0SZ, sl0=ste.S2SL0,
-                      oas=_s2_oas(ste, caps, granule), ha=ste.S2HA, hd=ste.S2HD, stt=caps.stt)
+                      oas=_s2_oas(ste, caps, granule), ha=ste.S2HA,
+                      hd=ste.S2HD and ste.S2HA, stt=caps.stt)  # dirty state needs HA
 
 
 def s2_root_bytes(cfg: LPAEConfig) -> int:

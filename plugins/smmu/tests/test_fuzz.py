@@ -10,6 +10,7 @@ from smmu_rig import RW, Rig
 from iommu_uapi.translation import Translation
 from iommu_uapi_smmu.cd import Cd
 from iommu_uapi_smmu.events import EventType, SmmuFault
+from iommu_uapi_smmu.idr import SmmuCaps
 from iommu_uapi_smmu.ste import Ste
 
 #: Bits of the STE/CD fields the model reads (everything else is RES0 or attributes).
@@ -57,7 +58,7 @@ def test_any_cd(raw: int, addr: int, nested: bool) -> None:
 def test_near_legal_configurations(data: st.DataObject) -> None:
     """Field values around the legal ranges, over real tables: legality, geometry and walks
     agree (no configuration check passes that the walker then refuses)."""
-    rig = Rig()
+    rig = Rig(SmmuCaps(httu=data.draw(st.integers(0, 2))))
     s1, s2 = rig.s1(), rig.s2()
     s1.map(0x1000, 0x4000_0000, 4096, RW)
     s2.map(0x4000_0000, 0x9_0000_0000, 4096, RW)
@@ -67,6 +68,7 @@ def test_near_legal_configurations(data: st.DataObject) -> None:
             TG1=ints(st.integers(0, 3)), EPD0=ints(st.booleans()), EPD1=ints(st.booleans()),
             IPS=ints(st.integers(0, 7)), TBI0=ints(st.booleans()), AFFD=ints(st.booleans()),
             R=ints(st.booleans()), A=ints(st.booleans()), S=ints(st.booleans()),
+            HA=ints(st.booleans()), HD=ints(st.booleans()),
             ASID=ints(st.integers(0, 0xFFFF)), TTB0=s1.root, TTB1=s1.root)
     cdmax = ints(st.integers(0, 3))
     ptr = rig.cd_table(dict.fromkeys(range(1 << cdmax), cd), cdmax)
@@ -77,6 +79,7 @@ def test_near_legal_configurations(data: st.DataObject) -> None:
               S2T0SZ=ints(st.integers(10, 50)), S2SL0=ints(st.integers(0, 3)),
               S2TG=ints(st.integers(0, 3)), S2PS=ints(st.integers(0, 7)), S2AA64=True,
               S2AFFD=ints(st.booleans()), S2S=ints(st.booleans()), S2R=ints(st.booleans()),
+              S2HA=ints(st.booleans()), S2HD=ints(st.booleans()),
               S2TTB=s2.root)
     rig.set_ste(1, ste)
     ssid = ints(st.none() | st.integers(0, 4))

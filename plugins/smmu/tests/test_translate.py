@@ -8,8 +8,10 @@ from msgspec.structs import replace
 from smmu_rig import RW, Rig
 
 from iommu_uapi.pgtable.common import Prot
+from iommu_uapi.pgtable.lpae import S1Desc, S2Desc
 from iommu_uapi.uapi.consts import FaultPerm
 from iommu_uapi_smmu.events import AccessEvent, EventClass, EventType, SmmuFault
+from iommu_uapi_smmu.idr import SmmuCaps
 from iommu_uapi_smmu.registers import Cr0, Gbpa, Reg
 from iommu_uapi_smmu.ste import Ste, SteConfig
 
@@ -358,3 +360,41 @@ def test_wxn_and_pan() -> None:
     assert _fault(rig, 56, 0x1000, R | P).event.Type == EventType.F_PERMISSION  # type: ignore[union-attr]
     assert rig.smmu.translate(56, 0x1000, R).paddr == DATA  # unprivileged
     assert rig.smmu.translate(56, 0x2000, R | P).paddr == DATA  # a privileged page
+
+
+def test_httu_sets_access_flag_and_dirty_state() -> None:
+    rig = Rig(SmmuCaps(httu=2))
+    pt = rig.s1(t0sz=39)
+    pt.map(0x1000, DATA, 4096, RW)
+    leaf = _clear_af(rig, pt.root, 0x1000, [(21, 0xF), (12, 0x1FF)])
+    rig.mem.write64(leaf, rig.mem.read64(leaf) | S1Desc.DBM | S1Desc.AP_RO)  # clean, DBM
+    rig.s1_stream(57, {0: rig.cd(pt, ASID=1)})
+    rig.s1_stream(58, {0: rig.cd(pt, ASID=2, HA=True, HD=True)})
+    assert _fault(rig, 57, 0x1000).event.Type == EventType.F_ACCESS  # type: ignore[union-attr]
+    assert rig.smmu.translate(58, 0x1000, R).paddr == DATA
+    assert rig.mem.read64(leaf) & S1Desc.AF and rig.mem.read64(leaf) & S1Desc.AP_RO
+    assert rig.smmu.translate(58, 0x1000, W).paddr == DATA  # the TLB's read-only entry: rewalk
+    assert not rig.mem.read64(leaf) & S1Desc.AP_RO  # dirty
+
+
+def test_s2_httu_sets_access_flag() -> None:
+    rig = Rig(SmmuCaps(httu=1))
+    s2 = rig.s2()
+    s2.map(0x1000, DATA, 4096, RW)
+    leaf = _clear_af(rig, s2.root, 0x1000, [(30, 0x3FF), (21, 0x1FF), (12, 0x1FF)])
+    rig.set_ste(59, Ste(V=True, Config=SteConfig.S2_TRANS, **rig.s2_fields(s2, S2HA=True)))
+    assert rig.smmu.translate(59, 0x1000).paddr == DATA
+    assert rig.mem.read64(leaf) & S2Desc.AF
+
+
+def test_dirty_state_without_access_flag_update_is_inert() -> None:
+    """HD only works with HA: HD = 1, HA = 0 walks as neither (no refusal, no update)."""
+    rig = Rig(SmmuCaps(httu=2))
+    pt = rig.s1()
+    pt.map(0x1000, DATA, 4096, RW)
+    s2 = rig.s2()
+    s2.map(0x1000, DATA, 4096, RW)
+    rig.s1_stream(60, {0: rig.cd(pt, HD=True)})
+    rig.set_ste(61, Ste(V=True, Config=SteConfig.S2_TRANS, **rig.s2_fields(s2, S2HD=True)))
+    assert rig.smmu.translate(60, 0x1000, W).paddr == DATA
+    assert rig.smmu.translate(61, 0x1000, W).paddr == DATA
