@@ -261,6 +261,11 @@ class RegisterFile:
         elif reg is Reg.GBPA:
             self._values[Reg.GBPA] = value & mask & ~Gbpa.LAYOUT["UPDATE"].mask
 
+    def value(self, reg: Reg) -> int:
+        """The register ``reg`` (a :class:`Reg`: no offset check, for the SMMU's own reads on
+        the data path)."""
+        return self._values[reg]
+
     # -- what the SMMU itself changes ---------------------------------------------------------
 
     def set(self, reg: Reg, value: int) -> None:

@@ -41,7 +41,7 @@ from .events import (
 from .idr import SmmuCaps
 from .iotlb import S2_ONLY, SmmuTlb
 from .queues import CMDQ, EVENTQ, Queues
-from .registers import Gerror, Reg, RegisterFile, StrtabBase, StrtabBaseCfg
+from .registers import Cr0, Gerror, Reg, RegisterFile, StrtabBase, StrtabBaseCfg
 from .reports import Txn, config_event, walk_event
 from .ste import Eats, S1Dss, SteConfig
 from .strtab import StreamTable
@@ -49,6 +49,7 @@ from .strtab import StreamTable
 __all__ = ["Smmu"]
 
 _PRIV, _EXEC = int(FaultPerm.PRIV), int(FaultPerm.EXEC)
+_SMMUEN = Cr0.LAYOUT["SMMUEN"].mask
 _ALL = RWX | _PRIV
 #: STE.PRIVCFG / INSTCFG: 0b10 forces the attribute off, 0b11 on; 0b0x uses the incoming one.
 _FORCE = {0b10: False, 0b11: True}
@@ -116,10 +117,13 @@ class Smmu:
     def stage1_config(self, stream: StreamConfig, index: int) -> tuple[Stage1, int]:
         """The CD ``index`` of ``stream`` (from the CD cache, else fetched and cached) and the
         configuration reads that took, stage-2 reads of a nested fetch included."""
-        cds = self._cds.setdefault(stream.sid, {})
-        s1 = cds.get(index)
-        if s1 is not None:
-            return s1, 0
+        cds = self._cds.get(stream.sid)
+        if cds is None:
+            cds = self._cds[stream.sid] = {}
+        else:
+            s1 = cds.get(index)
+            if s1 is not None:
+                return s1, 0
         s1, reads, s2_reads = stream.stage1(index)
         cds[index] = s1
         return s1, reads + s2_reads
@@ -175,7 +179,7 @@ class Smmu:
         :class:`~iommu_uapi.translation.Translation` or raises :class:`SmmuFault` carrying the
         event recorded (None when silent)."""
         regs = self.regs
-        if not regs.cr0.SMMUEN:
+        if not regs.value(Reg.CR0) & _SMMUEN:
             if regs.gbpa.ABORT:
                 raise SmmuFault(None, "SMMUEN = 0 and GBPA.ABORT: transaction aborted")
             return Translation(addr, 4096, _ALL, 0, 0)
@@ -185,8 +189,9 @@ class Smmu:
         except ConfigFault as cf:
             raise self._config_fault(txn, cf) from None
         ste = stream.ste
-        access = self._overrides(ste.PRIVCFG, ste.INSTCFG, access)
-        txn = txn._replace(access=access)
+        if ste.PRIVCFG & 2 or ste.INSTCFG & 2:
+            access = self._overrides(ste.PRIVCFG, ste.INSTCFG, access)
+            txn = Txn(sid, ssid, addr, access)
         if ats and ste.EATS == Eats.ABORT:
             raise self._record(AccessEvent(Type=EventType.F_BAD_ATS_TREQ, StreamID=sid,
                                            SSV=ssid is not None, SubstreamID=ssid or 0,
