@@ -12,8 +12,9 @@ from iommu_uapi.pgtable.lpae import S1Desc, S2Desc
 from iommu_uapi.uapi.consts import FaultPerm
 from iommu_uapi_smmu.events import AccessEvent, EventClass, EventType, SmmuFault
 from iommu_uapi_smmu.idr import SmmuCaps
-from iommu_uapi_smmu.registers import Cr0, Gbpa, Reg
+from iommu_uapi_smmu.registers import Cr0, Gbpa, Reg, StrtabBase, StrtabBaseCfg
 from iommu_uapi_smmu.ste import Ste, SteConfig
+from iommu_uapi_smmu.strtab import L1Std
 
 GRANULES = [4096, 16384, 65536]
 R, W, X, P = (int(FaultPerm.READ), int(FaultPerm.WRITE), int(FaultPerm.EXEC),
@@ -398,3 +399,38 @@ def test_dirty_state_without_access_flag_update_is_inert() -> None:
     rig.set_ste(61, Ste(V=True, Config=SteConfig.S2_TRANS, **rig.s2_fields(s2, S2HD=True)))
     assert rig.smmu.translate(60, 0x1000, W).paddr == DATA
     assert rig.smmu.translate(61, 0x1000, W).paddr == DATA
+
+
+def test_nested_s1dss_bypass_leaves_stage2() -> None:
+    rig = Rig()
+    s2 = rig.s2()
+    s2.map(0x5000, DATA, 4096, RW)
+    guest = rig.guest(s2)
+    cds = guest.alloc()
+    rig.set_ste(62, Ste(V=True, Config=SteConfig.NESTED, S1ContextPtr=cds, S1CDMax=2,
+                        S1DSS=0b01, **rig.s2_fields(s2)))
+    t = rig.smmu.translate(62, 0x5010)  # no SubstreamID: stage 1 bypassed, no CD read
+    assert (t.paddr, t.config_reads) == (DATA + 0x10, 1)
+
+
+def test_stage2_stall() -> None:
+    rig = Rig()
+    s2 = rig.s2()
+    rig.set_ste(63, Ste(V=True, Config=SteConfig.S2_TRANS,
+                        **rig.s2_fields(s2, S2S=True, S2R=False)))
+    ev = _fault(rig, 63, 0x7000).event
+    assert isinstance(ev, AccessEvent) and (ev.Stall, ev.S2, ev.IPA) == (True, True, 0x7000)
+    assert (63, ev.STAG) in rig.smmu.stalled
+
+
+def test_two_level_stream_table_through_the_registers() -> None:
+    rig = Rig()
+    l1, l2 = rig.mem.alloc(), rig.mem.alloc()
+    rig.mem.write64(l1 + 2 * 8, L1Std(Span=7, L2Ptr=l2).to_int())  # SIDs 0x200..0x23f
+    rig.mem.write(l2 + 5 * 64, Ste(V=True, Config=SteConfig.BYPASS).to_bytes())
+    rig.smmu.write_register(Reg.STRTAB_BASE, StrtabBase(ADDR=l1).to_int())
+    rig.smmu.write_register(Reg.STRTAB_BASE_CFG,
+                            StrtabBaseCfg(LOG2SIZE=16, SPLIT=8, FMT=1).to_int())
+    t = rig.smmu.translate(0x205, 0x1234)
+    assert (t.paddr, t.config_reads) == (0x1234, 2)
+    assert _fault(rig, 0x245, 0).event.Type == EventType.C_BAD_STREAMID  # type: ignore[union-attr]
