@@ -12,7 +12,7 @@ from smmu_rig import RW
 from test_cmdq import QRig
 
 from iommu_uapi.translation import Translation
-from iommu_uapi_smmu.cmds import CfgiCd, CfgiSte, Sync, TlbiNhAsid, TlbiNhVa
+from iommu_uapi_smmu.cmds import CfgiCd, CfgiSte, Sync, TlbiNhAsid, TlbiNhVa, TlbiS2Ipa
 from iommu_uapi_smmu.events import SmmuFault
 from iommu_uapi_smmu.registers import Reg
 from iommu_uapi_smmu.smmu import Smmu
@@ -23,6 +23,7 @@ PAGES = range(4)
 #: What a cold SMMU needs programmed to read the same tables.
 PROGRAMMED = (Reg.STRTAB_BASE, Reg.STRTAB_BASE_CFG, Reg.CR2, Reg.CR0)
 SIDS = (1, 2)
+S2_SID = 3
 
 
 def _outcome(smmu: Smmu, sid: int, va: int) -> Translation | int:
@@ -35,7 +36,8 @@ def _outcome(smmu: Smmu, sid: int, va: int) -> Translation | int:
 
 class CachedSmmu(RuleBasedStateMachine):
     """Two stage-1 streams over two page tables; the streams can be switched between tables
-    (a CD rewrite), disabled (an STE rewrite), and pages mapped and unmapped."""
+    (a CD rewrite), disabled (an STE rewrite), and pages mapped and unmapped; a stage-2 stream
+    whose IPAs are mapped and unmapped."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,6 +46,10 @@ class CachedSmmu(RuleBasedStateMachine):
         self.mapped: list[set[int]] = [set(), set()]
         self.cd_ptr = {sid: rig.cd_table({}) for sid in SIDS}
         self.uses = dict.fromkeys(SIDS, 0)
+        self.s2 = rig.s2()
+        self.s2_mapped: set[int] = set()
+        rig.set_ste(S2_SID, Ste(V=True, Config=SteConfig.S2_TRANS,
+                                **rig.s2_fields(self.s2, vmid=5)))
         for sid in SIDS:
             self._write_cd(sid, 0)
             rig.set_ste(sid, Ste(V=True, Config=SteConfig.S1_TRANS,
@@ -79,6 +85,21 @@ class CachedSmmu(RuleBasedStateMachine):
         self.mapped[table].clear()
         self.rig.submit(TlbiNhAsid(VMID=0, ASID=table + 1), Sync())
 
+    @rule(page=st.sampled_from(PAGES))
+    def map_ipa(self, page: int) -> None:
+        if page not in self.s2_mapped:
+            self.s2.map(page << 12, DATA + (2 << 20) + (page << 12), 4096, RW)
+            self.s2_mapped.add(page)
+
+    @rule(k=st.integers(0, len(PAGES) - 1))
+    def unmap_ipa(self, k: int) -> None:
+        pages = sorted(self.s2_mapped)
+        if pages:
+            page = pages[k % len(pages)]
+            self.s2.unmap(page << 12, 4096)
+            self.s2_mapped.discard(page)
+            self.rig.submit(TlbiS2Ipa(VMID=5, IPA=page << 12, Leaf=True), Sync())
+
     @rule(sid=st.sampled_from(SIDS), table=st.sampled_from([0, 1]))
     def switch_table(self, sid: int, table: int) -> None:
         self._write_cd(sid, table)
@@ -96,7 +117,7 @@ class CachedSmmu(RuleBasedStateMachine):
         cold = Smmu(self.rig.mem, self.rig.smmu.caps)
         for reg in PROGRAMMED:
             cold.regs.write(reg, self.rig.smmu.regs.read(reg))
-        for sid in SIDS:
+        for sid in (*SIDS, S2_SID):
             for page in PAGES:
                 assert _outcome(self.rig.smmu, sid, page << 12) == \
                     _outcome(cold, sid, page << 12), (sid, page)
