@@ -88,6 +88,7 @@ class PcieSide:
         smmu = self.smmu
         if not smmu.caps.pri or not smmu.queues.produce(PRIQ, req):
             return False
+        smmu.irqs.signal("priq")
         if req.Last:
             self.pending.add((req.StreamID, req.SubstreamID if req.SSV else None, req.PRGI))
         return True

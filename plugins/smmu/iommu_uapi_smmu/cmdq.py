@@ -128,5 +128,6 @@ def consume(smmu: Smmu) -> int:
         ring.stop(exc.cerror if isinstance(exc, CommandError) else CError.ABT)
         smmu.regs.toggle_gerror(Gerror.CMDQ_ERR)
         smmu.cmdq_error = str(exc)
+        smmu.irqs.signal("gerror")
     queues.mirror(CMDQ)
     return done

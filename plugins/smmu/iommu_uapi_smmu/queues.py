@@ -11,6 +11,7 @@ CONS.OVACKFLG included). An entry the SMMU cannot write raises the queue's GERRO
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from iommu_uapi.errors import MemoryAccessError
@@ -49,8 +50,10 @@ _OVF = QUEUE_OVERFLOW.mask
 class Queues:
     """The three rings of one SMMU and the register writes that move them."""
 
-    def __init__(self, regs: RegisterFile, mem: PhysicalMemory) -> None:
+    def __init__(self, regs: RegisterFile, mem: PhysicalMemory,
+                 on_gerror: Callable[[], object] = lambda: None) -> None:
         self.regs = regs
+        self.on_gerror = on_gerror
         self.rings = {spec: Ring(mem, 0, 0, spec.entry_size, IndexStyle.WRAP_BIT)
                       for spec in (CMDQ, EVENTQ, PRIQ)}
         self._by_reg = {reg: spec for spec in self.rings for reg in (spec.base, spec.prod,
@@ -104,13 +107,14 @@ class Queues:
     def produce(self, spec: QueueSpec, entry: Record) -> bool:
         """The SMMU writes ``entry`` (an event, a page request): False when the queue is
         disabled, full (the entry lost, the overflow condition entered) or its memory
-        unwritable (the GERROR abort bit raised)."""
+        unwritable (the GERROR abort bit raised, ``on_gerror`` called)."""
         if not self.enabled(spec):
             return False
         try:
             done = self.rings[spec].produce_or_overflow(entry.to_bytes())
         except MemoryAccessError:
             self.regs.toggle_gerror(spec.abort)
+            self.on_gerror()
             return False
         self.mirror(spec)
         return done

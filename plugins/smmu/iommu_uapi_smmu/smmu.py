@@ -40,6 +40,7 @@ from .events import (
 )
 from .idr import SmmuCaps
 from .iotlb import S2_ONLY, SmmuTlb
+from .irq import Interrupts
 from .queues import CMDQ, EVENTQ, Queues
 from .registers import Cr0, Gerror, Reg, RegisterFile, StrtabBase, StrtabBaseCfg
 from .reports import Txn, config_event, walk_event
@@ -64,7 +65,9 @@ class Smmu:
         self.mem = mem
         self.regs = RegisterFile(self.caps)
         #: The command, event and PRI queues.
-        self.queues = Queues(self.regs, mem)
+        #: The interrupts signalled (wired counts and MSIs).
+        self.irqs = Interrupts(self.regs, mem)
+        self.queues = Queues(self.regs, mem, lambda: self.irqs.signal("gerror"))
         #: Events recorded, oldest first.
         self.events: list[Event] = []
         #: Stalled transactions awaiting CMD_RESUME / CMD_STALL_TERM, by (StreamID, STAG).
@@ -298,7 +301,8 @@ class Smmu:
 
     def _record(self, event: Event, message: str, *, abort: bool = True) -> SmmuFault:
         self.events.append(event)
-        self.queues.produce(EVENTQ, event)
+        if self.queues.produce(EVENTQ, event):
+            self.irqs.signal("eventq")
         return SmmuFault(event, message, abort=abort)
 
     def _config_fault(self, txn: Txn, cf: ConfigFault,
