@@ -209,7 +209,7 @@ class Smmu:
             return Translation(addr, 4096, _ALL, 0, reads)
         s1: Stage1 | None = None
         if ste.stage1:
-            index = self._cd_index(txn, stream)
+            index = self._cd_index(txn, stream, ats)
             if index is not None:
                 try:
                     s1, cd_reads = self.stage1_config(stream, index)
@@ -279,23 +279,28 @@ class Smmu:
             access = access | _EXEC if inst else access & ~_EXEC
         return access
 
-    def _cd_index(self, txn: Txn, stream: StreamConfig) -> int | None:
-        """The CD a stage-1 transaction uses (None: S1DSS bypasses stage 1)."""
+    def _cd_index(self, txn: Txn, stream: StreamConfig, ats: bool) -> int | None:
+        """The CD a stage-1 transaction uses (None: S1DSS bypasses stage 1). A stream the
+        S1DSS disables terminates with F_STREAM_DISABLED; an ATS translation request there
+        gets a Completer Abort and records nothing."""
         ste = stream.ste
         if not ste.S1CDMax:
             return 0
         dss = ste.s1dss
         if txn.ssid is None:
             if dss == S1Dss.TERMINATE:
-                raise self._config_fault(txn, ConfigFault(
-                    EventType.F_STREAM_DISABLED, "traffic without SubstreamID and S1DSS = "
-                    "terminate"))
+                raise self._disabled(txn, ats, "traffic without SubstreamID and S1DSS = "
+                                                "terminate")
             return 0 if dss == S1Dss.SSID0 else None
         if txn.ssid == 0 and dss == S1Dss.SSID0:
-            raise self._config_fault(txn, ConfigFault(
-                EventType.F_STREAM_DISABLED, "SubstreamID 0 while S1DSS = SSID0 gives CD 0 to "
-                "traffic without SubstreamID"))
+            raise self._disabled(txn, ats, "SubstreamID 0 while S1DSS = SSID0 gives CD 0 to "
+                                           "traffic without SubstreamID")
         return txn.ssid
+
+    def _disabled(self, txn: Txn, ats: bool, why: str) -> SmmuFault:
+        if ats:
+            return SmmuFault(None, f"ATS translation request: {why} (Completer Abort)")
+        return self._config_fault(txn, ConfigFault(EventType.F_STREAM_DISABLED, why))
 
     # -- faults -------------------------------------------------------------------------------
 

@@ -139,3 +139,15 @@ def test_atschk_forbids_translated_traffic_once_ats_is_withdrawn() -> None:
     ev = info.value.event
     assert ev is not None and (ev.Type, ev.InputAddr) == (  # type: ignore[attr-defined]
         EventType.F_TRANSL_FORBIDDEN, 0x1000)
+
+
+def test_ats_request_on_a_disabled_substream_gets_completer_abort_without_event() -> None:
+    rig = QRig()
+    _ats_stream(rig, sid=4)  # S1CDMax = 1, S1DSS = terminate
+    with pytest.raises(SmmuFault) as info:
+        rig.smmu.pcie.translate(4, 0x1000, 1)  # no PASID
+    assert info.value.event is None and rig.smmu.events == []
+    with pytest.raises(SmmuFault) as info:
+        rig.smmu.translate(4, 0x1000)  # the same untranslated access records the event
+    assert info.value.event is not None
+    assert info.value.event.Type == EventType.F_STREAM_DISABLED
