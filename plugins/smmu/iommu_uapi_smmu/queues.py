@@ -19,6 +19,9 @@ from iommu_uapi.hw.bits import Record
 from iommu_uapi.hw.ring import IndexStyle, Ring
 from iommu_uapi.memory import PhysicalMemory
 
+from .cmd_layout import CMD_SIZE
+from .events import EVENT_SIZE
+from .pri import PRI_ENTRY_SIZE
 from .registers import CMDQ_CONS_ERR, QUEUE_OVERFLOW, Cr0, Gerror, QueueBase, Reg, RegisterFile
 
 __all__ = ["CMDQ", "EVENTQ", "PRIQ", "QueueSpec", "Queues"]
@@ -38,11 +41,11 @@ class QueueSpec(NamedTuple):
     smmu_produces: bool
 
 
-CMDQ = QueueSpec(Reg.CMDQ_BASE, Reg.CMDQ_PROD, Reg.CMDQ_CONS, 16, "CMDQEN", Gerror.CMDQ_ERR,
-                 "cmdqs", False)
-EVENTQ = QueueSpec(Reg.EVENTQ_BASE, Reg.EVENTQ_PROD, Reg.EVENTQ_CONS, 32, "EVENTQEN",
+CMDQ = QueueSpec(Reg.CMDQ_BASE, Reg.CMDQ_PROD, Reg.CMDQ_CONS, CMD_SIZE, "CMDQEN",
+                 Gerror.CMDQ_ERR, "cmdqs", False)
+EVENTQ = QueueSpec(Reg.EVENTQ_BASE, Reg.EVENTQ_PROD, Reg.EVENTQ_CONS, EVENT_SIZE, "EVENTQEN",
                    Gerror.EVTQ_ABT_ERR, "eventqs", True)
-PRIQ = QueueSpec(Reg.PRIQ_BASE, Reg.PRIQ_PROD, Reg.PRIQ_CONS, 16, "PRIQEN",
+PRIQ = QueueSpec(Reg.PRIQ_BASE, Reg.PRIQ_PROD, Reg.PRIQ_CONS, PRI_ENTRY_SIZE, "PRIQEN",
                  Gerror.PRIQ_ABT_ERR, "priqs", True)
 _OVF = QUEUE_OVERFLOW.mask
 

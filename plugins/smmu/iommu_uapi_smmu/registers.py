@@ -217,10 +217,6 @@ def _writable(caps: SmmuCaps) -> dict[int, int]:
     }
 
 
-#: 64-bit registers (the rest are 32 bits wide).
-WIDE = frozenset({Reg.GERROR_IRQ_CFG0, Reg.STRTAB_BASE, Reg.CMDQ_BASE, Reg.EVENTQ_BASE,
-                  Reg.EVENTQ_IRQ_CFG0, Reg.PRIQ_BASE, Reg.PRIQ_IRQ_CFG0})
-
 
 class RegisterFile:
     """The SMMU's registers as software sees them through MMIO."""

@@ -213,7 +213,7 @@ def _s2_oas(ste: Ste, caps: SmmuCaps, granule: int) -> int:
 def s2_config(ste: Ste, caps: SmmuCaps) -> LPAEConfig:
     """The stage-2 walk configuration of a legal stage-2 STE (``UAPIError`` when the geometry
     is inconsistent: :func:`check_ste` reports that as ILLEGAL)."""
-    granule = _S2TG_GRANULE.get(ste.S2TG)
+    granule = granule_of_s2tg(ste.S2TG)
     if granule is None:
         raise ValueError("S2TG 0b11 is reserved")
     return LPAEConfig(stage=2, granule=granule, t0sz=ste.S2T0SZ, sl0=ste.S2SL0,
@@ -230,7 +230,7 @@ def s2_root_bytes(cfg: LPAEConfig) -> int:
 
 
 def _check_stage2(ste: Ste, caps: SmmuCaps) -> str | None:
-    granule = _S2TG_GRANULE.get(ste.S2TG)
+    granule = granule_of_s2tg(ste.S2TG)
     if granule is None or granule not in caps.granules:
         return f"S2TG {ste.S2TG:#04b} is not a supported granule"
     if not ste.S2AA64:
