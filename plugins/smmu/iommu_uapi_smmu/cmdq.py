@@ -45,6 +45,7 @@ from .cmds import (
     TlbiS12Vmall,
     _RangeTlbi,
 )
+from .config import canonical_va
 from .queues import CMDQ
 from .registers import Gerror
 
@@ -63,7 +64,8 @@ def _vmid(smmu: Smmu, cmd: Any) -> int:
 
 def _range(cmd: _RangeTlbi, addr: int) -> tuple[int, int]:
     """``(start, size)`` of an address TLBI: one address (any leaf containing it) when TG = 0,
-    else (NUM+1)·2^SCALE granules."""
+    else (NUM+1)·2^SCALE granules. A VA is matched with bits 63:56 taken from bit 55
+    (:func:`~.config.canonical_va`), the form stage-1 entries are held in."""
     return (addr, _PAGE) if not cmd.TG else (addr, cmd.span)
 
 
@@ -90,15 +92,15 @@ EXECUTE: dict[type[Command], Callable[[Smmu, Any], object]] = {
     CfgiCdAll: lambda s, c: s.invalidate_cd(c.SID, None),
     TlbiNhAll: lambda s, c: s.tlb.nh_all(_vmid(s, c)),
     TlbiNhAsid: lambda s, c: s.tlb.nh_asid(_vmid(s, c), c.ASID),
-    TlbiNhVa: lambda s, c: s.tlb.nh_va(_vmid(s, c), c.ASID, *_range(c, c.Addr)),
-    TlbiNhVaa: lambda s, c: s.tlb.nh_vaa(_vmid(s, c), *_range(c, c.Addr)),
+    TlbiNhVa: lambda s, c: s.tlb.nh_va(_vmid(s, c), c.ASID, *_range(c, canonical_va(c.Addr))),
+    TlbiNhVaa: lambda s, c: s.tlb.nh_vaa(_vmid(s, c), *_range(c, canonical_va(c.Addr))),
     TlbiS12Vmall: lambda s, c: s.tlb.s12_vmall(_vmid(s, c)),
     TlbiS2Ipa: lambda s, c: s.tlb.s2_ipa(_vmid(s, c), *_range(c, c.IPA)),
     TlbiNsnhAll: lambda s, c: s.tlb.nsnh_all(),
     TlbiEl2All: lambda s, c: s.tlb.el2_all(),
     TlbiEl2Asid: lambda s, c: s.tlb.el2_asid(c.ASID),
-    TlbiEl2Va: lambda s, c: s.tlb.el2_va(c.ASID, *_range(c, c.Addr)),
-    TlbiEl2Vaa: lambda s, c: s.tlb.el2_vaa(*_range(c, c.Addr)),
+    TlbiEl2Va: lambda s, c: s.tlb.el2_va(c.ASID, *_range(c, canonical_va(c.Addr))),
+    TlbiEl2Vaa: lambda s, c: s.tlb.el2_vaa(*_range(c, canonical_va(c.Addr))),
     AtcInv: lambda s, c: s.pcie.atc_inv(c),
     PriResp: lambda s, c: s.pcie.pri_resp(c),
     Resume: _resume,

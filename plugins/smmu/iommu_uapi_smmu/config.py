@@ -25,7 +25,7 @@ from .idr import SmmuCaps
 from .iotlb import EL2
 from .ste import Ste, SteConfig, Strw, check_ste, s2_config
 
-__all__ = ["AccessFlagView", "Half", "Stage1", "StreamConfig"]
+__all__ = ["AccessFlagView", "Half", "Stage1", "StreamConfig", "canonical_va"]
 
 _AF = int(S1Desc.AF)  # bit 10 in stage-1 and stage-2 leaves alike
 _PRIV, _EXEC, _WRITE = int(FaultPerm.PRIV), int(FaultPerm.EXEC), int(FaultPerm.WRITE)
@@ -49,6 +49,15 @@ class AccessFlagView:
 
 def _tables(mem: PhysicalMemory, affd: bool) -> TableMemory:
     return AccessFlagView(mem) if affd else mem
+
+
+_LOW56 = (1 << 56) - 1
+_TOP8 = 0xFF << 56
+
+
+def canonical_va(va: int) -> int:
+    """``va`` with bits 63:56 replaced by copies of bit 55."""
+    return (va & _LOW56) | (_TOP8 if va >> 55 & 1 else 0)
 
 
 class Half(NamedTuple):
@@ -85,6 +94,15 @@ class Stage1:
         self.stall = cd.S
         # TERM_MODEL = 1: a terminated transaction always aborts (CD.A is not honoured)
         self.abort = cd.A or caps.term_model
+
+    def tlb_key(self, va: int) -> int:
+        """The address a TLB holds ``va`` under: with TBI for its half the top byte is ignored,
+        so ``va`` is taken as bits 55:0 sign-extended from bit 55 (the form TLBI addresses are
+        matched in)."""
+        n = (va >> 55) & 1
+        if not self.halves[n].tbi:
+            return va
+        return canonical_va(va)
 
     def denies(self, access: int, perm: int) -> str | None:
         """What the CD's WXN and PAN refuse of a translation the tables allow: WXN an

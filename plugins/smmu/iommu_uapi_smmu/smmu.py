@@ -218,8 +218,11 @@ class Smmu:
                 reads += cd_reads
         if s1 is None and stream.s2 is None:  # S1DSS bypass on a stage-1-only stream
             return Translation(addr, 4096, _ALL, 0, reads)
-        vmid, asid = stream.vmid, S2_ONLY if s1 is None else s1.asid
-        hit = self.tlb.lookup(vmid, asid, addr)
+        if s1 is None:
+            vmid, asid, key = stream.vmid, S2_ONLY, addr
+        else:
+            vmid, asid, key = stream.vmid, s1.asid, s1.tlb_key(addr)
+        hit = self.tlb.lookup(vmid, asid, key)
         if hit is not None and not (access & RWX & ~hit.perm) and (
                 access & _PRIV or not hit.perm & _PRIV):
             self._post_checks(txn, s1, stream, hit.perm)
@@ -236,8 +239,8 @@ class Smmu:
         except WalkFault as fault:
             raise self._walk_fault(txn, fault, s1, stream) from None
         size = res.page_size
-        self.tlb.fill(vmid, asid, addr, TLBEntry(addr & -size, size, res.oa & -size, res.perm,
-                                                 res.global_))
+        self.tlb.fill(vmid, asid, key, TLBEntry(key & -size, size, res.oa & -size, res.perm,
+                                                res.global_))
         self._post_checks(txn, s1, stream, res.perm)
         return Translation(res.oa, size, res.perm, res.reads + res.s2_reads, reads)
 

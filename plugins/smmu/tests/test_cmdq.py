@@ -323,3 +323,17 @@ def test_queue_positions_wrap_after_a_full_lap() -> None:
     for _ in range(3):
         rig.submit(*[Sync()] * 100)  # 300 commands through a 256-entry queue
     assert rig.smmu.regs.read(Reg.CMDQ_CONS) == (300 & 0xFF) | 1 << 8  # wrap flag set
+
+
+def test_tbi_addresses_share_one_tlb_entry_and_one_tlbi() -> None:
+    rig = QRig()
+    lo, hi = rig.s1(t0sz=25), rig.s1(t0sz=25)
+    hi.map((1 << 39) - 0x1000, DATA, 4096, RW)
+    rig.s1_stream(9, {0: rig.cd(lo, ASID=3, EPD1=False, T1SZ=25, TG1=0b10, TTB1=hi.root,
+                                 TBI1=True)})
+    for top in (0xFF, 0x12, 0xAB):
+        rig.smmu.translate(9, top << 56 | 0x00FF_FFFF_FFFF_F000)
+    assert len(rig.smmu.tlb.tlb) == 1
+    hi.unmap((1 << 39) - 0x1000, 4096)
+    rig.submit(TlbiNhVa(VMID=0, ASID=3, Addr=0xFFFF_FFFF_FFFF_F000))
+    assert _faults(rig.smmu, 9, 0x12FF_FFFF_FFFF_F000)
