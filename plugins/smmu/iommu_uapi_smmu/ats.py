@@ -1,7 +1,7 @@
 """The PCIe side of the SMMU: endpoint ATCs filled by ATS translation requests, their
 invalidation (CMD_ATC_INV), page requests into the PRI queue and their responses (CMD_PRI_RESP).
 
-Each ATS-enabled StreamID has an ATC, a core :class:`~iommu_uapi.tlb.TLB` tagged by PASID
+Each ATS-enabled StreamID has an ATC, a core :class:`~iommu_uapi.caches.TLB` tagged by PASID
 (``NO_PASID`` for requests without one). A translated access hits the ATC without reaching the
 SMMU's tables, so a missing ATC_INV is visible as a stale hit. ATC_INV without SSV invalidates
 the range in every PASID (a PCIe invalidation without a PASID prefix cannot spare any); with
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from iommu_uapi.caches import TLB, TLBEntry
 from iommu_uapi.pgtable.common import RWX
-from iommu_uapi.tlb import TLB, TLBEntry
 from iommu_uapi.translation import Translation
 
 from .cmds import AtcInv, PriResp

@@ -1,4 +1,4 @@
-"""The SMMU's TLB on the core's tagged :class:`~iommu_uapi.tlb.TLB`, and what each TLBI drops.
+"""The SMMU's TLB on the core's tagged :class:`~iommu_uapi.caches.TLB`, and what each TLBI drops.
 
 Tags: stage-1 and nested entries are tagged ``(VMID, ASID)``; global entries (nG = 0) are tagged
 ``(VMID, GLOBAL)`` and match every ASID of the VMID; stage-2-only entries are tagged
@@ -12,7 +12,7 @@ TLBI_NH_ALL to remove.
 
 from __future__ import annotations
 
-from iommu_uapi.tlb import TLB, Tag, TLBEntry
+from iommu_uapi.caches import TLB, Tag, TLBEntry
 
 __all__ = ["EL2", "GLOBAL", "S2_ONLY", "SmmuTlb"]
 

@@ -9,21 +9,20 @@ or not per CD.R / STE.S2R (configuration errors and aborts always), stalled per 
 aborted or RAZ/WI per CD.A. Recorded events are appended to :attr:`Smmu.events` and written
 to the event queue when it is enabled.
 
-The SMMU caches what it reads: decoded STEs by StreamID and CDs by (StreamID, SSID), until a
-CFGI command drops them, and leaf translations in its TLB (:mod:`.iotlb`) until a TLBI does.
-Software drives it through :meth:`Smmu.write_register`: a write of CMDQ_PROD (or of GERRORN
-acknowledging a command-queue error) makes it consume the command queue (:mod:`.cmdq`).
+The SMMU caches what it reads, in the core's caches: decoded STEs by StreamID and CDs by
+(StreamID, SSID) in configuration caches until a CFGI command drops them, leaf translations in
+its TLB (:mod:`.iotlb`) until a TLBI does. Software drives it through
+:meth:`Smmu.write_register`: a write of CMDQ_PROD (or of GERRORN acknowledging a command-queue
+error) makes it consume the command queue (:mod:`.cmdq`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from msgspec.structs import replace
 
+from iommu_uapi.caches import ConfigCache, TLBEntry
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable.common import RWX, WalkFault
-from iommu_uapi.tlb import TLBEntry
 from iommu_uapi.translation import Translation
 from iommu_uapi.uapi.consts import FaultPerm, FaultReason
 
@@ -80,8 +79,10 @@ class Smmu:
         #: Why the command queue last stopped (empty until an error).
         self.cmdq_error = ""
         self._next_stag = 0
-        self._streams: dict[int, StreamConfig] = {}
-        self._cds: dict[int, dict[int, Stage1]] = {}
+        #: Decoded STEs by StreamID.
+        self.ste_cache: ConfigCache[int, StreamConfig] = ConfigCache()
+        #: Decoded CDs by (StreamID, SSID), labelled ("sid", StreamID).
+        self.cd_cache: ConfigCache[tuple[int, int], Stage1] = ConfigCache()
 
     # -- software's view ----------------------------------------------------------------------
 
@@ -110,50 +111,50 @@ class Smmu:
         """The decoded STE of ``sid`` (from the STE cache, else fetched and cached) and the
         configuration reads that took; raises :class:`ConfigFault` (C_BAD_STREAMID,
         F_STE_FETCH, C_BAD_STE)."""
-        stream = self._streams.get(sid)
+        stream = self.ste_cache.lookup(sid)
         if stream is not None:
             return stream, 0
         ste, reads = self.stream_table().fetch(sid)
-        stream = self._streams[sid] = StreamConfig(sid, ste, self.caps, self.mem)
+        stream = StreamConfig(sid, ste, self.caps, self.mem)
+        self.ste_cache.fill(sid, stream)
         return stream, reads
 
     def stage1_config(self, stream: StreamConfig, index: int) -> tuple[Stage1, int]:
         """The CD ``index`` of ``stream`` (from the CD cache, else fetched and cached) and the
         configuration reads that took, stage-2 reads of a nested fetch included."""
-        cds = self._cds.get(stream.sid)
-        if cds is None:
-            cds = self._cds[stream.sid] = {}
-        else:
-            s1 = cds.get(index)
-            if s1 is not None:
-                return s1, 0
+        key = (stream.sid, index)
+        s1 = self.cd_cache.lookup(key)
+        if s1 is not None:
+            return s1, 0
         s1, reads, s2_reads = stream.stage1(index)
-        cds[index] = s1
+        self.cd_cache.fill(key, s1, (("sid", stream.sid),))
         return s1, reads + s2_reads
 
     # -- configuration cache invalidation (CFGI_*) ------------------------------------------
 
     def invalidate_ste(self, sid: int) -> None:
         """CFGI_STE: drop the cached STE of ``sid`` and the CDs cached through it."""
-        self._streams.pop(sid, None)
-        self._cds.pop(sid, None)
+        self.ste_cache.drop(sid)
+        self.cd_cache.drop_label(("sid", sid))
 
     def invalidate_ste_range(self, sids: range) -> None:
-        """CFGI_STE_RANGE / CFGI_ALL: drop the cached STEs (and their CDs) of ``sids``."""
-        cached: Iterable[int] = (list(self._streams) if len(self._streams) < len(sids)
-                                 else [s for s in sids if s in self._streams])
-        for sid in cached:
-            if sid in sids:
-                self.invalidate_ste(sid)
-        for sid in [s for s in self._cds if s in sids]:
-            del self._cds[sid]
+        """CFGI_STE_RANGE / CFGI_ALL: drop the cached STEs (and their CDs) of ``sids``,
+        visiting the range or the cache, whichever is smaller."""
+        if len(self.ste_cache) < len(sids):
+            self.ste_cache.drop(*[sid for sid in self.ste_cache if sid in sids])
+        else:
+            self.ste_cache.drop(*sids)
+        if len(self.cd_cache) < len(sids):
+            self.cd_cache.drop_where(lambda key, _: key[0] in sids)
+        else:
+            self.cd_cache.drop_label(*[("sid", sid) for sid in sids])
 
     def invalidate_cd(self, sid: int, ssid: int | None) -> None:
         """CFGI_CD (``ssid``) / CFGI_CD_ALL (None): drop cached CDs of ``sid``."""
         if ssid is None:
-            self._cds.pop(sid, None)
+            self.cd_cache.drop_label(("sid", sid))
         else:
-            self._cds.get(sid, {}).pop(ssid, None)
+            self.cd_cache.drop((sid, ssid))
 
     # -- stalls (RESUME, STALL_TERM) ----------------------------------------------------------
 
