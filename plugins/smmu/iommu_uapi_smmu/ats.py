@@ -1,8 +1,8 @@
 """The PCIe side of the SMMU: endpoint ATCs filled by ATS translation requests, their
 invalidation (CMD_ATC_INV), page requests into the PRI queue and their responses (CMD_PRI_RESP).
 
-Each ATS-enabled StreamID has an ATC, a core :class:`~iommu_uapi.caches.TLB` tagged by PASID
-(``NO_PASID`` for requests without one). A translated access hits the ATC without reaching the
+Each ATS-enabled StreamID has an ATC in the core's :class:`~iommu_uapi.caches.DeviceTlbs`, tagged
+by PASID (None for requests without one). A translated access hits the ATC without reaching the
 SMMU's tables, so a missing ATC_INV is visible as a stale hit. ATC_INV without SSV invalidates
 the range in every PASID (a PCIe invalidation without a PASID prefix cannot spare any); with
 SSV, that PASID's entries. (Completions here never mark an entry global, so ATC_INV.G has
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from iommu_uapi.caches import TLB, TLBEntry
+from iommu_uapi.caches import DeviceTlbs, TLBEntry
 from iommu_uapi.pgtable.common import RWX
 from iommu_uapi.translation import Translation
 
@@ -24,10 +24,7 @@ from .queues import PRIQ
 if TYPE_CHECKING:
     from .smmu import Smmu
 
-__all__ = ["NO_PASID", "PcieSide"]
-
-#: ATC tag of entries requested without a PASID.
-NO_PASID = -1
+__all__ = ["PcieSide"]
 #: ATC_INV.Size at or above which the whole ATC is invalidated.
 SIZE_ALL = 52
 
@@ -37,7 +34,7 @@ class PcieSide:
 
     def __init__(self, smmu: Smmu) -> None:
         self.smmu = smmu
-        self.atcs: dict[int, TLB] = {}
+        self.atcs = DeviceTlbs()
         #: Page request groups awaiting a response: (StreamID, PASID or None, PRGI).
         self.pending: set[tuple[int, int | None, int]] = set()
         #: Responses delivered to endpoints, oldest first: (StreamID, PASID, PRGI, Resp).
@@ -52,7 +49,7 @@ class PcieSide:
         SMMU whose completion fills the ATC."""
         atc = self.atcs.get(sid)
         if atc is not None:
-            entry = atc.lookup((NO_PASID if ssid is None else ssid,), addr)
+            entry = atc.lookup((ssid,), addr)
             if entry is not None and not access & RWX & ~entry.perm:
                 self.smmu.check_translated(sid, addr, access, ssid=ssid)
                 return Translation(entry.paddr | (addr & (entry.size - 1)), entry.size,
@@ -60,8 +57,7 @@ class PcieSide:
         t = self.smmu.translate(sid, addr, access, ssid=ssid, ats=True)
         size = t.page_size
         entry = TLBEntry(addr & -size, size, t.paddr & -size, t.perm, False)
-        tag = NO_PASID if ssid is None else ssid
-        self.atcs.setdefault(sid, TLB()).fill((tag,), addr, entry)
+        self.atcs.enable(sid).fill((ssid,), addr, entry)
         return t
 
     def atc_inv(self, cmd: AtcInv) -> None:
