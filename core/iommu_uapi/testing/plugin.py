@@ -14,6 +14,7 @@ import pytest
 
 from .. import plugins
 from ..errors import UAPIError
+from ..guest import GuestFormat
 from ..iommu import IOMMU
 from ..memory import GuestMemory, PhysicalMemory
 from .harness import Harness
@@ -107,7 +108,15 @@ def iommu_backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def harness(iommu_backend_name: str) -> Harness:
+def iommu_guest_format() -> GuestFormat | None:
+    """The guest format the harness builds guests in. None (the default) takes the first one
+    the backend's ``iommu_guest_formats`` hook describes and declares; a backend's conftest may
+    override this fixture to run the suite with another of its formats (an unknown one fails)."""
+    return None
+
+
+@pytest.fixture
+def harness(iommu_backend_name: str, iommu_guest_format: GuestFormat | None) -> Harness:
     """A fresh host-and-guest rig on the selected backend (see :mod:`.harness`).
 
     A backend that does not implement devices, domains or mapping yet (``EOPNOTSUPP``, or a
@@ -115,7 +124,7 @@ def harness(iommu_backend_name: str) -> Harness:
     An unknown backend name is an error, not a skip.
     """
     try:
-        return Harness(iommu_backend_name)
+        return Harness(iommu_backend_name, guest_format=iommu_guest_format)
     except UAPIError as exc:
         if exc.errno == errno.EOPNOTSUPP or exc.rule == "op.missing":
             pytest.skip(f"backend cannot build a host yet: {exc}")
