@@ -46,12 +46,16 @@ from .linked_caches import AtcDeviceTlbs, forget_contexts, linked_caches
 from .pasid_entry import second_level_entry
 from .prq_glue import PageRequests
 from .qi import (
+    ContextCacheGranularity,
     ContextCacheInv,
     Descriptor,
     DevTlbInv,
+    IotlbGranularity,
     IotlbInv,
     PageGroupResponse,
+    PasidCacheGranularity,
     PasidCacheInv,
+    PasidIotlbGranularity,
     PasidIotlbInv,
     devtlb_size_encoding,
 )
@@ -227,24 +231,29 @@ class VtdBackend:
         self.tables.set_pasid(dev.sid, RID_PASID, second_level_entry(
             cfg, did=data.did, slptptr=data.pt.root, aw=data.aw))
         if cfg.cm:  # hardware that caches not-present entries caches them under DID 0
-            self.run([ContextCacheInv(G=3, DID=0, SID=dev.sid), _dsi(cfg, data.did),
-                      PasidCacheInv(G=1, DID=data.did, PASID=RID_PASID),
-                      PasidIotlbInv(G=2, DID=data.did, PASID=RID_PASID)])
+            self.run([ContextCacheInv(G=ContextCacheGranularity.DEVICE, DID=0, SID=dev.sid),
+                      _dsi(cfg, data.did),
+                      PasidCacheInv(G=PasidCacheGranularity.PASID, DID=data.did,
+                                    PASID=RID_PASID),
+                      PasidIotlbInv(G=PasidIotlbGranularity.NON_GLOBAL, DID=data.did,
+                                    PASID=RID_PASID)])
 
     @hookimpl
     def iommu_detach_dev(self, domain: Domain, dev: Device) -> None:
         data: VtdDomain = domain.data
         self._tear_down(dev, RID_PASID, data.did)
         self.tables.teardown_device(dev.sid)
-        self.run([ContextCacheInv(G=3, DID=data.did, SID=dev.sid), _dsi(self.cfg, data.did)])
+        self.run([ContextCacheInv(G=ContextCacheGranularity.DEVICE, DID=data.did, SID=dev.sid),
+                  _dsi(self.cfg, data.did)])
 
     def _tear_down(self, dev: Device, pasid: int, did: int, *,
                    iotlb: Descriptor | None = None) -> None:
         """``intel_pasid_tear_down_entry``: clear the entry, flush PASID cache and PASID-IOTLB
         (or ``iotlb`` instead), and (without caching mode) the device TLB."""
         self.tables.clear_pasid(dev.sid, pasid)
-        descs: list[Descriptor] = [PasidCacheInv(G=1, DID=did, PASID=pasid),
-                                   iotlb or PasidIotlbInv(G=2, DID=did, PASID=pasid)]
+        descs: list[Descriptor] = [
+            PasidCacheInv(G=PasidCacheGranularity.PASID, DID=did, PASID=pasid),
+            iotlb or PasidIotlbInv(G=PasidIotlbGranularity.NON_GLOBAL, DID=did, PASID=pasid)]
         target = self._devtlb_target(dev)
         if target is not None and not self.cfg.cm:
             if pasid == RID_PASID:
@@ -285,9 +294,11 @@ class VtdBackend:
         entry = nested_entry_for(self.cfg, self.tables, domain, dev, data)
         hpasid = data.hpasid
         self.tables.set_pasid(dev.sid, hpasid, entry)
-        descs: list[Descriptor] = [PasidCacheInv(G=1, DID=entry.DID, PASID=hpasid)]
+        descs: list[Descriptor] = [
+            PasidCacheInv(G=PasidCacheGranularity.PASID, DID=entry.DID, PASID=hpasid)]
         if self.cfg.cm:
-            descs.append(PasidIotlbInv(G=2, DID=entry.DID, PASID=hpasid))
+            descs.append(PasidIotlbInv(G=PasidIotlbGranularity.NON_GLOBAL, DID=entry.DID,
+                                       PASID=hpasid))
         self.run(descs)
         self.binds[(dev.sid, hpasid)] = domain
 
@@ -366,7 +377,7 @@ def _nested_atc_flush(targets: list[DevTlbTarget], nested: set[int]) -> list[Des
 
 def _dsi(cfg: VtdConfig, did: int) -> IotlbInv:
     """Domain-selective IOTLB invalidation (with write/read draining where reported)."""
-    return IotlbInv(G=2, DID=did, DW=cfg.dwd, DR=cfg.drd)
+    return IotlbInv(G=IotlbGranularity.DOMAIN, DID=did, DW=cfg.dwd, DR=cfg.drd)
 
 
 def _pdts(max_pasids: int, pasid_bits: int) -> int:
