@@ -17,6 +17,14 @@ An :class:`IOMMU` is composed of three parts, each in its own module:
   changed and cached until it is forgotten. No hook call runs per DMA.
 
 The façade itself holds the topology: devices, domains, stage-2 mappings, PASID sets.
+
+Threads (``docs/concurrency.md``): every control call of the façade (topology, map/unmap, the UAPI
+operations, PASID frees) holds the instance's re-entrant :attr:`~DataPath.lock`, so control calls
+on one :class:`IOMMU` are serialised. :meth:`IOMMU.translate` may run in other threads at the same
+time: it returns a translation valid before or after each concurrent control call and raises
+nothing but :class:`TranslationFault` or :class:`UAPIError`; once an invalidation, unmap or unbind
+has returned, no translation sees what it removed. Its IOTLB hit takes no lock; its miss path holds
+the lock (see :mod:`iommu_uapi.datapath`).
 """
 
 from __future__ import annotations
@@ -49,12 +57,24 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+def _serialised(call: Callable[Concatenate[IOMMU, _P], _R]) -> Callable[Concatenate[IOMMU, _P], _R]:
+    """``call`` holding the instance's lock (control calls on one IOMMU are serialised)."""
+    @functools.wraps(call)
+    def method(self: IOMMU, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.lock:
+            return call(self, *args, **kwargs)
+
+    return method
+
+
 def _forward(op: Callable[Concatenate[UAPIOperations, _P], _R]
              ) -> Callable[Concatenate[IOMMU, _P], _R]:
-    """The façade's method for the UAPI operation ``op``: the same call on ``iommu.uapi``."""
+    """The façade's method for the UAPI operation ``op``: the same call on ``iommu.uapi``,
+    holding the instance's lock."""
     @functools.wraps(op)
     def method(self: IOMMU, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        return op(self.uapi, *args, **kwargs)
+        with self.lock:
+            return op(self.uapi, *args, **kwargs)
 
     method.__qualname__ = f"IOMMU.{op.__name__}"
     return method
@@ -66,6 +86,13 @@ class IOMMU(DataPath):
     ``backend`` is a registered backend name (``"vtd"``) or a backend instance object; ``config``
     is passed to the backend's factory. ``profile`` (``"linux-5.10"`` or ``"strict"``) and
     ``discipline`` (the 2020 argsz rules or iommufd's) are the defaults of every call.
+
+    Threads: control calls (every method but :meth:`translate`) are serialised by the instance's
+    :attr:`lock`; :meth:`translate` may run in any number of other threads meanwhile and sees each
+    control call either not yet or entirely done; once an invalidation, unmap or unbind has
+    returned, no translation sees what it removed. The caches' counters are exact for
+    single-threaded use; concurrent IOTLB hits may lose increments of ``iotlb.hits``. Calls made
+    through ``iommu.uapi`` directly skip the lock (see ``docs/concurrency.md``).
     """
 
     def __init__(
@@ -110,7 +137,7 @@ class IOMMU(DataPath):
         self.capabilities = self.dispatch.call("iommu_capabilities")
         self.pasids = pasids if pasids is not None else PasidSpace(
             self.capabilities.pasid_bits or 20)
-        self.pasids.free_notifiers.append(self.uapi.pasid_freed)
+        self.pasids.free_notifiers.append(self._pasid_freed)
 
     def __repr__(self) -> str:
         return (f"IOMMU({self.backend_name!r}, devices={len(self.devices)}, "
@@ -126,6 +153,11 @@ class IOMMU(DataPath):
         self._capabilities = caps
         self.dispatch.features = int(caps.features)
 
+    def _pasid_freed(self, pasid: int) -> None:
+        with self.lock:
+            self.uapi.pasid_freed(pasid)
+
+    @_serialised
     def add_observer(self, observer: object) -> None:
         """Watch or wrap every hook call of this instance (see :mod:`iommu_uapi.observers`)."""
         self.dispatch.add_observer(observer)
@@ -162,7 +194,8 @@ class IOMMU(DataPath):
     page_response = _forward(UAPIOperations.page_response)
     bound_pasids = _forward(UAPIOperations.bound_pasids)
 
-    def negotiate(self, require: Feature | int = 0,
+    @_serialised
+    def negotiate(self, /, require: Feature | int = 0,
                   cache_ops: Iterable[tuple[int, int] | CacheCell] = (), **kwargs: Any
                   ) -> Negotiated:
         """Check upfront (see :func:`iommu_uapi.features.negotiate`) and remember the result."""
@@ -171,7 +204,8 @@ class IOMMU(DataPath):
 
     # -- topology ------------------------------------------------------------------------------
 
-    def add_device(self, sid: int, **kwargs: Any) -> Device:
+    @_serialised
+    def add_device(self, /, sid: int, **kwargs: Any) -> Device:
         """Put a device with requester ID ``sid`` behind this IOMMU (see :class:`Device`)."""
         if not isinstance(sid, int) or not 0 <= sid <= 0xFFFF:
             raise UAPIError(errno.EINVAL, f"add_device: requester ID {sid!r} is not a u16",
@@ -188,6 +222,7 @@ class IOMMU(DataPath):
         self.uapi.device_added(dev)
         return dev
 
+    @_serialised
     def remove_device(self, dev: Device) -> None:
         """Detach (if attached) and remove a device."""
         self._dev(dev)
@@ -198,6 +233,7 @@ class IOMMU(DataPath):
         self.uapi.device_removed(dev)
         del self.devices[dev.sid]
 
+    @_serialised
     def domain_alloc(self, *, nesting: bool = False) -> Domain:
         """A new host domain (optionally put in nesting mode right away)."""
         domain = Domain(self._next_domain)
@@ -212,6 +248,7 @@ class IOMMU(DataPath):
                 raise
         return domain
 
+    @_serialised
     def domain_free(self, domain: Domain) -> None:
         """Free a domain; ``EBUSY`` while devices are attached."""
         self._domain(domain)
@@ -221,12 +258,14 @@ class IOMMU(DataPath):
         self.dispatch.call("iommu_domain_free", domain=domain)
         del self.domains[domain.id]
 
+    @_serialised
     def set_nesting(self, domain: Domain) -> None:
         """Set ``DOMAIN_ATTR_NESTING`` (before the first attach)."""
         self._domain(domain)
         self.dispatch.call("iommu_domain_set_nesting", domain=domain)
         domain.nesting = True
 
+    @_serialised
     def attach_device(self, domain: Domain, dev: Device) -> None:
         """Attach ``dev`` to ``domain`` (requests without PASID then use its stage-2 tables)."""
         self._domain(domain)
@@ -239,6 +278,7 @@ class IOMMU(DataPath):
         domain.devices.append(dev)
         self.forget_contexts(dev.sid)
 
+    @_serialised
     def detach_device(self, domain: Domain, dev: Device) -> None:
         """Detach ``dev``; guest PASIDs still bound to it are unbound first."""
         self._domain(domain)
@@ -252,6 +292,7 @@ class IOMMU(DataPath):
         domain.devices.remove(dev)
         self.forget_contexts(dev.sid)
 
+    @_serialised
     def map(self, domain: Domain, iova: int, paddr: int, size: int, prot: int) -> None:
         """Map ``[iova, iova + size)`` to ``paddr`` in the domain's stage-2 (host) tables."""
         self._domain(domain)
@@ -260,6 +301,7 @@ class IOMMU(DataPath):
                 raise UAPIError(errno.EINVAL, f"map: {name} {value!r} is not a u64", rule="map.u64")
         self.dispatch.call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size, prot=prot)
 
+    @_serialised
     def unmap(self, domain: Domain, iova: int, size: int) -> int:
         """Unmap ``[iova, iova + size)``; returns the bytes unmapped."""
         self._domain(domain)
@@ -269,6 +311,7 @@ class IOMMU(DataPath):
                                 rule="unmap.u64")
         return int(self.dispatch.call("iommu_unmap", domain=domain, iova=iova, size=size))
 
+    @_serialised
     def iova_to_phys(self, domain: Domain, iova: int) -> int:
         """What ``iova`` maps to in the domain's stage-2 tables (0 when unmapped)."""
         self._domain(domain)
@@ -279,10 +322,12 @@ class IOMMU(DataPath):
 
     # -- PASIDs --------------------------------------------------------------------------------
 
+    @_serialised
     def pasid_set(self, name: str, quota: int) -> PasidSet:
         """A per-VM PASID set in this IOMMU's PASID space."""
         return self.pasids.create_set(name, quota)
 
+    @_serialised
     def free_pasid(self, pasid: int, pasid_set: PasidSet | None = None) -> None:
         """Free a host PASID; every guest binding of it is torn down first, so this never fails
         on a valid, allocated PASID."""
