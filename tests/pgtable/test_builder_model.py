@@ -192,7 +192,8 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
             self.freed.clear()
             assert call() == expected
             assert self.leaves == ([(iova, expected)] if expected else [])
-            assert bool(self.freed) == (self.pt.table_count() < tables)
+            if self.pt.table_count() < tables:  # (a split may add as many as are freed)
+                assert self.freed
             for start, span in self.freed:
                 assert not self.model.overlaps(start, start + span)
                 assert start < iova + expected and iova < start + span

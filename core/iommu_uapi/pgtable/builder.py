@@ -54,8 +54,10 @@ class PageTableBuilder(TableTree):
         misaligned or empty range or a ``prot`` without READ/WRITE, ERANGE for an address
         beyond the input or output range.
         """
-        index = self._size_index.get(size)
-        if index is not None and not (iova | paddr) & (size - 1):
+        fast = self._fast_sizes.get(size)
+        if fast is not None and fast[0](iova, paddr, prot):
+            return  # one leaf in the common case (see .fastpath)
+        if size in self._size_index and not (iova | paddr) & (size - 1):
             self.map_pages(iova, paddr, size, 1, prot)
             return
         chunks = self._chunks("map", iova, paddr, size)
@@ -162,8 +164,12 @@ class PageTableBuilder(TableTree):
         """Unmap ``[iova, iova + size)`` (any size aligned to the smallest page), cut as
         :meth:`map` cuts it; returns the bytes unmapped, up to the first page that was not
         mapped (0 when nothing was mapped at ``iova``). See :meth:`unmap_pages`."""
-        index = self._size_index.get(size)
-        if index is not None and not iova & (size - 1):
+        fast = self._fast_sizes.get(size)
+        if fast is not None:
+            done = fast[1](iova)  # one leaf in the common case (see .fastpath)
+            if done >= 0:
+                return done
+        if size in self._size_index and not iova & (size - 1):
             return self.unmap_pages(iova, size, 1)
         done = 0
         for va, _, pgsize, count in self._chunks("unmap", iova, 0, size):

@@ -5,13 +5,27 @@ checks, table allocation and freeing, and the software lookups (``iova_to_phys``
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import NamedTuple
 
 from ..errors import UAPIError
-from .common import FlushOps, Prot, Stage2Translate, TableMemory, Walker, WalkResult
+from .common import (
+    FlushOps,
+    Prot,
+    Stage2Translate,
+    TableMemory,
+    Walker,
+    WalkResult,
+    inline_pages,
+    page_getter,
+)
+from .fastpath import compile_single_page
 from .runs import Runs
 
 __all__ = ["Level", "TableTree", "page_chunks"]
+
+#: ``(map_one, unmap_one)`` of one page size (see :mod:`.fastpath`).
+SinglePage = tuple[Callable[[int, int, int], bool], Callable[[int], int]]
 
 _RW = int(Prot.READ | Prot.WRITE)
 
@@ -88,6 +102,7 @@ class TableTree(Runs):
         addr_mask: int,
         flush: FlushOps | None = None,
         linear: bool = True,
+        ia_limit: int | None = None,
     ) -> None:
         self.mem = mem
         self.levels = levels
@@ -108,11 +123,41 @@ class TableTree(Runs):
         self._leaf_cache: dict[int, int] = {}
         self._read = mem.read64
         self._write = mem.write64
+        # the plain input range [0, ia_limit) the single-page fast paths accept (anything else,
+        # such as x86's upper canonical half, takes the checked path)
+        top = levels[0]
+        self._ia_limit = top.size * (top.index_mask + 1) if ia_limit is None else ia_limit
+        pages = inline_pages(mem)
+        #: the page view single-page maps and unmaps read entries from, when there is one
+        #: (else their fast plans are empty and this view is never read)
+        self._viewed = pages is not None and linear
+        self._page = page_getter(pages)
         super().__init__(mem, linear)
         self.root = mem.alloc(root_size, root_size)
         self._entries: dict[int, int] = {self.root: 0}
+        self._fast_sizes = self._fast_plans(root_size, table_size, oa_bits)
         self.walker = self._make_walker(mem)
         self._nested_walker: Walker | None = None
+
+    def _fast_plans(self, root_size: int, table_size: int,
+                    oa_bits: int) -> dict[int, SinglePage]:
+        """Per page size, how single-page ``map``/``unmap`` run the common case (see
+        :mod:`.fastpath`): ``(map_one, unmap_one)``; none without a page view, with tables
+        larger than 4 KiB or with a non-contiguous output address."""
+        if not self._viewed or root_size != 4096 or table_size != 4096:
+            return {}
+        present = self._table_desc(0)  # the bits every table descriptor of ours carries
+        names = {"get": self._page, "write": self._write, "entries": self._entries,
+                 "leaf_bits": self._leaf_cache.get, "overlap": self._overlap, "builder": self}
+        plans = {}
+        for size, index in self._size_index.items():
+            above = tuple((lv.shift, lv.table_mask | present, lv.table_value | present)
+                          for lv in self.levels[:index])
+            lv = self.levels[index]
+            plans[size] = compile_single_page(
+                self.root, above, (index, lv.shift, lv.table_mask, lv.table_value),
+                (self._ia_limit - size, (1 << oa_bits) - size, self._amask), names)
+        return plans
 
     # -- format hooks ----------------------------------------------------------------------
 

@@ -39,7 +39,8 @@ class X86PageTable(PageTableBuilder):
         self._va_top = geo.va_top
         self._canon_ones = geo.canon_ones
         super().__init__(mem, levels, root_size=4096, table_size=4096, oa_bits=cfg.haw,
-                         name="first level", addr_mask=ADDR_MASK, flush=flush)
+                         name="first level", addr_mask=ADDR_MASK, flush=flush,
+                         ia_limit=1 << (cfg.va_bits - 1))
 
     def _input(self, iova: int, op: str) -> int:
         top = iova >> self._va_top
