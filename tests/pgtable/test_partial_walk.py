@@ -191,3 +191,19 @@ def test_every_walker_needs_a_level_and_an_aligned_table(walker: object, table: 
     with pytest.raises(UAPIError) as exc:
         walker.walk_partial(table, level, 0, Access.READ)  # type: ignore[attr-defined]
     assert (exc.value.errno, exc.value.rule) == (errno.EINVAL, "pgtable.start")
+
+
+def test_a_continuation_from_the_root_reports_a_root_fault_as_the_full_walk_does() -> None:
+    host = PhysicalMemory()
+    guest = GuestMemory(host)
+    guest.add_ram(0x10_0000, 1 << 20)
+    s2 = vtd_sl.SLPageTable(vtd_sl.SLConfig(sllps=0), host)  # maps nothing: every read fails
+    s1 = x86.X86PageTable(x86.X86Config(), guest)
+    walker = x86.X86Walker(host, s1.cfg)
+    faults = []
+    for call in (lambda: walker.walk(s1.root, 0x1000, Access.READ, s2.stage2()),
+                 lambda: walker.walk_partial(s1.root, 4, 0x1000, Access.READ, s2.stage2())):
+        with pytest.raises(WalkFault) as info:
+            call()
+        faults.append((info.value.stage, info.value.s2_class, info.value.addr))
+    assert faults == [(2, "ROOT", s1.root), (2, "ROOT", s1.root)]

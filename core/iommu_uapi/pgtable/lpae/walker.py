@@ -28,7 +28,7 @@ from ..common import (
     page_getter,
     restage,
 )
-from .bits import OA52_HI, OA52_HI_SHIFT, S1Desc, S2Desc, TableDesc
+from .bits import OA52_HI, OA52_HI_SHIFT, S1Desc, S2Desc, TableDesc, s1_key, s2_key, table_key
 from .config import LPAEConfig, fast_plans, geometry
 
 __all__ = ["LPAEWalker", "stage2", "walk"]
@@ -53,7 +53,6 @@ class LPAEWalker:
         self._perm = geo.perm
         self._stage = cfg.stage
         self._s1 = cfg.stage == 1
-        self._hpd = cfg.hpd
         self._oa52 = cfg.oas == 52
         self._start = geo.levels[0].level
         self._addr_mask = geo.addr_mask
@@ -65,7 +64,8 @@ class LPAEWalker:
         self._root_align = max(root_bytes, 64)
         self._granule = cfg.granule
         # hierarchical controls that take the walk off the fast path (none with HPD/stage 2)
-        self._controls = 0xF if self._s1 and not cfg.hpd else 0
+        self._controls = (TableDesc.CONTROLS >> TableDesc.CONTROLS_SHIFT
+                          if self._s1 and not cfg.hpd else 0)
         self.walk_levels = tuple(lv.level for lv in geo.levels)
         self.granted = 0
         pages = inline_pages(mem)
@@ -111,6 +111,7 @@ class LPAEWalker:
                 if desc & lmask != lwant:
                     break
                 oa_mask, offset, size, level, reads, perm_of = leaf
+                # s1_key / s2_key, inline: AP or S2AP in bits 1:0, (PXN, UXN) or (XN, -) in 3:2
                 perm = perm_of[((desc >> 6) & 3) | ((desc >> self._xn_shift) & 0xC)]
                 if perm & _RWX_OF[access] != _RWX_OF[access]:
                     break
@@ -234,11 +235,7 @@ class LPAEWalker:
             oa &= oa_mask
             if oa >> oas:
                 raise self._addr_size(level, iova, access, s2_reads, hptr, oa)
-            if self._s1:
-                perm = self._perm[((desc >> 6) & 3) | ((desc >> 51) & 0xC)
-                                  | ((tb >> 55) & 0xF0) | ((access & _PRIV) << 5)]
-            else:
-                perm = self._perm[((desc >> 6) & 3) | ((desc >> 52) & 4)]
+            perm = self._leaf_perm(desc, tb, access)
             if not desc & S1Desc.AF or access & ~perm & RWX:
                 desc, perm, s2_reads = self._leaf_update(desc, perm, tb, level, iova, access,
                                                          update_ad, ptr, hptr, s2, s2_reads)
@@ -271,11 +268,7 @@ class LPAEWalker:
             new |= S1Desc.AF
         if access & _WRITE and not perm & _WRITE and cfg.hd and update_ad and desc & S1Desc.DBM:
             dirty = new & ~S1Desc.AP_RO if self._s1 else new | S2Desc.S2AP_W
-            if self._s1:
-                dperm = self._perm[((dirty >> 6) & 3) | ((dirty >> 51) & 0xC)
-                                   | ((tb >> 55) & 0xF0) | ((access & _PRIV) << 5)]
-            else:
-                dperm = self._perm[((dirty >> 6) & 3) | ((dirty >> 52) & 4)]
+            dperm = self._leaf_perm(dirty, tb, access)
             if dperm & _WRITE:
                 new, perm = dirty, dperm
         if access & ~perm & RWX:
@@ -294,6 +287,14 @@ class LPAEWalker:
                 hptr = r2.oa
             self.mem.write64(hptr, new)
         return new, perm, s2_reads
+
+    def _leaf_perm(self, desc: int, tb: int, access: int) -> int:
+        """The permissions a leaf gives ``access``: its own bits, the stage-1 table controls
+        accumulated in ``tb`` and, at stage 1, whether the request is privileged (key bit 8)."""
+        if self._s1:
+            return self._perm[s1_key(desc) | table_key(tb >> TableDesc.CONTROLS_SHIFT)
+                              | ((access & _PRIV) << 5)]
+        return self._perm[s2_key(desc)]
 
     def _fault(self, kind: FaultKind, level: int, iova: int, access: int, s2_reads: int,
                ptr: int, message: str, denied: int = 0) -> WalkFault:

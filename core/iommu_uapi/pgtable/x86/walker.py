@@ -101,6 +101,7 @@ class X86Walker:
                         lmask, lwant, oa_mask, offset, size, level, reads, perm = leaf
                         if desc & lmask != lwant:
                             break
+                        # the permission key of fast_plans: (R/W | U/S) | XD (bit 63 to bit 0)
                         return WalkResult(
                             (desc & oa_mask) | (iova & offset), size,
                             perm[(desc & 6) | (desc >> 63)], level, reads, 0, desc & _G != 0)
@@ -217,7 +218,7 @@ class X86Walker:
         acc = 0xFFF if start is None else 0xFF9 | (inherited & 6)  # AND of R/W, U/S so far
         xd = inherited & 1  # XD seen at some level
         s2_reads = 0
-        s2_class = "ROOT" if start is None else "TT"
+        s2_class = "ROOT" if start is None or start == self._top else "TT"
         levels = self._levels if start is None else self._levels[self._top - start:]
         for level, shift, leaf_test, rsvd_table, rsvd_leaf, oa_mask, size in levels:
             ptr = table + (((iova >> shift) & 0x1FF) << 3)
