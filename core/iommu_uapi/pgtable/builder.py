@@ -119,9 +119,12 @@ class PageTableBuilder(TableTree):
         self._entries[table] += 1
 
     def _map_run(self, iova: int, paddr: int, bits: int, index: int, count: int) -> None:
+        """Map ``count`` leaves at level index ``index``: first the tables each run of leaves
+        needs are found or created and every run is checked empty (a refusal frees what was
+        created and leaves every byte as it was), then each table's run is written at once."""
         lv = self.levels[index]
         created: list[tuple[int, int, int]] = []
-        done: list[tuple[int, int, int]] = []
+        runs: list[tuple[int, int, int, int]] = []
         va, pa = iova, paddr
         try:
             while count:
@@ -131,18 +134,16 @@ class PageTableBuilder(TableTree):
                 ptr = table + (first << 3)
                 if not self.run_empty(ptr, n):
                     raise self._overlap(va, 0)
-                self.write_leaves(ptr, pa, bits, lv.size, n)
-                self._entries[table] += n
-                done.append((table, ptr, n))
+                runs.append((table, ptr, pa, n))
                 va += n << lv.shift
                 pa += n << lv.shift
                 count -= n
         except BaseException:
-            for table, ptr, n in reversed(done):
-                self.clear_run(ptr, n)
-                self._entries[table] -= n
             self._undo(created)
             raise
+        for table, ptr, pa, n in runs:
+            self.write_leaves(ptr, pa, bits, lv.size, n)
+            self._entries[table] += n
 
     def _descend_create(self, va: int, index: int, created: list[tuple[int, int, int]]) -> int:
         """The table of level index ``index`` for ``va``, creating missing tables."""

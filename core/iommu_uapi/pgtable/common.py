@@ -13,7 +13,7 @@ import errno
 from collections.abc import Callable, Mapping
 from enum import IntEnum, IntFlag
 from functools import partial
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 import msgspec
 
@@ -40,10 +40,14 @@ __all__ = [
     "Walker",
     "bad_access",
     "bind_stage2",
+    "continued",
     "inline_pages",
     "page_getter",
+    "plans_from",
     "restage",
 ]
+
+_Step = TypeVar("_Step")
 
 #: The access a DMA request makes: the ``IOMMU_FAULT_PERM_*`` bits (READ, WRITE, EXEC, PRIV), so
 #: a fault can carry it as its ``perm`` unchanged.
@@ -337,3 +341,22 @@ FastStep = tuple[int, int, int, int, FastLeaf]
 #: nested, 4 KiB tables read through :func:`inline_pages`. An entry that fails its test sends
 #: the walk to the full path, which finds and reports the exact fault.
 FastPlan = tuple[FastStep, ...]
+
+
+def plans_from(fast: Mapping[int, tuple[_Step, ...]],
+               levels: tuple[int, ...]) -> dict[int, dict[int, tuple[_Step, ...]]]:
+    """A walker's fast plans cut once per level a continuation may start at: for each level of
+    ``levels`` (the walk's order), every access's plan from that level on."""
+    return {level: {a: steps[i:] for a, steps in fast.items()} for i, level in enumerate(levels)}
+
+
+def continued(walk: Callable[[], WalkResult], skipped: int) -> WalkResult:
+    """Run the full walk of a continuation and count its reads from where it started: the
+    result's (or the fault's) ``reads`` less the ``skipped`` levels above."""
+    try:
+        r = walk()
+    except WalkFault as f:
+        f.reads -= skipped
+        raise
+    return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads - skipped, r.s2_reads,
+                      r.global_)

@@ -10,6 +10,7 @@ address space WALK_EABT. An SMMU model turns them into its event records.
 from __future__ import annotations
 
 import errno
+from functools import partial
 
 from ...errors import MemoryAccessError, UAPIError
 from ...memory import ZERO_QUADS
@@ -24,8 +25,10 @@ from ..common import (
     WalkResult,
     bad_access,
     bind_stage2,
+    continued,
     inline_pages,
     page_getter,
+    plans_from,
     restage,
 )
 from .bits import OA52_HI, OA52_HI_SHIFT, S1Desc, S2Desc, TableDesc, s1_key, s2_key, table_key
@@ -71,9 +74,7 @@ class LPAEWalker:
         pages = inline_pages(mem)
         self._fast = {} if pages is None else fast_plans(cfg)
         # the fast plans of walks that start at each level (walk_partial), cut once here
-        self._fast_from = {lv.level: {a: steps[lv.level - self._start:]
-                                      for a, steps in self._fast.items()}
-                           for lv in geo.levels}
+        self._fast_from = plans_from(self._fast, self.walk_levels)
         self._get = page_getter(pages)
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
@@ -162,13 +163,8 @@ class LPAEWalker:
             if path is not None:
                 level -= len(path) - mark
                 del path[mark:]  # the full walk below records the path again
-        try:
-            r = self._walk(table, iova, access, s2, False, level, inherited, path)
-        except WalkFault as f:
-            f.reads -= skipped
-            raise
-        return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads - skipped, r.s2_reads,
-                          r.global_)
+        return continued(partial(self._walk, table, iova, access, s2, False, level, inherited,
+                                 path), skipped)
 
     def _walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None,
               update_ad: bool, start: int | None = None, inherited: int = 0,

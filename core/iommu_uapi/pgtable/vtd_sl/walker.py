@@ -9,6 +9,7 @@ format has no present bit, so an entry with R=W=0 denies the access like a missi
 from __future__ import annotations
 
 import errno
+from functools import partial
 
 from ...errors import MemoryAccessError, UAPIError
 from ...memory import ZERO_QUADS
@@ -22,8 +23,10 @@ from ..common import (
     WalkResult,
     bad_access,
     bind_stage2,
+    continued,
     inline_pages,
     page_getter,
+    plans_from,
 )
 from .bits import ADDR_MASK, GRANTED, SLConfig, SLEntry, fast_plans, geometry, table_grant
 
@@ -58,9 +61,7 @@ class SLWalker:
         pages = inline_pages(mem)
         self._fast = {} if pages is None else fast_plans(cfg)
         # the fast plans of walks that start at each level (walk_partial), cut once here
-        self._fast_from = {level: {a: steps[cfg.levels - level:]
-                                   for a, steps in self._fast.items()}
-                           for level in range(1, cfg.levels + 1)}
+        self._fast_from = plans_from(self._fast, self.walk_levels)
         self._get = page_getter(pages)
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
@@ -128,12 +129,8 @@ class SLWalker:
                     start -= 1
             if path is not None:
                 del path[mark:]  # the full walk below records the path again
-        try:
-            r = self._walk(table, iova, access, s2, False, level, inherited, path)
-        except WalkFault as f:
-            f.reads -= skipped
-            raise
-        return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads - skipped, 0, False)
+        return continued(partial(self._walk, table, iova, access, s2, False, level, inherited,
+                                 path), skipped)
 
     def _walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None,
               update_ad: bool, start: int | None = None, inherited: int = GRANTED,

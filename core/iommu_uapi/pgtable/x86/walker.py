@@ -16,6 +16,7 @@ of what was being translated.
 from __future__ import annotations
 
 import errno
+from functools import partial
 
 from ...errors import MemoryAccessError, UAPIError
 from ...memory import ZERO_QUADS
@@ -30,8 +31,10 @@ from ..common import (
     WalkFault,
     WalkResult,
     bad_access,
+    continued,
     inline_pages,
     page_getter,
+    plans_from,
     restage,
 )
 from .bits import ADDR_MASK, GRANTED, FLEntry, X86Config, fast_plans, geometry
@@ -64,9 +67,7 @@ class X86Walker:
         pages = inline_pages(mem)
         self._fast = {} if pages is None else fast_plans(cfg)
         # the fast plans of walks that start at each level (walk_partial), cut once here
-        self._fast_from = {level: {a: steps[cfg.levels - level:]
-                                   for a, steps in self._fast.items()}
-                           for level in range(1, cfg.levels + 1)}
+        self._fast_from = plans_from(self._fast, self.walk_levels)
         self._get = page_getter(pages)
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
@@ -191,13 +192,8 @@ class X86Walker:
                                   r.s2_reads, r.global_)
             if path is not None:
                 del path[mark:]  # the full walk below records the path again
-        try:
-            r = self._walk(table, iova, access, s2, False, level, inherited, path)
-        except WalkFault as f:
-            f.reads -= skipped
-            raise
-        return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads - skipped, r.s2_reads,
-                          r.global_)
+        return continued(partial(self._walk, table, iova, access, s2, False, level, inherited,
+                                 path), skipped)
 
     def _walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None,
               update_ad: bool, start: int | None = None, inherited: int = 6,
