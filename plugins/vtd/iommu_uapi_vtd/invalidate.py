@@ -28,16 +28,24 @@ import errno
 
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.features import CacheCell
+from iommu_uapi.hw.ats import ats_size_encoding
 from iommu_uapi.uapi import CacheInvalidateInfo
 from iommu_uapi.uapi.consts import CacheType, InvAddrFlags, InvGranularity, InvPasidFlags
 
-from .qi import Descriptor, IotlbInv, PasidDevTlbInv, PasidIotlbInv, devtlb_size_encoding
+from .qi import (
+    Descriptor,
+    IotlbGranularity,
+    IotlbInv,
+    PasidDevTlbInv,
+    PasidIotlbGranularity,
+    PasidIotlbInv,
+)
 
 __all__ = ["QI_GRANULARITY", "SUPPORTED_CELLS", "DevTlbTarget", "guest_invalidation"]
 
-#: QI granularities the driver uses.
-QI_GRAN_NONG_PASID = 2
-QI_GRAN_PSI_PASID = 3
+#: QI granularities the driver uses (its names for :class:`~.qi.PasidIotlbGranularity`).
+QI_GRAN_NONG_PASID = PasidIotlbGranularity.NON_GLOBAL
+QI_GRAN_PSI_PASID = PasidIotlbGranularity.PAGE
 QI_DEV_IOTLB_GRAN_PASID_SEL = 0
 
 #: (cache type, granularity) -> descriptor granularity; None: the driver has no descriptor.
@@ -87,7 +95,7 @@ class DevTlbTarget:
 
     def pasid_descriptor(self, pasid: int, addr: int, order: int) -> PasidDevTlbInv:
         """Type 8 for 2^order pages at ``addr`` of ``pasid``."""
-        a, s = devtlb_size_encoding(addr, order)
+        a, s = ats_size_encoding(addr, order)
         return PasidDevTlbInv(MIP=self.qdep & 0x1F, PFSID_LO=self.pfsid & 0xF, SID=self.sid,
                               PASID=pasid & _PASID_MASK, PFSID_HI=self.pfsid >> 4, S=s,
                               ADDR=a)
@@ -155,7 +163,7 @@ def _pasid_iotlb(did: int, pasid: int, qg: int, addr: int, order: int, leaf: boo
     if qg == QI_GRAN_NONG_PASID:
         return PasidIotlbInv(G=QI_GRAN_NONG_PASID, DID=did, PASID=pasid & _PASID_MASK)
     if strict and order > mamv:
-        return IotlbInv(G=2, DID=did)
+        return IotlbInv(G=IotlbGranularity.DOMAIN, DID=did)
     # UNCERTAIN: the driver computes 1 << order in a C int; above order 30 the result is
     # undefined. The model encodes AM = order (the field holds 6 bits; the order is at most 52).
     align = 1 << (_PAGE_SHIFT + order)
