@@ -252,7 +252,7 @@ def bench_map_1g() -> None:
     snap = tracemalloc.take_snapshot()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    keep = [tracemalloc.Filter(True, "*pgtable/*")]
+    keep = [tracemalloc.Filter(True, "*iommu_uapi/pgtable/*")]
     books = sum(s.size_diff for s in snap.filter_traces(keep).compare_to(
         base.filter_traces(keep), "filename"))
     print(f"  builder bookkeeping (entry counts per table): {books / 1024:.1f} KiB; "

@@ -30,7 +30,10 @@ table memory exhausted                                ENOMEM    (the memory's)
 
 from __future__ import annotations
 
+from typing import Any
+
 from .common import FlushOps
+from .fastpath import compile_single_page
 from .runs import Spans
 from .tree import Level, TableTree, page_chunks
 
@@ -44,6 +47,17 @@ class PageTableBuilder(TableTree):
     :class:`~.tree.TableTree`).
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        paths = self._single_page_paths()
+        if paths:
+            # this builder's own map/unmap, with the common single-page case compiled
+            names = {"get": self._page, "write": self._write, "entries": self._entries,
+                     "leaf_bits": self._leaf_cache.get, "overlap": self._overlap,
+                     "builder": self, "general_map": self.map, "general_unmap": self.unmap}
+            self.map, self.unmap = compile_single_page(  # type: ignore[method-assign,assignment]
+                self.root, paths, names)
+
     # -- map -------------------------------------------------------------------------------
 
     def map(self, iova: int, paddr: int, size: int, prot: int) -> None:
@@ -54,9 +68,6 @@ class PageTableBuilder(TableTree):
         misaligned or empty range or a ``prot`` without READ/WRITE, ERANGE for an address
         beyond the input or output range.
         """
-        fast = self._fast_sizes.get(size)
-        if fast is not None and fast[0](iova, paddr, prot):
-            return  # one leaf in the common case (see .fastpath)
         if size in self._size_index and not (iova | paddr) & (size - 1):
             self.map_pages(iova, paddr, size, 1, prot)
             return
@@ -165,11 +176,6 @@ class PageTableBuilder(TableTree):
         """Unmap ``[iova, iova + size)`` (any size aligned to the smallest page), cut as
         :meth:`map` cuts it; returns the bytes unmapped, up to the first page that was not
         mapped (0 when nothing was mapped at ``iova``). See :meth:`unmap_pages`."""
-        fast = self._fast_sizes.get(size)
-        if fast is not None:
-            done = fast[1](iova)  # one leaf in the common case (see .fastpath)
-            if done >= 0:
-                return done
         if size in self._size_index and not iova & (size - 1):
             return self.unmap_pages(iova, size, 1)
         done = 0

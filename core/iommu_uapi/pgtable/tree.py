@@ -5,7 +5,6 @@ checks, table allocation and freeing, and the software lookups (``iova_to_phys``
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable
 from typing import NamedTuple
 
 from ..errors import UAPIError
@@ -19,13 +18,11 @@ from .common import (
     inline_pages,
     page_getter,
 )
-from .fastpath import compile_single_page
+from .fastpath import PageSizePath
 from .runs import Runs
 
 __all__ = ["Level", "TableTree", "page_chunks"]
 
-#: ``(map_one, unmap_one)`` of one page size (see :mod:`.fastpath`).
-SinglePage = tuple[Callable[[int, int, int], bool], Callable[[int], int]]
 
 _RW = int(Prot.READ | Prot.WRITE)
 
@@ -135,29 +132,23 @@ class TableTree(Runs):
         super().__init__(mem, linear)
         self.root = mem.alloc(root_size, root_size)
         self._entries: dict[int, int] = {self.root: 0}
-        self._fast_sizes = self._fast_plans(root_size, table_size, oa_bits)
+        self._root_size = root_size
         self.walker = self._make_walker(mem)
         self._nested_walker: Walker | None = None
 
-    def _fast_plans(self, root_size: int, table_size: int,
-                    oa_bits: int) -> dict[int, SinglePage]:
-        """Per page size, how single-page ``map``/``unmap`` run the common case (see
-        :mod:`.fastpath`): ``(map_one, unmap_one)``; none without a page view, with tables
-        larger than 4 KiB or with a non-contiguous output address."""
-        if not self._viewed or root_size != 4096 or table_size != 4096:
-            return {}
+    def _single_page_paths(self) -> tuple[PageSizePath, ...]:
+        """Per page size, what a compiled single-page ``map``/``unmap`` branch needs (see
+        :mod:`.fastpath`); none without a page view, with tables or a root larger than 4 KiB,
+        or with a non-contiguous output address."""
+        if not self._viewed or self._root_size != 4096 or self._table_size != 4096:
+            return ()
         present = self._table_desc(0)  # the bits every table descriptor of ours carries
-        names = {"get": self._page, "write": self._write, "entries": self._entries,
-                 "leaf_bits": self._leaf_cache.get, "overlap": self._overlap, "builder": self}
-        plans = {}
-        for size, index in self._size_index.items():
-            above = tuple((lv.shift, lv.table_mask | present, lv.table_value | present)
-                          for lv in self.levels[:index])
-            lv = self.levels[index]
-            plans[size] = compile_single_page(
-                self.root, above, (index, lv.shift, lv.table_mask, lv.table_value),
-                (self._ia_limit - size, (1 << oa_bits) - size, self._amask), names)
-        return plans
+        return tuple(
+            PageSizePath(index, lv.shift, lv.table_mask, lv.table_value,
+                         tuple((up.shift, up.table_mask | present, up.table_value | present)
+                               for up in self.levels[:index]),
+                         self._ia_limit - lv.size, self._oa_limit - lv.size, self._amask)
+            for index, lv in enumerate(self.levels) if lv.leaf_ok)
 
     # -- format hooks ----------------------------------------------------------------------
 
