@@ -45,6 +45,7 @@ from .features import CacheCell, Capabilities, Feature, Negotiated, negotiate
 from .memory import PhysicalMemory
 from .operations import UAPIOperations
 from .pasid import PasidSet, PasidSpace
+from .pgtable.tree import page_chunks
 from .plugins import get_backend, global_observers
 from .tlb import TLB
 from .translation import Translation, TranslationContext, TranslationFault
@@ -78,6 +79,14 @@ def _forward(op: Callable[Concatenate[UAPIOperations, _P], _R]
 
     method.__qualname__ = f"IOMMU.{op.__name__}"
     return method
+
+
+def _not_u64(**values: object) -> str | None:
+    """The first of ``values`` that is not a u64, named with its value (None: all are)."""
+    for name, value in values.items():
+        if not isinstance(value, int) or not 0 <= value < _U64:
+            return f"{name} {value!r}"
+    return None
 
 
 class IOMMU(DataPath):
@@ -122,6 +131,7 @@ class IOMMU(DataPath):
         self.domains: dict[int, Domain] = {}
         self.negotiated: Negotiated | None = None
         self._next_domain = 1
+        self._sizes_of: tuple[int, tuple[int, ...]] = (-1, ())
         self.dispatch = Dispatch(self.backend, self.backend_name)
         self.hook = self.dispatch.hook
         self.ops = self.dispatch.ops
@@ -294,22 +304,104 @@ class IOMMU(DataPath):
 
     @_serialised
     def map(self, domain: Domain, iova: int, paddr: int, size: int, prot: int) -> None:
-        """Map ``[iova, iova + size)`` to ``paddr`` in the domain's stage-2 (host) tables."""
+        """Map ``[iova, iova + size)`` to ``paddr`` in the domain's stage-2 (host) tables: any
+        size aligned to the smallest declared page size, cut into the largest page sizes that
+        fit, as the kernel's ``iommu_map`` cuts it; all or nothing."""
         self._domain(domain)
-        for name, value in (("iova", iova), ("paddr", paddr), ("size", size), ("prot", prot)):
-            if not isinstance(value, int) or not 0 <= value < _U64:
-                raise UAPIError(errno.EINVAL, f"map: {name} {value!r} is not a u64", rule="map.u64")
-        self.dispatch.call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size, prot=prot)
+        if (bad := _not_u64(iova=iova, paddr=paddr, size=size, prot=prot)) is not None:
+            raise UAPIError(errno.EINVAL, f"map: {bad} is not a u64", rule="map.u64")
+        if not self._aligned(iova | paddr | size, size):
+            raise UAPIError(errno.EINVAL, f"map: iova {iova:#x}, paddr {paddr:#x}, size {size:#x} "
+                            "must be aligned to the smallest page size, and size non-zero",
+                            rule="map.align")
+        if "iommu_map_pages" not in self.dispatch.ops:
+            self.dispatch.call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size,
+                               prot=prot)
+            return
+        call = self.dispatch.call
+        if size in self._page_sizes and not (iova | paddr) & (size - 1):
+            call("iommu_map_pages", domain=domain, iova=iova, paddr=paddr, pgsize=size,
+                 pgcount=1, prot=prot)
+            return
+        done: list[tuple[int, int, int]] = []
+        try:
+            for va, pa, pgsize, count in page_chunks(iova, paddr, size, self._page_sizes):
+                call("iommu_map_pages", domain=domain, iova=va, paddr=pa, pgsize=pgsize,
+                     pgcount=count, prot=prot)
+                done.append((va, pgsize, count))
+        except BaseException:
+            for va, pgsize, count in reversed(done):
+                self._unmap_pages(domain, va, pgsize, count)
+            raise
+
+    @_serialised
+    def map_pages(self, domain: Domain, iova: int, paddr: int, pgsize: int, pgcount: int,
+                  prot: int) -> int:
+        """Map ``pgcount`` pages of ``pgsize`` (a declared page size) from ``iova`` to ``paddr``
+        onwards (io-pgtable's ``map_pages``); all or nothing. Returns the bytes mapped."""
+        self._domain(domain)
+        if (bad := _not_u64(iova=iova, paddr=paddr, pgcount=pgcount,
+                                    prot=prot)) is not None:
+            raise UAPIError(errno.EINVAL, f"map_pages: {bad} is not a u64", rule="map.u64")
+        if not self._pages(iova | paddr, pgsize, pgcount):
+            raise UAPIError(errno.EINVAL, f"map_pages: {pgcount!r} page(s) of {pgsize!r}: the size "
+                            "must be a declared page size the addresses are aligned to, the "
+                            "count non-zero", rule="map.pages")
+        if "iommu_map_pages" not in self.dispatch.ops:
+            self.dispatch.call("iommu_map", domain=domain, iova=iova, paddr=paddr,
+                               size=pgsize * pgcount, prot=prot)
+            return pgsize * pgcount
+        return int(self.dispatch.call("iommu_map_pages", domain=domain, iova=iova, paddr=paddr,
+                                      pgsize=pgsize, pgcount=pgcount, prot=prot))
 
     @_serialised
     def unmap(self, domain: Domain, iova: int, size: int) -> int:
-        """Unmap ``[iova, iova + size)``; returns the bytes unmapped."""
+        """Unmap ``[iova, iova + size)`` (any size aligned to the smallest declared page size);
+        returns the bytes unmapped, which stop at the first page not mapped. The backend flushes
+        what it unmapped with one range invalidation."""
         self._domain(domain)
-        for name, value in (("iova", iova), ("size", size)):
-            if not isinstance(value, int) or not 0 <= value < _U64:
-                raise UAPIError(errno.EINVAL, f"unmap: {name} {value!r} is not a u64",
-                                rule="unmap.u64")
+        if (bad := _not_u64(iova=iova, size=size)) is not None:
+            raise UAPIError(errno.EINVAL, f"unmap: {bad} is not a u64", rule="unmap.u64")
+        if not self._aligned(iova | size, size):
+            raise UAPIError(errno.EINVAL, f"unmap: iova {iova:#x}, size {size:#x} must be aligned "
+                            "to the smallest page size, and size non-zero", rule="unmap.align")
         return int(self.dispatch.call("iommu_unmap", domain=domain, iova=iova, size=size))
+
+    @_serialised
+    def unmap_pages(self, domain: Domain, iova: int, pgsize: int, pgcount: int) -> int:
+        """Unmap ``pgcount`` pages of ``pgsize`` from ``iova`` (io-pgtable's ``unmap_pages``),
+        flushed with one range invalidation; returns the bytes unmapped."""
+        self._domain(domain)
+        if (bad := _not_u64(iova=iova, pgcount=pgcount)) is not None:
+            raise UAPIError(errno.EINVAL, f"unmap_pages: {bad} is not a u64", rule="unmap.u64")
+        if not self._pages(iova, pgsize, pgcount):
+            raise UAPIError(errno.EINVAL, f"unmap_pages: {pgcount!r} page(s) of {pgsize!r}: the "
+                            "size must be a declared page size iova is aligned to, the count "
+                            "non-zero", rule="unmap.pages")
+        return self._unmap_pages(domain, iova, pgsize, pgcount)
+
+    def _unmap_pages(self, domain: Domain, iova: int, pgsize: int, pgcount: int) -> int:
+        if "iommu_unmap_pages" not in self.dispatch.ops:
+            return int(self.dispatch.call("iommu_unmap", domain=domain, iova=iova,
+                                          size=pgsize * pgcount))
+        return int(self.dispatch.call("iommu_unmap_pages", domain=domain, iova=iova,
+                                      pgsize=pgsize, pgcount=pgcount))
+
+    @property
+    def _page_sizes(self) -> tuple[int, ...]:
+        """The declared stage-2 page sizes, smallest first."""
+        bitmap = self._capabilities.page_sizes
+        if bitmap != self._sizes_of[0]:
+            self._sizes_of = (bitmap, tuple(1 << b for b in range(64) if bitmap >> b & 1))
+        return self._sizes_of[1]
+
+    def _aligned(self, bits: int, size: int) -> bool:
+        sizes = self._page_sizes
+        return bool(size) and not bits & ((sizes[0] if sizes else 0x1000) - 1)
+
+    def _pages(self, bits: int, pgsize: int, pgcount: int) -> bool:
+        return (pgsize in self._page_sizes and bool(pgcount) and not bits & (pgsize - 1)
+                and pgsize * pgcount < _U64)
 
     @_serialised
     def iova_to_phys(self, domain: Domain, iova: int) -> int:
