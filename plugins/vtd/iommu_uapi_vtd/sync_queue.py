@@ -76,7 +76,7 @@ class SyncQueue(InvalidationQueue):
         ring = self.ring
         head = ring.cons
         shift, slots = self._shift, self._slot_mask
-        if self.status.fsts & _FSTS_IQE or ring.prod != head or \
+        if self.status.fsts & _FSTS_IQE or ring.stopped or ring.prod != head or \
                 self.iqt != (head & slots) << shift:
             return self._submit_and_recover(descriptors)
         try:
