@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from iommu_uapi.errors import MemoryAccessError
+from iommu_uapi.hw.ats import ats_range
 
 from .qi import (
     ContextCacheGranularity,
@@ -36,7 +37,6 @@ from .qi import (
     PasidDevTlbInv,
     PasidIotlbGranularity,
     PasidIotlbInv,
-    devtlb_range,
     page_range,
 )
 
@@ -106,13 +106,13 @@ def _iotlb_page(d: IotlbInv) -> Effect:
 
 
 def _devtlb(d: DevTlbInv) -> Effect:
-    base, size = devtlb_range(d.ADDR, d.S)
+    base, size = ats_range(d.ADDR, d.S)
     sid, prefix = d.SID, (d.SID, None)
     return lambda q: q.caches.devtlb.invalidate(sid, prefix, base, size)
 
 
 def _pasid_devtlb(d: PasidDevTlbInv) -> Effect:
-    base, size = devtlb_range(d.ADDR, d.S)
+    base, size = ats_range(d.ADDR, d.S)
     # G asks the device to drop the range for every PASID (its global translations); the model
     # drops the range under every PASID of the device, a legal over-invalidation.
     sid, prefix = d.SID, (d.SID,) if d.G else (d.SID, d.PASID)
