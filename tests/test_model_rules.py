@@ -7,6 +7,8 @@ import ast
 import errno
 from pathlib import Path
 
+import pytest
+
 import iommu_uapi
 from iommu_uapi.model_rules import MODEL_RULES, MODEL_RULES_BY_ID
 from iommu_uapi.rules import RULES_BY_ID
@@ -50,3 +52,12 @@ def test_every_refusal_of_the_core_names_its_rule() -> None:
                     node.func.id == "UAPIError" and not any(k.arg == "rule" for k in node.keywords):
                 unnamed.append(f"{path.name}:{node.lineno}")
     assert unnamed == []
+
+
+def test_rule_scan_takes_a_path_its_text_or_a_package_name() -> None:
+    by_path = scan(CORE, skip=frozenset({"testing"}))
+    assert scan(str(CORE), skip=frozenset({"testing"})) == by_path
+    assert scan("iommu_uapi", skip=frozenset({"testing"})) == by_path
+    assert "new_backend.not_dir" in by_path
+    with pytest.raises(FileNotFoundError):
+        scan("no_such_package_or_dir")
