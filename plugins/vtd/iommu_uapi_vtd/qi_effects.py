@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from iommu_uapi.caches.devtlb import ats_selection
 from iommu_uapi.errors import MemoryAccessError
 from iommu_uapi.hw.ats import ats_range
 
@@ -107,7 +108,9 @@ def _iotlb_page(d: IotlbInv) -> Effect:
 
 def _devtlb(d: DevTlbInv) -> Effect:
     base, size = ats_range(d.ADDR, d.S)
-    sid, prefix = d.SID, (d.SID, None)
+    # The device receives an ATS Invalidate Request without a PASID prefix: by PCIe it drops
+    # every entry of the range, those requested with a PASID included (ats_selection).
+    sid, prefix = d.SID, (d.SID, *ats_selection(None))
     return lambda q: q.caches.devtlb.invalidate(sid, prefix, base, size)
 
 
@@ -115,7 +118,7 @@ def _pasid_devtlb(d: PasidDevTlbInv) -> Effect:
     base, size = ats_range(d.ADDR, d.S)
     # G asks the device to drop the range for every PASID (its global translations); the model
     # drops the range under every PASID of the device, a legal over-invalidation.
-    sid, prefix = d.SID, (d.SID,) if d.G else (d.SID, d.PASID)
+    sid, prefix = d.SID, (d.SID, *ats_selection(d.PASID, global_invalidate=bool(d.G)))
     return lambda q: q.caches.devtlb.invalidate(sid, prefix, base, size)
 
 
