@@ -308,20 +308,21 @@ class IOMMU(DataPath):
         size aligned to the smallest declared page size, cut into the largest page sizes that
         fit, as the kernel's ``iommu_map`` cuts it; all or nothing."""
         self._domain(domain)
-        if (bad := _not_u64(iova=iova, paddr=paddr, size=size, prot=prot)) is not None:
+        if not (iova.__class__ is int is paddr.__class__ is size.__class__ is prot.__class__
+                and 0 <= iova < _U64 and 0 <= paddr < _U64 and 0 <= size < _U64
+                and 0 <= prot < _U64) and (
+                    bad := _not_u64(iova=iova, paddr=paddr, size=size, prot=prot)) is not None:
             raise UAPIError(errno.EINVAL, f"map: {bad} is not a u64", rule="map.u64")
         if not self._aligned(iova | paddr | size, size):
             raise UAPIError(errno.EINVAL, f"map: iova {iova:#x}, paddr {paddr:#x}, size {size:#x} "
                             "must be aligned to the smallest page size, and size non-zero",
                             rule="map.align")
-        if "iommu_map_pages" not in self.dispatch.ops:
-            self.dispatch.call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size,
-                               prot=prot)
-            return
-        call = self.dispatch.call
-        if size in self._page_sizes and not (iova | paddr) & (size - 1):
-            call("iommu_map_pages", domain=domain, iova=iova, paddr=paddr, pgsize=size,
-                 pgcount=1, prot=prot)
+        ops, call = self.dispatch.ops, self.dispatch.call
+        if "iommu_map_pages" not in ops or (
+                # one page: the backend's iommu_map maps that one leaf (its builder's own path)
+                "iommu_map" in ops and size in self._page_sizes
+                and not (iova | paddr) & (size - 1)):
+            call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size, prot=prot)
             return
         done: list[tuple[int, int, int]] = []
         try:
@@ -360,7 +361,8 @@ class IOMMU(DataPath):
         returns the bytes unmapped, which stop at the first page not mapped. The backend flushes
         what it unmapped with one range invalidation."""
         self._domain(domain)
-        if (bad := _not_u64(iova=iova, size=size)) is not None:
+        if not (iova.__class__ is int is size.__class__ and 0 <= iova < _U64
+                and 0 <= size < _U64) and (bad := _not_u64(iova=iova, size=size)) is not None:
             raise UAPIError(errno.EINVAL, f"unmap: {bad} is not a u64", rule="unmap.u64")
         if not self._aligned(iova | size, size):
             raise UAPIError(errno.EINVAL, f"unmap: iova {iova:#x}, size {size:#x} must be aligned "

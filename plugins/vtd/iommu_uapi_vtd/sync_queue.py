@@ -66,6 +66,8 @@ ADDRESS_FIELDS: dict[type[Descriptor], tuple[str, ...]] = {
 #: By type: the address fields zero (a template's), and their bits in place.
 _ZEROS = {cls: {f: False if cls.LAYOUT[f].width == 1 else 0 for f in fields}
           for cls, fields in ADDRESS_FIELDS.items()}
+_ADDRESS_LAYOUT = {cls: tuple((f, cls.LAYOUT[f]) for f in fields)
+                   for cls, fields in ADDRESS_FIELDS.items()}
 _ADDRESS_MASKS = {cls: sum(cls.LAYOUT[f].mask for f in fields)
                   for cls, fields in ADDRESS_FIELDS.items()}
 
@@ -85,6 +87,8 @@ class SyncQueue(InvalidationQueue):
         # template image -> its decoded descriptor
         self._decoded_templates: dict[bytes, Descriptor] = {}
         self._image_mask = (1 << (64 * (self.stride // 8))) - 1
+        # by address-carrying type: its reserved bits under this unit's capabilities
+        self._reserved = {cls: cls.reserved_mask(cfg) for cls in ADDRESS_FIELDS}
         # image -> its descriptor and the descriptor bound for execution (:mod:`.qi_effects`)
         self._decoded: dict[bytes, tuple[Descriptor, Effect]] = {}
         self._nq = self.stride // 8
@@ -144,15 +148,14 @@ class SyncQueue(InvalidationQueue):
             if len(self._decoded_templates) >= _MEMO_LIMIT:
                 self._decoded_templates.clear()
             self._decoded_templates[key] = template
-        if raw & cls.reserved_mask(self.cfg):
+        if raw & self._reserved[cls]:
             return None
-        layout = cls.LAYOUT
-        values = {name: layout[name].get(raw) for name in fields}
+        values = {}
+        for name, field in _ADDRESS_LAYOUT[cls]:
+            value = (raw >> field.shift) & ((1 << field.width) - 1)
+            values[name] = bool(value) if field.width == 1 else value << field.unit
         if values.get("AM", 0) > self.cfg.mamv:
             return None
-        for name in fields:
-            if layout[name].width == 1:
-                values[name] = bool(values[name])
         desc = _replace(template, **values)
         return desc, bind(desc)
 
