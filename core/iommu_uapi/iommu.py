@@ -131,7 +131,10 @@ class IOMMU(DataPath):
         self.domains: dict[int, Domain] = {}
         self.negotiated: Negotiated | None = None
         self._next_domain = 1
-        self._sizes_of: tuple[int, tuple[int, ...]] = (-1, ())
+        #: the declared stage-2 page sizes (smallest first, as a set, the smallest's low bits)
+        self._page_sizes: tuple[int, ...] = (0x1000,)
+        self._page_set: frozenset[int] = frozenset(self._page_sizes)
+        self._align_mask = 0xFFF
         self.dispatch = Dispatch(self.backend, self.backend_name)
         self.hook = self.dispatch.hook
         self.ops = self.dispatch.ops
@@ -162,6 +165,9 @@ class IOMMU(DataPath):
     def capabilities(self, caps: Capabilities) -> None:
         self._capabilities = caps
         self.dispatch.features = int(caps.features)
+        sizes = tuple(1 << b for b in range(64) if caps.page_sizes >> b & 1) or (0x1000,)
+        self._page_sizes, self._page_set, self._align_mask = (
+            sizes, frozenset(sizes), sizes[0] - 1)
 
     def _pasid_freed(self, pasid: int) -> None:
         with self.lock:
@@ -302,38 +308,39 @@ class IOMMU(DataPath):
         domain.devices.remove(dev)
         self.forget_contexts(dev.sid)
 
-    @_serialised
     def map(self, domain: Domain, iova: int, paddr: int, size: int, prot: int) -> None:
         """Map ``[iova, iova + size)`` to ``paddr`` in the domain's stage-2 (host) tables: any
         size aligned to the smallest declared page size, cut into the largest page sizes that
         fit, as the kernel's ``iommu_map`` cuts it; all or nothing."""
-        self._domain(domain)
-        if not (iova.__class__ is int is paddr.__class__ is size.__class__ is prot.__class__
-                and 0 <= iova < _U64 and 0 <= paddr < _U64 and 0 <= size < _U64
-                and 0 <= prot < _U64) and (
-                    bad := _not_u64(iova=iova, paddr=paddr, size=size, prot=prot)) is not None:
-            raise UAPIError(errno.EINVAL, f"map: {bad} is not a u64", rule="map.u64")
-        if not self._aligned(iova | paddr | size, size):
-            raise UAPIError(errno.EINVAL, f"map: iova {iova:#x}, paddr {paddr:#x}, size {size:#x} "
-                            "must be aligned to the smallest page size, and size non-zero",
-                            rule="map.align")
-        ops, call = self.dispatch.ops, self.dispatch.call
-        if "iommu_map_pages" not in ops or (
-                # one page: the backend's iommu_map maps that one leaf (its builder's own path)
-                "iommu_map" in ops and size in self._page_sizes
-                and not (iova | paddr) & (size - 1)):
-            call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size, prot=prot)
-            return
-        done: list[tuple[int, int, int]] = []
-        try:
-            for va, pa, pgsize, count in page_chunks(iova, paddr, size, self._page_sizes):
-                call("iommu_map_pages", domain=domain, iova=va, paddr=pa, pgsize=pgsize,
-                     pgcount=count, prot=prot)
-                done.append((va, pgsize, count))
-        except BaseException:
-            for va, pgsize, count in reversed(done):
-                self._unmap_pages(domain, va, pgsize, count)
-            raise
+        with self.lock:  # serialised (inline: the hottest control calls)
+            self._domain(domain)
+            if not (iova.__class__ is int is paddr.__class__ is size.__class__
+                    is prot.__class__ and 0 <= iova < _U64 and 0 <= paddr < _U64
+                    and 0 <= size < _U64 and 0 <= prot < _U64) and (
+                        bad := _not_u64(iova=iova, paddr=paddr, size=size, prot=prot)):
+                raise UAPIError(errno.EINVAL, f"map: {bad} is not a u64", rule="map.u64")
+            if not size or (iova | paddr | size) & self._align_mask:
+                raise UAPIError(errno.EINVAL, f"map: iova {iova:#x}, paddr {paddr:#x}, size "
+                                f"{size:#x} must be aligned to the smallest page size, and "
+                                "size non-zero", rule="map.align")
+            ops, call = self.dispatch.ops, self.dispatch.call
+            if "iommu_map_pages" not in ops or (
+                    # one page: the backend's iommu_map maps that one leaf (its builder's
+                    # single-page path)
+                    "iommu_map" in ops and size in self._page_set
+                    and not (iova | paddr) & (size - 1)):
+                call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size, prot=prot)
+                return
+            done: list[tuple[int, int, int]] = []
+            try:
+                for va, pa, pgsize, count in page_chunks(iova, paddr, size, self._page_sizes):
+                    call("iommu_map_pages", domain=domain, iova=va, paddr=pa, pgsize=pgsize,
+                         pgcount=count, prot=prot)
+                    done.append((va, pgsize, count))
+            except BaseException:
+                for va, pgsize, count in reversed(done):
+                    self._unmap_pages(domain, va, pgsize, count)
+                raise
 
     @_serialised
     def map_pages(self, domain: Domain, iova: int, paddr: int, pgsize: int, pgcount: int,
@@ -355,19 +362,20 @@ class IOMMU(DataPath):
         return int(self.dispatch.call("iommu_map_pages", domain=domain, iova=iova, paddr=paddr,
                                       pgsize=pgsize, pgcount=pgcount, prot=prot))
 
-    @_serialised
     def unmap(self, domain: Domain, iova: int, size: int) -> int:
         """Unmap ``[iova, iova + size)`` (any size aligned to the smallest declared page size);
         returns the bytes unmapped, which stop at the first page not mapped. The backend flushes
         what it unmapped with one range invalidation."""
-        self._domain(domain)
-        if not (iova.__class__ is int is size.__class__ and 0 <= iova < _U64
-                and 0 <= size < _U64) and (bad := _not_u64(iova=iova, size=size)) is not None:
-            raise UAPIError(errno.EINVAL, f"unmap: {bad} is not a u64", rule="unmap.u64")
-        if not self._aligned(iova | size, size):
-            raise UAPIError(errno.EINVAL, f"unmap: iova {iova:#x}, size {size:#x} must be aligned "
-                            "to the smallest page size, and size non-zero", rule="unmap.align")
-        return int(self.dispatch.call("iommu_unmap", domain=domain, iova=iova, size=size))
+        with self.lock:  # serialised (inline: the hottest control calls)
+            self._domain(domain)
+            if not (iova.__class__ is int is size.__class__ and 0 <= iova < _U64
+                    and 0 <= size < _U64) and (bad := _not_u64(iova=iova, size=size)):
+                raise UAPIError(errno.EINVAL, f"unmap: {bad} is not a u64", rule="unmap.u64")
+            if not size or (iova | size) & self._align_mask:
+                raise UAPIError(errno.EINVAL, f"unmap: iova {iova:#x}, size {size:#x} must be "
+                                "aligned to the smallest page size, and size non-zero",
+                                rule="unmap.align")
+            return int(self.dispatch.call("iommu_unmap", domain=domain, iova=iova, size=size))
 
     @_serialised
     def unmap_pages(self, domain: Domain, iova: int, pgsize: int, pgcount: int) -> int:
@@ -389,20 +397,8 @@ class IOMMU(DataPath):
         return int(self.dispatch.call("iommu_unmap_pages", domain=domain, iova=iova,
                                       pgsize=pgsize, pgcount=pgcount))
 
-    @property
-    def _page_sizes(self) -> tuple[int, ...]:
-        """The declared stage-2 page sizes, smallest first."""
-        bitmap = self._capabilities.page_sizes
-        if bitmap != self._sizes_of[0]:
-            self._sizes_of = (bitmap, tuple(1 << b for b in range(64) if bitmap >> b & 1))
-        return self._sizes_of[1]
-
-    def _aligned(self, bits: int, size: int) -> bool:
-        sizes = self._page_sizes
-        return bool(size) and not bits & ((sizes[0] if sizes else 0x1000) - 1)
-
     def _pages(self, bits: int, pgsize: int, pgcount: int) -> bool:
-        return (pgsize in self._page_sizes and bool(pgcount) and not bits & (pgsize - 1)
+        return (pgsize in self._page_set and bool(pgcount) and not bits & (pgsize - 1)
                 and pgsize * pgcount < _U64)
 
     @_serialised
