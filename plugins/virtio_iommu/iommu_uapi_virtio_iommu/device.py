@@ -253,6 +253,25 @@ class VirtioIommuDevice:
         return Reply(out.properties.ljust(area, b"\0") + encode_tail(out.status or 0),
                      out.status, out.rule, out.message)
 
+    def add_endpoint(self, endpoint: int, regions: Iterable[ReservedRegion] = ()) -> None:
+        """An endpoint appears behind the device (hot-plug): it exists from now on, with
+        ``regions`` besides the device's reserved regions."""
+        if not 0 <= endpoint <= U32_MAX:
+            raise refusal("virtio.device.config", detail=f"endpoint {endpoint} is not a u32")
+        own = tuple(regions)
+        validate_regions(endpoint, self.global_regions + own,
+                         strict="virtio.device.resv_overlap" in self.profile.rules)
+        self.endpoints[endpoint] = own
+        self.regions[endpoint] = self.global_regions + own
+
+    def remove_endpoint(self, endpoint: int) -> None:
+        """An endpoint goes away (hot-unplug): it leaves its domain and stops existing."""
+        self.commit_detach(endpoint)
+        self.records.discard(endpoint)
+        self.endpoints.pop(endpoint, None)
+        self.regions.pop(endpoint, None)
+        self._faults.pop(endpoint, None)
+
     # ---- state changes the handlers commit -------------------------------------------------
 
     def reserved_regions(self, endpoint: int) -> tuple[ReservedRegion, ...]:

@@ -263,6 +263,10 @@ RULES: tuple[VirtioRule, ...] = (
          "the device MUST NOT allow writes without WRITE (nor, here, reads or instruction "
          "fetches without READ): R_MAPPING with F_READ/F_WRITE",
          "endpoint {endpoint} lacks permission", _B),
+        ("virtio.dma.pasid", None,
+         "a request with a PASID from an endpoint whose domain has no PASID table: the base "
+         "device has no PASID (R_UNKNOWN)",
+         "endpoint {endpoint} has no PASID table", _B),
     ),
     *_api(
         "device model",
@@ -301,6 +305,23 @@ RULES: tuple[VirtioRule, ...] = (
          "errors); the reset unmaps what the host kept", "{count} undo call(s) refused", _B),
         ("virtio.host.injected", _errno.EIO, "a host failure injected on purpose",
          "injected failure of {op} #{count}", _B),
+    ),
+    *_api(
+        "backend",
+        ("virtio.backend.config", _errno.EINVAL,
+         "the backend's configuration names an unknown key or a value the device refuses",
+         "{detail}", _B),
+        ("virtio.backend.domains", _errno.ENOSPC,
+         "every domain id of domain_range is in use", "all {count} domain ids are in use", _B),
+        ("virtio.backend.range", _errno.ERANGE,
+         "a MAP or UNMAP whose last byte is beyond 2^64 - 1 cannot be encoded (virt_end is a "
+         "le64)", "[{start:#x}, +{size:#x}) ends beyond 2^64 - 1", _B),
+        ("virtio.backend.not_nesting", _errno.ENODEV,
+         "nesting info of a domain not in nesting mode (as the drivers of 5.10)",
+         "domain {domain} is not in nesting mode", _B),
+        ("virtio.backend.nesting_attached", _errno.ENODEV,
+         "nesting mode is set before the first attach",
+         "domain {domain} already has endpoints", _B),
     ),
 )
 
