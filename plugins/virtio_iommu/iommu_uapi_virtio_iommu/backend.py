@@ -33,17 +33,23 @@ from iommu_uapi.iommu import IOMMU
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable.common import Prot
 from iommu_uapi.plugins import BackendSpec
-from iommu_uapi.uapi import NestingInfo
+from iommu_uapi.uapi import CacheInvalidateInfo, NestingInfo, PasidTableConfig
+from iommu_uapi.uapi.consts import IOMMU_PASID_FORMAT_SMMUV3, NestingFeature
 
 from .context import Context, build_context
 from .device import Reply, VirtioIommuDevice
 from .driver import RequestQueue, check_range, reply_error
 from .events import FaultReason as Reason
 from .features import QEMU_OFFERED
+from .features import Feature as VirtioFeature
+from .guest import SMMUV3_GUEST
 from .handlers import refuse
 from .layouts import MapFlags
 from .mappings import Mapping, MappingTable
+from .nested import S1_OAS, NestedContext, nested_context
+from .nesting import CELLS, invalidate_request, table_of, wire_format
 from .rules import refusal
+from .tables import SharedTable
 from .translate import _fault
 
 __all__ = ["FAILURE_REPORTING", "VirtioBackend", "VirtioDomain", "iommu_register_backends"]
@@ -64,15 +70,18 @@ _PROT_FLAGS: Final = ((Prot.READ, MapFlags.READ), (Prot.WRITE, MapFlags.WRITE),
 
 
 class VirtioDomain:
-    """The driver side of a façade domain: its virtio domain id and its mappings (replayed
-    on the first ATTACH), and whether it is in nesting mode."""
+    """The driver side of a façade domain: its virtio domain id, its mappings and the guest
+    table it shares with its ATTACH_TABLE format (both replayed on the first ATTACH), and
+    whether it is in nesting mode."""
 
-    __slots__ = ("id", "mappings", "nesting")
+    __slots__ = ("format", "id", "mappings", "nesting", "table")
 
     def __init__(self, domain_id: int) -> None:
         self.id = domain_id
         self.mappings = MappingTable()
         self.nesting = False
+        self.table: SharedTable | None = None
+        self.format = 0
 
 
 def _map_flags(prot: int) -> int:
@@ -91,18 +100,26 @@ class VirtioBackend:
             raise refusal("virtio.backend.config",
                           detail=f"unknown configuration key(s) {', '.join(unknown)}")
         self.memory = memory
-        profile = config.pop("device_profile", "spec")
+        profile = config.pop("device_profile", "rfc2021")
         regions = config.pop("reserved_regions", ())
-        self.device = VirtioIommuDevice(profile=profile, features=QEMU_OFFERED, bypass=0,
-                                        reserved_regions=regions, **config)
-        self.device.negotiate_features(self.device.offered)
+        tables = profile == "rfc2021" or getattr(profile, "table_bit", None) is not None
+        features = (QEMU_OFFERED & ~VirtioFeature.BYPASS_CONFIG) | VirtioFeature.ATTACH_TABLE \
+            if tables else QEMU_OFFERED
+        self.device = VirtioIommuDevice(profile=profile, features=features, bypass=0,
+                                        reserved_regions=regions, memory=memory, **config)
+        self.device.negotiate_wire(self.device.wire_offered)
+        self.tables = VirtioFeature.ATTACH_TABLE in self.device.negotiated
         self.queue = RequestQueue(self.device)
         self.iommu: IOMMU | None = None
         self._ids: set[int] = set()
+        nesting = dict(features=Feature.BIND_PASID_TABLE | Feature.CACHE_INVLD,
+                       formats=(IOMMU_PASID_FORMAT_SMMUV3,), pasid_bits=20,
+                       input_address_widths=(S1_OAS,), cache_cells=CELLS) if self.tables \
+            else {"features": Feature(0)}
         self.capabilities = Capabilities(
-            features=Feature(0), output_address_width=64,
-            page_sizes=self.device.page_size_mask & ((1 << 64) - 1),
-            failure_reporting=dict(FAILURE_REPORTING), profiles=("linux-5.10", "strict"))
+            output_address_width=64, page_sizes=self.device.page_size_mask & ((1 << 64) - 1),
+            failure_reporting=dict(FAILURE_REPORTING), profiles=("linux-5.10", "strict"),
+            **nesting)
 
     def __repr__(self) -> str:
         return f"VirtioBackend(profile={self.device.profile.name!r})"
@@ -113,6 +130,12 @@ class VirtioBackend:
     def iommu_instance_init(self, iommu: IOMMU) -> None:
         self.iommu = iommu
         self.device.tlb = iommu.iotlb
+        self.device.config_listeners.append(self._config_dropped)
+
+    def _config_dropped(self, endpoint: int, pasid: int | None) -> None:
+        """The device dropped cached CDs: the façade forgets the contexts built from them."""
+        if self.iommu is not None and endpoint in self.iommu.devices:
+            self.iommu.forget_contexts(endpoint, None if pasid is None else (pasid,))
 
     @hookimpl
     def iommu_capabilities(self) -> Capabilities:
@@ -120,11 +143,15 @@ class VirtioBackend:
 
     @hookimpl
     def iommu_nesting_info(self, domain: Domain) -> NestingInfo:
-        raise refusal("virtio.backend.not_nesting", domain=domain.id)
+        if not domain.data.nesting:
+            raise refusal("virtio.backend.not_nesting", domain=domain.id)
+        return NestingInfo(argsz=NestingInfo.SIZE, format=IOMMU_PASID_FORMAT_SMMUV3,
+                           features=int(NestingFeature.CACHE_INVLD), addr_width=S1_OAS,
+                           pasid_bits=self.capabilities.pasid_bits)
 
     @hookimpl
     def iommu_guest_formats(self) -> Sequence[GuestFormat]:
-        return ()
+        return (SMMUV3_GUEST,) if self.tables else ()
 
     # -- devices and domains ----------------------------------------------------------------
 
@@ -152,6 +179,9 @@ class VirtioBackend:
 
     @hookimpl
     def iommu_domain_set_nesting(self, domain: Domain) -> None:
+        if not self.tables:
+            raise refusal("virtio.backend.nesting_unsupported",
+                          profile=self.device.profile.name)
         if domain.devices:
             raise refusal("virtio.backend.nesting_attached", domain=domain.id)
         domain.data.nesting = True
@@ -161,13 +191,14 @@ class VirtioBackend:
         data: VirtioDomain = domain.data
         first = data.id not in self.device.domains
         self.queue.attach(data.id, dev.sid)
-        if not first:
-            return
         try:
-            for m in data.mappings:  # viommu_replay_mappings
-                self.queue.map(data.id, m.virt_start, m.phys_start, m.size, m.flags)
+            if first:
+                for m in data.mappings:  # viommu_replay_mappings
+                    self.queue.map(data.id, m.virt_start, m.phys_start, m.size, m.flags)
+            if data.table is not None:
+                self.queue.attach_table(data.id, dev.sid, data.table, data.format)
         except UAPIError:
-            self.queue.detach(data.id, dev.sid)  # the domain goes with its mappings
+            self.queue.detach(data.id, dev.sid)  # a new domain goes with its mappings
             raise
 
     @hookimpl
@@ -187,6 +218,8 @@ class VirtioBackend:
     @staticmethod
     def _check_offline_map(data: VirtioDomain, iova: int, size: int) -> None:
         check_range(iova, size)
+        if data.table is not None:
+            raise refusal_of("virtio.map.table_domain", domain=data.id)
         clash = data.mappings.overlapping(iova, iova + size - 1)
         if clash:
             raise refusal_of("virtio.map.overlap", start=iova, end=iova + size - 1,
@@ -201,6 +234,8 @@ class VirtioBackend:
         split = next((m for m in victims if not m.covered_by(iova, end)), None)
         if data.id in self.device.domains:
             self.queue.unmap(data.id, iova, size)
+        elif data.table is not None:
+            raise refusal_of("virtio.unmap.table_domain", domain=data.id)
         elif split is not None:
             raise refusal_of("virtio.unmap.split", start=iova, end=end,
                              ostart=split.virt_start, oend=split.virt_end)
@@ -213,11 +248,51 @@ class VirtioBackend:
         m = domain.data.mappings.find(iova)
         return 0 if m is None else int(m.phys_start + iova - m.virt_start)
 
+    # -- table sharing (the Jan 2021 RFC) ---------------------------------------------------
+
+    @hookimpl
+    def iommu_attach_pasid_table(self, domain: Domain, cfg: PasidTableConfig,
+                                 profile: str) -> None:
+        data: VirtioDomain = domain.data
+        table = table_of(cfg)
+        if table is None:
+            self.iommu_detach_pasid_table(domain)
+            return
+        fmt = wire_format(cfg.format)
+        for dev in domain.devices:
+            self.queue.attach_table(data.id, dev.sid, table, fmt)
+        data.table, data.format = table, fmt
+
+    @hookimpl
+    def iommu_detach_pasid_table(self, domain: Domain) -> None:
+        data: VirtioDomain = domain.data
+        if data.table is None:
+            return
+        data.table = None
+        # the draft has no request taking a table away: the domain is recreated without it
+        for dev in domain.devices:
+            self.queue.detach(data.id, dev.sid)
+        for dev in domain.devices:
+            self.iommu_attach_dev(domain, dev)
+
+    @hookimpl
+    def iommu_cache_invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo,
+                               profile: str) -> None:
+        request = invalidate_request(domain.data.id, info, profile)
+        if request is not None:
+            self.queue.invalidate(request)
+
     # -- the data path ----------------------------------------------------------------------
 
     @hookimpl
     def iommu_translation_context(self, dev: Device, pasid: int | None, iova: int,
-                                  access: int) -> Context:
+                                  access: int) -> Context | NestedContext:
+        domain = self.device.attached.get(dev.sid)
+        if domain is not None and domain.table is not None:
+            nested = nested_context(self.device, self.memory, dev.sid, domain, pasid, iova,
+                                    access)
+            if nested is not None:
+                return nested
         if pasid is not None:
             raise _fault(self.device, dev.sid, iova, access, Reason.UNKNOWN, 0,
                          "virtio.dma.pasid")

@@ -25,6 +25,7 @@ from .layouts import (
     status_errno,
 )
 from .rules import refusal
+from .tables import SharedTable, encode_attach_table
 
 __all__ = ["RequestQueue", "check_range", "reply_error"]
 
@@ -75,6 +76,15 @@ class RequestQueue:
         """MAP ``[iova, iova + size)`` to ``paddr`` with ``flags`` (MapFlags)."""
         check_range(iova, size)
         self.send(RequestType.MAP, encode_map(domain, iova, iova + size - 1, paddr, flags))
+
+    def attach_table(self, domain: int, endpoint: int, table: SharedTable, fmt: int) -> None:
+        """ATTACH_TABLE: ``domain`` of ``endpoint`` shares the guest table ``table``."""
+        self.send(RequestType.ATTACH_TABLE, encode_attach_table(domain, endpoint, table,
+                                                                fmt=fmt))
+
+    def invalidate(self, readable: bytes) -> None:
+        """INVALIDATE (its bytes built by :func:`.tables.encode_invalidate`)."""
+        self.send(RequestType.INVALIDATE, readable)
 
     def unmap(self, domain: int, iova: int, size: int) -> None:
         """UNMAP every mapping inside ``[iova, iova + size)``."""

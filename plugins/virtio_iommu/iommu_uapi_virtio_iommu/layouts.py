@@ -41,6 +41,8 @@ class RequestType(IntEnum):
     MAP = 3
     UNMAP = 4
     PROBE = 5
+    ATTACH_TABLE = 6  #: the nesting draft's (``rfc2021`` profile only; :mod:`.tables`)
+    INVALIDATE = 7  #: the nesting draft's (``rfc2021`` profile only)
 
 
 class Status(IntEnum):
