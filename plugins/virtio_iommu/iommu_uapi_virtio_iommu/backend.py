@@ -33,8 +33,20 @@ from iommu_uapi.iommu import IOMMU
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable.common import Prot
 from iommu_uapi.plugins import BackendSpec
-from iommu_uapi.uapi import CacheInvalidateInfo, NestingInfo, PasidTableConfig
-from iommu_uapi.uapi.consts import IOMMU_PASID_FORMAT_SMMUV3, NestingFeature
+from iommu_uapi.uapi import (
+    CacheInvalidateInfo,
+    Fault,
+    FaultPageRequest,
+    NestingInfo,
+    PageResponse,
+    PasidTableConfig,
+)
+from iommu_uapi.uapi.consts import (
+    IOMMU_PASID_FORMAT_SMMUV3,
+    FaultType,
+    NestingFeature,
+    PageRequestFlags,
+)
 
 from .context import Context, build_context
 from .device import Reply, VirtioIommuDevice
@@ -48,6 +60,7 @@ from .layouts import MapFlags
 from .mappings import Mapping, MappingTable
 from .nested import S1_OAS, NestedContext, nested_context
 from .nesting import CELLS, invalidate_request, table_of, wire_format
+from .pri import encode_page_resp
 from .rules import refusal
 from .tables import SharedTable
 from .translate import _fault
@@ -112,7 +125,8 @@ class VirtioBackend:
         self.queue = RequestQueue(self.device)
         self.iommu: IOMMU | None = None
         self._ids: set[int] = set()
-        nesting = dict(features=Feature.BIND_PASID_TABLE | Feature.CACHE_INVLD,
+        nesting = dict(features=Feature.BIND_PASID_TABLE | Feature.CACHE_INVLD
+                       | Feature.PAGE_REQUEST,
                        formats=(IOMMU_PASID_FORMAT_SMMUV3,), pasid_bits=20,
                        input_address_widths=(S1_OAS,), cache_cells=CELLS) if self.tables \
             else {"features": Feature(0)}
@@ -281,6 +295,34 @@ class VirtioBackend:
         request = invalidate_request(domain.data.id, info, profile)
         if request is not None:
             self.queue.invalidate(request)
+
+    # -- page requests (the Jan 2021 RFC's PAGE_RESP) ----------------------------------------
+
+    @hookimpl
+    def iommu_page_request(self, dev: Device, pasid: int | None, addr: int, access: int,
+                           grpid: int, last: bool, private_data: tuple[int, int] | None
+                           ) -> Fault:
+        domain = self.device.attached.get(dev.sid)
+        if not dev.pri or domain is None or domain.table is None:
+            raise refusal("virtio.backend.no_pri", dev=dev)
+        self.device.page_requests.request(self.device, dev.sid, pasid, addr, access, grpid,
+                                          last)
+        # PAGE_RESP carries the PASID: a response must name the request's
+        needs = PageRequestFlags.PASID_VALID | PageRequestFlags.RESPONSE_NEEDS_PASID
+        flags = (needs if pasid is not None else 0) | \
+            (PageRequestFlags.LAST_PAGE if last else 0) | \
+            (PageRequestFlags.PRIV_DATA if private_data is not None else 0)
+        return Fault(type=FaultType.PAGE_REQ, prm=FaultPageRequest(
+            flags=flags, pasid=pasid or 0, grpid=grpid, perm=access, addr=addr,
+            private_data=private_data or (0, 0)))
+
+    @hookimpl
+    def iommu_page_response(self, dev: Device, fault: Fault, msg: PageResponse,
+                            profile: str) -> None:
+        prm = fault.prm
+        pasid = prm.pasid if prm.flags & PageRequestFlags.PASID_VALID else None
+        self.queue.page_resp(encode_page_resp(dev.domain.data.id if dev.domain else 0,
+                                              dev.sid, pasid, prm.grpid, msg.code))
 
     # -- the data path ----------------------------------------------------------------------
 

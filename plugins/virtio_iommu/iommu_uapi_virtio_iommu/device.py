@@ -27,6 +27,7 @@ from .handlers import HANDLERS, Outcome, refuse
 from .host import Host, HostTxn
 from .layouts import HEAD, READABLE, TAIL_SIZE, RequestType, Status, encode_tail
 from .mappings import Mapping as DomainMapping
+from .pri import PageRequests
 from .probe import ReservedRegion, validate_regions
 from .profiles import Profile, Quirk, get
 from .rules import refusal
@@ -110,6 +111,8 @@ class VirtioIommuDevice:
         #: called with (endpoint, PASID or None for all) when cached configuration of the
         #: endpoint's table was dropped (ATTACH_TABLE, INVALIDATE T_PASID)
         self.config_listeners: list[Callable[[int, int | None], None]] = []
+        #: page requests pending and the responses given (:mod:`.pri`)
+        self.page_requests = PageRequests()
         if not 0 < page_size_mask <= U64_MAX:
             raise refusal("virtio.device.config", detail=f"page_size_mask {page_size_mask:#x}")
         self.page_size_mask = page_size_mask
@@ -312,6 +315,7 @@ class VirtioIommuDevice:
         domain = self.attached.pop(endpoint, None)
         if domain is None:
             return
+        self.page_requests.drop_endpoint(endpoint)
         domain.endpoints.discard(endpoint)
         if not domain.endpoints:
             del self.domains[domain.id]

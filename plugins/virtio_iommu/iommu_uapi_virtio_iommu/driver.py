@@ -86,6 +86,10 @@ class RequestQueue:
         """INVALIDATE (its bytes built by :func:`.tables.encode_invalidate`)."""
         self.send(RequestType.INVALIDATE, readable)
 
+    def page_resp(self, readable: bytes) -> None:
+        """PAGE_RESP (its bytes built by :func:`.pri.encode_page_resp`)."""
+        self.send(RequestType.PAGE_RESP, readable)
+
     def unmap(self, domain: int, iova: int, size: int) -> None:
         """UNMAP every mapping inside ``[iova, iova + size)``."""
         check_range(iova, size)

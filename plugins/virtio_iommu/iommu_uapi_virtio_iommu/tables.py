@@ -1,4 +1,5 @@
-"""Table sharing (reference §3.8): the Jan 2021 RFC's ATTACH_TABLE and INVALIDATE requests.
+"""Table sharing (reference §3.8): the Jan 2021 RFC's ATTACH_TABLE and INVALIDATE requests
+(and its PAGE_RESP, in :mod:`.pri`).
 
 The RFC ("binding PASID tables", Vivek Gautam and Jean-Philippe Brucker, January 2021) is the
 draft closest to Linux's 2020 nesting UAPI: its ATTACH_TABLE carries what
@@ -25,6 +26,7 @@ from .config import U64_MAX
 from .features import Feature
 from .handlers import Outcome, refuse
 from .layouts import RequestType, Status
+from .pri import PAGE_RESP, PAGE_RESP_READABLE, page_resp
 
 if TYPE_CHECKING:
     from .device import VirtioIommuDevice
@@ -57,7 +59,7 @@ _GRANULES: Final = frozenset({12, 14, 16})
 #: INVALIDATE: head, le16 inv_gran, le16 inv_type, le16 flags, u8 reserved1[2], le32 domain,
 #: le32 pasid, u8 reserved2[4], le64 archid, le64 virt_start, le64 nr_pages, u8 granule,
 #: u8 reserved3[11] (60 bytes).
-TABLE_READABLE: Final[dict[int, struct.Struct]] = {
+TABLE_READABLE: dict[int, struct.Struct] = {
     ATTACH_TABLE: struct.Struct("<B3sIIHBBQI48s"),
     INVALIDATE: struct.Struct("<B3sHHH2sII4sQQQB11s"),
 }
@@ -204,3 +206,5 @@ def _bad_invalidate(gran: int, types: int, flags: int, start: int, pages: int, g
 
 
 TABLE_HANDLERS = {ATTACH_TABLE: attach_table, INVALIDATE: invalidate}
+TABLE_HANDLERS[PAGE_RESP] = page_resp
+TABLE_READABLE[PAGE_RESP] = PAGE_RESP_READABLE
