@@ -11,6 +11,7 @@ refuses stops the queue (CMDQ_CONS.ERR, GERROR.CMDQ_ERR): the driver skips it as
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 
 from iommu_uapi.memory import PhysicalMemory
@@ -20,7 +21,7 @@ from .registers import CMDQ_CONS_ERR, Cr0, Cr2, QueueBase, Reg, StrtabBase, Strt
 from .smmu import Smmu
 from .ste import Ste
 
-__all__ = ["CMDQ_LOG2", "STE_SIZE", "STRTAB_LOG2", "HostDriver"]
+__all__ = ["CMDQ_LOG2", "HISTORY", "STE_SIZE", "STRTAB_LOG2", "HostDriver"]
 
 STE_SIZE = 64
 #: log2 of the StreamIDs the linear stream table covers (PCI requester IDs).
@@ -29,6 +30,8 @@ STRTAB_LOG2 = 16
 CMDQ_LOG2 = 8
 EVENTQ_LOG2 = 8
 _CMD_SIZE = 16
+#: how many recent commands :attr:`HostDriver.history` keeps
+HISTORY = 512
 
 
 class HostDriver:
@@ -45,8 +48,10 @@ class HostDriver:
         self._prod = 0
         #: commands the SMMU refused (CMDQ_CONS.ERR), in order
         self.errors: list[int] = []
-        #: commands issued, counted (the benchmarks and tests read it)
+        #: commands issued, counted; the last batch (its CMD_SYNC included) and the recent ones
         self.issued = 0
+        self.last: list[Command] = []
+        self.history: deque[Command] = deque(maxlen=HISTORY)
         w = smmu.write_register
         w(Reg.STRTAB_BASE, StrtabBase(ADDR=self.strtab).to_int())
         w(Reg.STRTAB_BASE_CFG, StrtabBaseCfg(LOG2SIZE=log2).to_int())
@@ -73,6 +78,8 @@ class HostDriver:
                            cmd.to_bytes())
             self._prod = (self._prod + 1) & self._wrap
         self.issued += len(batch)
+        self.last = batch
+        self.history.extend(batch)
         self.smmu.write_register(Reg.CMDQ_PROD, self._prod)
         while self.smmu.queues.cmdq.stopped:
             ok = False

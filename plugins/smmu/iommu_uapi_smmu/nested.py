@@ -45,6 +45,7 @@ __all__ = ["STRICT", "GuestScope", "GuestStage1", "check_attach", "guest_invalid
            "nh_va_range"]
 
 STRICT = "strict"
+_S1CTXPTR_MASK = ((1 << 56) - 1) & ~(CD_SIZE - 1)
 _TG = {4096: 1, 16384: 2, 65536: 3}
 _RANGE_NUM = 32
 _PAGE = 4096
@@ -95,7 +96,8 @@ def check_attach(domain: SmmuDomain, cfg: PasidTableConfig, caps: SmmuCaps,
             raise UAPIError(errno.EINVAL, f"attach_pasid_table: pasid_bits {cfg.pasid_bits}: "
                             "only a single CD "
                             "is supported", rule="smmu.attach_table.pasid_bits")
-        return (cfg.base_ptr, 0, 0, 0), False
+        # the driver puts base_ptr into STE.S1ContextPtr through its field mask (bits 55:6)
+        return (cfg.base_ptr & _S1CTXPTR_MASK, 0, 0, 0), False
     return _strict_stage1(cfg, caps), False
 
 

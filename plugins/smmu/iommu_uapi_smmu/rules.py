@@ -3,7 +3,8 @@
 Architectural errors are not refusals: an ILLEGAL STE or CD, a bad StreamID or SubstreamID, an
 illegal command are what the model *records* (events, CMDQ_CONS.ERR), as the hardware does.
 What is refused with :class:`~iommu_uapi.errors.UAPIError` is a configuration the model cannot
-hold, and (the backend) what the nested series' driver refuses, with its errno. (Record field overflows raise the bit-field module's own rule ids.)
+hold, and (the backend) what the nested series' driver refuses, with its errno. (Record field
+overflows raise the bit-field module's own rule ids.)
 """
 
 from __future__ import annotations
