@@ -4,9 +4,9 @@ A guest whose vIOMMU is an SMMUv3 builds LPAE stage-1 tables (4 KiB granule, 48-
 CD table in guest memory; its VMM attaches the CD table with ``attach_pasid_table`` (format
 ``IOMMU_PASID_FORMAT_SMMUV3``), which this backend sends as ATTACH_TABLE. The table is
 two-level with 4 KiB leaves (S1Fmt 1, 64 CDs per leaf table, allocated when the first CD of a
-leaf is written) covering 16 PASID bits; requests without PASID bypass stage 1 (S1DSS 1). Each
-CD is the one the SMMUv3 tests write (V, AA64, T0SZ 16, TG0 4 KiB, EPD1, IPS 48 bits, R, A,
-ASID = PASID, TTB0 = the tables' root).
+leaf is written) covering 10 PASID bits, as the SMMUv3 backend's guest; requests without PASID
+bypass stage 1 (S1DSS 1). Each CD is the one the SMMUv3 tests write (V, AA64, T0SZ 16, TG0
+4 KiB, EPD1, IPS 48 bits, R, A, ASID = PASID, TTB0 = the tables' root).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .tables import S1Dss
 __all__ = ["GUEST_PASID_BITS", "SMMUV3_GUEST", "SmmuV3GuestFormat", "guest_cd"]
 
 #: The PASID bits of the guest's CD table.
-GUEST_PASID_BITS: Final = 16
+GUEST_PASID_BITS: Final = 10
 _FMT: Final = S1Fmt.TWO_LEVEL_4K
 _SHIFT: Final = L2_SHIFT[_FMT]
 _STAGE1: Final = LPAEConfig(stage=1, granule=4096, t0sz=16, oas=48)
