@@ -32,6 +32,7 @@ EVENTQ_LOG2 = 8
 _CMD_SIZE = 16
 #: how many recent commands :attr:`HostDriver.history` keeps
 HISTORY = 512
+_MEMO_LIMIT = 4096
 
 
 class HostDriver:
@@ -45,6 +46,9 @@ class HostDriver:
         self.cmdq = mem.alloc(_CMD_SIZE << CMDQ_LOG2)
         self.eventq = mem.alloc(32 << EVENTQ_LOG2)
         self._wrap = (2 << CMDQ_LOG2) - 1
+        self._slots = (1 << CMDQ_LOG2) - 1
+        #: command -> its 16-byte image (commands are immutable records)
+        self._images: dict[Command, bytes] = {}
         self._prod = 0
         #: commands the SMMU refused (CMDQ_CONS.ERR), in order
         self.errors: list[int] = []
@@ -73,14 +77,19 @@ class HostDriver:
         them; False when one was refused (skipped, acknowledged and counted)."""
         ok = True
         batch = [*cmds, Sync()]
+        images = self._images
         for cmd in batch:
-            self.mem.write(self.cmdq + (self._prod & ((1 << CMDQ_LOG2) - 1)) * _CMD_SIZE,
-                           cmd.to_bytes())
+            image = images.get(cmd)
+            if image is None:
+                if len(images) >= _MEMO_LIMIT:
+                    images.clear()
+                image = images[cmd] = cmd.to_bytes()
+            self.mem.write(self.cmdq + (self._prod & self._slots) * _CMD_SIZE, image)
             self._prod = (self._prod + 1) & self._wrap
         self.issued += len(batch)
         self.last = batch
         self.history.extend(batch)
-        self.smmu.write_register(Reg.CMDQ_PROD, self._prod)
+        self.smmu.write_register(Reg.CMDQ_PROD, self._prod)  # a Reg: no offset lookup
         while self.smmu.queues.cmdq.stopped:
             ok = False
             self._skip()
