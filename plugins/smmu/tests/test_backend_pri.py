@@ -6,8 +6,8 @@ from __future__ import annotations
 import errno
 
 import pytest
-
 from backend_rig import VA, Rig
+
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.uapi import PageResponse
 from iommu_uapi.uapi.consts import FaultType, PageRequestFlags, PageResponseCode
