@@ -32,7 +32,13 @@ from iommu_uapi.hookspecs import hookimpl
 from iommu_uapi.iommu import IOMMU
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.plugins import BackendSpec
-from iommu_uapi.uapi import CacheInvalidateInfo, NestingInfo, PasidTableConfig
+from iommu_uapi.uapi import (
+    CacheInvalidateInfo,
+    Fault,
+    NestingInfo,
+    PageResponse,
+    PasidTableConfig,
+)
 from iommu_uapi.uapi.consts import (
     IOMMU_PASID_FORMAT_SMMUV3,
     CacheType,
@@ -47,6 +53,7 @@ from .guest import SMMU_GUEST
 from .host import HostDriver
 from .idr import SmmuCaps
 from .nested import STRICT, GuestScope, check_attach, guest_invalidation
+from .pri_glue import page_request, page_response
 from .smmu import Smmu
 from .ste import Ste
 
@@ -136,6 +143,8 @@ class SmmuBackend:
         cells: frozenset[CacheCell] = frozenset()
         if caps.s1p and caps.s2p:
             features |= Feature.BIND_PASID_TABLE | Feature.CACHE_INVLD
+        if caps.pri:
+            features |= Feature.PAGE_REQUEST
             cells = _CELLS_STRICT | (_CELLS_ATS if caps.ats else frozenset()) if strict \
                 else _CELLS_5_10
         sizes = 0
@@ -297,6 +306,19 @@ class SmmuBackend:
                            lambda ssid: self.asids.get((data.vmid, ssid), ()))
         cmds = guest_invalidation(info, scope, profile)
         self.issue(cmds)
+
+    # -- page requests ----------------------------------------------------------------------------
+
+    @hookimpl
+    def iommu_page_request(self, dev: Device, pasid: int | None, addr: int, access: int,
+                           grpid: int, last: bool, private_data: tuple[int, int] | None
+                           ) -> Fault:
+        return page_request(self.smmu, self.host, dev, pasid, addr, access, grpid, last)
+
+    @hookimpl
+    def iommu_page_response(self, dev: Device, fault: Fault, msg: PageResponse,
+                            profile: str) -> None:
+        self.issue([page_response(dev, fault, msg)])
 
     # -- the data path -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from iommu_uapi.pasid_tables.smmuv3 import (
 )
 from iommu_uapi.pgtable.common import Stage2Translate
 
-from .events import ConfigFault, EventType
+from .events import ConfigFault, EventType, walk_event_type
 from .ste import Ste
 
 __all__ = ["L1CD_SIZE", "L2_SHIFT", "CdFetch", "CdTable", "L1Cd", "config_fault"]
@@ -37,7 +37,7 @@ _EVENT = {CdFetchErrorKind.BAD_SUBSTREAMID: EventType.C_BAD_SUBSTREAMID,
 
 def config_fault(err: CdFetchError) -> ConfigFault:
     """The SMMU's record of a stopped CD fetch."""
-    type_ = EventType(err.walk.code) if err.walk is not None else _EVENT[err.kind]
+    type_ = walk_event_type(err.walk) if err.walk is not None else _EVENT[err.kind]
     return ConfigFault(type_, str(err), fetch_addr=err.fetch_addr, walk=err.walk, ipa=err.ipa)
 
 

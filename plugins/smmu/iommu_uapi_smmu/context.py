@@ -10,9 +10,8 @@ model's walkers; the core fills its IOTLB — the SMMU's TLB, tagged ``(VMID, AS
 from __future__ import annotations
 
 from iommu_uapi.caches import TLB, TLBEntry
-from iommu_uapi.pgtable.common import WalkFault
+from iommu_uapi.pgtable.common import RWX, FaultKind, WalkFault
 from iommu_uapi.translation import TranslationFault
-from iommu_uapi.uapi.consts import FaultReason
 
 from .config import Stage1, StreamConfig
 from .events import ConfigFault, EventType, SmmuFault
@@ -57,9 +56,8 @@ class SmmuContext:
                 res = half.walker.walk(half.root, va, access, stream.s2, s1.cd.HA)
                 why = s1.denies(access, res.perm)
                 if why is not None:
-                    raise WalkFault(FaultReason.PERMISSION, stage=1, level=3,
-                                    code=EventType.F_PERMISSION, addr=iova, access=access,
-                                    message=why)
+                    raise WalkFault(FaultKind.PERMISSION, stage=1, level=3, addr=iova,
+                                    access=access, denied=access & RWX, message=why)
             else:
                 assert stream.s2 is not None
                 res = stream.s2(iova, access)

@@ -45,6 +45,14 @@ __all__ = ["STRICT", "GuestScope", "GuestStage1", "check_attach", "guest_invalid
            "nh_va_range"]
 
 STRICT = "strict"
+#: the UAPI's bits as plain ints (flag arithmetic on IntFlag members costs microseconds)
+_IOTLB, _DEV_IOTLB, _PASID_CACHE = (int(CacheType.IOTLB), int(CacheType.DEV_IOTLB),
+                                    int(CacheType.PASID))
+_G_DOMAIN, _G_PASID, _G_ADDR = (int(InvGranularity.DOMAIN), int(InvGranularity.PASID),
+                                int(InvGranularity.ADDR))
+_P_PASID, _P_ARCHID = int(InvPasidFlags.PASID), int(InvPasidFlags.ARCHID)
+_A_PASID, _A_ARCHID, _A_LEAF = (int(InvAddrFlags.PASID), int(InvAddrFlags.ARCHID),
+                                int(InvAddrFlags.LEAF))
 _S1CTXPTR_MASK = ((1 << 56) - 1) & ~(CD_SIZE - 1)
 _TG = {4096: 1, 16384: 2, 65536: 3}
 _RANGE_NUM = 32
@@ -197,35 +205,35 @@ def guest_invalidation(info: CacheInvalidateInfo, scope: GuestScope,
         raise UAPIError(errno.EINVAL, f"cache_invalidate: version {info.version} is not 1",
                         rule="smmu.inv.version")
     strict = profile == STRICT
-    extra = info.cache & (CacheType.PASID | CacheType.DEV_IOTLB)
+    extra = info.cache & (_PASID_CACHE | _DEV_IOTLB)
     if extra and not strict:
         raise UAPIError(errno.ENOENT, f"cache_invalidate: cache {info.cache:#x} "
                         "names the PASID cache or the "
                         "device TLB", rule="smmu.inv.cache")
     granu = info.granularity
     out: list[Command] = []
-    if info.cache & CacheType.PASID:
+    if info.cache & _PASID_CACHE:
         out += _pasid_cache(info, scope)
-    if info.cache & CacheType.IOTLB:
+    if info.cache & _IOTLB:
         out += _iotlb(info, scope, profile)
     elif not strict:
         raise UAPIError(errno.EINVAL, "cache_invalidate: the IOTLB bit is not set",
                         rule="smmu.inv.no_iotlb")
-    if info.cache & CacheType.DEV_IOTLB and scope.atc_sid is not None:
+    if info.cache & _DEV_IOTLB and scope.atc_sid is not None:
         out += _dev_iotlb(info, scope)
-    if granu not in InvGranularity._value2member_map_:  # pragma: no cover - the core refuses
+    if granu not in (_G_DOMAIN, _G_PASID, _G_ADDR):  # pragma: no cover - the core refuses
         raise UAPIError(errno.EINVAL, f"cache_invalidate: granularity {granu} is unknown",
                         rule="smmu.inv.granularity")
     return out
 
 
 def _pasid_of(info: CacheInvalidateInfo) -> int | None:
-    if info.granularity == InvGranularity.PASID:
+    if info.granularity == _G_PASID:
         p = info.granu.pasid_info
-        return p.pasid if p.flags & InvPasidFlags.PASID else None
-    if info.granularity == InvGranularity.ADDR:
+        return p.pasid if p.flags & _P_PASID else None
+    if info.granularity == _G_ADDR:
         a = info.granu.addr_info
-        return a.pasid if a.flags & InvAddrFlags.PASID else None
+        return a.pasid if a.flags & _A_PASID else None
     return None
 
 
@@ -240,32 +248,32 @@ def _pasid_cache(info: CacheInvalidateInfo, scope: GuestScope) -> list[Command]:
 def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[Command]:
     strict = profile == STRICT
     granu = info.granularity
-    if granu == InvGranularity.PASID:
+    if granu == _G_PASID:
         p = info.granu.pasid_info
-        if p.flags & InvPasidFlags.PASID:
+        if p.flags & _P_PASID:
             if not strict:
                 raise UAPIError(errno.ENOENT, "cache_invalidate: PASID-selective invalidation "
                                 "(PASID flag)",
                                 rule="smmu.inv.pasid_flag")
             asids = sorted(set(scope.asids(p.pasid)))
-            if p.flags & InvPasidFlags.ARCHID:
+            if p.flags & _P_ARCHID:
                 asids = sorted({*asids, p.archid})
             return [TlbiNhAsid(VMID=scope.vmid, ASID=a) for a in asids]
-        if not p.flags & InvPasidFlags.ARCHID:
+        if not p.flags & _P_ARCHID:
             raise UAPIError(errno.EINVAL, "cache_invalidate: PASID granularity without ARCHID",
                             rule="smmu.inv.archid")
         return [TlbiNhAsid(VMID=scope.vmid, ASID=p.archid)]
-    if granu == InvGranularity.ADDR:
+    if granu == _G_ADDR:
         a = info.granu.addr_info
         targets: list[int]
-        if a.flags & InvAddrFlags.PASID:
+        if a.flags & _A_PASID:
             if not strict:
                 raise UAPIError(errno.ENOENT, "cache_invalidate: address invalidation with the "
                                 "PASID flag",
                                 rule="smmu.inv.pasid_flag")
             targets = sorted(set(scope.asids(a.pasid)) | (
-                {a.archid} if a.flags & InvAddrFlags.ARCHID else set()))
-        elif not a.flags & InvAddrFlags.ARCHID:
+                {a.archid} if a.flags & _A_ARCHID else set()))
+        elif not a.flags & _A_ARCHID:
             return _global(scope, profile)
         else:
             targets = [a.archid]
@@ -275,7 +283,7 @@ def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[C
                             "power of two",
                             rule="smmu.inv.granule")
         size = a.nb_granules * gsize
-        leaf = bool(a.flags & InvAddrFlags.LEAF)
+        leaf = bool(a.flags & _A_LEAF)
         out: list[Command] = []
         for asid in targets:
             out += nh_va_range(scope.vmid, asid, a.addr, size, leaf, scope.ril)
@@ -287,7 +295,7 @@ def _dev_iotlb(info: CacheInvalidateInfo, scope: GuestScope) -> list[Command]:
     """strict: ATC_INV of the requesting ATS device (the PASID's entries, or every one)."""
     assert scope.atc_sid is not None
     ssid = _pasid_of(info)
-    if info.granularity == InvGranularity.ADDR:
+    if info.granularity == _G_ADDR:
         a = info.granu.addr_info
         size = a.nb_granules * a.granule_size if a.granule_size else _PAGE
         return [_atc_inv(scope.atc_sid, ssid, a.addr, size)]

@@ -69,6 +69,12 @@ SMMU_RULES: tuple[ModelRule, ...] = tuple(
         ("smmu.inv.granule", _E, "d.5 step 3: address granularity, granule_size not a power of "
          "two"),
         ("smmu.inv.granularity", _E, "d.5 step 3: an unknown granularity"),
+        ("smmu.pri.grpid", _E, "page_request: a group index that is not 9-bit"),
+        ("smmu.pri.refused", _errno.EOPNOTSUPP,
+         "page_request from a device without PRI, or a stream that does not translate"),
+        ("smmu.pri.overflow", _errno.ENOSPC, "page_request: the PRI queue is full"),
+        ("smmu.page_response.code", _E, "page_response: a code other than SUCCESS, INVALID "
+         "and FAILURE"),
     )
 )
 

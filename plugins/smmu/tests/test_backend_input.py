@@ -8,10 +8,10 @@ import struct
 from collections.abc import Callable
 
 import pytest
+from backend_rig import VA, Rig
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backend_rig import VA, Rig
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.features import FailureReport, Feature
 from iommu_uapi.uapi import NestingInfo
