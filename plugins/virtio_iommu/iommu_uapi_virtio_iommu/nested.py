@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Final
 
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pasid_tables.smmuv3 import CdFetchError, CdTableReader, half_config
-from iommu_uapi.pgtable.common import Stage2Translate, WalkFault, WalkResult
-from iommu_uapi.pgtable.lpae import LPAEWalker, SmmuEvent
+from iommu_uapi.pgtable.common import FaultKind, Stage2Translate, WalkFault, WalkResult
+from iommu_uapi.pgtable.lpae import LPAEWalker
 from iommu_uapi.tlb import TLB, TLBEntry
 from iommu_uapi.translation import TranslationFault
 from iommu_uapi.uapi import Fault, FaultUnrecoverable
@@ -49,14 +49,13 @@ def stage2_of(domain: Domain) -> Stage2Translate:
     def s2(ipa: int, access: int) -> WalkResult:
         mapping = mappings.find(ipa)
         if mapping is None:
-            raise WalkFault(FaultReason.PTE_FETCH, stage=2, level=3,
-                            code=SmmuEvent.F_TRANSLATION, addr=ipa, access=access,
+            raise WalkFault(FaultKind.NOT_PRESENT, stage=2, level=3, addr=ipa, access=access,
                             message="no mapping of the domain covers it")
         leaf = _leaf(mapping, ipa)
-        if access & _RWX & ~leaf.perm:
-            raise WalkFault(FaultReason.PERMISSION, stage=2, level=3,
-                            code=SmmuEvent.F_PERMISSION, addr=ipa, access=access,
-                            message="the mapping does not allow the access")
+        denied = access & _RWX & ~leaf.perm
+        if denied:
+            raise WalkFault(FaultKind.PERMISSION, stage=2, level=3, addr=ipa, access=access,
+                            denied=denied, message="the mapping does not allow the access")
         return WalkResult(leaf.paddr + ipa - leaf.iova, leaf.size, leaf.perm, 3, 0)
 
     return s2
