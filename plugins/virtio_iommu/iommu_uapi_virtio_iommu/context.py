@@ -3,8 +3,9 @@
 A context is built for an endpoint when the façade first translates for it after a
 configuration change (ATTACH, DETACH, ATTACH_TABLE): the device's order of
 :mod:`.translate` decides what it is. An endpoint that faults before any mapping is looked at
-(unattached without bypass, an endpoint QEMU has no record of) gets no context: building it
-raises the fault. Otherwise the context's ``walk`` applies the per-address steps (reserved
+(an endpoint QEMU has no record of) gets no context: building it raises the fault; an
+unattached endpoint without bypass gets a context that faults (R_DOMAIN) on every address
+outside its MSI region. Otherwise the context's ``walk`` applies the per-address steps (reserved
 regions, mappings, permissions) and returns the leaf the façade's IOTLB caches under the
 domain's tag, the tag the device's own UNMAP invalidates: a hit never reaches the device.
 """
@@ -25,10 +26,13 @@ if TYPE_CHECKING:
     from .device import VirtioIommuDevice
     from .domains import Domain
 
-__all__ = ["IDENTITY_TAG", "Context", "IdentityContext", "MappingContext", "build_context"]
+__all__ = ["IDENTITY_TAG", "UNATTACHED_TAG", "Context", "FaultContext", "IdentityContext",
+           "MappingContext", "build_context"]
 
 #: The IOTLB tag of untranslated (bypass) accesses of an endpoint: ("bypass", endpoint).
 IDENTITY_TAG: Final = "bypass"
+#: The IOTLB tag of an unattached endpoint's MSI pages: ("unattached", endpoint).
+UNATTACHED_TAG: Final = "unattached"
 _ALL: Final = _R | _W | _X
 _IDENTITY_SIZE: Final = 1 << 12
 
@@ -105,14 +109,39 @@ class MappingContext:
         return entry, 0
 
 
-Context = IdentityContext | MappingContext
+class FaultContext:
+    """An endpoint that reaches no memory (unattached, bypass not allowed): per address, an
+    MSI region still passes and a RESERVED one faults R_MAPPING (the device's step 2); every
+    other access faults with ``reason`` (R_DOMAIN)."""
+
+    __slots__ = ("atc", "config_reads", "dev", "endpoint", "reason", "rule", "tag")
+
+    def __init__(self, dev: VirtioIommuDevice, endpoint: int, reason: Reason,
+                 rule: str) -> None:
+        self.dev = dev
+        self.endpoint = endpoint
+        self.reason = reason
+        self.rule = rule
+        self.tag: tuple[str, int] = (UNATTACHED_TAG, endpoint)
+        self.config_reads = 0
+        self.atc: TLB | None = None
+
+    def walk(self, iova: int, access: int, /) -> tuple[TLBEntry, int]:
+        """The MSI identity page, or the fault."""
+        msi = _region_fault(self.dev, self.endpoint, iova, access)
+        if msi is not None:
+            return msi, 0
+        raise _fault(self.dev, self.endpoint, iova, access, self.reason, 0, self.rule)
+
+
+Context = IdentityContext | MappingContext | FaultContext
 
 
 def build_context(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int) -> Context:
     """The context of requests without PASID from ``endpoint`` (steps 1, 3 and 4 of the
-    device's order); raises :class:`~iommu_uapi.translation.TranslationFault` when the endpoint
-    cannot reach memory at all (the fault names ``iova`` and ``access``, the request that met
-    it)."""
+    device's order); raises :class:`~iommu_uapi.translation.TranslationFault` for an endpoint
+    QEMU has no record of (step 1 comes before the reserved regions; the fault names ``iova``
+    and ``access``, the request that met it)."""
     if dev.endpoint_records and endpoint not in dev.records:
         if dev.bypass_allowed():
             return IdentityContext(dev, endpoint)
@@ -122,7 +151,7 @@ def build_context(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int)
     if domain is None:
         if dev.bypass_allowed():
             return IdentityContext(dev, endpoint)
-        raise _fault(dev, endpoint, iova, access, Reason.DOMAIN, 0, "virtio.dma.unattached")
+        return FaultContext(dev, endpoint, Reason.DOMAIN, "virtio.dma.unattached")
     if domain.bypass:
         return IdentityContext(dev, endpoint)
     return MappingContext(dev, endpoint, domain)

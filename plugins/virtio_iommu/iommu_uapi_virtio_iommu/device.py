@@ -197,9 +197,19 @@ class VirtioIommuDevice:
             rule = "virtio.config.bypass_value"
         if rule is None:
             self.bypass = value
+            self._bypass_changed()
         elif Quirk.ERRORS_BREAK_DEVICE in self.profile.quirks:
             self.broken = rule
         return rule
+
+    def _bypass_changed(self) -> None:
+        """Unattached endpoints switched between bypass and faulting: drop the untranslated
+        translations cached for them and the contexts built from the old value."""
+        self.tlb.invalidate(("bypass",))
+        for endpoint in sorted(self.endpoints):
+            if endpoint not in self.attached:
+                for listener in self.config_listeners:
+                    listener(endpoint, None)
 
     def negotiate_features(self, driver_features: int) -> Feature:
         """FEATURES_OK: keep the driver's accepted bits (EINVAL if one was not offered)."""
@@ -375,11 +385,16 @@ class VirtioIommuDevice:
         self.negotiated = Feature(0)
         self.events.clear()
         self.tlb.flush()
+        for endpoint in sorted(self.endpoints):
+            for listener in self.config_listeners:
+                listener(endpoint, None)
 
     def system_reset(self) -> None:
         """System reset: a device reset, and ``bypass`` back to its initial value."""
         self.reset()
-        self.bypass = self._boot_bypass
+        if self.bypass != self._boot_bypass:
+            self.bypass = self._boot_bypass
+            self._bypass_changed()
 
     # ---- views and the data path -----------------------------------------------------------
 

@@ -180,3 +180,42 @@ def test_backend_refusals_name_their_rules() -> None:
         iommu.set_nesting(doms[1])
     assert (info.value.errno, info.value.rule) == (errno.ENODEV,
                                                    "virtio.backend.nesting_attached")
+
+
+def test_an_unattached_endpoint_keeps_its_msi_window_and_faults_elsewhere() -> None:
+    msi = ReservedRegion(0xFEE0_0000, 0xFEEF_FFFF, ResvSubtype.MSI)
+    hole = ReservedRegion(0x8000_0000, 0x8000_FFFF, ResvSubtype.RESERVED)
+    iommu = IOMMU("virtio-iommu", reserved_regions=(msi, hole))
+    dev = iommu.add_device(0x10)
+    assert iommu.translate(dev, 0xFEE0_0040, access=2).paddr == 0xFEE0_0040
+    for iova, rule in ((0x8000_0000, "virtio.dma.reserved"), (0x1000, "virtio.dma.unattached")):
+        with pytest.raises(TranslationFault) as info:
+            iommu.translate(dev, iova)
+        assert info.value.reason.startswith(f"[{rule}]")
+
+
+def test_a_device_reset_drops_the_facades_contexts(iommu: IOMMU) -> None:
+    dev = iommu.add_device(0x10)
+    dom = iommu.domain_alloc()
+    iommu.attach_device(dom, dev)
+    iommu.map(dom, 0x1000, 0x9000, 0x1000, RW)
+    assert iommu.translate(dev, 0x1000).paddr == 0x9000
+    device = _backend(iommu).device
+    device.reset()
+    device.negotiate_features(device.offered)
+    assert iommu.context_of(0x10, None) is None
+    with pytest.raises(TranslationFault):
+        iommu.translate(dev, 0x1000)
+
+
+def test_turning_bypass_off_leaves_no_identity_translation_behind() -> None:
+    iommu = IOMMU("virtio-iommu", device_profile="spec")
+    device = _backend(iommu).device
+    dev = iommu.add_device(0x10)
+    assert device.write_config(36, b"\1") is None                 # BYPASS_CONFIG negotiated
+    assert iommu.translate(dev, 0x5000).paddr == 0x5000
+    assert iommu.translate(dev, 0x5000).table_reads == 0          # cached in the IOTLB
+    assert device.write_config(36, b"\0") is None
+    with pytest.raises(TranslationFault) as info:
+        iommu.translate(dev, 0x5000)
+    assert info.value.reason.startswith("[virtio.dma.unattached]")
