@@ -1,0 +1,356 @@
+"""Replay a trace on any backend and cache geometry, and summarise what the caches did.
+
+:func:`replay` builds an :class:`~iommu_uapi.iommu.IOMMU` on the chosen backend with the chosen
+IOTLB geometry, checks upfront that the backend has every feature the trace's events need
+(refusing with ``trace.capability`` and naming what is missing), then feeds the events in order:
+control events through the façade's kernel-named calls with the recorded user bytes, DMAs through
+:meth:`IOMMU.translate` (one translation per 4 KiB page a DMA touches). A control call the
+backend refuses is counted (``refused``) and the replay goes on; a DMA that faults is counted
+(``faults``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import IO, Any
+
+from ..caches import CacheCounters, Geometry
+from ..device import Device, Domain
+from ..errors import UAPIError
+from ..features import Feature
+from ..iommu import IOMMU
+from ..pasid import PasidSet
+from ..tlb import TLB
+from ..translation import TranslationFault
+from ..uapi import CacheInvalidateInfo, CacheType, GpasidBindData, InvGranularity
+from .errors import trace_error
+from .events import (
+    AttachDevice,
+    AttachTable,
+    Bind,
+    DetachDevice,
+    DetachTable,
+    DeviceAdd,
+    DeviceRemove,
+    Dma,
+    DomainAlloc,
+    DomainFree,
+    Event,
+    Invalidate,
+    Map,
+    PageResponse,
+    PasidAlloc,
+    SetNesting,
+    Unbind,
+    Unmap,
+    Write,
+)
+from .format import TraceReader
+from .geometry import trace_preset
+from .stats import CacheStats, ContextStats, ReplayStats, cache_stats, read_stats
+
+__all__ = ["REQUIRES", "Replayer", "make_iommu", "replay", "required_features"]
+
+#: The feature each event kind needs from a backend (the others need only the façade).
+REQUIRES: dict[type, Feature] = {
+    Bind: Feature.BIND_PGTBL,
+    Unbind: Feature.BIND_PGTBL,
+    AttachTable: Feature.BIND_PASID_TABLE,
+    DetachTable: Feature.BIND_PASID_TABLE,
+    Invalidate: Feature.CACHE_INVLD,
+    PageResponse: Feature.PAGE_REQUEST,
+}
+_HIST = 64
+_PAGE = 0x1000
+#: The PASID set a replay allocates recorded host PASIDs in (bind needs them allocated).
+REPLAY_PASID_SET = "trace"
+
+Source = str | os.PathLike[str] | IO[bytes]
+
+
+def required_features(events: Iterable[Event]) -> Feature:
+    """The features ``events`` need (a pass over them)."""
+    need = Feature(0)
+    requires = REQUIRES
+    for event in events:
+        feature = requires.get(type(event))
+        if feature is not None:
+            need |= feature
+    return need
+
+
+def make_iommu(backend: str, *, cache: str | None = None, iotlb: Geometry | None = None,
+               **config: Any) -> IOMMU:
+    """An IOMMU on ``backend`` whose IOTLB has the geometry of preset ``cache`` (default
+    ``unbounded``), or ``iotlb`` when given."""
+    geometry = iotlb if iotlb is not None else trace_preset(cache or "unbounded").iotlb
+    return IOMMU(backend, iotlb=TLB(geometry=geometry), **config)
+
+
+def _invalidation_kind(data: bytes) -> str:
+    info = CacheInvalidateInfo.from_bytes(data)
+    caches = "+".join(str(c.name) for c in CacheType if info.cache & c) or "none"
+    try:
+        granu = InvGranularity(info.granularity).name
+    except ValueError:
+        granu = str(info.granularity)
+    return f"{caches}/{granu}"
+
+
+class Replayer:
+    """Feeds events to one IOMMU and keeps the counts :class:`ReplayStats` reports.
+
+    Devices are named by requester ID, domains by the number the recording IOMMU gave them
+    (mapped here to the domains this IOMMU allocates). ``per_context`` also counts by (device,
+    PASID), which costs a dictionary update per translation.
+    """
+
+    def __init__(self, iommu: IOMMU, *, per_context: bool = False) -> None:
+        self.iommu = iommu
+        self.per_context = per_context
+        self.devices: dict[int, Device] = {}
+        self.domains: dict[int, Domain] = {}
+        self.pasid_sets: dict[str, PasidSet] = {}
+        self.events = 0
+        self.dmas = 0
+        self.translations = 0
+        self.faults = 0
+        self.refused: dict[str, int] = {}
+        self.invalidations: dict[str, int] = {}
+        self.table_hist = [0] * _HIST
+        self.config_hist = [0] * _HIST
+        self.contexts: dict[tuple[int, int | None], list[int]] = {}
+        self._control: dict[type, Callable[[Any], None]] = {
+            Map: self._map, Unmap: self._unmap, Invalidate: self._invalidate,
+            Bind: self._bind, Unbind: self._unbind, AttachTable: self._attach_table,
+            DetachTable: self._detach_table, PageResponse: self._page_response,
+            DeviceAdd: self._device_add, DeviceRemove: self._device_remove,
+            DomainAlloc: self._domain_alloc, DomainFree: self._domain_free,
+            SetNesting: self._set_nesting, AttachDevice: self._attach,
+            DetachDevice: self._detach, PasidAlloc: self._pasid_alloc, Write: self._write,
+        }
+
+    # -- control events ------------------------------------------------------------------------
+
+    def _map(self, e: Map) -> None:
+        self.iommu.map(self.domains[e.domain], e.iova, e.paddr, e.size, e.prot)
+
+    def _unmap(self, e: Unmap) -> None:
+        self.iommu.unmap(self.domains[e.domain], e.iova, e.size)
+        self.invalidations["unmap"] = self.invalidations.get("unmap", 0) + 1
+
+    def _invalidate(self, e: Invalidate) -> None:
+        kind = _invalidation_kind(e.data)
+        self.iommu.uapi_cache_invalidate(self.domains[e.domain], self.devices[e.sid], e.data)
+        self.invalidations[kind] = self.invalidations.get(kind, 0) + 1
+
+    def _bind(self, e: Bind) -> None:
+        hpasid = GpasidBindData.from_bytes(e.data).hpasid
+        pasids = self.iommu.pasids
+        if hpasid not in pasids:
+            self._pasid_alloc(PasidAlloc(REPLAY_PASID_SET, hpasid))
+        self.iommu.uapi_sva_bind_gpasid(self.domains[e.domain], self.devices[e.sid], e.data)
+
+    def _unbind(self, e: Unbind) -> None:
+        self.iommu.sva_unbind_gpasid(self.domains[e.domain], self.devices[e.sid], e.pasid)
+
+    def _attach_table(self, e: AttachTable) -> None:
+        self.iommu.uapi_attach_pasid_table(self.domains[e.domain], e.data)
+
+    def _detach_table(self, e: DetachTable) -> None:
+        self.iommu.detach_pasid_table(self.domains[e.domain])
+
+    def _page_response(self, e: PageResponse) -> None:
+        self.iommu.uapi_page_response(self.devices[e.sid], e.data)
+
+    def _device_add(self, e: DeviceAdd) -> None:
+        self.devices[e.sid] = self.iommu.add_device(e.sid, ats=e.ats, pri=e.pri)
+
+    def _device_remove(self, e: DeviceRemove) -> None:
+        self.iommu.remove_device(self.devices.pop(e.sid))
+
+    def _domain_alloc(self, e: DomainAlloc) -> None:
+        self.domains[e.domain] = self.iommu.domain_alloc()
+
+    def _domain_free(self, e: DomainFree) -> None:
+        self.iommu.domain_free(self.domains.pop(e.domain))
+
+    def _set_nesting(self, e: SetNesting) -> None:
+        self.iommu.set_nesting(self.domains[e.domain])
+
+    def _attach(self, e: AttachDevice) -> None:
+        self.iommu.attach_device(self.domains[e.domain], self.devices[e.sid])
+
+    def _detach(self, e: DetachDevice) -> None:
+        self.iommu.detach_device(self.domains[e.domain], self.devices[e.sid])
+
+    def _pasid_alloc(self, e: PasidAlloc) -> None:
+        pasids = self.iommu.pasids
+        pasid_set = self.pasid_sets.get(e.pasid_set)
+        if pasid_set is None:
+            pasid_set = self.iommu.pasid_set(e.pasid_set, quota=pasids.limit - 1)
+            self.pasid_sets[e.pasid_set] = pasid_set
+        pasids.alloc(pasid_set, e.pasid, e.pasid)
+
+    def _write(self, e: Write) -> None:
+        self.iommu.memory.write(e.paddr, e.data)
+
+    def control(self, event: Event) -> None:
+        """Apply one control event; a refusal is counted under the event's kind."""
+        try:
+            self._control[type(event)](event)
+        except (UAPIError, KeyError):
+            kind = type(event).__name__
+            self.refused[kind] = self.refused.get(kind, 0) + 1
+
+    # -- the data path -------------------------------------------------------------------------
+
+    def _dma_pages(self, dev: Device, e: Dma) -> None:
+        """A DMA of more than one page: one translation per page it touches."""
+        first = e.iova & -_PAGE
+        last = (e.iova + max(e.size, 1) - 1) & -_PAGE
+        for page in range(first, last + _PAGE, _PAGE):
+            self._one(dev, max(page, e.iova), e.pasid, e.access)
+
+    def _one(self, dev: Device, iova: int, pasid: int | None, access: int) -> None:
+        try:
+            tr = self.iommu.translate(dev, iova, pasid=pasid, access=access)
+        except (TranslationFault, UAPIError):
+            self.faults += 1
+            return
+        reads = tr.table_reads
+        self.table_hist[min(reads, _HIST - 1)] += 1
+        self.config_hist[min(tr.config_reads, _HIST - 1)] += 1
+        if self.per_context:
+            counts = self.contexts.setdefault((dev.sid, pasid), [0, 0, 0])
+            counts[0] += 1
+            counts[1] += reads > 0
+            counts[2] += reads
+
+    def run(self, chunks: Iterable[list[Event]],
+            progress: Callable[[int], None] | None = None) -> None:
+        """Replay ``chunks`` (lists of events, as :meth:`TraceReader.chunks` yields them);
+        ``progress(events)`` is called after each chunk."""
+        translate = self.iommu.translate
+        devices = self.devices
+        table_hist, config_hist = self.table_hist, self.config_hist
+        control = self.control
+        top = _HIST - 1
+        for chunk in chunks:
+            dmas = faults = 0
+            if self.per_context:
+                for event in chunk:
+                    if event.__class__ is Dma:
+                        dmas += 1
+                        self._dma_pages(devices.get(event.sid), event)  # type: ignore[arg-type]
+                    else:
+                        control(event)
+            else:
+                for event in chunk:
+                    if event.__class__ is Dma:
+                        dmas += 1
+                        if event.size > _PAGE - (event.iova & 0xFFF):
+                            self._dma_pages(devices.get(event.sid), event)  # type: ignore[arg-type]
+                            continue
+                        try:
+                            tr = translate(devices.get(event.sid), event.iova,  # type: ignore[arg-type]
+                                           pasid=event.pasid, access=event.access)
+                        except (TranslationFault, UAPIError):
+                            faults += 1
+                            continue
+                        reads = tr.table_reads
+                        table_hist[reads if reads < top else top] += 1
+                        reads = tr.config_reads
+                        config_hist[reads if reads < top else top] += 1
+                    else:
+                        control(event)
+            self.events += len(chunk)
+            self.dmas += dmas
+            self.faults += faults
+            if progress is not None:
+                progress(self.events)
+        self.translations = sum(self.table_hist) + self.faults
+
+    # -- the summary ---------------------------------------------------------------------------
+
+    def cache_counters(self) -> dict[str, CacheStats]:
+        """Every cache's counters: the IOTLB, the device ATCs (summed), and each cache the
+        backend keeps in a ``caches`` attribute (configuration and walk caches)."""
+        found: dict[str, CacheStats] = {"iotlb": cache_stats(self.iommu.iotlb)}
+        atcs = [d.atc for d in self.iommu.devices.values() if d.atc is not None]
+        if atcs:
+            found["atc"] = CacheStats(
+                sum(a.hits for a in atcs), sum(a.misses for a in atcs),
+                sum(a.fills for a in atcs), sum(a.evictions for a in atcs),
+                _merge(a.dropped for a in atcs))
+        caches = getattr(self.iommu.backend, "caches", None)
+        for name, cache in sorted(vars(caches).items() if caches is not None else ()):
+            if isinstance(cache, CacheCounters) and cache is not self.iommu.iotlb:
+                found[name] = cache_stats(cache)
+        return found
+
+    def stats(self, cache: str = "unbounded") -> ReplayStats:
+        """The summary so far."""
+        contexts = None
+        if self.per_context:
+            contexts = {f"{sid:#06x}:{'-' if pasid is None else pasid}": ContextStats(*c)
+                        for (sid, pasid), c in sorted(self.contexts.items(),
+                                                      key=lambda kv: (kv[0][0], kv[0][1] or -1))}
+        return ReplayStats(
+            backend=self.iommu.backend_name, cache=cache, events=self.events, dmas=self.dmas,
+            translations=self.translations, faults=self.faults, refused=dict(self.refused),
+            caches=self.cache_counters(), table_reads=read_stats(self.table_hist),
+            config_reads=read_stats(self.config_hist),
+            invalidations=dict(sorted(self.invalidations.items())), contexts=contexts)
+
+
+def _merge(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def check_capabilities(iommu: IOMMU, need: Feature, origin: str) -> None:
+    """Refuse upfront (``trace.capability``) when ``iommu``'s backend lacks a needed feature."""
+    missing = need & ~Feature(int(iommu.capabilities.features))
+    if missing:
+        names = ", ".join(f.name or str(int(f)) for f in Feature if f & missing)
+        raise trace_error("trace.capability", None, f"backend {iommu.backend_name!r} cannot "
+                          f"replay {origin}: it lacks {names}")
+
+
+def replay(source: Source, backend: str, *, cache: str | None = None,
+           iotlb: Geometry | None = None, per_context: bool = False,
+           progress: Callable[[int], None] | None = None, **config: Any) -> ReplayStats:
+    """Replay the trace ``source`` on ``backend`` with the IOTLB of preset ``cache`` or the
+    geometry ``iotlb``; ``config`` goes to the backend's factory (by default the trace header's
+    configuration when the trace was recorded on the same backend)."""
+    with TraceReader(source) as reader:
+        header = reader.header
+        if not config and header.backend == backend:
+            config = dict(header.config)
+        iommu = make_iommu(backend, cache=cache, iotlb=iotlb, **config)
+        if header.requires is not None:
+            need = Feature(0)
+            for name in header.requires:
+                if name not in Feature.__members__:
+                    raise trace_error("trace.corrupt", None, f"header requires unknown "
+                                      f"feature {name!r}")
+                need |= Feature[name]
+        else:
+            need = Feature(0)
+            if not isinstance(source, (str, os.PathLike)):
+                raise trace_error("trace.capability", None, "a trace without 'requires' in "
+                                  "its header must be a file (it is read twice)")
+            with TraceReader(source) as scan:
+                need = required_features(scan)
+        check_capabilities(iommu, need, "this trace")
+        replayer = Replayer(iommu, per_context=per_context)
+        replayer.run(reader.chunks(), progress)
+    name = cache or ("custom" if iotlb is not None else "unbounded")
+    if iotlb is not None:
+        name = f"{iotlb.entries},{iotlb.ways or 0},{iotlb.policy}"
+    return replayer.stats(name)
