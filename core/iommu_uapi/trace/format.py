@@ -2,7 +2,8 @@
 
 Layout: the 8 bytes ``b"IOMMUTRC"``, then frames. A frame is a little-endian u32 length and that
 many bytes of MessagePack: the first frame is the :class:`~.events.Header`, each later one a list
-of events (at most :data:`CHUNK` of them). A reader holds one frame at a time, so memory stays
+of events (at most :data:`CHUNK` of them), and an empty frame (length 0) ends the trace, so a
+trace cut anywhere, even between frames, is known to be truncated. A reader holds one frame at a time, so memory stays
 flat however long the trace. A file whose name ends in ``.gz`` is written gzip-compressed; a
 reader recognises gzip by its magic bytes whatever the name, and its byte offsets then count in
 the uncompressed stream.
@@ -84,8 +85,11 @@ class TraceWriter:
             self._pending = []
 
     def close(self) -> None:
-        """Flush and close (the file too, if this writer opened it)."""
+        """Flush, write the end frame, and close (the file too, if this writer opened it)."""
+        if self._out.closed:
+            return
         self.flush()
+        self._out.write(_LEN.pack(0))
         if self._gz is not None:
             self._gz.close()
             self._gz = None
@@ -111,13 +115,15 @@ class TraceReader:
             self._owned: IO[bytes] | None = raw
         else:
             raw, self._owned = source, None
+        begin = raw.tell() if raw.seekable() else 0
         head = raw.read(2)
         rest: IO[bytes] = raw
         if head == _GZIP_MAGIC:
-            raw.seek(0)
+            raw.seek(begin)
             rest = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
             head = b""
         self._in = rest
+        self._done = False
         self.offset = 0
         self._head = head
         magic = self._read(len(MAGIC), "the magic")
@@ -125,7 +131,7 @@ class TraceReader:
             raise trace_error("trace.magic", 0, f"not a trace (starts {magic[:8]!r})")
         start = self.offset
         payload = self._frame_payload()
-        if payload is None:
+        if not payload:
             raise trace_error("trace.truncated", start, "the header frame is missing")
         try:
             raw_header = msgspec.msgpack.decode(payload)
@@ -158,6 +164,8 @@ class TraceReader:
         return data
 
     def _frame_payload(self) -> bytes | None:
+        """The next frame's bytes; None at the end frame; ``trace.truncated`` at the end of
+        the file before the end frame."""
         start = self.offset
         try:
             prefix = self._head + self._in.read(_LEN.size - len(self._head))
@@ -166,18 +174,21 @@ class TraceReader:
                               "trace.corrupt", start, f"compressed stream: {exc}") from None
         self._head = b""
         if not prefix:
-            return None
+            raise trace_error("trace.truncated", start, "the trace ends without its end frame")
         if len(prefix) < _LEN.size:
             raise trace_error("trace.truncated", start, f"a frame length needs 4 bytes, "
                               f"{len(prefix)} left")
         self.offset += _LEN.size
         (length,) = _LEN.unpack(prefix)
+        if not length:
+            self._done = True
+            return None
         return self._read(length, "the frame")
 
     def chunks(self) -> Iterator[list[Event]]:
         """The events, one decoded frame at a time."""
         dec = self._dec.decode
-        while True:
+        while not self._done:
             start = self.offset
             payload = self._frame_payload()
             if payload is None:
@@ -191,6 +202,14 @@ class TraceReader:
     def __iter__(self) -> Iterator[Event]:
         for chunk in self.chunks():
             yield from chunk
+
+    def position(self) -> int:
+        """Bytes of the underlying file read so far (compressed bytes for gzip)."""
+        raw = self._owned if self._owned is not None else self._in
+        try:
+            return int(raw.tell())
+        except (OSError, ValueError):
+            return self.offset
 
     def close(self) -> None:
         """Close the file (if this reader opened it)."""

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
-from ..caches import CacheCounters, Geometry
+from ..caches import CacheCounters, Geometry, WalkCache
 from ..device import Device, Domain
 from ..errors import UAPIError
 from ..features import Feature
@@ -80,12 +80,29 @@ def required_features(events: Iterable[Event]) -> Feature:
     return need
 
 
+def set_walk_geometry(iommu: IOMMU, geometry: Geometry) -> int:
+    """Give every walk cache the backend keeps in its ``caches`` attribute ``geometry`` (each
+    level), emptied; returns how many there were. Call it before the first DMA: the caches
+    keep their identity, so what the backend holds sees the new geometry."""
+    caches = getattr(iommu.backend, "caches", None)
+    found = 0
+    for cache in (vars(caches).values() if caches is not None else ()):
+        if isinstance(cache, WalkCache):
+            WalkCache.__init__(cache, cache.granule, cache.stride, geometry)
+            found += 1
+    return found
+
+
 def make_iommu(backend: str, *, cache: str | None = None, iotlb: Geometry | None = None,
-               **config: Any) -> IOMMU:
+               walk: Geometry | None = None, **config: Any) -> IOMMU:
     """An IOMMU on ``backend`` whose IOTLB has the geometry of preset ``cache`` (default
-    ``unbounded``), or ``iotlb`` when given."""
+    ``unbounded``), or ``iotlb`` when given, and whose walk caches have ``walk`` (every
+    level; default: as the backend builds them)."""
     geometry = iotlb if iotlb is not None else trace_preset(cache or "unbounded").iotlb
-    return IOMMU(backend, iotlb=TLB(geometry=geometry), **config)
+    iommu = IOMMU(backend, iotlb=TLB(geometry=geometry), **config)
+    if walk is not None:
+        set_walk_geometry(iommu, walk)
+    return iommu
 
 
 def _invalidation_kind(data: bytes) -> str:
@@ -323,34 +340,53 @@ def check_capabilities(iommu: IOMMU, need: Feature, origin: str) -> None:
 
 
 def replay(source: Source, backend: str, *, cache: str | None = None,
-           iotlb: Geometry | None = None, per_context: bool = False,
-           progress: Callable[[int], None] | None = None, **config: Any) -> ReplayStats:
+           iotlb: Geometry | None = None, walk: Geometry | None = None,
+           per_context: bool = False, progress: Callable[[int, int], None] | None = None,
+           **config: Any) -> ReplayStats:
     """Replay the trace ``source`` on ``backend`` with the IOTLB of preset ``cache`` or the
-    geometry ``iotlb``; ``config`` goes to the backend's factory (by default the trace header's
-    configuration when the trace was recorded on the same backend)."""
-    with TraceReader(source) as reader:
-        header = reader.header
-        if not config and header.backend == backend:
-            config = dict(header.config)
-        iommu = make_iommu(backend, cache=cache, iotlb=iotlb, **config)
-        if header.requires is not None:
-            need = Feature(0)
-            for name in header.requires:
-                if name not in Feature.__members__:
-                    raise trace_error("trace.corrupt", None, f"header requires unknown "
-                                      f"feature {name!r}")
-                need |= Feature[name]
-        else:
-            need = Feature(0)
-            if not isinstance(source, (str, os.PathLike)):
+    geometry ``iotlb`` (and walk caches of geometry ``walk``); ``config`` goes to the backend's
+    factory (by default the trace header's configuration when the trace was recorded on the
+    same backend). ``progress(events, bytes)`` hears how far the replay is, after each frame
+    (bytes of the file read so far)."""
+    is_path = isinstance(source, (str, os.PathLike))
+    start = None if is_path else source.tell()  # type: ignore[union-attr]
+    with TraceReader(source) as scan:
+        header = scan.header
+        need = _header_needs(header.requires)
+        if need is None:
+            if not is_path and not source.seekable():  # type: ignore[union-attr]
                 raise trace_error("trace.capability", None, "a trace without 'requires' in "
-                                  "its header must be a file (it is read twice)")
-            with TraceReader(source) as scan:
-                need = required_features(scan)
+                                  "its header must be a file or seekable (it is read twice)")
+            need = required_features(scan)
+    if start is not None:
+        source.seek(start)  # type: ignore[union-attr]
+    if not config and header.backend == backend:
+        config = dict(header.config)
+    iommu = make_iommu(backend, cache=cache, iotlb=iotlb, walk=walk, **config)
+    with TraceReader(source) as reader:
         check_capabilities(iommu, need, "this trace")
         replayer = Replayer(iommu, per_context=per_context)
-        replayer.run(reader.chunks(), progress)
-    name = cache or ("custom" if iotlb is not None else "unbounded")
+        told = None if progress is None else (lambda n: progress(n, reader.position()))
+        replayer.run(reader.chunks(), told)
+    return replayer.stats(cache_name(cache, iotlb, walk))
+
+
+def _header_needs(requires: list[str] | None) -> Feature | None:
+    if requires is None:
+        return None
+    need = Feature(0)
+    for name in requires:
+        if name not in Feature.__members__:
+            raise trace_error("trace.corrupt", None, f"header requires unknown feature {name!r}")
+        need |= Feature[name]
+    return need
+
+
+def cache_name(cache: str | None, iotlb: Geometry | None, walk: Geometry | None) -> str:
+    """How a summary names a cache configuration: the preset, or the geometries given."""
+    name = cache or "unbounded"
     if iotlb is not None:
-        name = f"{iotlb.entries},{iotlb.ways or 0},{iotlb.policy}"
-    return replayer.stats(name)
+        name = f"iotlb={iotlb.entries},{iotlb.ways or 0},{iotlb.policy}"
+    if walk is not None:
+        name += f" walk={walk.entries},{walk.ways or 0},{walk.policy}"
+    return name
