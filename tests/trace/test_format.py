@@ -99,10 +99,9 @@ def test_gzip_file_is_chosen_by_name(tmp_path: object) -> None:
 
 
 def _rejected(data: bytes) -> UAPIError:
-    with pytest.raises(UAPIError) as info:
-        with TraceReader(io.BytesIO(data)) as reader:
-            for _ in reader:
-                pass
+    with pytest.raises(UAPIError) as info, TraceReader(io.BytesIO(data)) as reader:
+        for _ in reader:
+            pass
     return info.value
 
 

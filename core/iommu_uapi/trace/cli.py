@@ -112,22 +112,22 @@ def _print_stats(stats: ReplayStats) -> None:
     hist = Table(title="walk length (table reads) histogram")
     hist.add_column("reads", justify="right")
     hist.add_column("translations", justify="right")
-    for k, v in sorted(stats.table_reads.histogram.items()):
-        hist.add_row(str(k), str(v))
+    for reads_n, count in sorted(stats.table_reads.histogram.items()):
+        hist.add_row(str(reads_n), str(count))
     console.print(hist)
     if stats.invalidations:
         inv = Table(title="invalidations")
         inv.add_column("kind")
         inv.add_column("calls", justify="right")
-        for k, v in stats.invalidations.items():
-            inv.add_row(k, str(v))
+        for kind, calls in stats.invalidations.items():
+            inv.add_row(kind, str(calls))
         console.print(inv)
     if stats.contexts:
         ctx = Table(title="per device:PASID")
         for col in ("device:pasid", "translations", "walks", "table reads"):
             ctx.add_column(col, justify="right")
-        for k, c in stats.contexts.items():
-            ctx.add_row(k, str(c.translations), str(c.walks), str(c.table_reads))
+        for key, per in stats.contexts.items():
+            ctx.add_row(key, str(per.translations), str(per.walks), str(per.table_reads))
         console.print(ctx)
 
 

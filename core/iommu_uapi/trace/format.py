@@ -3,10 +3,10 @@
 Layout: the 8 bytes ``b"IOMMUTRC"``, then frames. A frame is a little-endian u32 length and that
 many bytes of MessagePack: the first frame is the :class:`~.events.Header`, each later one a list
 of events (at most :data:`CHUNK` of them), and an empty frame (length 0) ends the trace, so a
-trace cut anywhere, even between frames, is known to be truncated. A reader holds one frame at a time, so memory stays
-flat however long the trace. A file whose name ends in ``.gz`` is written gzip-compressed; a
-reader recognises gzip by its magic bytes whatever the name, and its byte offsets then count in
-the uncompressed stream.
+trace cut anywhere, even between frames, is known to be truncated. A reader holds one frame at
+a time, so memory stays flat however long the trace. A file whose name ends in ``.gz`` is
+written gzip-compressed; a reader recognises gzip by its magic bytes whatever the name, and its
+byte offsets then count in the uncompressed stream.
 """
 
 from __future__ import annotations

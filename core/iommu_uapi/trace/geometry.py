@@ -41,8 +41,11 @@ def parse_geometry(text: str) -> Geometry:
         raise ValueError(f"IOTLB geometry {text!r} is not SIZE[,WAYS[,POLICY]]")
     if parts[0] in ("inf", "unbounded"):
         return UNBOUNDED
-    entries = int(parts[0])
-    ways = int(parts[1]) if len(parts) > 1 and parts[1] not in ("", "0") else None
+    try:
+        entries = int(parts[0])
+        ways = int(parts[1]) if len(parts) > 1 and parts[1] not in ("", "0") else None
+    except ValueError:
+        raise ValueError(f"IOTLB geometry {text!r}: SIZE and WAYS are integers") from None
     policy = parts[2] if len(parts) > 2 else "lru"
     if entries <= 0:
         raise ValueError(f"IOTLB geometry {text!r}: SIZE must be positive")

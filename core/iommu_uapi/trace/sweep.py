@@ -123,13 +123,13 @@ def sweep(todo: Sequence[SweepPoint], *, jobs: int | None = None,
     if scheduler is not None:
         from dask.distributed import Client
 
-        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)  # type: ignore[no-untyped-call]
         try:
             futures = client.map(run_point, list(todo), pure=False)
-            return list(client.gather(futures))
+            return list(client.gather(futures))  # type: ignore[no-untyped-call]
         finally:
             if client is not scheduler:
-                client.close()
+                client.close()  # type: ignore[no-untyped-call]
     if jobs == 1 or len(todo) <= 1:
         return [run_point(p) for p in todo]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
