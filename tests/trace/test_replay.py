@@ -127,3 +127,17 @@ def test_requirements_are_found_by_a_pass_when_the_header_has_none(tmp_path: obj
     with pytest.raises(UAPIError) as info:
         replay(path, "mini-table")
     assert info.value.rule == "trace.capability"
+
+
+def test_dma_runs_replay_as_their_dmas_one_by_one() -> None:
+    from iommu_uapi.trace import Replayer, TraceReader, make_iommu
+
+    data = trace_bytes("random", pages=40, dmas=3000, devices=3, seed=2)
+    results = []
+    for frames in (True, False):
+        replayer = Replayer(make_iommu("mini", iotlb=lru(16)))
+        with TraceReader(io.BytesIO(data)) as reader:
+            replayer.run(reader.frames() if frames else reader.chunks())
+        results.append(replayer.stats())
+    assert results[0] == results[1]
+    assert results[0].dmas == 3000 and results[0].caches["iotlb"].hits > 0

@@ -9,6 +9,8 @@ carry a time stamp ``t`` in nanoseconds of trace time (None: untimed).
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "DeviceAdd",
     "DeviceRemove",
     "Dma",
+    "DmaRun",
     "DomainAlloc",
     "DomainFree",
     "Event",
@@ -196,7 +199,47 @@ class Write(_Event, frozen=True, gc=False, array_like=True, tag=17):
     t: int | None = None
 
 
-Event = (Dma | Map | Unmap | Invalidate | Bind | Unbind | AttachTable | DetachTable
+class DmaRun(_Event, frozen=True, gc=False, array_like=True, tag=18):
+    """Consecutive DMAs stored by column, as a writer frames them: ``iova`` lists the DMAs;
+    every other field is one value shared by all of them or a list as long as ``iova``.
+    ``one_page`` says that no DMA of the run crosses a 4 KiB page. Readers hand out the
+    :class:`Dma` events of a run (:meth:`dmas`); a replay walks the columns."""
+
+    iova: list[int]
+    sid: int | list[int]
+    pasid: int | list[int | None] | None = None
+    size: int | list[int] = 1
+    access: int | list[int] = 1
+    t: int | list[int | None] | None = None
+    one_page: bool = True
+
+    def column(self, name: str) -> list[object]:
+        """Field ``name`` as a list as long as the run."""
+        value = getattr(self, name)
+        return value if isinstance(value, list) else [value] * len(self.iova)
+
+    def dmas(self) -> list[Dma]:
+        """The run's DMAs, in order."""
+        return [Dma(*fields) for fields in zip(
+            self.column("sid"), self.iova, self.column("pasid"), self.column("size"),
+            self.column("access"), self.column("t"), strict=True)]
+
+    @classmethod
+    def of(cls, dmas: list[Dma]) -> DmaRun:
+        """The run of ``dmas`` (at least one), each column a single value when it can be."""
+        def col(values: list[Any]) -> Any:
+            first = values[0]
+            return first if values.count(first) == len(values) else values
+
+        iovas = [d.iova for d in dmas]
+        sizes = [d.size for d in dmas]
+        one_page = all((iova & 0xFFF) + size <= 0x1000 for iova, size in
+                       zip(iovas, sizes, strict=True))
+        return cls(iovas, col([d.sid for d in dmas]), col([d.pasid for d in dmas]), col(sizes),
+                   col([d.access for d in dmas]), col([d.t for d in dmas]), one_page)
+
+
+Event = (Dma | DmaRun | Map | Unmap | Invalidate | Bind | Unbind | AttachTable | DetachTable
          | PageResponse | DeviceAdd | DeviceRemove | DomainAlloc | DomainFree | SetNesting
          | AttachDevice | DetachDevice | PasidAlloc | Write)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ..caches import CacheCounters, Geometry, WalkCache
 from ..device import Device, Domain
@@ -34,6 +34,7 @@ from .events import (
     DeviceAdd,
     DeviceRemove,
     Dma,
+    DmaRun,
     DomainAlloc,
     DomainFree,
     Event,
@@ -224,7 +225,7 @@ class Replayer:
     # -- the data path -------------------------------------------------------------------------
 
     def _dma_pages(self, dev: Device, e: Dma) -> None:
-        """A DMA of more than one page: one translation per page it touches."""
+        """One DMA: one translation per 4 KiB page it touches."""
         first = e.iova & -_PAGE
         last = (e.iova + max(e.size, 1) - 1) & -_PAGE
         for page in range(first, last + _PAGE, _PAGE):
@@ -245,46 +246,61 @@ class Replayer:
             counts[1] += reads > 0
             counts[2] += reads
 
+    def _dma_run(self, run: DmaRun) -> int:
+        """Translate a run of DMAs; returns the faults. When the run shares its device, PASID
+        and access and no DMA crosses a page, the loop is one translation per IOVA."""
+        sid, pasid, access = run.sid, run.pasid, run.access
+        if (run.one_page and not self.per_context and sid.__class__ is int
+                and access.__class__ is int and pasid.__class__ is not list):
+            translate = self.iommu.translate
+            dev = self.devices.get(sid)
+            table_hist, config_hist = self.table_hist, self.config_hist
+            top = _HIST - 1
+            faults = free = 0
+            for iova in run.iova:
+                try:
+                    tr = translate(dev, iova, pasid=pasid, access=access)  # type: ignore[arg-type]
+                except (TranslationFault, UAPIError):
+                    faults += 1
+                    continue
+                reads, config = tr.table_reads, tr.config_reads
+                if reads or config:
+                    table_hist[reads if reads < top else top] += 1
+                    config_hist[config if config < top else top] += 1
+                else:
+                    free += 1
+            table_hist[0] += free
+            config_hist[0] += free
+            self.faults += faults
+            return faults
+        before = self.faults
+        for dma in run.dmas():
+            self._dma_pages(self.devices.get(dma.sid), dma)  # type: ignore[arg-type]
+        return self.faults - before
+
     def run(self, chunks: Iterable[list[Event]],
             progress: Callable[[int], None] | None = None) -> None:
-        """Replay ``chunks`` (lists of events, as :meth:`TraceReader.chunks` yields them);
+        """Replay ``chunks`` (lists of events, as :meth:`TraceReader.frames` yields them);
         ``progress(events)`` is called after each chunk."""
-        translate = self.iommu.translate
         devices = self.devices
-        table_hist, config_hist = self.table_hist, self.config_hist
         control = self.control
-        top = _HIST - 1
         for chunk in chunks:
-            dmas = faults = 0
-            if self.per_context:
-                for event in chunk:
-                    if event.__class__ is Dma:
-                        dmas += 1
-                        self._dma_pages(devices.get(event.sid), event)  # type: ignore[arg-type]
-                    else:
-                        control(event)
-            else:
-                for event in chunk:
-                    if event.__class__ is Dma:
-                        dmas += 1
-                        if event.size > _PAGE - (event.iova & 0xFFF):
-                            self._dma_pages(devices.get(event.sid), event)  # type: ignore[arg-type]
-                            continue
-                        try:
-                            tr = translate(devices.get(event.sid), event.iova,  # type: ignore[arg-type]
-                                           pasid=event.pasid, access=event.access)
-                        except (TranslationFault, UAPIError):
-                            faults += 1
-                            continue
-                        reads = tr.table_reads
-                        table_hist[reads if reads < top else top] += 1
-                        reads = tr.config_reads
-                        config_hist[reads if reads < top else top] += 1
-                    else:
-                        control(event)
-            self.events += len(chunk)
-            self.dmas += dmas
-            self.faults += faults
+            events = len(chunk)
+            for event in chunk:
+                cls = event.__class__
+                if cls is DmaRun:
+                    run = cast(DmaRun, event)
+                    n = len(run.iova)
+                    self.dmas += n
+                    events += n - 1
+                    self._dma_run(run)
+                elif cls is Dma:
+                    dma = cast(Dma, event)
+                    self.dmas += 1
+                    self._dma_pages(devices.get(dma.sid), dma)  # type: ignore[arg-type]
+                else:
+                    control(event)
+            self.events += events
             if progress is not None:
                 progress(self.events)
         self.translations = sum(self.table_hist) + self.faults
@@ -367,7 +383,7 @@ def replay(source: Source, backend: str, *, cache: str | None = None,
         check_capabilities(iommu, need, "this trace")
         replayer = Replayer(iommu, per_context=per_context)
         told = None if progress is None else (lambda n: progress(n, reader.position()))
-        replayer.run(reader.chunks(), told)
+        replayer.run(reader.frames(), told)
     return replayer.stats(cache_name(cache, iotlb, walk))
 
 

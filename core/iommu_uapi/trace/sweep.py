@@ -81,7 +81,7 @@ def run_point(point: SweepPoint) -> dict[str, Any]:
             need = required_features(scan)
         check_capabilities(iommu, need, point.workload)
         with TraceReader(point.workload) as reader:
-            replayer.run(reader.chunks())
+            replayer.run(reader.frames())
     else:
         kind, params = parse_workload(point.workload)
         header, events = workload(kind, **params)
