@@ -53,7 +53,7 @@ __all__ = ["WORKLOADS", "Workload", "workload"]
 #: IOVA where each workload's buffers start, and the host physical base of its pages.
 IOVA_BASE = 0x1000_0000
 PHYS_BASE = 0x1_0000_0000
-#: Where the nested guest's RAM lies in host physical memory (GPA 0), and its size.
+#: Where the nested guest's RAM lies in host physical memory (GPA 0), and its least size.
 GUEST_RAM = 0x4000_0000
 GUEST_RAM_SIZE = 0x20_0000
 _RW = 3  # IOMMU_READ | IOMMU_WRITE
@@ -202,10 +202,13 @@ def nested(*, pasids: int = 4, pages: int = 16, dmas: int = 10_000, page: int = 
                           "seed": seed},
                     requires=["BIND_PGTBL"])
 
+    # guest RAM for the data pages and their tables, in whole 2 MiB blocks
+    ram = max(GUEST_RAM_SIZE, -(-(pages * page + 0x10_0000) // 0x20_0000) * 0x20_0000)
+
     def events() -> Iterator[Event]:
         scratch = PhysicalMemory()
         guest = GuestMemory(scratch)
-        guest.add_ram(0, GUEST_RAM_SIZE, GUEST_RAM)
+        guest.add_ram(0, ram, GUEST_RAM)
         gpt = X86PageTable(X86Config(levels=4, haw=48), guest)
         for p in range(pages):
             gpt.map(_GUEST_VA + p * page, guest.alloc(), page, _RW)
@@ -215,7 +218,7 @@ def nested(*, pasids: int = 4, pages: int = 16, dmas: int = 10_000, page: int = 
             yield DomainAlloc(d + 1)
             yield SetNesting(d + 1)
             yield AttachDevice(d + 1, sid)
-            yield from _map_range(d + 1, 0, GUEST_RAM, GUEST_RAM_SIZE, s2_page)
+            yield from _map_range(d + 1, 0, GUEST_RAM, ram, s2_page)
         for pfn in sorted(scratch.backed_page_numbers()):
             addr = pfn * 0x1000
             yield Write(addr, scratch.read(addr, 0x1000))
