@@ -9,10 +9,8 @@ specification. Every other cache of that preset is unbounded.
 
 from __future__ import annotations
 
-import errno
-
 from ..caches import PRESETS, UNBOUNDED, CachePreset, Geometry
-from ..errors import UAPIError
+from .errors import trace_error
 
 __all__ = ["TRACE_PRESETS", "parse_geometry", "trace_preset"]
 
@@ -29,8 +27,8 @@ def trace_preset(name: str) -> CachePreset:
         return TRACE_PRESETS[name]
     except KeyError:
         known = ", ".join(TRACE_PRESETS)
-        raise UAPIError(errno.EINVAL, f"no cache preset {name!r}; known: {known}",
-                        rule="trace.preset") from None
+        raise trace_error("trace.preset", None, f"no cache preset {name!r}; known: {known}"
+                          ) from None
 
 
 def parse_geometry(text: str) -> Geometry:
