@@ -38,6 +38,8 @@ KINDS: dict[type, tuple[st.SearchStrategy[object], ...]] = {
     ev.Unbind: (U16, U16, st.integers(0, (1 << 20) - 1), T),
     ev.AttachTable: (U16, BLOB, T),
     ev.DetachTable: (U16, T),
+    ev.PageRequest: (U16, U64, PASID, st.integers(0, 15), st.integers(0, 511), st.booleans(),
+                     st.none() | st.tuples(U64, U64), T),
     ev.PageResponse: (U16, BLOB, T),
     ev.DeviceAdd: (U16, st.booleans(), st.booleans(), T),
     ev.DeviceRemove: (U16, T),

@@ -107,3 +107,31 @@ def test_timed_recording_stamps_events_in_order() -> None:
         stamps = [e.t for e in reader]
     assert len(stamps) == 3 and all(t is not None for t in stamps)
     assert stamps == sorted(stamps)  # type: ignore[type-var]
+
+
+def test_page_requests_and_responses_are_recorded_and_replayed() -> None:
+    from iommu_uapi.uapi import PageResponse, PageResponseCode
+
+    iommu = IOMMU("mini")
+    buf = io.BytesIO()
+    writer = TraceWriter(buf, Header(backend="mini"))
+    Recorder(writer).attach(iommu)
+    dev = iommu.add_device(0x40, pri=True)
+    domain = iommu.domain_alloc()
+    iommu.attach_device(domain, dev)
+    iommu.register_fault_handler(dev, lambda fault: None)
+    iommu.page_request(dev, 0x7000, access=2, grpid=5, private_data=(1, 2))
+    response = PageResponse(argsz=24, version=1, grpid=5, code=PageResponseCode.SUCCESS)
+    iommu.uapi_page_response(dev, response.to_bytes())
+    writer.close()
+    with TraceReader(io.BytesIO(buf.getvalue())) as reader:
+        events = list(reader)
+    assert events == [ev.DeviceAdd(0x40, False, True), ev.DomainAlloc(domain.id),
+                      ev.AttachDevice(domain.id, 0x40), ev.PageRequest(0x40, 0x7000, None, 2, 5, True, (1, 2)),
+                      ev.PageResponse(0x40, response.to_bytes())]
+    again = IOMMU("mini")
+    replayer = Replayer(again)
+    replayer.run([events])
+    assert replayer.refused == {} and replayer.reported == 1
+    assert again.backend.responses[-1][1].grpid == 5  # type: ignore[attr-defined]
+    assert again.pending_page_requests(replayer.devices[0x40]) == []

@@ -124,10 +124,11 @@ def _print_stats(stats: ReplayStats) -> None:
         console.print(inv)
     if stats.contexts:
         ctx = Table(title="per device:PASID")
-        for col in ("device:pasid", "translations", "walks", "table reads"):
+        for col in ("device:pasid", "translations", "walks", "table reads", "faults"):
             ctx.add_column(col, justify="right")
         for key, per in stats.contexts.items():
-            ctx.add_row(key, str(per.translations), str(per.walks), str(per.table_reads))
+            ctx.add_row(key, str(per.translations), str(per.walks), str(per.table_reads),
+                        str(per.faults))
         console.print(ctx)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "Header",
     "Invalidate",
     "Map",
+    "PageRequest",
     "PageResponse",
     "PasidAlloc",
     "SetNesting",
@@ -199,6 +200,20 @@ class Write(_Event, frozen=True, gc=False, array_like=True, tag=17):
     t: int | None = None
 
 
+class PageRequest(_Event, frozen=True, gc=False, array_like=True, tag=19):
+    """A device's PRI page request for ``addr`` (``page_request``); ``grpid`` and ``last``
+    group it, ``private_data`` is the pair of private words when present."""
+
+    sid: int
+    addr: int
+    pasid: int | None = None
+    access: int = 1
+    grpid: int = 0
+    last: bool = True
+    private_data: tuple[int, int] | None = None
+    t: int | None = None
+
+
 class DmaRun(_Event, frozen=True, gc=False, array_like=True, tag=18):
     """Consecutive DMAs stored by column, as a writer frames them: ``iova`` lists the DMAs;
     every other field is one value shared by all of them or a list as long as ``iova``.
@@ -240,14 +255,14 @@ class DmaRun(_Event, frozen=True, gc=False, array_like=True, tag=18):
 
 
 Event = (Dma | DmaRun | Map | Unmap | Invalidate | Bind | Unbind | AttachTable | DetachTable
-         | PageResponse | DeviceAdd | DeviceRemove | DomainAlloc | DomainFree | SetNesting
-         | AttachDevice | DetachDevice | PasidAlloc | Write)
+         | PageRequest | PageResponse | DeviceAdd | DeviceRemove | DomainAlloc | DomainFree
+         | SetNesting | AttachDevice | DetachDevice | PasidAlloc | Write)
 
 #: Every event type by its name in summaries (``trace info``, ``ReplayStats``).
 EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
-    Dma, Map, Unmap, Invalidate, Bind, Unbind, AttachTable, DetachTable, PageResponse,
-    DeviceAdd, DeviceRemove, DomainAlloc, DomainFree, SetNesting, AttachDevice, DetachDevice,
-    PasidAlloc, Write)}
+    Dma, Map, Unmap, Invalidate, Bind, Unbind, AttachTable, DetachTable, PageRequest,
+    PageResponse, DeviceAdd, DeviceRemove, DomainAlloc, DomainFree, SetNesting, AttachDevice,
+    DetachDevice, PasidAlloc, Write)}
 
 
 class Header(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=False):

@@ -33,6 +33,7 @@ from .events import (
     Event,
     Invalidate,
     Map,
+    PageRequest,
     PageResponse,
     SetNesting,
     Unbind,
@@ -68,6 +69,9 @@ HOOK_EVENTS: dict[str, Callable[[Mapping[str, Any]], Event]] = {
                                                    _bytes(k["info"])),
     "iommu_attach_pasid_table": lambda k: AttachTable(k["domain"].id, _bytes(k["cfg"])),
     "iommu_detach_pasid_table": lambda k: DetachTable(k["domain"].id),
+    "iommu_page_request": lambda k: PageRequest(
+        k["dev"].sid, k["addr"], k["pasid"], k["access"], k["grpid"], bool(k["last"]),
+        None if k["private_data"] is None else tuple(k["private_data"])),
     "iommu_page_response": lambda k: PageResponse(k["dev"].sid, _bytes(k["msg"])),
 }
 

@@ -23,7 +23,7 @@ from ..iommu import IOMMU
 from ..pasid import PasidSet
 from ..tlb import TLB
 from ..translation import TranslationFault
-from ..uapi import CacheInvalidateInfo, CacheType, GpasidBindData, InvGranularity
+from ..uapi import CacheInvalidateInfo, CacheType, Fault, GpasidBindData, InvGranularity
 from .errors import trace_error
 from .events import (
     AttachDevice,
@@ -40,6 +40,7 @@ from .events import (
     Event,
     Invalidate,
     Map,
+    PageRequest,
     PageResponse,
     PasidAlloc,
     SetNesting,
@@ -60,6 +61,7 @@ REQUIRES: dict[type, Feature] = {
     AttachTable: Feature.BIND_PASID_TABLE,
     DetachTable: Feature.BIND_PASID_TABLE,
     Invalidate: Feature.CACHE_INVLD,
+    PageRequest: Feature.PAGE_REQUEST,
     PageResponse: Feature.PAGE_REQUEST,
 }
 _HIST = 64
@@ -134,15 +136,19 @@ class Replayer:
         self.dmas = 0
         self.translations = 0
         self.faults = 0
+        #: faults and page requests reported to the consumer of PRI devices
+        self.reported = 0
         self.refused: dict[str, int] = {}
         self.invalidations: dict[str, int] = {}
         self.table_hist = [0] * _HIST
         self.config_hist = [0] * _HIST
+        #: (sid, PASID) -> [translations, walks, table reads, faults]
         self.contexts: dict[tuple[int, int | None], list[int]] = {}
         self._control: dict[type, Callable[[Any], None]] = {
             Map: self._map, Unmap: self._unmap, Invalidate: self._invalidate,
             Bind: self._bind, Unbind: self._unbind, AttachTable: self._attach_table,
-            DetachTable: self._detach_table, PageResponse: self._page_response,
+            DetachTable: self._detach_table, PageRequest: self._page_request,
+            PageResponse: self._page_response,
             DeviceAdd: self._device_add, DeviceRemove: self._device_remove,
             DomainAlloc: self._domain_alloc, DomainFree: self._domain_free,
             SetNesting: self._set_nesting, AttachDevice: self._attach,
@@ -179,11 +185,21 @@ class Replayer:
     def _detach_table(self, e: DetachTable) -> None:
         self.iommu.detach_pasid_table(self.domains[e.domain])
 
+    def _page_request(self, e: PageRequest) -> None:
+        self.iommu.page_request(self.devices[e.sid], e.addr, pasid=e.pasid, access=e.access,
+                                grpid=e.grpid, last=e.last, private_data=e.private_data)
+
     def _page_response(self, e: PageResponse) -> None:
         self.iommu.uapi_page_response(self.devices[e.sid], e.data)
 
     def _device_add(self, e: DeviceAdd) -> None:
-        self.devices[e.sid] = self.iommu.add_device(e.sid, ats=e.ats, pri=e.pri)
+        dev = self.iommu.add_device(e.sid, ats=e.ats, pri=e.pri)
+        self.devices[e.sid] = dev
+        if e.pri:  # the replay is the VMM: it consumes the device's faults and page requests
+            self.iommu.register_fault_handler(dev, self._reported)
+
+    def _reported(self, fault: Fault) -> None:
+        self.reported += 1
 
     def _device_remove(self, e: DeviceRemove) -> None:
         self.iommu.remove_device(self.devices.pop(e.sid))
@@ -236,12 +252,15 @@ class Replayer:
             tr = self.iommu.translate(dev, iova, pasid=pasid, access=access)
         except (TranslationFault, UAPIError):
             self.faults += 1
+            if self.per_context:
+                counts = self.contexts.setdefault((getattr(dev, "sid", -1), pasid), [0, 0, 0, 0])
+                counts[3] += 1
             return
         reads = tr.table_reads
         self.table_hist[min(reads, _HIST - 1)] += 1
         self.config_hist[min(tr.config_reads, _HIST - 1)] += 1
         if self.per_context:
-            counts = self.contexts.setdefault((dev.sid, pasid), [0, 0, 0])
+            counts = self.contexts.setdefault((dev.sid, pasid), [0, 0, 0, 0])
             counts[0] += 1
             counts[1] += reads > 0
             counts[2] += reads

@@ -48,11 +48,13 @@ class CacheStats(msgspec.Struct, frozen=True):
 
 
 class ContextStats(msgspec.Struct, frozen=True):
-    """Per (device, PASID): translations, those that walked, and their table reads."""
+    """Per (device, PASID): translations that succeeded, those that walked, their table reads,
+    and the translations that faulted."""
 
     translations: int
     walks: int
     table_reads: int
+    faults: int = 0
 
 
 class ReplayStats(msgspec.Struct, frozen=True):
