@@ -127,7 +127,8 @@ def test_page_requests_and_responses_are_recorded_and_replayed() -> None:
     with TraceReader(io.BytesIO(buf.getvalue())) as reader:
         events = list(reader)
     assert events == [ev.DeviceAdd(0x40, False, True), ev.DomainAlloc(domain.id),
-                      ev.AttachDevice(domain.id, 0x40), ev.PageRequest(0x40, 0x7000, None, 2, 5, True, (1, 2)),
+                      ev.AttachDevice(domain.id, 0x40),
+                      ev.PageRequest(0x40, 0x7000, None, 2, 5, True, (1, 2)),
                       ev.PageResponse(0x40, response.to_bytes())]
     again = IOMMU("mini")
     replayer = Replayer(again)
