@@ -40,7 +40,24 @@ def test_a_local_dask_cluster_gives_the_same_rows_as_the_process_pool() -> None:
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         on_dask = sweep(POINTS, scheduler=client)
+        by_address = sweep(POINTS[:2], scheduler=cluster.scheduler_address)
     assert on_dask == sweep(POINTS, jobs=2)
+    assert by_address == on_dask[:2]
+
+
+def test_a_trace_file_is_a_workload_of_a_sweep(tmp_path: object) -> None:
+    from .helpers import trace_bytes
+
+    spec = "cyclic:pages=16,dmas=200"
+    kind, params = parse_workload(spec)
+    path = f"{tmp_path}/c.trace"
+    with open(path, "wb") as f:
+        f.write(trace_bytes(kind, **params))
+    lru8 = Geometry(8, None, "lru")
+    by_spec, by_file = sweep(points(["mini"], [spec, path], [lru8]), jobs=1)
+    assert by_file["workload"] == path
+    assert {k: v for k, v in by_file.items() if k != "workload"} == {
+        k: v for k, v in by_spec.items() if k != "workload"}
 
 
 def test_rows_round_trip_through_csv_and_json(tmp_path: object) -> None:
