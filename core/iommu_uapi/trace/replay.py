@@ -83,13 +83,24 @@ def required_features(events: Iterable[Event]) -> Feature:
     return need
 
 
+def _backend_caches(backend: object) -> list[tuple[str, CacheCounters]]:
+    """The caches a backend keeps as attributes, itself or in its ``caches`` attribute."""
+    found: dict[str, CacheCounters] = {}
+    for holder in (getattr(backend, "caches", None), backend):
+        attrs = getattr(holder, "__dict__", None)
+        for name, cache in sorted((attrs or {}).items()):
+            if isinstance(cache, CacheCounters) and name not in found:
+                found[name] = cache
+    return list(found.items())
+
+
 def set_walk_geometry(iommu: IOMMU, geometry: Geometry) -> int:
-    """Give every walk cache the backend keeps in its ``caches`` attribute ``geometry`` (each
-    level), emptied; returns how many there were. Call it before the first DMA: the caches
-    keep their identity, so what the backend holds sees the new geometry."""
-    caches = getattr(iommu.backend, "caches", None)
+    """Give every walk cache the backend keeps (as an attribute, or in its ``caches``
+    attribute) ``geometry`` (each level), emptied; returns how many there were. Call it before
+    the first DMA: the caches keep their identity, so what the backend holds sees the new
+    geometry."""
     found = 0
-    for cache in (vars(caches).values() if caches is not None else ()):
+    for _, cache in _backend_caches(iommu.backend):
         if isinstance(cache, WalkCache):
             WalkCache.__init__(cache, cache.granule, cache.stride, geometry)
             found += 1
@@ -328,7 +339,8 @@ class Replayer:
 
     def cache_counters(self) -> dict[str, CacheStats]:
         """Every cache's counters: the IOTLB, the device ATCs (summed), and each cache the
-        backend keeps in a ``caches`` attribute (configuration and walk caches)."""
+        backend keeps as an attribute or in its ``caches`` attribute (configuration and walk
+        caches), by attribute name."""
         found: dict[str, CacheStats] = {"iotlb": cache_stats(self.iommu.iotlb)}
         atcs = [d.atc for d in self.iommu.devices.values() if d.atc is not None]
         if atcs:
@@ -336,9 +348,8 @@ class Replayer:
                 sum(a.hits for a in atcs), sum(a.misses for a in atcs),
                 sum(a.fills for a in atcs), sum(a.evictions for a in atcs),
                 _merge(a.dropped for a in atcs))
-        caches = getattr(self.iommu.backend, "caches", None)
-        for name, cache in sorted(vars(caches).items() if caches is not None else ()):
-            if isinstance(cache, CacheCounters) and cache is not self.iommu.iotlb:
+        for name, cache in _backend_caches(self.iommu.backend):
+            if cache is not self.iommu.iotlb and name not in found:
                 found[name] = cache_stats(cache)
         return found
 
