@@ -165,3 +165,41 @@ def test_a_file_that_is_not_a_trace_is_refused() -> None:
     err = _rejected(b"PK\x03\x04" + bytes(40))
     assert err.rule == "trace.magic"
     assert "at byte offset 0" in err.message
+
+
+def test_a_frame_longer_than_any_writer_makes_is_corrupt() -> None:
+    header_frame = 8 + 4 + int.from_bytes(SAMPLE[8:12], "little")
+    data = SAMPLE[:header_frame] + (1 << 31).to_bytes(4, "little") + bytes(16)
+    err = _rejected(data)
+    assert err.rule == "trace.corrupt"
+    assert f"at byte offset {header_frame}:" in err.message
+
+
+def test_a_dma_run_with_columns_of_different_lengths_is_corrupt() -> None:
+    import msgspec
+
+    run = ev.DmaRun([0x1000, 0x2000], [1, 2, 3])
+    body = msgspec.msgpack.encode([run])
+    data = SAMPLE[:8 + 4 + int.from_bytes(SAMPLE[8:12], "little")]
+    err = _rejected(data + len(body).to_bytes(4, "little") + body + bytes(4))
+    assert err.rule == "trace.corrupt" and "columns" in err.message
+
+
+MIXED = encode_events([ev.DeviceAdd(0x100), ev.Dma(0x100, 0x1000, 3), ev.Dma(0x108, 0x2000),
+                       ev.Invalidate(1, 0x100, b"\x01\x02"), ev.Dma(0x100, 0x1000, None, 8)])
+
+
+@given(st.lists(st.tuples(st.integers(0, len(MIXED) - 1), st.integers(0, 255)), min_size=1,
+                max_size=4), st.booleans())
+def test_any_damage_is_read_or_refused_by_a_trace_rule(flips: list[tuple[int, int]],
+                                                       compress: bool) -> None:
+    data = bytearray(MIXED)
+    for pos, value in flips:
+        data[pos] = value
+    blob = gzip.compress(bytes(data)) if compress else bytes(data)
+    try:
+        with TraceReader(io.BytesIO(blob)) as reader:
+            list(reader)
+    except UAPIError as err:
+        assert err.rule in TRACE_RULES
+        assert err.errno == TRACE_RULES[err.rule].errno

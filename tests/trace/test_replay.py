@@ -9,7 +9,7 @@ import io
 import pytest
 
 from iommu_uapi.errors import UAPIError
-from iommu_uapi.trace import Header, encode_events, replay
+from iommu_uapi.trace import Header, TraceReader, encode_events, replay
 from iommu_uapi.trace import events as ev
 
 from .helpers import lru, run, trace_bytes
@@ -141,3 +141,29 @@ def test_dma_runs_replay_as_their_dmas_one_by_one() -> None:
         results.append(replayer.stats())
     assert results[0] == results[1]
     assert results[0].dmas == 3000 and results[0].caches["iotlb"].hits > 0
+
+
+def test_invalidations_are_counted_by_cache_and_granularity() -> None:
+    from iommu_uapi.uapi import (
+        CacheInvalidateInfo,
+        CacheType,
+        InvGranu,
+        InvGranularity,
+        InvPasidFlags,
+        InvPasidInfo,
+    )
+
+    nested = trace_bytes("nested", pasids=1, pages=2, dmas=10)
+    info = CacheInvalidateInfo(argsz=32, version=1, cache=CacheType.IOTLB,
+                               granularity=InvGranularity.PASID, granu=InvGranu(
+                                   pasid_info=InvPasidInfo(flags=InvPasidFlags.PASID, pasid=1)))
+    with TraceReader(io.BytesIO(nested)) as reader:
+        events = list(reader)
+    events += [ev.Invalidate(1, 0x0100, info.to_bytes()), ev.Invalidate(1, 0x0100, b"\x01"),
+               *events[-10:]]
+    stats = replay(io.BytesIO(encode_events(events, Header(requires=["BIND_PGTBL",
+                                                                     "CACHE_INVLD"]))), "mini")
+    assert stats.invalidations == {"IOTLB/PASID": 1}
+    assert stats.refused == {"Invalidate": 1}
+    assert stats.caches["iotlb"].dropped == {"tag": 2}
+    assert stats.table_reads.histogram[24] == 4  # both pages walked again after the flush

@@ -228,6 +228,12 @@ class DmaRun(_Event, frozen=True, gc=False, array_like=True, tag=18):
     t: int | list[int | None] | None = None
     one_page: bool = True
 
+    def well_formed(self) -> bool:
+        """Whether every list column is as long as ``iova`` (a reader checks each run)."""
+        n = len(self.iova)
+        return all(len(v) == n for v in (self.sid, self.pasid, self.size, self.access, self.t)
+                   if isinstance(v, list))
+
     def column(self, name: str) -> list[object]:
         """Field ``name`` as a list as long as the run."""
         value = getattr(self, name)

@@ -31,6 +31,8 @@ __all__ = ["CHUNK", "MAGIC", "TraceInfo", "TraceReader", "TraceWriter", "encode_
 MAGIC = b"IOMMUTRC"
 #: Events per frame (the unit a reader decodes at once).
 CHUNK = 16384
+#: The largest frame a reader accepts (a writer's frames are a few hundred KiB at most).
+MAX_FRAME = 1 << 28
 _LEN = struct.Struct("<I")
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -198,6 +200,9 @@ class TraceReader:
         if not length:
             self._done = True
             return None
+        if length > MAX_FRAME:
+            raise trace_error("trace.corrupt", start, f"a frame of {length} bytes is larger "
+                              f"than any writer makes ({MAX_FRAME})")
         return self._read(length, "the frame")
 
     def chunks(self) -> Iterator[list[Event]]:
@@ -223,10 +228,15 @@ class TraceReader:
             if payload is None:
                 return
             try:
-                yield dec(payload)
+                frame = dec(payload)
             except msgspec.DecodeError as exc:
                 raise trace_error("trace.corrupt", start,
                                   f"frame does not decode as events: {exc}") from None
+            for event in frame:
+                if event.__class__ is DmaRun and not event.well_formed():
+                    raise trace_error("trace.corrupt", start, "a DMA run's columns differ "
+                                      "in length")
+            yield frame
 
     def __iter__(self) -> Iterator[Event]:
         for chunk in self.chunks():

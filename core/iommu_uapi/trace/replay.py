@@ -119,13 +119,20 @@ def make_iommu(backend: str, *, cache: str | None = None, iotlb: Geometry | None
     return iommu
 
 
+#: Where the fields a summary reads sit in the user bytes (from the records' C layouts).
+_INV_CACHE = CacheInvalidateInfo.c_layout()["cache"][0]
+_INV_GRANU = CacheInvalidateInfo.c_layout()["granularity"][0]
+_BIND_HPASID = GpasidBindData.c_layout()["hpasid"]
+
+
 def _invalidation_kind(data: bytes) -> str:
-    info = CacheInvalidateInfo.from_bytes(data)
-    caches = "+".join(str(c.name) for c in CacheType if info.cache & c) or "none"
+    """``"IOTLB+DEV_IOTLB/ADDR"``: the caches and granularity of accepted invalidation bytes."""
+    cache, granularity = data[_INV_CACHE], data[_INV_GRANU]
+    caches = "+".join(str(c.name) for c in CacheType if cache & c) or "none"
     try:
-        granu = InvGranularity(info.granularity).name
+        granu = InvGranularity(granularity).name
     except ValueError:
-        granu = str(info.granularity)
+        granu = str(granularity)
     return f"{caches}/{granu}"
 
 
@@ -176,15 +183,17 @@ class Replayer:
         self.invalidations["unmap"] = self.invalidations.get("unmap", 0) + 1
 
     def _invalidate(self, e: Invalidate) -> None:
-        kind = _invalidation_kind(e.data)
         self.iommu.uapi_cache_invalidate(self.domains[e.domain], self.devices[e.sid], e.data)
+        kind = _invalidation_kind(e.data)  # accepted: the bytes hold the fields
         self.invalidations[kind] = self.invalidations.get(kind, 0) + 1
 
     def _bind(self, e: Bind) -> None:
-        hpasid = GpasidBindData.from_bytes(e.data).hpasid
-        pasids = self.iommu.pasids
-        if hpasid not in pasids:
-            self._pasid_alloc(PasidAlloc(REPLAY_PASID_SET, hpasid))
+        offset, size = _BIND_HPASID
+        if len(e.data) >= offset + size:  # else the bind refuses the bytes
+            hpasid = int.from_bytes(e.data[offset:offset + size], "little")
+            pasids = self.iommu.pasids
+            if 0 < hpasid < pasids.limit and hpasid not in pasids:
+                self._pasid_alloc(PasidAlloc(REPLAY_PASID_SET, hpasid))
         self.iommu.uapi_sva_bind_gpasid(self.domains[e.domain], self.devices[e.sid], e.data)
 
     def _unbind(self, e: Unbind) -> None:
