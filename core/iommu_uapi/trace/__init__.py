@@ -3,7 +3,8 @@ and cache geometry, and read hit rates and walk costs.
 
 * :mod:`.events`, :mod:`.format` - the trace: framed MessagePack events, streamed, gzip optional;
 * :mod:`.recorder` - :class:`Recorder`, attached to an :class:`~iommu_uapi.iommu.IOMMU`;
-* :mod:`.replay` - :func:`replay` returning :class:`ReplayStats` (:mod:`.stats`);
+* :mod:`.replay` - :func:`replay` returning :class:`ReplayStats` (:mod:`.stats`), on the IOMMU
+  :mod:`.machine` makes (backend, cache geometries, the features a trace needs);
 * :mod:`.workloads` - deterministic generators (NIC rings, streaming, random, cyclic, nested);
 * :mod:`.sweep` - geometries x workloads x backends, in worker processes or on Dask;
 * :mod:`.plot` - figures (the ``plot`` extra: matplotlib).

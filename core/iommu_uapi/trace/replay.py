@@ -15,13 +15,11 @@ import os
 from collections.abc import Callable, Iterable
 from typing import IO, Any, cast
 
-from ..caches import CacheCounters, Geometry, WalkCache
+from ..caches import Geometry
 from ..device import Device, Domain
 from ..errors import UAPIError
-from ..features import Feature
 from ..iommu import IOMMU
 from ..pasid import PasidSet
-from ..tlb import TLB
 from ..translation import TranslationFault
 from ..uapi import CacheInvalidateInfo, CacheType, Fault, GpasidBindData, InvGranularity
 from .errors import trace_error
@@ -49,74 +47,27 @@ from .events import (
     Write,
 )
 from .format import TraceReader
-from .geometry import trace_preset
+from .machine import (
+    REQUIRES,
+    backend_caches,
+    cache_name,
+    check_capabilities,
+    header_needs,
+    make_iommu,
+    required_features,
+)
 from .stats import CacheStats, ContextStats, ReplayStats, cache_stats, read_stats
 
-__all__ = ["REQUIRES", "Replayer", "make_iommu", "replay", "required_features"]
+#: (re-exported from :mod:`.machine`, where the IOMMU a replay runs on is made)
+__all__ = ["REQUIRES", "Replayer", "check_capabilities", "make_iommu", "replay",
+           "required_features"]
 
-#: The feature each event kind needs from a backend (the others need only the façade).
-REQUIRES: dict[type, Feature] = {
-    Bind: Feature.BIND_PGTBL,
-    Unbind: Feature.BIND_PGTBL,
-    AttachTable: Feature.BIND_PASID_TABLE,
-    DetachTable: Feature.BIND_PASID_TABLE,
-    Invalidate: Feature.CACHE_INVLD,
-    PageRequest: Feature.PAGE_REQUEST,
-    PageResponse: Feature.PAGE_REQUEST,
-}
 _HIST = 64
 _PAGE = 0x1000
 #: The PASID set a replay allocates recorded host PASIDs in (bind needs them allocated).
 REPLAY_PASID_SET = "trace"
 
 Source = str | os.PathLike[str] | IO[bytes]
-
-
-def required_features(events: Iterable[Event]) -> Feature:
-    """The features ``events`` need (a pass over them)."""
-    need = Feature(0)
-    requires = REQUIRES
-    for event in events:
-        feature = requires.get(type(event))
-        if feature is not None:
-            need |= feature
-    return need
-
-
-def _backend_caches(backend: object) -> list[tuple[str, CacheCounters]]:
-    """The caches a backend keeps as attributes, itself or in its ``caches`` attribute."""
-    found: dict[str, CacheCounters] = {}
-    for holder in (getattr(backend, "caches", None), backend):
-        attrs = getattr(holder, "__dict__", None)
-        for name, cache in sorted((attrs or {}).items()):
-            if isinstance(cache, CacheCounters) and name not in found:
-                found[name] = cache
-    return list(found.items())
-
-
-def set_walk_geometry(iommu: IOMMU, geometry: Geometry) -> int:
-    """Give every walk cache the backend keeps (as an attribute, or in its ``caches``
-    attribute) ``geometry`` (each level), emptied; returns how many there were. Call it before
-    the first DMA: the caches keep their identity, so what the backend holds sees the new
-    geometry."""
-    found = 0
-    for _, cache in _backend_caches(iommu.backend):
-        if isinstance(cache, WalkCache):
-            WalkCache.__init__(cache, cache.granule, cache.stride, geometry)
-            found += 1
-    return found
-
-
-def make_iommu(backend: str, *, cache: str | None = None, iotlb: Geometry | None = None,
-               walk: Geometry | None = None, **config: Any) -> IOMMU:
-    """An IOMMU on ``backend`` whose IOTLB has the geometry of preset ``cache`` (default
-    ``unbounded``), or ``iotlb`` when given, and whose walk caches have ``walk`` (every
-    level; default: as the backend builds them)."""
-    geometry = iotlb if iotlb is not None else trace_preset(cache or "unbounded").iotlb
-    iommu = IOMMU(backend, iotlb=TLB(geometry=geometry), **config)
-    if walk is not None:
-        set_walk_geometry(iommu, walk)
-    return iommu
 
 
 #: Where the fields a summary reads sit in the user bytes (from the records' C layouts).
@@ -357,7 +308,7 @@ class Replayer:
                 sum(a.hits for a in atcs), sum(a.misses for a in atcs),
                 sum(a.fills for a in atcs), sum(a.evictions for a in atcs),
                 _merge(a.dropped for a in atcs))
-        for name, cache in _backend_caches(self.iommu.backend):
+        for name, cache in backend_caches(self.iommu.backend):
             if cache is not self.iommu.iotlb and name not in found:
                 found[name] = cache_stats(cache)
         return found
@@ -385,15 +336,6 @@ def _merge(dicts: Iterable[dict[str, int]]) -> dict[str, int]:
     return out
 
 
-def check_capabilities(iommu: IOMMU, need: Feature, origin: str) -> None:
-    """Refuse upfront (``trace.capability``) when ``iommu``'s backend lacks a needed feature."""
-    missing = need & ~Feature(int(iommu.capabilities.features))
-    if missing:
-        names = ", ".join(f.name or str(int(f)) for f in Feature if f & missing)
-        raise trace_error("trace.capability", None, f"backend {iommu.backend_name!r} cannot "
-                          f"replay {origin}: it lacks {names}")
-
-
 def replay(source: Source, backend: str, *, cache: str | None = None,
            iotlb: Geometry | None = None, walk: Geometry | None = None,
            per_context: bool = False, progress: Callable[[int, int], None] | None = None,
@@ -407,7 +349,7 @@ def replay(source: Source, backend: str, *, cache: str | None = None,
     start = None if is_path else source.tell()  # type: ignore[union-attr]
     with TraceReader(source) as scan:
         header = scan.header
-        need = _header_needs(header.requires)
+        need = header_needs(header.requires)
         if need is None:
             if not is_path and not source.seekable():  # type: ignore[union-attr]
                 raise trace_error("trace.capability", None, "a trace without 'requires' in "
@@ -424,24 +366,3 @@ def replay(source: Source, backend: str, *, cache: str | None = None,
         told = None if progress is None else (lambda n: progress(n, reader.position()))
         replayer.run(reader.frames(), told)
     return replayer.stats(cache_name(cache, iotlb, walk))
-
-
-def _header_needs(requires: list[str] | None) -> Feature | None:
-    if requires is None:
-        return None
-    need = Feature(0)
-    for name in requires:
-        if name not in Feature.__members__:
-            raise trace_error("trace.corrupt", None, f"header requires unknown feature {name!r}")
-        need |= Feature[name]
-    return need
-
-
-def cache_name(cache: str | None, iotlb: Geometry | None, walk: Geometry | None) -> str:
-    """How a summary names a cache configuration: the preset, or the geometries given."""
-    name = cache or "unbounded"
-    if iotlb is not None:
-        name = f"iotlb={iotlb.entries},{iotlb.ways or 0},{iotlb.policy}"
-    if walk is not None:
-        name += f" walk={walk.entries},{walk.ways or 0},{walk.policy}"
-    return name

@@ -22,7 +22,8 @@ from ..caches import Geometry
 from ..features import Feature
 from .events import Event
 from .format import CHUNK, TraceReader
-from .replay import Replayer, cache_name, check_capabilities, make_iommu, required_features
+from .machine import cache_name, check_capabilities, make_iommu, required_features
+from .replay import Replayer
 from .workloads import workload
 
 __all__ = ["SweepPoint", "parse_workload", "points", "read_rows", "run_point", "sweep",
