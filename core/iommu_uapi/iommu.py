@@ -311,7 +311,9 @@ class IOMMU(DataPath):
     def map(self, domain: Domain, iova: int, paddr: int, size: int, prot: int) -> None:
         """Map ``[iova, iova + size)`` to ``paddr`` in the domain's stage-2 (host) tables: any
         size aligned to the smallest declared page size, cut into the largest page sizes that
-        fit, as the kernel's ``iommu_map`` cuts it; all or nothing."""
+        fit, as the kernel's ``iommu_map`` cuts it; all or nothing. A backend with
+        ``iommu_map_pages`` is given the pages (the façade checks the alignment, ``map.align``);
+        one without it gets the whole range through ``iommu_map`` and applies its own rules."""
         with self.lock:  # serialised (inline: the hottest control calls)
             self._domain(domain)
             if not (iova.__class__ is int is paddr.__class__ is size.__class__
@@ -319,12 +321,15 @@ class IOMMU(DataPath):
                     and 0 <= size < _U64 and 0 <= prot < _U64) and (
                         bad := _not_u64(iova=iova, paddr=paddr, size=size, prot=prot)):
                 raise UAPIError(errno.EINVAL, f"map: {bad} is not a u64", rule="map.u64")
+            ops, call = self.dispatch.ops, self.dispatch.call
+            if "iommu_map_pages" not in ops:  # the backend's own rules, its own cut
+                call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size, prot=prot)
+                return
             if not size or (iova | paddr | size) & self._align_mask:
                 raise UAPIError(errno.EINVAL, f"map: iova {iova:#x}, paddr {paddr:#x}, size "
                                 f"{size:#x} must be aligned to the smallest page size, and "
                                 "size non-zero", rule="map.align")
-            ops, call = self.dispatch.ops, self.dispatch.call
-            if "iommu_map_pages" not in ops or (
+            if (
                     # one page: the backend's iommu_map maps that one leaf (its builder's
                     # single-page path)
                     "iommu_map" in ops and size in self._page_set
@@ -365,13 +370,15 @@ class IOMMU(DataPath):
     def unmap(self, domain: Domain, iova: int, size: int) -> int:
         """Unmap ``[iova, iova + size)`` (any size aligned to the smallest declared page size);
         returns the bytes unmapped, which stop at the first page not mapped. The backend flushes
-        what it unmapped with one range invalidation."""
+        what it unmapped with one range invalidation. The façade checks the alignment
+        (``unmap.align``) for a backend with ``iommu_unmap_pages``; others apply their own."""
         with self.lock:  # serialised (inline: the hottest control calls)
             self._domain(domain)
             if not (iova.__class__ is int is size.__class__ and 0 <= iova < _U64
                     and 0 <= size < _U64) and (bad := _not_u64(iova=iova, size=size)):
                 raise UAPIError(errno.EINVAL, f"unmap: {bad} is not a u64", rule="unmap.u64")
-            if not size or (iova | size) & self._align_mask:
+            if "iommu_unmap_pages" in self.dispatch.ops and (
+                    not size or (iova | size) & self._align_mask):
                 raise UAPIError(errno.EINVAL, f"unmap: iova {iova:#x}, size {size:#x} must be "
                                 "aligned to the smallest page size, and size non-zero",
                                 rule="unmap.align")

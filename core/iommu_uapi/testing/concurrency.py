@@ -30,7 +30,7 @@ from ..iommu import IOMMU
 from ..translation import TranslationFault
 from ..uapi.consts import CacheType, InvGranularity
 from .assertions import need
-from .harness import GUEST_RAM_GPA, GUEST_RAM_SIZE, GUEST_VA, READ, RW, Harness
+from .harness import GUEST_RAM_GPA, GUEST_RAM_HPA, GUEST_RAM_SIZE, GUEST_VA, READ, RW, Harness
 
 __all__ = ["ConcurrencyTests", "Race"]
 
@@ -140,7 +140,7 @@ class ConcurrencyTests:
     """``translate`` in several threads while one thread maps, unmaps, binds and invalidates."""
 
     def test_host_map_unmap_under_dma(self, harness: Harness) -> None:
-        iommu, domain, dev = harness.iommu, harness.domain, harness.dev2
+        iommu, domain, dev = _host_domain(harness, ats=False)
         Race(_map_unmap(iommu, domain, random.Random(1)),
              lambda: iommu.translate(dev, HOST_IOVA + 0x18, access=READ).paddr - 0x18,
              _FAULTS, _ram_filler(harness, dev)).run()
@@ -148,7 +148,7 @@ class ConcurrencyTests:
     def test_host_unmap_under_dma_with_ats(self, harness: Harness) -> None:
         if harness.dev.atc is None:
             pytest.skip("no ATS device: the backend declares no DEV_IOTLB cache cell")
-        iommu, domain, dev = harness.iommu, harness.domain, harness.dev
+        iommu, domain, dev = _host_domain(harness, ats=True)
         Race(_map_unmap(iommu, domain, random.Random(2)),
              lambda: iommu.translate(dev, HOST_IOVA, access=READ).paddr, _FAULTS,
              _ram_filler(harness, dev)).run()
@@ -217,6 +217,17 @@ def _map_unmap(iommu: IOMMU, domain: Domain, rng: random.Random) -> Plan:
 
         return _FAULTS, _FAULTS, unmap
     return plan
+
+
+def _host_domain(h: Harness, *, ats: bool) -> tuple[IOMMU, Domain, Device]:
+    """A fresh host domain (stage 2 only, whatever the harness's domain nests) with one new
+    device attached, its guest RAM window mapped as the harness's is."""
+    iommu = h.iommu
+    domain = h.new_domain()
+    dev = iommu.add_device(0x0400 + ats, ats=ats)
+    iommu.attach_device(domain, dev)
+    iommu.map(domain, GUEST_RAM_GPA, GUEST_RAM_HPA, GUEST_RAM_SIZE, RW)
+    return iommu, domain, dev
 
 
 def _ram_filler(h: Harness, dev: Device) -> Callable[[random.Random], object]:
