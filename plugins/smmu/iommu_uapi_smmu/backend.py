@@ -51,7 +51,7 @@ from .context import SmmuContext, build_context
 from .domain import SmmuDomain, s2_geometry, stream_entry
 from .guest import SMMU_GUEST
 from .host import HostDriver
-from .idr import SmmuCaps
+from .idr import SmmuCaps, StallModel
 from .nested import STRICT, GuestScope, check_attach, guest_invalidation
 from .pri_glue import page_request, page_response
 from .smmu import Smmu
@@ -143,7 +143,7 @@ class SmmuBackend:
         cells: frozenset[CacheCell] = frozenset()
         if caps.s1p and caps.s2p:
             features |= Feature.BIND_PASID_TABLE | Feature.CACHE_INVLD
-        if caps.pri:
+        if caps.pri or caps.stall_model == StallModel.STALL_AND_TERMINATE:
             features |= Feature.PAGE_REQUEST
             cells = _CELLS_STRICT | (_CELLS_ATS if caps.ats else frozenset()) if strict \
                 else _CELLS_5_10
@@ -221,9 +221,15 @@ class SmmuBackend:
         data: SmmuDomain = domain.data
         cmds: list[Command] = []
         for dev in devices:
-            self.host.write_ste(dev.sid, stream_entry(data, ats=dev.ats and self.caps.ats))
+            self.host.write_ste(dev.sid, stream_entry(data, ats=dev.ats and self.caps.ats,
+                                                      stall=self._stalls(dev)))
             cmds.append(CfgiSte(SID=dev.sid, Leaf=True))
         self.issue(cmds)
+
+    def _stalls(self, dev: Device) -> bool:
+        """A platform (non-PCI) device may stall its faulting transactions, when the SMMU
+        offers stall-and-terminate (``arm_smmu_master.stall_enabled``); PCI functions use PRI."""
+        return not dev.pci and self.caps.stall_model == StallModel.STALL_AND_TERMINATE
 
     @hookimpl
     def iommu_attach_dev(self, domain: Domain, dev: Device) -> None:
@@ -318,7 +324,7 @@ class SmmuBackend:
     @hookimpl
     def iommu_page_response(self, dev: Device, fault: Fault, msg: PageResponse,
                             profile: str) -> None:
-        self.issue([page_response(dev, fault, msg)])
+        self.issue([page_response(self.smmu, dev, fault, msg)])
 
     # -- the data path -------------------------------------------------------------------------
 
