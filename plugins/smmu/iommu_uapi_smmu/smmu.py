@@ -11,7 +11,8 @@ to the event queue when it is enabled.
 
 The SMMU caches what it reads, in the core's caches: decoded STEs by StreamID and CDs by
 (StreamID, SSID) in configuration caches until a CFGI command drops them, leaf translations in
-its TLB (:mod:`.iotlb`) until a TLBI does. Software drives it through
+its TLB (:mod:`.iotlb`) and the table descriptors its walks read in walk caches per stage and
+granule (:mod:`.walkcache`) until a TLBI does. Software drives it through
 :meth:`Smmu.write_register`: a write of CMDQ_PROD (or of GERRORN acknowledging a command-queue
 error) makes it consume the command queue (:mod:`.cmdq`).
 """
