@@ -130,6 +130,16 @@ def test_a_partial_unmap_keeps_the_tables_it_empties(mem: PhysicalMemory) -> Non
     assert pt.table_count() == 3 and mem.allocated_bytes == 3 * 4096
 
 
+def test_free_tables_frees_every_table_left(mem: PhysicalMemory) -> None:
+    pt = x86.X86PageTable(x86.X86Config(), mem)
+    pt.map(0x5000, 0, 4096, RW)
+    pt.map(G1, 0, M2, RW)
+    pt.unmap(0x5000, 4096)  # its tables stay
+    assert mem.allocated_bytes == 5 * 4096
+    pt.free_tables()
+    assert mem.allocated_bytes == 0
+
+
 def test_unmap_pages_covering_a_table_frees_it(mem: PhysicalMemory) -> None:
     pt = vtd_sl.SLPageTable(vtd_sl.SLConfig(), mem)
     freed: list[tuple[int, int]] = []

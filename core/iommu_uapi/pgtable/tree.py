@@ -296,6 +296,12 @@ class TableTree(Runs):
             nested = self._nested_walker = self._make_walker(host)
         return nested.walk(self.root, iova, access, s2, update_ad)
 
+    def free_tables(self) -> None:
+        """Free every table, the root included (io-pgtable's ``free_io_pgtable_ops``,
+        intel-iommu's ``domain_exit``): the owner is done with this page table. No flush is
+        reported; the builder is not used afterwards."""
+        self._free_tree(self.root, 0)
+
     def table_count(self) -> int:
         """How many tables (the root included) the builder currently holds."""
         return len(self._entries)
