@@ -137,6 +137,8 @@ class WalkCache(CacheCounters):
     def fill_prefixes(self, tag: Tag, entries: Mapping[tuple[int, int], int]) -> None:
         """Cache several entries of ``tag`` given as ``{(level, prefix): value}`` (one fill
         each, as :meth:`fill` of an address under ``prefix``)."""
+        if not entries:
+            return
         levels = self._tags.get(tag)
         if levels is None:
             levels = self._tags[tag] = {}

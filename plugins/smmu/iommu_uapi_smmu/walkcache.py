@@ -21,8 +21,6 @@ touch them. A walk that updates Access flags (CD.HA, STE.S2HA) goes the full way
 
 from __future__ import annotations
 
-from typing import cast
-
 from iommu_uapi.caches import Tag, WalkCache
 from iommu_uapi.pgtable.common import Stage2Translate, WalkFault, WalkResult
 from iommu_uapi.pgtable.lpae import LPAEWalker
@@ -126,8 +124,10 @@ class CachedStage2:
 
 def _fill(cache: WalkCache, tag: Tag, addr: int, path: list[tuple[int, int, int]]) -> None:
     shifts = cache.shifts
-    cache.fill_prefixes(tag, {(4 - lv, addr >> shifts[4 - lv]): next_table | below
-                              for lv, next_table, below in path})
+    entries = {}
+    for lv, next_table, below in path:
+        entries[(4 - lv, addr >> shifts[4 - lv])] = next_table | below
+    cache.fill_prefixes(tag, entries)
 
 
 class SmmuWalkCaches:
@@ -181,7 +181,8 @@ class SmmuWalkCaches:
         if s2 is None:
             res = walker.walk_partial(table, level, va, access, None, inherited=inherited,
                                       path=path)
-            _fill(cache, tag, key, path)
+            if path:
+                _fill(cache, tag, key, path)
             return res
         pending = self._pending
         self.pending = pending
@@ -191,7 +192,7 @@ class SmmuWalkCaches:
             if path:
                 _fill(cache, tag, key, path)
             if pending:  # only a CachedStage2 records into it
-                s2c = cast("CachedStage2", s2)
+                s2c: CachedStage2 = s2  # type: ignore[assignment]
                 s2c.cache.fill_prefixes(s2c.tag, pending)
         finally:
             self.pending = None

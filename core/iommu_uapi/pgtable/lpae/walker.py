@@ -10,6 +10,7 @@ address space WALK_EABT. An SMMU model turns them into its event records.
 from __future__ import annotations
 
 import errno
+
 from ...errors import MemoryAccessError, UAPIError
 from ...memory import ZERO_QUADS
 from ...uapi.consts import FaultPerm
