@@ -59,8 +59,12 @@ def iommu_register_backends(register: Callable[[BackendSpec], None]) -> None:
     Called once per process when the registry is first built, on every plugin found in the
     ``iommu_uapi.backends`` entry-point group. Call ``register(BackendSpec(name=..., factory=...,
     description=...))`` for each backend; ``factory(memory, **config)`` must return a new backend
-    instance (the object holding the instance hooks). Two backends registering one name is an
-    error that names both distributions. Returns nothing.
+    instance (the object holding the instance hooks). Hand over the backend's own rule table
+    (``rules=RuleTable(...)``, :mod:`iommu_uapi.ruletable`) and any validation profiles it adds
+    (``profiles=(Profile(...),)``) with the spec: they are registered with it, so ``fail()``,
+    ``iommu-uapi rules --backend NAME`` and the profiles know them. Two backends registering
+    one name is an error that names both distributions, and so is a table or profile that
+    clashes with a registered one. Returns nothing.
     """
 
 

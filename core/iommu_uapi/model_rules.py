@@ -13,23 +13,19 @@ from __future__ import annotations
 
 import errno as _errno
 
-import msgspec
+from .ruletable import Rule, RuleTable, register_table
 
-__all__ = ["MODEL_RULES", "MODEL_RULES_BY_ID", "ModelRule"]
+__all__ = ["MODEL_RULES", "MODEL_RULES_BY_ID", "MODEL_TABLE", "ModelRule"]
 
-
-class ModelRule(msgspec.Struct, frozen=True, gc=False):
-    """One refusal of the model: its ``id`` (``UAPIError.rule``), the ``errno`` it raises
-    (None: chosen by the caller), the part of the model that makes it and what it refuses."""
-
-    id: str
-    errno: int | None
-    where: str
-    text: str
+#: The model's refusals are rules of the one rule type (kept under its old name).
+ModelRule = Rule
 
 
-def _rules(where: str, *rows: tuple[str, int | None, str]) -> tuple[ModelRule, ...]:
-    return tuple(ModelRule(rid, err, where, text) for rid, err, text in rows)
+def _rules(where: str, *rows: tuple[str, int | None, str]) -> tuple[Rule, ...]:
+    """Rules of one part of the model, the same in every profile; each names the operation
+    its id starts with."""
+    return tuple(Rule(rid, rid.split(".")[0], err, text, section=where)
+                 for rid, err, text in rows)
 
 
 MODEL_RULES: tuple[ModelRule, ...] = (
@@ -114,6 +110,9 @@ MODEL_RULES: tuple[ModelRule, ...] = (
         ("new_backend.name", _errno.EINVAL, "new-backend: the name is not a lower-case identifier"),
         ("new_backend.exists", _errno.EEXIST, "new-backend: the directory exists and is not empty"),
     ),
+    *(Rule("rules.exists", "rules", _errno.EEXIST,
+          "a rule table, and each rule or quirk id, is registered once",
+          "table {table} clashes with table {owner} over {ids}", section="rule tables"),),
     *_rules(
         "page tables",
         ("pgtable.access", _errno.EINVAL,
@@ -151,4 +150,11 @@ MODEL_RULES: tuple[ModelRule, ...] = (
     ),
 )
 
-MODEL_RULES_BY_ID: dict[str, ModelRule] = {r.id: r for r in MODEL_RULES}
+MODEL_TABLE = register_table(RuleTable(
+    "model", MODEL_RULES, title="Refusals of the model",
+    intro="Not checks of the kernel's UAPI layer but of the model itself, the same in every "
+          "profile (`iommu_uapi.model_rules`): the façade, the VFIO container, fault reporting, "
+          "the PASID space, memory and the page-table formats. Backends add their own (VT-d: "
+          "`vtd.*`).",
+))
+MODEL_RULES_BY_ID: dict[str, Rule] = MODEL_TABLE.by_id

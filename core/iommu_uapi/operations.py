@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import checks
+from . import checks, profiles
 from .abi import SizeDiscipline
 from .device import Device, Domain
 from .errors import UAPIError
@@ -261,7 +261,7 @@ class UAPIOperations:
         try:
             self._call("iommu_page_response", dev=dev, fault=fault, msg=msg, profile=profile)
         except UAPIError:
-            if profile == "linux-5.10":  # 5.10 drops the pending fault whatever the driver says
+            if profiles.get(profile).quirk("page_response.drop_on_driver_error"):
                 param.complete(fault)
             raise
         param.complete(fault)

@@ -18,9 +18,11 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING
 
+from iommu_uapi import profiles
 from iommu_uapi.device import Device
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.memory import PhysicalMemory
+from iommu_uapi.profiles import Profile
 from iommu_uapi.uapi import Fault, PageResponse
 from iommu_uapi.uapi.consts import FaultPerm, PageRequestFlags
 
@@ -41,9 +43,10 @@ _PASID_LIMIT = 1 << 20
 _CONTEXT_LEVEL = SmFaultReason.PASID_DIR_ACCESS
 
 
-def mode_of(profile: str) -> Mode:
-    """The conversion mode of a profile (``strict``; anything else behaves as 5.10)."""
-    return "strict" if profile == "strict" else "linux-5.10"
+def mode_of(profile: Mode) -> Profile:
+    """The profile whose quirks the conversions follow (any registered profile: its
+    ``vtd.prq.*`` and ``vtd.page_response.*`` quirks decide, not its name)."""
+    return profiles.get(profile)
 
 
 class PageRequests:
@@ -87,7 +90,7 @@ class PageRequests:
         taken = self.queue.take()
         self.taken.extend(taken)
         iommu = b.iommu
-        mode = mode_of(iommu.profile if iommu is not None else "linux-5.10")
+        mode = mode_of(iommu.profile if iommu is not None else profiles.DEFAULT)
         return to_uapi_fault(taken[-1], mode=mode)
 
     def respond(self, dev: Device, fault: Fault, msg: PageResponse, profile: str) -> None:
