@@ -18,11 +18,10 @@ live in :mod:`iommu_uapi.ruletable`; they are re-exported here under their old n
 from __future__ import annotations
 
 import errno as _errno
-import sys
 from functools import partial
 from pathlib import Path
 
-from .ruletable import Quirk, Rule, RuleTable, fail, register_table
+from .ruletable import Quirk, Rule, RuleTable, fail, register_table, write_markdown
 from .ruletable import render_markdown as _render
 
 __all__ = [
@@ -267,10 +266,7 @@ def render_markdown() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write ``docs/rules.md`` (or the path given) from the tables."""
-    args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0]) if args else Path("docs/rules.md")
-    path.write_text(render_markdown(), encoding="utf-8")
-    return 0
+    return write_markdown(render_markdown(), Path("docs/rules.md"), argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,10 @@ the behaviour it describes. Profiles collect both from every registered table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -37,7 +40,10 @@ __all__ = [
     "render_markdown",
     "tables",
     "unregister_table",
+    "write_markdown",
 ]
+
+_T = TypeVar("_T")
 
 #: A quirk's value in a profile: most are on/off, a few carry a number or a name.
 QuirkValue = bool | int | str
@@ -183,8 +189,10 @@ def _cell(text: str) -> str:
 # ---- the registry ---------------------------------------------------------------------------
 
 _TABLES: dict[str, RuleTable] = {}
-_RULES: dict[str, tuple[Rule, RuleTable]] = {}
+_RULES: dict[str, Rule] = {}
 _QUIRKS: dict[str, Quirk] = {}
+#: rule or quirk id -> the name of the table holding it
+_OWNER: dict[str, str] = {}
 _LISTENERS: list[Callable[[], None]] = []
 
 
@@ -197,25 +205,17 @@ def register_table(table: RuleTable) -> RuleTable:
     old = _TABLES.get(table.name)
     if old is not None and (old.rules, old.quirks) == (table.rules, table.quirks):
         return old
-    clash = [r.id for r in table.rules if r.id in _RULES] + [
-        q.id for q in table.quirks if q.id in _QUIRKS]
+    clash = [i for i in (*table.by_id, *(q.id for q in table.quirks)) if i in _OWNER]
     if old is not None or clash:
-        owner = table.name if old is not None else _owner(clash[0])
+        owner = table.name if old is not None else _OWNER[clash[0]]
         raise fail("rules.exists", table=table.name, owner=owner,
                    ids=", ".join(clash[:5]) or table.name)
     _TABLES[table.name] = table
-    for r in table.rules:
-        _RULES[r.id] = (r, table)
-    for q in table.quirks:
-        _QUIRKS[q.id] = q
+    _RULES.update(table.by_id)
+    _QUIRKS.update((q.id, q) for q in table.quirks)
+    _OWNER.update((i, table.name) for i in (*table.by_id, *(q.id for q in table.quirks)))
     _changed()
     return table
-
-
-def _owner(item_id: str) -> str:
-    if item_id in _RULES:
-        return _RULES[item_id][1].name
-    return next(t.name for t in _TABLES.values() if any(q.id == item_id for q in t.quirks))
 
 
 def unregister_table(name: str) -> None:
@@ -225,8 +225,10 @@ def unregister_table(name: str) -> None:
         return
     for r in table.rules:
         _RULES.pop(r.id, None)
+        _OWNER.pop(r.id, None)
     for q in table.quirks:
         _QUIRKS.pop(q.id, None)
+        _OWNER.pop(q.id, None)
     _changed()
 
 
@@ -256,35 +258,32 @@ def get_table(name: str) -> RuleTable | None:
     return _TABLES.get(name)
 
 
+def _find(index: Mapping[str, _T], key: str, what: str) -> _T:
+    found = index.get(key)
+    if found is None:
+        _load_core()
+        found = index.get(key)
+        if found is None:
+            raise KeyError(f"no registered rule table holds {what} {key!r}")
+    return found
+
+
 def lookup(rule_id: str) -> Rule:
     """The registered rule ``rule_id``; ``KeyError`` naming it if no table holds it (a rule id
     is a name in the code, so a miss is a bug, not bad input)."""
-    found = _RULES.get(rule_id)
-    if found is None:
-        _load_core()
-        found = _RULES.get(rule_id)
-        if found is None:
-            raise KeyError(f"no registered rule table holds rule {rule_id!r}")
-    return found[0]
+    return _find(_RULES, rule_id, "rule")
 
 
 def quirk_declaration(quirk_id: str) -> Quirk:
     """The registered declaration of ``quirk_id``; ``KeyError`` if no table declares it."""
-    found = _QUIRKS.get(quirk_id)
-    if found is None:
-        _load_core()
-        found = _QUIRKS.get(quirk_id)
-        if found is None:
-            raise KeyError(f"no registered rule table declares quirk {quirk_id!r}")
-    return found
+    return _find(_QUIRKS, quirk_id, "quirk")
 
 
 def fail(rule_id: str, op: str | None = None, /, **values: object) -> UAPIError:
     """The :class:`UAPIError` for a refusal by ``rule_id`` of any registered table: the rule's
     errno, ``rule=rule_id``, and the message ``"<operation>: <message filled from values>"``.
     ``op`` overrides the operation the message names. Use as ``raise fail(...)``."""
-    found = _RULES.get(rule_id)
-    rule = found[0] if found is not None else lookup(rule_id)
+    rule = _RULES.get(rule_id) or lookup(rule_id)
     return rule.error(op, **values)
 
 
@@ -295,3 +294,11 @@ def render_markdown(title: str, preface: str, sections: Iterable[RuleTable | str
     for section in sections:
         out.append(section if isinstance(section, str) else section.to_markdown())
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def write_markdown(text: str, default: Path, argv: list[str] | None = None) -> int:
+    """The ``python -m`` entry of a generated rule document: write ``text`` to the path given
+    as the first argument (``sys.argv`` when ``argv`` is None), else to ``default``."""
+    args = sys.argv[1:] if argv is None else argv
+    (Path(args[0]) if args else default).write_text(text, encoding="utf-8")
+    return 0

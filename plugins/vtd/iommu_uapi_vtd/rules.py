@@ -12,12 +12,18 @@ import and handed over with the backend's spec, so ``fail("vtd....")`` works any
 from __future__ import annotations
 
 import errno as _errno
-import sys
 from pathlib import Path
 
 from iommu_uapi.errors import ENOTSUPP
 from iommu_uapi.profiles import LINUX_5_10, STRICT
-from iommu_uapi.ruletable import Quirk, Rule, RuleTable, fail, register_table
+from iommu_uapi.ruletable import (
+    Quirk,
+    Rule,
+    RuleTable,
+    fail,
+    register_table,
+    write_markdown,
+)
 from iommu_uapi.ruletable import render_markdown as _render
 
 __all__ = ["VTD_QUIRKS", "VTD_RULES", "VTD_RULES_BY_ID", "VTD_TABLE", "fail", "render_markdown"]
@@ -155,10 +161,8 @@ def render_markdown() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write ``RULES.md`` (or the path given) from the table."""
-    args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0]) if args else Path(__file__).resolve().parents[1] / "RULES.md"
-    path.write_text(render_markdown(), encoding="utf-8")
-    return 0
+    return write_markdown(render_markdown(), Path(__file__).resolve().parents[1] / "RULES.md",
+                          argv)
 
 
 if __name__ == "__main__":
