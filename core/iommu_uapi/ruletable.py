@@ -17,6 +17,7 @@ the behaviour it describes. Profiles collect both from every registered table.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -243,7 +244,9 @@ def on_change(listener: Callable[[], None]) -> None:
 
 
 def _load_core() -> None:
-    from . import model_rules, rules  # noqa: F401  (registering on import)
+    """Import (and so register) the core's tables: the UAPI checks first, then the model's."""
+    for module in ("rules", "model_rules"):
+        importlib.import_module(f"{__package__}.{module}")
 
 
 def tables() -> tuple[RuleTable, ...]:
