@@ -209,6 +209,9 @@ def test_rules_command_prints_the_core_and_the_backends_tables(
     assert lines["toy.cell"].split()[1:3] == ["EBUSY", "toy-spec"]
     assert "bind.version" in lines and "pasid.range" in lines
     assert lines["toy.lazy_sync"].split()[1:3] == ["quirk", "linux-5.10"]
+    rules = len(profiles.get("toy-spec").rules)
+    assert f"toy-spec (based on strict): {rules} rules; quirks: toy.queue_depth=32" in out
+    assert "strict: " in out and "toy.lazy_sync" in lines["linux-5.10:"]
     code, out, _ = run(capsys, "rules", "--backend", "toy", "--json")
     rows = {r["id"]: r for r in json.loads(out)}
     assert rows["toy.cell"] == {

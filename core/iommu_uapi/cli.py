@@ -227,6 +227,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
     ``--backend`` that backend's own table and profiles (every rule with its errno and the
     profiles applying it, every quirk with the profiles that have it)."""
     from . import profiles as profs
+    from . import ruletable
     from .model_rules import MODEL_TABLE
     from .rules import UAPI_TABLE
     from .ruletable import RuleTable, render_markdown
@@ -258,6 +259,13 @@ def cmd_rules(args: argparse.Namespace) -> int:
                 print(f"{r.id:<44} {err:<8} {prof:<18} {r.text}")
             for q in t.quirks:
                 print(f"{q.id:<44} {'quirk':<8} {','.join(q.profiles):<18} {q.text}")
+        print("# Profiles")
+        for name in names:
+            p = profs.get(name)
+            on = [f"{k}={v!r}" if v is not True else k for k, v in p.quirks.items()
+                  if v != ruletable.quirk_declaration(k).default]
+            base = f" (based on {p.base})" if p.base else ""
+            print(f"{name}{base}: {len(p.rules)} rules; quirks: {', '.join(on) or 'none'}")
     return 0
 
 
