@@ -140,7 +140,7 @@ VTD_QUIRKS: tuple[Quirk, ...] = (
 )
 
 VTD_TABLE = register_table(RuleTable(
-    "vtd", VTD_RULES, quirks=VTD_QUIRKS, title="VT-d backend rules",
+    "vtd", VTD_RULES, quirks=VTD_QUIRKS, title="The Intel driver and the VT-d model",
     intro="What the Intel driver (reference kernel-uapi.md d.1-d.4) and the VT-d hardware model "
           "refuse after the core's checks (`iommu_uapi_vtd.rules`); the driver's checks in the "
           "order it makes them.",
