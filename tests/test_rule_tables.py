@@ -28,6 +28,7 @@ from iommu_uapi.plugins import BackendSpec
 from iommu_uapi.profiles import Profile
 from iommu_uapi.rules import UAPI_TABLE
 from iommu_uapi.ruletable import Quirk, Rule, RuleTable
+from iommu_uapi.testing.rule_scan import raised_rules
 from iommu_uapi.uapi import CacheInvalidateInfo, InvGranu, InvPasidInfo
 from iommu_uapi.uapi.consts import CacheType, InvGranularity
 
@@ -241,6 +242,26 @@ def test_rules_command_refuses_an_unknown_backend_as_a_usage_error(
     assert code == 2 and "unknown backend 'nosuch'" in err
 
 
+def test_rule_scan_reads_fail_calls_with_the_registered_errno(toy: BackendSpec,
+                                                               tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text(
+        "import errno, pytest\n"
+        "def f(t):\n"
+        "    raise fail('toy.cell', cell='x')\n"
+        "def g(t):\n"
+        "    raise t.fail('toy.ring_full', free=0, need=1)\n"
+        "def h():\n"
+        "    raise fail('toy.nosuch')\n"
+        "def i():\n"
+        "    raise UAPIError(errno.EPERM, 'no', rule='toy.direct')\n"
+        "def j():\n"
+        "    pytest.fail('not a rule')\n", encoding="utf-8")
+    assert raised_rules(tmp_path / "pkg") == {
+        "toy.cell": {errno.EBUSY}, "toy.ring_full": {errno.ENOSPC}, "toy.nosuch": {None},
+        "toy.direct": {errno.EPERM}}
+
+
 # ---- no profile name compared outside the profile table ---------------------------------------
 
 PROFILE_NAMES = frozenset({"linux-5.10", "strict", "qemu", "spec"})
@@ -308,6 +329,7 @@ def _sources() -> list[Path]:
     core = Path(iommu_uapi.__file__).parent
     paths = [p for p in core.rglob("*.py") if p.name != "profiles.py"]
     paths += [p for p in (ROOT / "plugins").glob("*/iommu_uapi_*/**/*.py")]
+    paths += [p for p in (ROOT / "docs" / "examples").rglob("*.py")]
     return [*paths, ROOT / "tests" / "minibackend.py"]
 
 
