@@ -8,6 +8,7 @@ import statistics
 import timeit
 
 from iommu_uapi import PhysicalMemory
+from iommu_uapi.device import Device, Domain
 from iommu_uapi.iommu import IOMMU
 from iommu_uapi.memory import GuestMemory
 from iommu_uapi.pgtable.common import Prot
@@ -31,7 +32,9 @@ def median_us(stmt: str, env: dict[str, object], number: int) -> float:
     return statistics.median(runs) / number * 1e6
 
 
-def main() -> None:
+def nested_host() -> tuple[IOMMU, Device, Domain, int]:
+    """A host with a nesting domain (guest RAM mapped at 4 KiB) and one bound guest PASID whose
+    first-level tables map GVA."""
     mem = PhysicalMemory()
     iommu = IOMMU("vtd", memory=mem)
     dev = iommu.add_device(0x0300)
@@ -47,6 +50,11 @@ def main() -> None:
     iommu.uapi_sva_bind_gpasid(domain, dev, GpasidBindData(
         argsz=GpasidBindData.SIZE, version=1, format=1, addr_width=48, gpgd=gpt.root,
         hpasid=pasid, vendor=GpasidBindVendor(vtd=GpasidBindDataVtd())).to_bytes())
+    return iommu, dev, domain, pasid
+
+
+def main() -> None:
+    iommu, dev, domain, pasid = nested_host()
     cold = iommu.translate(dev, GVA, pasid=pasid)
     assert cold.table_reads == 24, cold
     ubuf = CacheInvalidateInfo(

@@ -355,6 +355,8 @@ class IOMMU(UAPIOperations):
             entry = atc.bucket((pasid,)).get(vpn)
             if entry is not None and entry.perm & access == access:
                 atc.hits += 1
+                if atc.sees_hits:
+                    atc.touch((pasid,), vpn)
                 return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, 0,
                                    config_reads)
             atc.misses += 1
@@ -362,6 +364,8 @@ class IOMMU(UAPIOperations):
         entry = tlb.bucket(ctx.tag).get(vpn)
         if entry is not None and entry.perm & access == access:
             tlb.hits += 1
+            if tlb.sees_hits:
+                tlb.touch(ctx.tag, vpn)
             if atc is not None:
                 atc.fill((pasid,), iova, entry)
             return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, 0,
@@ -379,8 +383,9 @@ class IOMMU(UAPIOperations):
                 self._report(dev, fault.fault)
             raise
         self._contexts[(dev.sid, pasid)] = ctx
-        if ctx.atc is None:
-            self._hot.setdefault(dev, {})[pasid] = self.iotlb.bucket(ctx.tag)
+        hot = self.iotlb.hot_bucket(ctx.tag) if ctx.atc is None else None
+        if hot is not None:  # None: the IOTLB's policy sees every hit (LRU)
+            self._hot.setdefault(dev, {})[pasid] = hot
         return ctx
 
     def _miss(self, dev: Device, ctx: TranslationContext, iova: int, access: int,

@@ -39,7 +39,7 @@ from .context import FaultSink, VtdContext, build_context
 from .domain import VtdDomain, domain_aw
 from .faults import FaultRecorder
 from .invalidate import SUPPORTED_CELLS, DevTlbTarget, guest_invalidation
-from .linked_caches import AtcDeviceTlbs, linked_caches
+from .linked_caches import AtcDeviceTlbs, forget_contexts, linked_caches
 from .pasid_entry import Flpm, nested_entry, second_level_entry
 from .prq_glue import PageRequests
 from .qi import (
@@ -116,9 +116,9 @@ class VtdBackend:
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _config_dropped(self) -> None:
+    def _config_dropped(self, sid: int | None, pasid: int | None) -> None:
         if self.iommu is not None:
-            self.iommu.invalidate_contexts()
+            forget_contexts(self.iommu, sid, pasid)
 
     def run(self, descriptors: list[Descriptor]) -> bool:
         """Submit ``descriptors`` to the invalidation queue and let the hardware execute them

@@ -26,9 +26,11 @@ software that makes an entry present without invalidating sees the stale fault.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import NamedTuple
 
+from iommu_uapi.caches import PRESETS, CachePreset, ConfigCache, Geometry, WalkCache
+from iommu_uapi.caches import DeviceTlbs as CoreDeviceTlbs
 from iommu_uapi.tlb import TLB
 
 from .context_entry import ContextEntry
@@ -54,25 +56,10 @@ IOTLB_KIND: dict[int, str] = {
 #: Function-mask values of device-selective context invalidation: SID bits ignored.
 FUNCTION_MASK_IGNORED = {0: 0b000, 1: 0b100, 2: 0b110, 3: 0b111}
 
-_LEVEL_BITS = 9
-_PAGE_SHIFT = 12
-
 
 def iotlb_tag(pgtt: int, did: int, pasid: int) -> tuple[str, int, int]:
     """The IOTLB tag of a translation made through a PASID entry of type ``pgtt``."""
     return (IOTLB_KIND[pgtt], did, pasid)
-
-
-class _Counted:
-    hits: int
-    misses: int
-
-    def __init__(self) -> None:
-        self.hits = self.misses = 0
-
-    def reset_counters(self) -> None:
-        """Zero the hit and miss counters."""
-        self.hits = self.misses = 0
 
 
 class CachedContext(NamedTuple):
@@ -82,58 +69,46 @@ class CachedContext(NamedTuple):
     dids: frozenset[int]
 
 
-class ContextCache(_Counted):
-    """Context entries by source id."""
+#: The label of cached not-present entries (CM = 1), which every invalidation drops.
+_NOT_PRESENT = ("np",)
 
-    entries: dict[int, CachedContext]
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries = {}
+class ContextCache(ConfigCache[int, CachedContext]):
+    """Context entries by source id, labelled with the DIDs of the PASID entries used through
+    them (domain-selective invalidation visits those alone)."""
 
-    def __len__(self) -> int:
-        return len(self.entries)
+    def __init__(self, geometry: Geometry | None = None,
+                 on_drop: Callable[[list[int]], None] | None = None,
+                 on_flush: Callable[[], None] | None = None) -> None:
+        super().__init__(geometry, on_drop, on_flush)
 
-    def __contains__(self, sid: int) -> bool:
-        return sid in self.entries
-
-    def lookup(self, sid: int) -> CachedContext | None:
-        """The cached context of ``sid``, counting a hit or a miss."""
-        found = self.entries.get(sid)
-        if found is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return found
-
-    def fill(self, sid: int, entry: ContextEntry | None) -> None:
+    def fill(self, sid: int, entry: ContextEntry | None,  # type: ignore[override]
+             labels: Iterable[Hashable] = ()) -> None:
         """Cache ``entry`` (None: a not-present entry, cached only in caching mode)."""
-        self.entries[sid] = CachedContext(entry, frozenset())
+        super().fill(sid, CachedContext(entry, frozenset()),
+                     (*labels, _NOT_PRESENT) if entry is None else labels)
 
     def note_did(self, sid: int, did: int) -> None:
         """Remember that a translation through ``sid``'s context used domain ``did``."""
         cached = self.entries.get(sid)
         if cached is not None and did not in cached.dids:
-            self.entries[sid] = CachedContext(cached.entry, cached.dids | {did})
-
-    def _drop(self, match: Callable[[int, CachedContext], bool]) -> int:
-        gone = [sid for sid, c in self.entries.items() if match(sid, c)]
-        for sid in gone:
-            del self.entries[sid]
-        return len(gone)
+            self.update(sid, CachedContext(cached.entry, cached.dids | {did}))
+            self.label(sid, ("did", did))
 
     def invalidate_global(self) -> int:
         """Drop every entry."""
-        return self._drop(lambda sid, c: True)
+        return self.flush()
 
     def invalidate_domain(self, did: int) -> int:
         """Drop the entries used with domain ``did`` (and cached not-present entries)."""
-        return self._drop(lambda sid, c: c.entry is None or did in c.dids)
+        return self.drop_label(("did", did), _NOT_PRESENT)
 
     def invalidate_device(self, sid: int, fm: int) -> int:
-        """Drop the entries of ``sid``, ignoring the SID bits function mask ``fm`` names."""
-        keep = ~FUNCTION_MASK_IGNORED[fm] & 0xFFFF
-        return self._drop(lambda s, c: s & keep == sid & keep)
+        """Drop the entries of ``sid``, ignoring the SID bits function mask ``fm`` names (the
+        up to eight source ids it covers)."""
+        ignored = FUNCTION_MASK_IGNORED[fm]
+        base = sid & ~ignored & 0xFFFF
+        return self.drop(*(base | low for low in range(ignored + 1) if low & ~ignored == 0))
 
 
 class CachedPasid(NamedTuple):
@@ -149,156 +124,62 @@ class CachedPasid(NamedTuple):
         return None if self.entry is None else self.entry.DID
 
 
-class PasidCache(_Counted):
-    """PASID entries looked up by (SID, PASID), invalidated by their DID and PASID."""
+class PasidCache(ConfigCache[tuple[int, int], CachedPasid]):
+    """PASID entries looked up by (SID, PASID), invalidated by their DID and PASID (labels
+    ``("did", did)`` and ``("pasid", did, pasid)``; not-present entries ``("np",)`` and
+    ``("np", pasid)``)."""
 
-    entries: dict[tuple[int, int], CachedPasid]
+    def __init__(self, geometry: Geometry | None = None,
+                 on_drop: Callable[[list[tuple[int, int]]], None] | None = None,
+                 on_flush: Callable[[], None] | None = None) -> None:
+        super().__init__(geometry, on_drop, on_flush)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries = {}
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def lookup(self, sid: int, pasid: int) -> CachedPasid | None:
+    def lookup(self, sid: int, pasid: int) -> CachedPasid | None:  # type: ignore[override]
         """The cached PASID entry of (sid, pasid), counting a hit or a miss."""
-        found = self.entries.get((sid, pasid))
-        if found is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return found
+        return super().lookup((sid, pasid))
 
-    def fill(self, sid: int, pasid: int, entry: PasidEntry | None, dir_fpd: bool) -> None:
+    def fill(self, sid: int, pasid: int, entry: PasidEntry | None,  # type: ignore[override]
+             dir_fpd: bool) -> None:
         """Cache the PASID entry of (sid, pasid)."""
-        self.entries[(sid, pasid)] = CachedPasid(entry, dir_fpd)
-
-    def _drop(self, match: Callable[[tuple[int, int], CachedPasid], bool]) -> int:
-        gone = [key for key, c in self.entries.items() if match(key, c)]
-        for key in gone:
-            del self.entries[key]
-        return len(gone)
+        labels = (_NOT_PRESENT, ("np", pasid)) if entry is None else (
+            ("did", entry.DID), ("pasid", entry.DID, pasid))
+        super().fill((sid, pasid), CachedPasid(entry, dir_fpd), labels)
 
     def invalidate_global(self) -> int:
         """Drop every entry."""
-        return self._drop(lambda key, c: True)
+        return self.flush()
 
     def invalidate_domain(self, did: int) -> int:
         """Drop the entries tagged ``did`` (and cached not-present entries, which carry none)."""
-        return self._drop(lambda key, c: c.did is None or c.did == did)
+        return self.drop_label(("did", did), _NOT_PRESENT)
 
     def invalidate_pasid(self, did: int, pasid: int) -> int:
         """Drop the entries of ``pasid`` tagged ``did`` (and cached not-present ones)."""
-        return self._drop(lambda key, c: key[1] == pasid and c.did in (None, did))
+        return self.drop_label(("pasid", did, pasid), ("np", pasid))
 
 
-class PagingStructureCache(_Counted):
-    """Non-leaf paging entries by (tag, level, address prefix).
+class PagingStructureCache(WalkCache):
+    """Non-leaf paging entries by (tag, level, address prefix): 4 KiB granule, 9-bit strides.
 
     An entry cached at ``level`` (2..5) covers the input addresses that share its prefix
     ``iova >> (12 + 9 * (level - 1))``; ``value`` is what the walk needs from it (the next
     table's address and the permissions accumulated so far).
     """
 
-    entries: dict[tuple[tuple[Hashable, ...], int, int], int]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries = {}
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __iter__(self) -> Iterator[tuple[tuple[Hashable, ...], int, int]]:
-        return iter(self.entries)
-
-    @staticmethod
-    def _shift(level: int) -> int:
-        return _PAGE_SHIFT + _LEVEL_BITS * (level - 1)
-
-    def lookup(self, tag: tuple[Hashable, ...], level: int, iova: int) -> int | None:
-        """The cached entry of ``level`` covering ``iova`` under ``tag``."""
-        found = self.entries.get((tag, level, iova >> self._shift(level)))
-        if found is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return found
-
-    def deepest(self, tag: tuple[Hashable, ...], iova: int,
-                levels: Iterable[int]) -> tuple[int, int] | None:
-        """The cached entry covering ``iova`` under ``tag`` at the first of ``levels`` that has
-        one (give them lowest first: the deepest entry skips the most reads), as ``(level,
-        value)``; one hit or one miss is counted."""
-        entries = self.entries
-        for level in levels:
-            found = entries.get((tag, level, iova >> self._shift(level)))
-            if found is not None:
-                self.hits += 1
-                return level, found
-        self.misses += 1
-        return None
-
-    def fill(self, tag: tuple[Hashable, ...], level: int, iova: int, value: int) -> None:
-        """Cache the level-``level`` entry used to translate ``iova``."""
-        self.entries[(tag, level, iova >> self._shift(level))] = value
-
-    def invalidate(self, prefix: tuple[Hashable, ...] = (), addr: int | None = None,
-                   size: int | None = None) -> int:
-        """Drop the entries whose tag starts with ``prefix`` and whose covered range overlaps
-        ``[addr, addr + size)`` (all of them when ``addr`` is None)."""
-        n = len(prefix)
-        gone = []
-        for key in self.entries:
-            tag, level, pfx = key
-            if tag[:n] != prefix:
-                continue
-            if addr is not None:
-                shift = self._shift(level)
-                start = pfx << shift
-                if start >= addr + (size or 1 << _PAGE_SHIFT) or start + (1 << shift) <= addr:
-                    continue
-            gone.append(key)
-        for key in gone:
-            del self.entries[key]
-        return len(gone)
+    def __init__(self, geometry: Geometry | Mapping[int, Geometry] | None = None) -> None:
+        super().__init__(4096, 9, geometry)
 
 
-class DeviceTlbs:
-    """The address-translation caches of the ATS-enabled devices, by source id."""
-
-    tlbs: dict[int, TLB]
-
-    def __init__(self) -> None:
-        self.tlbs = {}
-
-    def enable(self, sid: int, capacity: int | None = None) -> TLB:
-        """Give device ``sid`` an ATC (ATS enabled); returns it."""
-        return self.tlbs.setdefault(sid, TLB(capacity))
-
-    def get(self, sid: int) -> TLB | None:
-        """The ATC of ``sid``, or None when the device has no ATS."""
-        return self.tlbs.get(sid)
-
-    def invalidate(self, sid: int, prefix: tuple[Hashable, ...], addr: int, size: int) -> int:
-        """Drop ``sid``'s ATC entries under ``prefix`` overlapping ``[addr, addr + size)``."""
-        tlb = self.tlbs.get(sid)
-        return 0 if tlb is None else tlb.invalidate(prefix, addr, size)
-
-    @property
-    def hits(self) -> int:
-        """Hits over every device's ATC."""
-        return sum(t.hits for t in self.tlbs.values())
-
-    @property
-    def misses(self) -> int:
-        """Misses over every device's ATC."""
-        return sum(t.misses for t in self.tlbs.values())
+class DeviceTlbs(CoreDeviceTlbs):
+    """The address-translation caches of the ATS-enabled devices, by source id; each ATC tags
+    its entries ``(sid, pasid)``."""
 
 
 class VtdCaches:
-    """Every cache of one IOMMU (plus the device ATCs behind it)."""
+    """Every cache of one IOMMU (plus the device ATCs behind it); ``preset`` gives their
+    geometries (the configuration one for the context and PASID caches, the stage-1 and stage-2
+    walk caches for the first- and second-level paging-structure caches), unbounded by
+    default."""
 
     context: ContextCache
     pasid: PasidCache
@@ -307,13 +188,16 @@ class VtdCaches:
     iotlb: TLB
     devtlb: DeviceTlbs
 
-    def __init__(self, iotlb_capacity: int | None = None) -> None:
-        self.context = ContextCache()
-        self.pasid = PasidCache()
-        self.fl_psc = PagingStructureCache()
-        self.sl_psc = PagingStructureCache()
-        self.iotlb = TLB(iotlb_capacity)
-        self.devtlb = DeviceTlbs()
+    def __init__(self, iotlb_capacity: int | None = None, *,
+                 preset: CachePreset | None = None) -> None:
+        p = PRESETS["unbounded"] if preset is None else preset
+        self.context = ContextCache(p.config)
+        self.pasid = PasidCache(p.config)
+        self.fl_psc = PagingStructureCache(p.walk_s1)
+        self.sl_psc = PagingStructureCache(p.walk_s2)
+        self.iotlb = TLB(iotlb_capacity) if iotlb_capacity is not None else TLB(
+            geometry=p.iotlb)
+        self.devtlb = DeviceTlbs(p.devtlb)
 
     def counters(self) -> dict[str, tuple[int, int]]:
         """(hits, misses) of every cache, by name."""

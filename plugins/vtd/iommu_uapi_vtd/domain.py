@@ -11,12 +11,13 @@ from __future__ import annotations
 import errno
 
 from iommu_uapi.errors import UAPIError
+from iommu_uapi.hw.ats import ats_size_encoding
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable.vtd_sl import SLPageTable
 
 from .context import sl_config
 from .invalidate import DevTlbTarget
-from .qi import Descriptor, DevTlbInv, IotlbInv, devtlb_size_encoding
+from .qi import Descriptor, DevTlbInv, IotlbInv
 from .registers import VtdConfig
 
 __all__ = ["VtdDomain", "domain_aw"]
@@ -82,7 +83,7 @@ class VtdDomain:
             out = [IotlbInv(G=3, DID=self.did, DW=cfg.dwd, DR=cfg.drd, AM=mask,
                             ADDR=iova & ~((1 << (_PAGE_SHIFT + mask)) - 1))]
         for t in devtlbs:
-            addr, s = devtlb_size_encoding(iova, mask)
+            addr, s = ats_size_encoding(iova, mask)
             out.append(DevTlbInv(MIP=t.qdep & 0x1F, SID=t.sid, PFSID_LO=t.pfsid & 0xF,
                                  PFSID_HI=t.pfsid >> 4, S=s, ADDR=addr))
         return out

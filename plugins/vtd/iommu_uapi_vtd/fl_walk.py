@@ -11,10 +11,9 @@ keeps walking through the table it replaced. The cached value is the next table'
 
 from __future__ import annotations
 
+from iommu_uapi.caches import WalkCache
 from iommu_uapi.pgtable.common import Stage2Translate, WalkResult
 from iommu_uapi.pgtable.x86 import X86Walker
-
-from .caches import PagingStructureCache
 
 __all__ = ["CachedFirstLevel"]
 
@@ -23,12 +22,13 @@ _LOW = 0xFFF
 
 class CachedFirstLevel:
     """``walk(iova, access)`` over the first-level tables at ``root`` (through stage 2 when
-    ``s2`` is given), consulting and filling ``psc`` under ``tag``."""
+    ``s2`` is given), consulting and filling ``psc`` (a 4 KiB-granule walk cache, the unit's
+    first-level paging-structure cache) under ``tag``."""
 
     __slots__ = ("_levels", "_top", "psc", "root", "s2", "tag", "walker")
 
     def __init__(self, walker: X86Walker, root: int, s2: Stage2Translate | None,
-                 psc: PagingStructureCache, tag: tuple[int, int]) -> None:
+                 psc: WalkCache, tag: tuple[int, int]) -> None:
         self.walker = walker
         self.root = root
         self.s2 = s2

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from iommu_uapi import profiles
 from iommu_uapi.features import CacheCell
+from iommu_uapi.hw.ats import ats_size_encoding
 from iommu_uapi.uapi import CacheInvalidateInfo
 from iommu_uapi.uapi.consts import CacheType, InvAddrFlags, InvGranularity, InvPasidFlags
 
-from .qi import Descriptor, IotlbInv, PasidDevTlbInv, PasidIotlbInv, devtlb_size_encoding
+from .qi import Descriptor, IotlbInv, PasidDevTlbInv, PasidIotlbInv
 from .rules import fail
 
 __all__ = ["QI_GRANULARITY", "SUPPORTED_CELLS", "DevTlbTarget", "guest_invalidation"]
@@ -86,7 +87,7 @@ class DevTlbTarget:
 
     def pasid_descriptor(self, pasid: int, addr: int, order: int) -> PasidDevTlbInv:
         """Type 8 for 2^order pages at ``addr`` of ``pasid``."""
-        a, s = devtlb_size_encoding(addr, order)
+        a, s = ats_size_encoding(addr, order)
         return PasidDevTlbInv(MIP=self.qdep & 0x1F, PFSID_LO=self.pfsid & 0xF, SID=self.sid,
                               PASID=pasid & _PASID_MASK, PFSID_HI=self.pfsid >> 4, S=s,
                               ADDR=a)

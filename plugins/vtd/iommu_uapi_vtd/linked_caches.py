@@ -8,79 +8,93 @@ invalidations reach exactly those structures:
 * its ``iotlb`` *is* the core's IOTLB;
 * its ``devtlb`` holds the devices' ATCs and maps a descriptor's ``(sid, pasid)`` selection to
   the ATC's ``(pasid,)`` tags (:class:`AtcDeviceTlbs`);
-* dropping a context-cache or PASID-cache entry tells the core to forget its translation
-  contexts (``on_config_drop``), so the next DMA reads the configuration again.
+* a context-cache or PASID-cache entry leaving the cache (invalidated or evicted) tells the core
+  which translation contexts to forget (``forget(sid, pasid)``: every PASID of the source id for
+  a context entry; the PASID and the requests without PASID, which use the context's RID_PASID
+  entry, for a PASID entry), so the next DMA reads the configuration again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING
 
+from iommu_uapi.caches.tags import Tag
 from iommu_uapi.tlb import TLB
 
-from .caches import (
-    CachedContext,
-    CachedPasid,
-    ContextCache,
-    DeviceTlbs,
-    PasidCache,
-    VtdCaches,
-)
+from .caches import ContextCache, DeviceTlbs, PasidCache, VtdCaches
 
-__all__ = ["AtcDeviceTlbs", "NotifyingContextCache", "NotifyingPasidCache", "linked_caches"]
+if TYPE_CHECKING:
+    from iommu_uapi.iommu import IOMMU
+
+__all__ = [
+    "AtcDeviceTlbs",
+    "NotifyingContextCache",
+    "NotifyingPasidCache",
+    "forget_contexts",
+    "linked_caches",
+]
+
+#: ``forget(sid, pasid)``: drop the translation contexts of ``sid`` for ``pasid`` (and for
+#: requests without PASID); ``pasid`` None: every context of ``sid``; ``sid`` None: every
+#: context.
+Forget = Callable[[int | None, int | None], None]
+
+
+def forget_contexts(iommu: IOMMU, sid: int | None, pasid: int | None) -> None:
+    """Make ``iommu`` forget the translation contexts a dropped configuration entry of ``sid``
+    (``pasid`` None: its context entry; ``sid`` None: every entry) was used for."""
+    if sid is None or pasid is None:
+        iommu.invalidate_contexts(sid)
+    else:
+        iommu.invalidate_contexts(sid, pasid, all_pasids=False)
+        iommu.invalidate_contexts(sid, None, all_pasids=False)
 
 
 class AtcDeviceTlbs(DeviceTlbs):
     """Device TLBs that are the core's ``dev.atc`` (tags ``(pasid,)``, None without PASID)."""
 
-    def attach(self, sid: int, atc: TLB) -> None:
-        """Use ``atc`` as the device TLB of ``sid``."""
-        self.tlbs[sid] = atc
-
-    def detach(self, sid: int) -> None:
-        """Forget the device TLB of ``sid``."""
-        self.tlbs.pop(sid, None)
-
-    def invalidate(self, sid: int, prefix: tuple[Hashable, ...], addr: int, size: int) -> int:
-        """Drop ``sid``'s ATC entries under ``prefix`` (``(sid,)`` or ``(sid, pasid)``)
-        overlapping ``[addr, addr + size)``."""
-        tlb = self.tlbs.get(sid)
+    def invalidate(self, dev: Hashable, prefix: Tag, addr: int, size: int) -> int:
+        """Drop the ATC entries of ``dev`` (a source id) under ``prefix`` (``(sid,)`` or
+        ``(sid, pasid)``) overlapping ``[addr, addr + size)``."""
+        tlb = self.tlbs.get(dev)
         return 0 if tlb is None else tlb.invalidate(prefix[1:], addr, size)
 
 
 class NotifyingContextCache(ContextCache):
-    """A context cache that calls ``on_drop`` whenever an invalidation removes entries."""
+    """A context cache whose dropped entries make the core forget every context of their SID
+    (a global invalidation: every context, once)."""
 
-    def __init__(self, on_drop: Callable[[], None]) -> None:
-        super().__init__()
-        self.on_drop = on_drop
+    def __init__(self, forget: Forget) -> None:
+        def dropped(sids: list[int]) -> None:
+            for sid in sids:
+                forget(sid, None)
 
-    def _drop(self, match: Callable[[int, CachedContext], bool]) -> int:
-        dropped = super()._drop(match)
-        if dropped:
-            self.on_drop()
-        return dropped
+        super().__init__(on_drop=dropped, on_flush=lambda: forget(None, None))
 
 
 class NotifyingPasidCache(PasidCache):
-    """A PASID cache that calls ``on_drop`` whenever an invalidation removes entries."""
+    """A PASID cache whose dropped entries make the core forget the contexts built on them: one
+    PASID's of a SID, or every context of a SID that lost several (a global invalidation: every
+    context, once)."""
 
-    def __init__(self, on_drop: Callable[[], None]) -> None:
-        super().__init__()
-        self.on_drop = on_drop
+    def __init__(self, forget: Forget) -> None:
+        def dropped(keys: list[tuple[int, int]]) -> None:
+            by_sid: dict[int, set[int]] = {}
+            for sid, pasid in keys:
+                by_sid.setdefault(sid, set()).add(pasid)
+            for sid, pasids in by_sid.items():
+                forget(sid, pasids.pop() if len(pasids) == 1 else None)
 
-    def _drop(self, match: Callable[[tuple[int, int], CachedPasid], bool]) -> int:
-        dropped = super()._drop(match)
-        if dropped:
-            self.on_drop()
-        return dropped
+        super().__init__(on_drop=dropped, on_flush=lambda: forget(None, None))
 
 
-def linked_caches(iotlb: TLB, on_config_drop: Callable[[], None]) -> VtdCaches:
-    """The caches of one IOMMU, sharing the core's IOTLB and device ATCs."""
+def linked_caches(iotlb: TLB, forget: Forget) -> VtdCaches:
+    """The caches of one IOMMU, sharing the core's IOTLB and device ATCs; ``forget`` hears
+    every configuration entry that leaves the caches (see :func:`forget_contexts`)."""
     caches = VtdCaches()
     caches.iotlb = iotlb
     caches.devtlb = AtcDeviceTlbs()
-    caches.context = NotifyingContextCache(on_config_drop)
-    caches.pasid = NotifyingPasidCache(on_config_drop)
+    caches.context = NotifyingContextCache(forget)
+    caches.pasid = NotifyingPasidCache(forget)
     return caches

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from enum import IntEnum
 from typing import ClassVar
 
+from iommu_uapi.hw.ats import ats_range, ats_size_encoding
+
 from .bits import Field, Record, bit, qwords_to_int
 from .registers import VtdConfig
 
@@ -324,25 +326,6 @@ def page_range(addr: int, am: int) -> tuple[int, int]:
     return addr & ~(size - 1), size
 
 
-def devtlb_range(addr: int, s: bool) -> tuple[int, int]:
-    """The range a device-TLB invalidation names: one page, or with S=1 the PCIe ATS encoding
-    (k consecutive ones from bit 12 -> 2^(k+1) pages, aligned). All of bits 62:12 set means the
-    whole address space."""
-    addr &= ~((1 << PAGE_SHIFT) - 1)
-    if not s:
-        return addr, 1 << PAGE_SHIFT
-    pages = addr >> PAGE_SHIFT
-    ones = (~pages & (pages + 1)).bit_length() - 1     # trailing one bits of the page number
-    size = 1 << min(PAGE_SHIFT + 1 + ones, 64)
-    return addr & ~(size - 1) & _QW, size
-
-
-def devtlb_size_encoding(addr: int, size_order: int) -> tuple[int, bool]:
-    """ADDR and S for invalidating 2^size_order pages at ``addr`` (what the Linux driver writes):
-    with an order above 0, bits 12..12+order-2 set, bit 12+order-1 clear, S set."""
-    addr &= ~((1 << PAGE_SHIFT) - 1) & _QW
-    if size_order <= 0:
-        return addr, False
-    ones = ((1 << (size_order - 1)) - 1) << PAGE_SHIFT
-    addr = (addr | ones) & ~(1 << (PAGE_SHIFT + size_order - 1)) & _QW
-    return addr, True
+#: The device-TLB descriptors' ADDR/S range encoding is PCIe ATS's (:mod:`iommu_uapi.hw.ats`).
+devtlb_range = ats_range
+devtlb_size_encoding = ats_size_encoding
