@@ -1,0 +1,57 @@
+"""virtio-iommu feature bits (virtio spec 5.13.3) and their negotiation.
+
+The device *offers* a set of feature bits; the driver accepts a subset; the device accepts the
+driver's set at FEATURES_OK only if every bit was offered. Extension bits of the nesting drafts
+(ATTACH_TABLE at bit 5, 6 or 7 depending on the draft) collide with the bits below and are not
+modelled here.
+"""
+
+from __future__ import annotations
+
+from enum import IntFlag
+
+from .rules import refusal
+
+__all__ = ["ALL_FEATURES", "QEMU_OFFERED", "Feature", "negotiate", "validate_offer"]
+
+
+class Feature(IntFlag):
+    """``VIRTIO_IOMMU_F_*`` as bit masks (bit number in the comment)."""
+
+    INPUT_RANGE = 1 << 0  #: ``input_range`` in the configuration space is valid
+    DOMAIN_RANGE = 1 << 1  #: ``domain_range`` is valid
+    MAP_UNMAP = 1 << 2  #: MAP and UNMAP requests are available
+    BYPASS = 1 << 3  #: legacy: unattached endpoints bypass the IOMMU (superseded by bit 6)
+    PROBE = 1 << 4  #: PROBE requests are available; ``probe_size`` is valid
+    MMIO = 1 << 5  #: the MAP flag MMIO is available
+    BYPASS_CONFIG = 1 << 6  #: the ``bypass`` configuration field and ATTACH flag BYPASS
+
+
+#: Every feature bit of the specification.
+ALL_FEATURES = Feature(0x7F)
+
+#: What QEMU's device offers (it never offers the legacy BYPASS bit).
+QEMU_OFFERED = (Feature.INPUT_RANGE | Feature.DOMAIN_RANGE | Feature.MAP_UNMAP | Feature.MMIO
+                | Feature.PROBE | Feature.BYPASS_CONFIG)
+
+
+def validate_offer(offered: int, *, forbid_both_bypass: bool) -> Feature:
+    """The offered set as a :class:`Feature`; EINVAL for unknown bits, and for BYPASS together
+    with BYPASS_CONFIG when ``forbid_both_bypass`` (the spec: devices SHOULD NOT offer both)."""
+    if offered & ~int(ALL_FEATURES) or offered < 0:
+        raise refusal("virtio.device.features", bits=f"{offered:#x}")
+    feats = Feature(offered)
+    both = Feature.BYPASS | Feature.BYPASS_CONFIG
+    if forbid_both_bypass and feats & both == both:
+        raise refusal("virtio.device.both_bypass")
+    return feats
+
+
+def negotiate(offered: Feature, driver_features: int) -> Feature:
+    """The negotiated set: the driver's accepted bits, refused (EINVAL, FEATURES_OK not set) if
+    the driver accepts a bit the device did not offer."""
+    if driver_features < 0 or driver_features & ~int(offered):
+        extra = driver_features & ~int(offered) if driver_features >= 0 else driver_features
+        raise refusal("virtio.features.not_offered", bits=f"{extra:#x}",
+                      offered=f"{int(offered):#x}")
+    return Feature(driver_features)
