@@ -1,5 +1,6 @@
 """Decode cost of a 56-byte ``iommu_cache_invalidate_info``: iommu-uapi against ctypes and
-construct. Run ``python bench/bench_codec.py`` (not a test); prints per-call medians and ratios.
+construct. Run ``python bench/bench_codec.py`` (not a test; needs the ``bench`` extra); prints
+per-call medians of 15 repeats, their spread (interquartile range) and the ratios to ctypes.
 
 Targets: decode + strict checks <= 1.0 us median and <= 2x ctypes ``from_buffer_copy`` plus
 reading every field.
@@ -88,9 +89,11 @@ def construct_decode() -> object:
     return CONSTRUCT.parse(BUF)
 
 
-def median_us(fn: Callable[[], object], number: int) -> float:
-    runs = timeit.repeat(fn, number=number, repeat=9)
-    return statistics.median(runs) / number * 1e6
+def per_call_us(fn: Callable[[], object], number: int) -> tuple[float, float, float]:
+    """Median, first and third quartile of the per-call time over 15 repeats, in us."""
+    runs = [t / number * 1e6 for t in timeit.repeat(fn, number=number, repeat=15)]
+    q1, median, q3 = statistics.quantiles(runs, n=4)
+    return median, q1, q3
 
 
 def main() -> None:
@@ -104,11 +107,12 @@ def main() -> None:
         ("iommu-uapi to_bytes", ours_encode, 20000),
         ("construct parse", construct_decode, 2000),
     ]
-    results = {name: median_us(fn, n) for name, fn, n in cases}
+    spreads = {name: per_call_us(fn, n) for name, fn, n in cases}
+    results = {name: spread[0] for name, spread in spreads.items()}
     base = results["ctypes from_buffer_copy + all fields"]
-    print(f"{'case':<42} {'median us':>10} {'vs ctypes':>10}")
-    for name, us in results.items():
-        print(f"{name:<42} {us:>10.3f} {us / base:>9.2f}x")
+    print(f"{'case':<42} {'median us':>10} {'IQR us':>15} {'vs ctypes':>10}")
+    for name, (us, q1, q3) in spreads.items():
+        print(f"{name:<42} {us:>10.3f} {q1:>7.3f}-{q3:<7.3f} {us / base:>9.2f}x")
     target = results["iommu-uapi from_user (ARGSZ, strict)"]
     print(f"target: from_user <= 1.0 us and <= 2x ctypes: "
           f"{'met' if target <= 1.0 and target <= 2 * base else 'NOT met'}")

@@ -6,18 +6,23 @@ the exact descriptor reads); the IOTLB is the core's, tagged (domain id, PASID);
 cache of binds makes a missing PASID-cache invalidation visible; invalidations act on the IOTLB
 and on ATS devices' device TLBs; faults and page requests produce the generic records.
 
-With ``pasid_table=True`` (the registered ``mini``) it also takes a guest PASID table, SMMU
-style: each domain has a 16-byte configuration entry in memory (:class:`DomainEntry`) saying
-whether stage 1 translates through the guest's table, is bypassed, or aborts every request; the
-guest's table holds one :class:`GuestPasidEntry` per PASID, read through stage 2 when a context
-is built. It has no other hardware structures and no native commands: those belong to real
-backends.
+With ``pasid_table=True`` (the registered ``mini``; ``mini-table`` has no guest PASID bind,
+only the table: ``bind=False``) it also takes a guest PASID table, SMMU style: each domain has
+a 16-byte configuration entry in memory (:class:`DomainEntry`) saying whether stage 1
+translates through the guest's table, is bypassed, or aborts every request; the guest's table
+holds one :class:`GuestPasidEntry` per PASID, read through stage 2 when a context is built. It
+has no other hardware structures and no native commands: those belong to real backends.
+
+Its guest side (``iommu_guest_formats``): x86 4-level tables in guest memory, bound with
+``sva_bind_gpasid`` (:class:`MiniBindFormat`) and, with a PASID table, entered through the
+table (:class:`MiniTableFormat`).
 """
 
 from __future__ import annotations
 
 import errno
 import functools
+from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any
 
@@ -25,12 +30,13 @@ from iommu_uapi import profiles
 from iommu_uapi.device import Device, Domain
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.features import CacheCell, Capabilities, FailureReport, Feature
+from iommu_uapi.guest import GuestEntry, GuestFormat, GuestTables
 from iommu_uapi.hookspecs import hookimpl
 from iommu_uapi.iommu import IOMMU
-from iommu_uapi.memory import PhysicalMemory
+from iommu_uapi.memory import GuestMemory, PhysicalMemory
 from iommu_uapi.pgtable.common import WalkFault
 from iommu_uapi.pgtable.vtd_sl import SLConfig, SLPageTable
-from iommu_uapi.pgtable.x86 import X86Config, X86Walker
+from iommu_uapi.pgtable.x86 import X86Config, X86PageTable, X86Walker
 from iommu_uapi.plugins import BackendSpec
 from iommu_uapi.ruletable import Rule, RuleTable, fail, register_table
 from iommu_uapi.tlb import TLB, TLBEntry
@@ -41,9 +47,13 @@ from iommu_uapi.uapi import (
     FaultPageRequest,
     FaultUnrecoverable,
     GpasidBindData,
+    GpasidBindDataVtd,
+    GpasidBindVendor,
     NestingInfo,
     PageResponse,
+    PasidSmmuv3,
     PasidTableConfig,
+    PasidTableVendor,
 )
 from iommu_uapi.uapi.consts import (
     IOMMU_PASID_FORMAT_SMMUV3,
@@ -96,6 +106,46 @@ class GuestPasidEntry(IntEnum):
     SIZE = 8
 
 
+class MiniBindFormat(GuestFormat):
+    """x86 4-level guest tables bound by ``sva_bind_gpasid`` (format 1, the bind record's only
+    vendor layout)."""
+
+    def __init__(self) -> None:
+        super().__init__(1, GuestEntry.BIND_GPASID)
+
+    def tables(self, guest: GuestMemory) -> GuestTables:
+        return X86PageTable(X86Config(levels=4, haw=48), guest)
+
+    def bind_data(self, hpasid: int, root: int) -> GpasidBindData:
+        return GpasidBindData(argsz=GpasidBindData.SIZE, version=1, format=self.format,
+                              addr_width=48, gpgd=root, hpasid=hpasid,
+                              vendor=GpasidBindVendor(vtd=GpasidBindDataVtd()))
+
+
+class MiniTableFormat(GuestFormat):
+    """x86 4-level guest tables entered through a guest PASID table of
+    :class:`GuestPasidEntry` words (one guest page: 512 PASIDs)."""
+
+    PASID_BITS = 9
+
+    def __init__(self) -> None:
+        super().__init__(IOMMU_PASID_FORMAT_SMMUV3, GuestEntry.PASID_TABLE)
+
+    def tables(self, guest: GuestMemory) -> GuestTables:
+        return X86PageTable(X86Config(levels=4, haw=48), guest)
+
+    def pasid_table(self, guest: GuestMemory) -> PasidTableConfig:
+        return PasidTableConfig(argsz=PasidTableConfig.SIZE, version=1, base_ptr=guest.alloc(),
+                                format=self.format, pasid_bits=self.PASID_BITS,
+                                config=PasidConfig.TRANSLATE,
+                                vendor_data=PasidTableVendor(PasidSmmuv3(version=1)))
+
+    def write_entry(self, guest: GuestMemory, cfg: PasidTableConfig, pasid: int,
+                    root: int | None) -> None:
+        word = 0 if root is None else root & GuestPasidEntry.ROOT_MASK | GuestPasidEntry.VALID
+        guest.write64(cfg.base_ptr + pasid * GuestPasidEntry.SIZE, word)
+
+
 def _abort(pasid: int | None, reason: FaultReason, message: str) -> TranslationFault:
     flags = UnrecoverableFlags.PASID_VALID if pasid is not None else UnrecoverableFlags(0)
     fault = Fault(type=FaultType.DMA_UNRECOV, event=FaultUnrecoverable(
@@ -136,9 +186,11 @@ class MiniBackend:
     name = "mini"
 
     def __init__(self, memory: PhysicalMemory, *, nest: bool = True,
-                 cells: frozenset[CacheCell] = HEADER_CELLS, pasid_table: bool = False) -> None:
+                 cells: frozenset[CacheCell] = HEADER_CELLS, pasid_table: bool = False,
+                 bind: bool = True) -> None:
         self.memory = memory
         self.nest = nest
+        self.bind = bind
         self.cells = cells
         self.pasid_table = pasid_table
         self.entries: dict[int, int] = {}  # domain id -> address of its DomainEntry
@@ -159,7 +211,7 @@ class MiniBackend:
     @hookimpl
     def iommu_capabilities(self) -> Capabilities:
         features = Feature.CACHE_INVLD | Feature.PAGE_REQUEST | Feature.SYSWIDE_PASID
-        if self.nest:
+        if self.nest and self.bind:
             features |= Feature.BIND_PGTBL
         if self.pasid_table:
             features |= Feature.BIND_PASID_TABLE
@@ -168,6 +220,15 @@ class MiniBackend:
                             page_sizes=0x1000 | 0x20_0000 | 0x4000_0000,
                             cache_cells=self.cells,
                             failure_reporting={"cache_invalidate": FailureReport.NONE})
+
+    @hookimpl
+    def iommu_guest_formats(self) -> Sequence[GuestFormat]:
+        formats: list[GuestFormat] = []
+        if self.nest and self.bind:
+            formats.append(MiniBindFormat())
+        if self.nest and self.pasid_table:
+            formats.append(MiniTableFormat())
+        return formats
 
     @hookimpl
     def iommu_device_add(self, dev: Device) -> None:
@@ -271,10 +332,7 @@ class MiniBackend:
                                cell=f"{bit.name} x {InvGranularity(granu).name}")
                 continue
             if bit == CacheType.PASID:
-                for key in [k for k in self.bind_cache if k[0] == dev.sid and
-                            (pasid is None or k[1] == pasid)]:
-                    del self.bind_cache[key]
-                self.iommu.invalidate_contexts(dev.sid)
+                self._invalidate_pasid_cache(domain, dev, pasid)
                 continue
             tlb = self._iotlb() if bit == CacheType.IOTLB else dev.atc
             if tlb is None:
@@ -283,6 +341,19 @@ class MiniBackend:
             if pasid is not None:
                 prefix = (*prefix, pasid) if prefix else (pasid,)
             tlb.invalidate(prefix, addr, size)
+
+    def _invalidate_pasid_cache(self, domain: Domain, dev: Device, pasid: int | None) -> None:
+        """Drop ``dev``'s cached configuration of ``pasid`` (None: of every PASID) and forget
+        exactly the translation contexts built from it."""
+        assert self.iommu is not None
+        if self._table_config(domain):  # contexts read the guest table's entries
+            gone = [p for p in self.iommu.contexts_of(dev.sid)
+                    if p is not None and (pasid is None or p == pasid)]
+        else:
+            gone = [p for s, p in self.bind_cache if s == dev.sid and pasid in (None, p)]
+            for p in gone:
+                del self.bind_cache[(dev.sid, p)]
+        self.iommu.forget_contexts(dev.sid, gone)
 
     # -- guest PASID table ----------------------------------------------------------------------
 
@@ -412,3 +483,17 @@ def iommu_register_backends(register: Any) -> None:
     """Register the test backend as ``mini``."""
     register(BackendSpec(name="mini", factory=functools.partial(MiniBackend, pasid_table=True),
                          description="test-only backend", rules=MINI_TABLE))
+
+
+class table_plugin:
+    """Registers ``mini-table``: the test backend whose guests enter only through a guest PASID
+    table (no guest PASID bind)."""
+
+    @staticmethod
+    @hookimpl
+    def iommu_register_backends(register: Any) -> None:
+        """Register ``mini-table``."""
+        register(BackendSpec(name="mini-table",
+                             factory=functools.partial(MiniBackend, pasid_table=True, bind=False),
+                             description="test-only backend, guest PASID tables only",
+                             rules=MINI_TABLE))

@@ -188,10 +188,17 @@ def test_bad_json_is_einval(doc: bytes) -> None:
 
 
 def test_bad_msgpack_is_einval() -> None:
-    for doc in (b"\xc1", msgspec.msgpack.encode({"tag": -3}), b"", 7):
+    for doc in (b"\xc1", msgspec.msgpack.encode({"tag": -3}), b""):
         with pytest.raises(UAPIError) as exc:
-            Outer.from_msgpack(doc)  # type: ignore[arg-type]
+            Outer.from_msgpack(doc)
         assert exc.value.errno == errno.EINVAL
+
+
+def test_a_non_buffer_is_efault_for_every_decoder() -> None:
+    for decode in (Outer.from_msgpack, Outer.from_json, Outer.from_bytes):
+        with pytest.raises(UAPIError) as exc:
+            decode(7)  # type: ignore[arg-type]
+        assert (exc.value.errno, exc.value.rule) == (errno.EFAULT, "abi.short_buffer")
 
 
 def test_field_without_c_type_is_refused() -> None:

@@ -9,7 +9,9 @@ import minibackend
 import pytest
 
 from iommu_uapi import plugins
+from iommu_uapi.guest import GuestEntry, GuestFormat
 from iommu_uapi.testing import conformance
+from iommu_uapi.testing.harness import Harness
 
 
 @pytest.fixture
@@ -57,6 +59,29 @@ class TestFuzz(conformance.FuzzTests):
 
 class TestStateful(conformance.StatefulTests):
     pass
+
+
+class TestInvalidationThroughItsPasidTable(conformance.InvalidationTests):
+    """The backend's second guest format, chosen by overriding the suite's fixture."""
+
+    @pytest.fixture
+    def iommu_guest_format(self) -> GuestFormat:
+        return minibackend.MiniTableFormat()
+
+    def test_the_override_is_used(self, harness: Harness) -> None:
+        assert harness.entry is GuestEntry.PASID_TABLE and harness.table is not None
+
+
+def test_a_guest_format_the_backend_does_not_describe_fails_loudly(
+        iommu_backend_name: str) -> None:
+    from iommu_uapi.uapi.consts import IOMMU_PASID_FORMAT_SMMUV3
+
+    class Foreign(GuestFormat):
+        pass
+
+    with pytest.raises(ValueError, match="not a guest format"):
+        Harness(iommu_backend_name,
+                guest_format=Foreign(IOMMU_PASID_FORMAT_SMMUV3, GuestEntry.PASID_TABLE))
 
 
 def test_suite_fixtures_expose_the_rig(iommu: object, memory: object, guest: object) -> None:

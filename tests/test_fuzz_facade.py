@@ -15,7 +15,7 @@ from iommu_uapi.abi import SizeDiscipline
 
 def snapshot(rig: Rig) -> tuple[Any, ...]:
     io = rig.iommu
-    return (dict(io._bindings), dict(io.iotlb.entries), dict(rig.backend.binds),
+    return (dict(io.uapi.bindings), dict(io.iotlb.entries), dict(rig.backend.binds),
             [list(io.pending_page_requests(d)) for d in (rig.dev, rig.dev2)],
             len(rig.backend.responses), sorted(io.pasids._owner))
 

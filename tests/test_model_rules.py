@@ -7,6 +7,8 @@ import ast
 import errno
 from pathlib import Path
 
+import pytest
+
 import iommu_uapi
 from iommu_uapi import ruletable
 from iommu_uapi.model_rules import MODEL_RULES, MODEL_RULES_BY_ID, MODEL_TABLE
@@ -61,3 +63,12 @@ def test_the_models_table_is_registered_and_fail_raises_its_rules() -> None:
             err = ruletable.fail(rule.id)
             assert (err.errno, err.rule) == (rule.errno, rule.id)
             assert err.message == f"{rule.operation}: {rule.text}"
+
+
+def test_rule_scan_takes_a_path_its_text_or_a_package_name() -> None:
+    by_path = scan(CORE, skip=frozenset({"testing"}))
+    assert scan(str(CORE), skip=frozenset({"testing"})) == by_path
+    assert scan("iommu_uapi", skip=frozenset({"testing"})) == by_path
+    assert "new_backend.not_dir" in by_path
+    with pytest.raises(FileNotFoundError):
+        scan("no_such_package_or_dir")

@@ -118,3 +118,23 @@ def test_disable_plugins_by_entry_point_name(installed: None,
     with pytest.raises(UAPIError) as err:
         plugins.get_backend("alpha")
     assert err.value.errno == errno.ENODEV and "available" in str(err.value)
+
+
+def test_asking_for_a_backend_whose_plugin_does_not_load_names_the_load_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    found = plugins._entry_points
+    monkeypatch.setattr(plugins, "_entry_points", lambda: [
+        *found(), metadata.EntryPoint("ghost", "iommu_uapi_ghost_nosuch.hooks",
+                                      plugins.ENTRY_POINT_GROUP)])
+    plugins.reset()
+    try:
+        with pytest.raises(UAPIError) as err:
+            plugins.get_backend("ghost")
+        assert err.value.errno == errno.ENODEV and err.value.rule == "backend.unknown"
+        assert "does not load" in err.value.message
+        assert "iommu_uapi_ghost_nosuch" in err.value.message
+    finally:
+        monkeypatch.undo()
+        plugins.reset()

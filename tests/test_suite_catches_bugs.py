@@ -77,7 +77,8 @@ class SkipsCoreChecks(minibackend.MiniBackend):
 
         def fast(domain: Any, dev: Any, ubuf: bytes, **kw: Any) -> None:
             raw = bytes(ubuf[:CacheInvalidateInfo.SIZE]).ljust(CacheInvalidateInfo.SIZE, b"\0")
-            iommu._invalidate(domain, dev, CacheInvalidateInfo.from_bytes(raw), iommu.profile)
+            iommu.uapi._invalidate(domain, dev, CacheInvalidateInfo.from_bytes(raw),
+                                   iommu.profile)
 
         iommu.uapi_cache_invalidate = fast  # type: ignore[method-assign]
 

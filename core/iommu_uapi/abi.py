@@ -63,8 +63,12 @@ __all__ = [
 R = TypeVar("R", bound="CRecord")
 
 
-class CRecord(msgspec.Struct, frozen=True, gc=False):
-    """Base of every UAPI record: a frozen Struct with an exact little-endian C layout."""
+class CRecord(msgspec.Struct, frozen=True, gc=False, forbid_unknown_fields=True):
+    """Base of every UAPI record: a frozen Struct with an exact little-endian C layout.
+
+    Its JSON and MessagePack forms name the kernel's fields only: a document with any other
+    field name (a typo such as ``argz``) is refused, not decoded as zeroes.
+    """
 
     SIZE: ClassVar[int]
     MINSZ: ClassVar[int]
@@ -84,9 +88,10 @@ class CRecord(msgspec.Struct, frozen=True, gc=False):
 
     @classmethod
     def from_bytes(cls, buf: bytes | bytearray | memoryview) -> Self:
-        """Decode exactly ``SIZE`` bytes; no rules. EFAULT if shorter, EINVAL if longer."""
+        """Decode exactly ``SIZE`` bytes; no rules. EFAULT (``abi.short_buffer``) if shorter or
+        not a bytes-like buffer at all, EINVAL (``abi.long_buffer``) if longer."""
         if type(buf) is not bytes and type(buf) is not bytearray:
-            buf = _byte_view(buf, cls.__name__)
+            buf = _byte_view(buf, cls)
         n = len(buf)
         if n != cls.SIZE:
             rule = "abi.short_buffer" if n < cls.SIZE else "abi.long_buffer"
@@ -103,8 +108,12 @@ class CRecord(msgspec.Struct, frozen=True, gc=False):
         return _JSON_ENCODER.encode(self)
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> Self:
-        """Decode and range-check a JSON document; EINVAL (``abi.decode``) on bad input."""
+    def from_json(cls, data: bytes | bytearray | memoryview | str) -> Self:
+        """Decode and range-check a JSON document (text or UTF-8 bytes). Whatever the input,
+        the answer is the record or a :class:`UAPIError`: EINVAL (``abi.decode``) for a
+        document that does not match the schema (nesting too deep included), EINVAL
+        (``abi.field_range``) for a value its C type cannot hold, EFAULT (``abi.short_buffer``)
+        for something that is neither text nor a bytes-like buffer."""
         return _checked_decode(cls, data, _json_decoders)
 
     def to_msgpack(self) -> bytes:
@@ -112,8 +121,9 @@ class CRecord(msgspec.Struct, frozen=True, gc=False):
         return _MSGPACK_ENCODER.encode(self)
 
     @classmethod
-    def from_msgpack(cls, data: bytes) -> Self:
-        """Decode and range-check MessagePack; EINVAL (``abi.decode``) on bad input."""
+    def from_msgpack(cls, data: bytes | bytearray | memoryview) -> Self:
+        """Decode and range-check MessagePack, with :meth:`from_json`'s refusals (text is not
+        a MessagePack buffer: EFAULT)."""
         return _checked_decode(cls, data, _msgpack_decoders)
 
 
@@ -123,25 +133,38 @@ _json_decoders: dict[type, Any] = {}
 _msgpack_decoders: dict[type, Any] = {}
 
 
+#: What msgspec may raise on a hostile document: schema and syntax errors, a nesting deeper
+#: than the interpreter's recursion limit, text that is not valid UTF-8.
+_DECODE_ERRORS = (msgspec.DecodeError, TypeError, ValueError, RecursionError, BufferError)
+
+
 def _checked_decode(cls: type[R], data: Any, cache: dict[type, Any]) -> R:
     dec = cache.get(cls)
     if dec is None:
         dec = (msgspec.json.Decoder if cache is _json_decoders else msgspec.msgpack.Decoder)(cls)
         cache[cls] = dec
+    kind = type(data)
+    if kind is not bytes and not (kind is str and cache is _json_decoders):
+        data = _byte_view(data, cls)
     try:
         obj = dec.decode(data)
-    except (msgspec.DecodeError, TypeError, ValueError) as exc:
+    except RecursionError:
+        raise fail("abi.decode", record=cls.__name__,
+                   detail="the document nests deeper than any record") from None
+    except _DECODE_ERRORS as exc:
         raise fail("abi.decode", record=cls.__name__, detail=str(exc)) from None
     obj.validate()
     return typing.cast(R, obj)
 
 
-def _byte_view(buf: object, what: str) -> memoryview:
-    """A flat byte view of any buffer; EFAULT for something that is not readable memory."""
+def _byte_view(buf: object, cls: type[CRecord]) -> memoryview:
+    """A flat byte view of any C-contiguous buffer; EFAULT (``abi.short_buffer``) for anything
+    that is not readable memory (``None``, ``str``, numbers, lists, strided views)."""
     try:
         return memoryview(buf).cast("B")  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise fail("abi.short_buffer", record=what, size="a buffer", have="none") from None
+    except (TypeError, ValueError, BufferError):
+        raise fail("abi.short_buffer", record=cls.__name__, size=cls.SIZE,
+                   have=f"a {type(buf).__name__} (not contiguous bytes)") from None
 
 
 def _compile(cls: type[R], cname: str, is_union: bool, minsz: str | int | None) -> type[R]:

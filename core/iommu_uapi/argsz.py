@@ -16,7 +16,7 @@ from .rules import fail
 if TYPE_CHECKING:
     from .abi import CRecord
 
-__all__ = ["HeadCheck", "SizeDiscipline", "copy_from_user"]
+__all__ = ["HeadCheck", "SizeDiscipline", "copy_from_user", "user_bytes"]
 
 R = TypeVar("R", bound="CRecord")
 
@@ -41,6 +41,24 @@ _ARGSZ_WORD = struct.Struct("<I").unpack_from
 HeadCheck = Callable[[Any, int, Any], None]
 
 
+def user_bytes(
+    buf: object, op: str, label: str | None = None, minsz: int = 0
+) -> bytes | bytearray | memoryview:
+    """``buf`` as flat bytes, the way every user-bytes entry point reads it.
+
+    ``bytes`` and ``bytearray`` pass as they are; any other C-contiguous buffer becomes a byte
+    view. Anything else (``None``, ``str``, a number, a list, a strided view) is not readable
+    user memory: EFAULT by ``op.copy_minsz``, whatever the profile, before any rule looks at
+    the content.
+    """
+    if type(buf) is bytes or type(buf) is bytearray:
+        return buf
+    try:
+        return memoryview(buf).cast("B")  # type: ignore[arg-type]
+    except (TypeError, ValueError, BufferError):
+        raise fail(f"{op}.copy_minsz", label, minsz=minsz, have=0) from None
+
+
 def copy_from_user(
     cls: type[R],
     buf: bytes | bytearray | memoryview,
@@ -63,10 +81,7 @@ def copy_from_user(
     operation in messages (``unbind`` copies bind data under the ``bind.*`` rules).
     """
     if type(buf) is not bytes and type(buf) is not bytearray:
-        try:
-            buf = memoryview(buf).cast("B")
-        except (TypeError, ValueError):
-            raise fail(f"{op}.copy_minsz", label, minsz=cls.MINSZ, have=0) from None
+        buf = user_bytes(buf, op, label, cls.MINSZ)
     size = cls.SIZE
     minsz = cls.MINSZ
     have = len(buf)

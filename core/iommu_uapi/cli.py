@@ -1,83 +1,48 @@
 """The ``iommu-uapi`` command: backends, features, and the UAPI records from the shell.
 
-Exit status: 0 success, 1 input rejected (the errno and rule are printed), 2 usage error.
+Exit status: 0 success; 1 input rejected (bytes or JSON refused by a rule: the errno and rule
+are printed) or a conformance failure; 2 usage error (an unknown command, option, struct,
+profile or backend, a directory ``new-backend`` cannot use); 130 interrupted (Ctrl-C); 141
+standard output closed early (``iommu-uapi rules | head -1``). The last two end quietly.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
-
-import msgspec
+from typing import NoReturn
 
 from . import __version__, plugins, profiles
-from .abi import CRecord, SizeDiscipline
+from .abi import SizeDiscipline
+from .cli_records import UsageError, cmd_decode, cmd_encode, cmd_layout, record_types
+from .cli_records import emit as _emit
 from .errors import UAPIError, errno_name
 
-__all__ = ["main", "record_types"]
+__all__ = ["UsageError", "main", "record_types"]
+
+#: The shell's status for a command ended by SIGINT / SIGPIPE (128 + the signal number).
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
-def record_types() -> dict[str, type[CRecord]]:
-    """Every UAPI record by Python name and by C name (``CacheInvalidateInfo``,
-    ``iommu_cache_invalidate_info``), case-insensitively keyed in lower case."""
-    from . import uapi
-
-    found: dict[str, type[CRecord]] = {}
-    for name in dir(uapi):
-        obj = getattr(uapi, name)
-        if isinstance(obj, type) and issubclass(obj, CRecord) and obj is not CRecord:
-            found[name.lower()] = obj
-            found[obj.CNAME.lower()] = obj
-            found[obj.CNAME.lower().removeprefix("struct ")] = obj
-    return found
-
-
-class UsageError(Exception):
-    """A command line that cannot be carried out as given (exit status 2)."""
-
-
-def _record(name: str) -> type[CRecord]:
-    rec = record_types().get(name.lower())
-    if rec is None:
-        names = sorted({cls.__name__ for cls in record_types().values()})
-        raise UsageError(f"unknown struct {name!r}; known: {', '.join(names)}")
-    return rec
-
-
-def _read_hex(text: str) -> bytes:
-    if text == "-":
-        raw = sys.stdin.buffer.read()
-        try:
-            return bytes.fromhex(raw.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            return raw
-    cleaned = "".join(text.replace("0x", "").replace(",", " ").replace(":", " ").split())
+def _backend(name: str) -> str:
+    """``name`` if a backend of that name is installed; a usage error naming the installed
+    ones (and the plugin's load error, when the name is a plugin that failed to load)."""
     try:
-        return bytes.fromhex(cleaned)
-    except ValueError:
-        raise UsageError(f"not hex bytes: {text[:40]!r}") from None
+        return plugins.get_backend(name).name
+    except UAPIError as exc:
+        raise UsageError(exc.message) from None
 
 
-def _emit(data: object) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
-def _hex_bytes(value: object) -> object:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, dict):
-        return {k: _hex_bytes(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_hex_bytes(v) for v in value]
-    return value
-
-
-def _plain(value: object) -> object:
-    """A record as plain data, byte arrays (padding) shown as hex."""
-    return _hex_bytes(msgspec.to_builtins(value, builtin_types=(bytes,), enc_hook=str))
+def _profile(name: str) -> str:
+    """An argparse type: a registered profile's name."""
+    try:
+        return profiles.get(name).name
+    except UAPIError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -127,7 +92,7 @@ def cmd_features(args: argparse.Namespace) -> int:
     """Print one backend's capabilities."""
     from .iommu import IOMMU
 
-    caps = IOMMU(args.backend).capabilities.to_dict()
+    caps = IOMMU(_backend(args.backend)).capabilities.to_dict()
     if args.json:
         _emit(caps)
         return 0
@@ -137,88 +102,6 @@ def cmd_features(args: argparse.Namespace) -> int:
         if isinstance(value, dict):
             shown = ", ".join(f"{k}: {v}" for k, v in value.items())
         print(f"{key:<{width}}  {shown}")
-    return 0
-
-
-def _verdict(rec_type: type[CRecord], data: bytes, profile: str,
-             discipline: SizeDiscipline) -> tuple[CRecord | None, UAPIError | None]:
-    from_user = getattr(rec_type, "from_user", None)
-    try:
-        if from_user is not None:
-            return from_user(data, profile=profile, discipline=discipline), None
-        return rec_type.from_bytes(data), None
-    except UAPIError as exc:
-        return None, exc
-
-
-def cmd_decode(args: argparse.Namespace) -> int:
-    """Decode a record from bytes and give the verdict of the checks."""
-    rec_type = _record(args.struct)
-    data = _read_hex(args.hex)
-    profile = profiles.get(args.profile).name
-    rec, error = _verdict(rec_type, data, profile, SizeDiscipline(args.discipline))
-    plain: CRecord | None = rec
-    if plain is None:
-        try:  # show what the bytes say even when the checks refuse them
-            plain = rec_type.from_bytes(data[: rec_type.SIZE].ljust(rec_type.SIZE, b"\0"))
-        except UAPIError:
-            plain = None
-    verdict: dict[str, Any] = {"accepted": error is None, "profile": profile,
-                               "discipline": args.discipline}
-    if error is not None:
-        verdict.update(errno=errno_name(error.errno), rule=error.rule, message=error.message)
-    if args.json:
-        _emit({"struct": rec_type.__name__, "record": _plain(plain) if plain else None,
-               "verdict": verdict})
-    else:
-        print(f"{rec_type.__name__} ({rec_type.CNAME}, {rec_type.SIZE} bytes)")
-        if plain is not None:
-            _print_fields(_plain(plain), "  ")
-        if error is None:
-            print(f"verdict: accepted under {profile} ({args.discipline})")
-        else:
-            print(f"verdict: rejected {errno_name(error.errno)} [{error.rule}]: {error.message}")
-    return 0 if error is None else 1
-
-
-def _print_fields(value: object, indent: str) -> None:
-    assert isinstance(value, dict)
-    for key, item in value.items():
-        if isinstance(item, dict):
-            print(f"{indent}{key}:")
-            _print_fields(item, indent + "  ")
-        elif isinstance(item, int):
-            print(f"{indent}{key} = {item} ({item:#x})")
-        else:
-            print(f"{indent}{key} = {item}")
-
-
-def cmd_encode(args: argparse.Namespace) -> int:
-    """Encode a record from JSON and print its bytes as hex."""
-    rec_type = _record(args.struct)
-    text = sys.stdin.read() if args.json_text == "-" else args.json_text
-    rec = rec_type.from_json(text)
-    data = rec.to_bytes()
-    if args.raw:
-        sys.stdout.buffer.write(data)
-    else:
-        print(data.hex())
-    return 0
-
-
-def cmd_layout(args: argparse.Namespace) -> int:
-    """Print a record's C layout: member path, offset, size."""
-    rec_type = _record(args.struct)
-    layout = rec_type.c_layout()
-    if args.json:
-        _emit({"struct": rec_type.__name__, "cname": rec_type.CNAME, "size": rec_type.SIZE,
-               "minsz": rec_type.MINSZ, "members": {k: list(v) for k, v in layout.items()}})
-        return 0
-    print(f"struct {rec_type.CNAME.removeprefix('struct ')}: size {rec_type.SIZE}, minsz "
-          f"{rec_type.MINSZ}")
-    width = max(len(k) for k in layout)
-    for path, (offset, size) in sorted(layout.items(), key=lambda kv: (kv[1][0], kv[0])):
-        print(f"  {offset:>4}  {size:>3}  {path:<{width}}")
     return 0
 
 
@@ -271,15 +154,29 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     """Run the conformance suite against every (or the named) installed backend."""
-    from .matrix import run_matrix
+    from .matrix import BackendResult, areas, run_matrix
 
-    names = args.backend or sorted(plugins.registry().backends)
-    if not names:
-        print("iommu-uapi: no backends installed (install e.g. plugins/vtd)", file=sys.stderr)
-        return 2
-    for name in names:
-        plugins.get_backend(name)
-    results = run_matrix(names, progress=not args.json and sys.stderr.isatty())
+    reg = plugins.registry()
+    broken = {p.entry_point: p for p in reg.problems if p.entry_point not in reg.backends}
+    excluded = set(args.exclude or ())
+    if args.backend:
+        wanted = [n if n in broken else _backend(n) for n in dict.fromkeys(args.backend)]
+    else:
+        wanted = sorted({*reg.backends, *broken})
+    wanted = [n for n in wanted if n not in excluded]
+    if not wanted:
+        raise UsageError("no backend to run (install one, e.g. plugins/vtd, or exclude fewer)")
+    names = [n for n in wanted if n not in broken]
+    known = areas()
+    unknown = [a for a in args.area or () if a not in known]
+    if unknown:
+        raise UsageError(f"no area {unknown[0]!r} (areas: {', '.join(known)})")
+    results = run_matrix(names, progress=not args.json and sys.stderr.isatty(),
+                         only=args.area or ())
+    results += [BackendResult(n, error=f"the plugin did not load "
+                                       f"({broken[n].distribution or 'no distribution'}): "
+                                       f"{broken[n].error}")
+                for n in wanted if n in broken]
     if args.json:
         _emit([{"backend": r.backend, "ok": r.ok, "error": r.error,
                 "areas": {area: {"verdict": a.verdict, "passed": a.passed, "failed": a.failed,
@@ -290,13 +187,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.table import Table
 
-        areas = list(dict.fromkeys(a for r in results for a in r.areas))
+        shown = list(dict.fromkeys(a for r in results for a in r.areas))
         table = Table(title="iommu-uapi conformance matrix")
         table.add_column("area")
         for r in results:
             table.add_column(r.backend)
         style = {"passed": "green", "failed": "bold red", "not supported": "yellow"}
-        for area in areas:
+        for area in shown:
             cells = []
             for r in results:
                 a = r.areas.get(area)
@@ -320,7 +217,11 @@ def cmd_new_backend(args: argparse.Namespace) -> int:
     from .scaffold import generate
 
     directory = Path(args.directory or f"iommu-uapi-{args.name.replace('_', '-')}")
-    for path in generate(args.name, directory):
+    try:
+        written = generate(args.name, directory)
+    except UAPIError as exc:  # the name or the directory given cannot be used
+        raise UsageError(f"{errno_name(exc.errno)} [{exc.rule}]: {exc.message}") from None
+    for path in written:
         print(path)
     print(f"next: pip install -e {directory} && iommu-uapi matrix --backend {args.name}")
     return 0
@@ -331,6 +232,7 @@ def cmd_new_backend(args: argparse.Namespace) -> int:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
         self.exit(2, f"iommu-uapi: usage error: {message}\n")
 
 
@@ -356,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("struct", help="record name, e.g. CacheInvalidateInfo or "
                                   "iommu_cache_invalidate_info")
     p.add_argument("hex", help="the bytes as hex (spaces allowed), or - for standard input")
-    p.add_argument("--profile", default="linux-5.10", help=f"validation profile ({prof})")
+    p.add_argument("--profile", default="linux-5.10", type=_profile,
+                   help=f"validation profile ({prof})")
     p.add_argument("--discipline", default="argsz", choices=[d.value for d in SizeDiscipline],
                    help="size rules: the 2020 kernel's argsz copy or iommufd's")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -375,7 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("matrix", help="run the conformance suite against installed backends")
     p.add_argument("--backend", action="append", metavar="NAME",
-                   help="only this backend (repeatable; default: every installed backend)")
+                   help="only this backend (repeatable; default: every installed backend, "
+                        "a plugin that fails to load included, as a failure)")
+    p.add_argument("--exclude", action="append", metavar="NAME",
+                   help="leave this backend or broken plugin out (repeatable)")
+    p.add_argument("--area", action="append", metavar="AREA",
+                   help="only this area of the suite, e.g. 'invalidation' (repeatable)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_matrix)
 
@@ -395,7 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status (see the module's docstring)."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -408,6 +327,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"iommu-uapi: rejected: {errno_name(exc.errno)}{rule}: {exc.message}",
               file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null once its reader is gone, so that the interpreter's
+    final flush does not report the broken pipe a second time."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured output)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

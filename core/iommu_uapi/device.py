@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .tlb import TLB
+from .errors import UAPIError
 
-__all__ = ["Device", "Domain"]
+if TYPE_CHECKING:
+    from .tlb import TLB, TLBEntry
+
+__all__ = ["Device", "Domain", "known_device", "known_domain"]
 
 
 class Device:
@@ -18,7 +22,8 @@ class Device:
     driver refuses a guest bind unless it is 2**20). ``data`` is the backend's per-device state.
     """
 
-    __slots__ = ("atc", "ats", "data", "domain", "max_pasids", "name", "pci", "pri", "sid")
+    __slots__ = ("_owner", "_paths", "_rid", "atc", "ats", "data", "domain", "max_pasids",
+                 "name", "pci", "pri", "sid")
 
     def __init__(self, sid: int, *, name: str | None = None, pci: bool = True, ats: bool = False,
                  pri: bool = False, max_pasids: int = 1 << 20) -> None:
@@ -31,6 +36,11 @@ class Device:
         self.domain: Domain | None = None
         self.atc: TLB | None = None
         self.data: Any = None
+        # the data path's view of the IOTLB for this device, kept by the IOMMU it was added to
+        # (``_owner``): the bucket of requests without PASID, and the buckets by PASID
+        self._owner: object = None
+        self._rid: dict[int, TLBEntry] = {}
+        self._paths: dict[int, dict[int, TLBEntry]] = {}
 
     @property
     def bus(self) -> int:
@@ -63,3 +73,21 @@ class Domain:
 
     def __repr__(self) -> str:
         return f"Domain({self.id}, nesting={self.nesting}, devices={len(self.devices)})"
+
+
+def known_device(devices: Mapping[int, Device], dev: Device) -> Device:
+    """``dev`` if it is the device registered under its requester ID in ``devices``, else
+    ``ENODEV`` (rule ``device.unknown``)."""
+    if not isinstance(dev, Device) or devices.get(dev.sid) is not dev:
+        raise UAPIError(errno.ENODEV, f"{dev!r} is not a device of this IOMMU",
+                        rule="device.unknown")
+    return dev
+
+
+def known_domain(domains: Mapping[int, Domain], domain: Domain) -> Domain:
+    """``domain`` if it is the domain registered under its id in ``domains``, else ``EINVAL``
+    (rule ``domain.unknown``)."""
+    if not isinstance(domain, Domain) or domains.get(domain.id) is not domain:
+        raise UAPIError(errno.EINVAL, f"{domain!r} is not a domain of this IOMMU",
+                        rule="domain.unknown")
+    return domain

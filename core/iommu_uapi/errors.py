@@ -16,10 +16,16 @@ from collections.abc import Iterable
 ENOTSUPP = 524
 
 
+#: Values with two names in the ``errno`` module, by the name the kernel's sources use (the
+#: module's ``errorcode`` keeps the libc alias: ``ENOTSUP`` for ``EOPNOTSUPP``).
+_KERNEL_NAMES = {ENOTSUPP: "ENOTSUPP", _errno.EOPNOTSUPP: "EOPNOTSUPP"}
+
+
 def errno_name(code: int) -> str:
     """The symbolic name of an errno value (``EINVAL``), or its number as text if unknown."""
-    if code == ENOTSUPP:
-        return "ENOTSUPP"
+    name = _KERNEL_NAMES.get(code)
+    if name is not None:
+        return name
     return _errno.errorcode.get(code, str(code))
 
 

@@ -25,7 +25,7 @@ refuse; a refusal must leave the backend's state unchanged. Observers may wrap a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -33,6 +33,7 @@ import pluggy
 if TYPE_CHECKING:
     from .device import Device, Domain
     from .features import Capabilities
+    from .guest import GuestFormat
     from .iommu import IOMMU
     from .plugins import BackendSpec
     from .translation import TranslationContext
@@ -81,8 +82,9 @@ def iommu_instance_init(iommu: IOMMU) -> None:
 
     Called once, before anything else. Keep ``iommu``: its ``iotlb`` is the IOTLB the backend's
     invalidation commands act on, ``memory`` the physical memory its tables live in,
-    ``invalidate_contexts()`` drops the core's cached translation contexts after a
-    configuration-cache invalidation, and ``pasids`` is the PASID space binds are checked against.
+    ``forget_contexts(sid, pasids)`` drops the core's cached translation contexts built from
+    configuration an invalidation removed (``forget_all_contexts()`` after a global one), and
+    ``pasids`` is the PASID space binds are checked against.
     """
 
 
@@ -259,6 +261,28 @@ def iommu_translation_context(dev: Device, pasid: int | None, iova: int,
     visible until invalidated — and return an object with ``tag`` (the IOTLB tag),
     ``config_reads``, ``atc`` (the device TLB to use, or None) and ``walk(iova, access)``. Raise
     :class:`~iommu_uapi.iommu.TranslationFault` when the configuration itself faults.
+    """
+
+
+# --- Instance: the guest side --------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def iommu_guest_formats() -> Sequence[GuestFormat]:
+    """Describe the guest side: the guest PASID formats this backend accepts, preferred first.
+
+    Called when a guest is built for this instance — by the conformance suite's harness and the
+    differential runner, once per ``IOMMU`` — never per DMA or per control call. Each
+    :class:`~iommu_uapi.guest.GuestFormat` gives the ``IOMMU_PASID_FORMAT_*`` value, builds the
+    stage-1 tables a guest driver writes in guest memory for it (``tables(guest)``), and says
+    how a guest context enters the IOMMU: ``GuestEntry.BIND_GPASID`` with the exact
+    ``iommu_gpasid_bind_data`` a VMM sends (``bind_data(hpasid, root)``), or
+    ``GuestEntry.PASID_TABLE`` with the ``iommu_pasid_table_config`` attaching an empty guest
+    PASID table (``pasid_table(guest)``) and the guest's write of one table entry
+    (``write_entry(guest, cfg, pasid, root)``). Declare only what the backend executes: the
+    suite binds or attaches with exactly these records and expects translation through the
+    tables. Return an empty sequence when no guest can nest on this backend (not implementing
+    the hook means the same). Raises nothing.
     """
 
 

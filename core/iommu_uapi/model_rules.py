@@ -109,6 +109,11 @@ MODEL_RULES: tuple[ModelRule, ...] = (
         "backend scaffold",
         ("new_backend.name", _errno.EINVAL, "new-backend: the name is not a lower-case identifier"),
         ("new_backend.exists", _errno.EEXIST, "new-backend: the directory exists and is not empty"),
+        ("new_backend.not_dir", _errno.ENOTDIR,
+         "new-backend: the path given for the skeleton is a file"),
+        ("new_backend.write", None,
+         "new-backend: the files cannot be written there (the system's errno: EACCES, ENOENT, "
+         "ENOTDIR, ...); what was created is removed"),
     ),
     *(Rule("rules.exists", "rules", _errno.EEXIST,
           "a rule table, and each rule or quirk id, is registered once",

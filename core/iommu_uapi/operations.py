@@ -1,28 +1,32 @@
 """The UAPI operations of the façade, as iommu.rst lists them: guest PASID bind and unbind,
-cache invalidation, PASID-table attach and detach, nesting info and negotiation, faults and page
-requests and responses.
+cache invalidation, PASID-table attach and detach, nesting info, faults and page requests and
+responses.
 
 Each user-bytes entry point (``uapi_*``) first refuses, with ``ENODEV``, an operation the backend
 does not provide (before reading the buffer, as the kernel does); then the record's
 ``from_user`` applies the size discipline and the core's checks of the profile; then one hook
 call reaches the backend. The in-kernel variants take typed records and run the same checks.
-:class:`~iommu_uapi.iommu.IOMMU` inherits these methods.
+
+:class:`UAPIOperations` is one part of an :class:`~iommu_uapi.iommu.IOMMU` (its ``uapi``
+attribute), which forwards its kernel-named methods here. It keeps what the operations own: the
+guest PASID bindings, each device's fault consumer and pending page requests, the fault log. It
+reaches the rest through the :class:`Facade` it is given: the public defaults and tables of the
+façade, the hook dispatch, and the data path's context forgetting.
 """
 
 from __future__ import annotations
 
 import errno
 from collections import deque
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 from . import checks, profiles
 from .abi import SizeDiscipline
-from .device import Device, Domain
+from .device import Device, Domain, known_device, known_domain
+from .dispatch import Dispatch
 from .errors import UAPIError
 from .faults import FaultHandler, FaultParam
-from .features import CacheCell, Capabilities, Feature, Negotiated, negotiate
-from .pasid import PasidSpace
 from .uapi import (
     CacheInvalidateInfo,
     Fault,
@@ -34,32 +38,80 @@ from .uapi import (
 from .uapi.consts import FaultPerm
 from .uapi.nesting import nesting_info_probe
 
-__all__ = ["UAPIOperations"]
+__all__ = ["Facade", "UAPIOperations"]
 
 _U64 = 1 << 64
 _ACCESS_BITS = int(FaultPerm.READ | FaultPerm.WRITE | FaultPerm.EXEC | FaultPerm.PRIV)
 
 
-class UAPIOperations:
-    """The kernel-named UAPI entry points (mixed into :class:`~iommu_uapi.iommu.IOMMU`)."""
+class Facade(Protocol):
+    """What the operations read of the façade they belong to."""
 
-    backend_name: str
+    profile: str
     discipline: SizeDiscipline
-    capabilities: Capabilities
-    negotiated: Negotiated | None
-    pasids: PasidSpace
-    fault_log: deque[tuple[Device, Fault]]
-    _bindings: dict[tuple[int, int], Domain]
-    _fault_params: dict[int, FaultParam]
+    dispatch: Dispatch
 
-    if TYPE_CHECKING:
-        def _call(self, hook: str, **kwargs: Any) -> Any: ...
-        def _gate(self, hook: str) -> None: ...
-        def _check_dev(self, dev: Device) -> Device: ...
-        def _check_domain(self, domain: Domain) -> Domain: ...
-        def _profile(self, profile: str | None) -> str: ...
-        def invalidate_contexts(self, sid: int | None = None, pasid: int | None = None,
-                                *, all_pasids: bool = True) -> None: ...
+    @property
+    def devices(self) -> Mapping[int, Device]:
+        """Registered devices by requester ID."""
+        ...
+
+    @property
+    def domains(self) -> Mapping[int, Domain]:
+        """Registered domains by id."""
+        ...
+
+    def forget_contexts(self, sid: int, pasids: Iterable[int | None] | None = None) -> int:
+        """Forget the data path's translation contexts of ``sid`` (see DataPath)."""
+        ...
+
+
+class UAPIOperations:
+    """The kernel-named UAPI entry points of one façade (see the module docstring)."""
+
+    def __init__(self, facade: Facade) -> None:
+        self.facade = facade
+        self.dispatch = facade.dispatch
+        #: guest PASID bindings: (requester ID, host PASID) -> domain
+        self.bindings: dict[tuple[int, int], Domain] = {}
+        #: each device's fault consumer and pending page requests, by requester ID
+        self.fault_params: dict[int, FaultParam] = {}
+        #: every fault reported, with its device, newest last
+        self.fault_log: deque[tuple[Device, Fault]] = deque(maxlen=4096)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def profile_of(self, profile: str | None) -> str:
+        """The profile a call runs under: ``profile``, or the façade's default."""
+        return self.facade.profile if profile is None else profiles.get(profile).name
+
+    def _dev(self, dev: Device) -> Device:
+        return known_device(self.facade.devices, dev)
+
+    def _domain(self, domain: Domain) -> Domain:
+        return known_domain(self.facade.domains, domain)
+
+    def device_added(self, dev: Device) -> None:
+        """Give a new device its (empty) fault parameters."""
+        self.fault_params[dev.sid] = FaultParam()
+
+    def device_removed(self, dev: Device) -> None:
+        """Forget a removed device's fault parameters."""
+        del self.fault_params[dev.sid]
+
+    def bound_pasids(self, dev: Device) -> list[int]:
+        """The host PASIDs bound to guest page tables on ``dev``."""
+        return sorted(p for s, p in self.bindings if s == dev.sid)
+
+    def unbind_device(self, domain: Domain, dev: Device) -> None:
+        """Unbind every guest PASID still bound on ``dev`` (before it is detached)."""
+        for _sid, pasid in [k for k in self.bindings if k[0] == dev.sid]:
+            self.sva_unbind_gpasid(domain, dev, pasid)
+
+    def pasid_freed(self, pasid: int) -> None:
+        """A host PASID is being freed: tear down every guest binding of it first."""
+        for sid, bound in [k for k in self.bindings if k[1] == pasid]:
+            self.sva_unbind_gpasid(self.bindings[(sid, bound)], self.facade.devices[sid], bound)
 
     # -- the UAPI: guest PASID bind ------------------------------------------------------------
 
@@ -67,53 +119,53 @@ class UAPIOperations:
                              profile: str | None = None,
                              discipline: SizeDiscipline | None = None) -> None:
         """``iommu_uapi_sva_bind_gpasid``: bind from user bytes (``iommu_gpasid_bind_data``)."""
-        self._gate("iommu_sva_bind_gpasid")
-        profile = self._profile(profile)
+        self.dispatch.gate("iommu_sva_bind_gpasid")
+        profile = self.profile_of(profile)
         data = GpasidBindData.from_user(ubuf, profile=profile,
-                                        discipline=discipline or self.discipline)
+                                        discipline=discipline or self.facade.discipline)
         self._bind(domain, dev, data, profile)
 
     def sva_bind_gpasid(self, domain: Domain, dev: Device, data: GpasidBindData, *,
                         profile: str | None = None) -> None:
         """In-kernel bind with a typed record (the same checks as the user path)."""
-        self._gate("iommu_sva_bind_gpasid")
-        profile = self._profile(profile)
+        self.dispatch.gate("iommu_sva_bind_gpasid")
+        profile = self.profile_of(profile)
         checks.check_bind(data, profile)
         self._bind(domain, dev, data, profile)
 
     def _bind(self, domain: Domain, dev: Device, data: GpasidBindData, profile: str) -> None:
-        self._check_domain(domain)
-        self._check_dev(dev)
-        self._call("iommu_sva_bind_gpasid", domain=domain, dev=dev, data=data,
+        self._domain(domain)
+        self._dev(dev)
+        self.dispatch.call("iommu_sva_bind_gpasid", domain=domain, dev=dev, data=data,
                    argsz=data.argsz, profile=profile)
-        self._bindings[(dev.sid, data.hpasid)] = domain
-        self.invalidate_contexts(dev.sid)
+        self.bindings[(dev.sid, data.hpasid)] = domain
+        self.facade.forget_contexts(dev.sid, (data.hpasid,))
 
     def uapi_sva_unbind_gpasid(self, domain: Domain, dev: Device, ubuf: bytes, *,
                                profile: str | None = None,
                                discipline: SizeDiscipline | None = None) -> None:
         """``iommu_uapi_sva_unbind_gpasid``: as 5.10, checks that *bind* exists, runs the full
         bind validation on the bytes, then unbinds ``hpasid`` truncated to 32 bits."""
-        self._gate("iommu_sva_bind_gpasid")
-        profile = self._profile(profile)
+        self.dispatch.gate("iommu_sva_bind_gpasid")
+        profile = self.profile_of(profile)
         data = GpasidBindData.from_user(ubuf, profile=profile,
-                                        discipline=discipline or self.discipline,
+                                        discipline=discipline or self.facade.discipline,
                                         operation="unbind")
         self.sva_unbind_gpasid(domain, dev, data.hpasid & 0xFFFF_FFFF)
 
     def sva_unbind_gpasid(self, domain: Domain, dev: Device, pasid: int) -> None:
         """``iommu_sva_unbind_gpasid``: unbind host PASID ``pasid`` of ``dev``; its pending page
         requests are drained. Succeeds when nothing was bound."""
-        self._gate("iommu_sva_unbind_gpasid")
-        self._check_domain(domain)
-        self._check_dev(dev)
+        self.dispatch.gate("iommu_sva_unbind_gpasid")
+        self._domain(domain)
+        self._dev(dev)
         if not isinstance(pasid, int) or not 0 <= pasid < _U64:
             raise UAPIError(errno.EINVAL, f"sva_unbind_gpasid: pasid {pasid!r} is not an ioasid",
                             rule="unbind.ioasid")
-        self._call("iommu_sva_unbind_gpasid", domain=domain, dev=dev, pasid=pasid)
-        if self._bindings.pop((dev.sid, pasid), None) is not None:
-            self._fault_params[dev.sid].drain(pasid)
-        self.invalidate_contexts(dev.sid)
+        self.dispatch.call("iommu_sva_unbind_gpasid", domain=domain, dev=dev, pasid=pasid)
+        if self.bindings.pop((dev.sid, pasid), None) is not None:
+            self.fault_params[dev.sid].drain(pasid)
+        self.facade.forget_contexts(dev.sid, (pasid,))
 
     # -- the UAPI: cache invalidation ----------------------------------------------------------
 
@@ -121,25 +173,26 @@ class UAPIOperations:
                               profile: str | None = None,
                               discipline: SizeDiscipline | None = None) -> None:
         """``iommu_uapi_cache_invalidate`` from user bytes (``iommu_cache_invalidate_info``)."""
-        self._gate("iommu_cache_invalidate")
-        profile = self._profile(profile)
+        self.dispatch.gate("iommu_cache_invalidate")
+        profile = self.profile_of(profile)
         info = CacheInvalidateInfo.from_user(ubuf, profile=profile,
-                                             discipline=discipline or self.discipline)
+                                             discipline=discipline or self.facade.discipline)
         self._invalidate(domain, dev, info, profile)
 
     def cache_invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo, *,
                          profile: str | None = None) -> None:
         """In-kernel cache invalidation with a typed record (the same checks)."""
-        self._gate("iommu_cache_invalidate")
-        profile = self._profile(profile)
+        self.dispatch.gate("iommu_cache_invalidate")
+        profile = self.profile_of(profile)
         checks.check_cache_invalidate(info, profile)
         self._invalidate(domain, dev, info, profile)
 
     def _invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo,
                     profile: str) -> None:
-        self._check_domain(domain)
-        self._check_dev(dev)
-        self._call("iommu_cache_invalidate", domain=domain, dev=dev, info=info, profile=profile)
+        self._domain(domain)
+        self._dev(dev)
+        self.dispatch.call("iommu_cache_invalidate", domain=domain, dev=dev, info=info,
+                           profile=profile)
 
     # -- the UAPI: PASID table (SMMU style) ----------------------------------------------------
 
@@ -147,33 +200,39 @@ class UAPIOperations:
                                 profile: str | None = None,
                                 discipline: SizeDiscipline | None = None) -> None:
         """``iommu_uapi_attach_pasid_table`` from user bytes (``iommu_pasid_table_config``)."""
-        self._gate("iommu_attach_pasid_table")
-        profile = self._profile(profile)
+        self.dispatch.gate("iommu_attach_pasid_table")
+        profile = self.profile_of(profile)
         cfg = PasidTableConfig.from_user(ubuf, profile=profile,
-                                         discipline=discipline or self.discipline)
+                                         discipline=discipline or self.facade.discipline)
         self._attach_table(domain, cfg, profile)
 
     def attach_pasid_table(self, domain: Domain, cfg: PasidTableConfig, *,
                            profile: str | None = None) -> None:
         """In-kernel PASID-table attach with a typed record (the same checks)."""
-        self._gate("iommu_attach_pasid_table")
-        profile = self._profile(profile)
+        self.dispatch.gate("iommu_attach_pasid_table")
+        profile = self.profile_of(profile)
         checks.check_attach_pasid_table(cfg, profile)
         self._attach_table(domain, cfg, profile)
 
     def _attach_table(self, domain: Domain, cfg: PasidTableConfig, profile: str) -> None:
-        self._check_domain(domain)
-        self._call("iommu_attach_pasid_table", domain=domain, cfg=cfg, profile=profile)
-        self.invalidate_contexts()
+        self._domain(domain)
+        self.dispatch.call("iommu_attach_pasid_table", domain=domain, cfg=cfg, profile=profile)
+        self._forget_domain(domain)
 
     def detach_pasid_table(self, domain: Domain) -> None:
         """Remove the guest PASID table of ``domain``."""
-        self._gate("iommu_detach_pasid_table")
-        self._check_domain(domain)
-        self._call("iommu_detach_pasid_table", domain=domain)
-        self.invalidate_contexts()
+        self.dispatch.gate("iommu_detach_pasid_table")
+        self._domain(domain)
+        self.dispatch.call("iommu_detach_pasid_table", domain=domain)
+        self._forget_domain(domain)
 
-    # -- nesting info and negotiation ----------------------------------------------------------
+    def _forget_domain(self, domain: Domain) -> None:
+        """Forget the translation contexts of the devices attached to ``domain`` (its guest
+        PASID table changed)."""
+        for dev in domain.devices:
+            self.facade.forget_contexts(dev.sid)
+
+    # -- nesting info -------------------------------------------------------------------------
 
     def nesting_info(self, domain: Domain, ubuf: bytearray | None = None) -> NestingInfo | None:
         """``DOMAIN_ATTR_NESTING``: the domain's ``iommu_nesting_info``.
@@ -182,76 +241,70 @@ class UAPIOperations:
         is a size probe, answered by writing the size into argsz and returning None; otherwise
         the record is written into ``ubuf`` and returned.
         """
-        self._check_domain(domain)
+        self._domain(domain)
         if ubuf is not None and not nesting_info_probe(ubuf):
             return None
-        info: NestingInfo = self._call("iommu_nesting_info", domain=domain)
+        info: NestingInfo = self.dispatch.call("iommu_nesting_info", domain=domain)
         if ubuf is not None:
             ubuf[: info.SIZE] = info.to_bytes()
         return info
-
-    def negotiate(self, require: Feature | int = 0,
-                  cache_ops: Iterable[tuple[int, int] | CacheCell] = (), **kwargs: Any
-                  ) -> Negotiated:
-        """Check upfront (see :func:`iommu_uapi.features.negotiate`) and remember the result."""
-        self.negotiated = negotiate(self, require, cache_ops, **kwargs)
-        return self.negotiated
 
     # -- faults and page requests --------------------------------------------------------------
 
     def register_fault_handler(self, dev: Device, handler: FaultHandler) -> None:
         """Install ``dev``'s fault consumer (``EBUSY`` if it has one)."""
-        self._fault_params[self._check_dev(dev).sid].register(handler)
+        self.fault_params[self._dev(dev).sid].register(handler)
 
     def unregister_fault_handler(self, dev: Device) -> None:
         """Remove ``dev``'s fault consumer (``EBUSY`` while page requests are pending)."""
-        self._fault_params[self._check_dev(dev).sid].unregister()
+        self.fault_params[self._dev(dev).sid].unregister()
 
     def pending_page_requests(self, dev: Device) -> list[Fault]:
         """The page requests of ``dev`` waiting for a response."""
-        return list(self._fault_params[self._check_dev(dev).sid].pending)
+        return list(self.fault_params[self._dev(dev).sid].pending)
 
-    def _report(self, dev: Device, fault: Fault) -> None:
+    def report(self, dev: Device, fault: Fault) -> None:
+        """Log ``fault`` and deliver it to ``dev``'s consumer (pending when a page request)."""
         self.fault_log.append((dev, fault))
-        self._fault_params[dev.sid].report(fault)
+        self.fault_params[dev.sid].report(fault)
 
     def page_request(self, dev: Device, iova: int, *, pasid: int | None = None,
                      access: int = FaultPerm.READ, grpid: int = 0, last: bool = True,
                      private_data: tuple[int, int] | None = None) -> Fault:
         """A device with PRI asks for ``iova`` to be made present; returns the generic fault
         reported to the consumer (pending until answered when ``last``)."""
-        self._gate("iommu_page_request")
-        self._check_dev(dev)
+        self.dispatch.gate("iommu_page_request")
+        self._dev(dev)
         if not isinstance(iova, int) or not 0 <= iova < _U64 or access & ~_ACCESS_BITS:
             raise UAPIError(errno.EINVAL, f"page_request: bad address {iova!r} or access "
                             f"{access!r}", rule="page_request.input")
-        fault: Fault = self._call("iommu_page_request", dev=dev, pasid=pasid, addr=iova,
+        fault: Fault = self.dispatch.call("iommu_page_request", dev=dev, pasid=pasid, addr=iova,
                                   access=access, grpid=grpid, last=last,
                                   private_data=private_data)
-        self._report(dev, fault)
+        self.report(dev, fault)
         return fault
 
     def uapi_page_response(self, dev: Device, ubuf: bytes, *, profile: str | None = None,
                            discipline: SizeDiscipline | None = None) -> None:
         """A page response from user bytes (``iommu_page_response``)."""
-        self._gate("iommu_page_response")
-        profile = self._profile(profile)
+        self.dispatch.gate("iommu_page_response")
+        profile = self.profile_of(profile)
         msg = PageResponse.from_user(ubuf, profile=profile,
-                                     discipline=discipline or self.discipline)
+                                     discipline=discipline or self.facade.discipline)
         self._respond(dev, msg, profile, checked=True)
 
     def page_response(self, dev: Device, msg: PageResponse, *,
                       profile: str | None = None) -> None:
         """``iommu_page_response``: answer a pending page request (reference §c.6 order)."""
-        self._respond(dev, msg, self._profile(profile), checked=False)
+        self._respond(dev, msg, self.profile_of(profile), checked=False)
 
     def _respond(self, dev: Device, msg: PageResponse, profile: str, checked: bool) -> None:
-        self._check_dev(dev)
+        self._dev(dev)
         if dev.domain is None:
             raise UAPIError(errno.ENODEV, f"page_response: {dev!r} has no domain",
                             rule="page_response.no_domain")
-        self._gate("iommu_page_response")
-        param = self._fault_params[dev.sid]
+        self.dispatch.gate("iommu_page_response")
+        param = self.fault_params[dev.sid]
         if param.handler is None:
             raise UAPIError(errno.EINVAL, "page_response: no fault consumer is registered",
                             rule="page_response.no_handler")
@@ -259,7 +312,8 @@ class UAPIOperations:
             checks.check_page_response(msg, profile)
         fault, msg = param.match(msg)
         try:
-            self._call("iommu_page_response", dev=dev, fault=fault, msg=msg, profile=profile)
+            self.dispatch.call("iommu_page_response", dev=dev, fault=fault, msg=msg,
+                               profile=profile)
         except UAPIError:
             if profiles.get(profile).quirk("page_response.drop_on_driver_error"):
                 param.complete(fault)

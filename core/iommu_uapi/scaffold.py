@@ -42,6 +42,9 @@ _README = """\
 
 The `{name}` IOMMU model for iommu-uapi.
 
+Install it where iommu-uapi is installed (iommu-uapi is on no package index: in a fresh
+environment, give pip the core's path in the same call, `pip install PATH-TO-IOMMU-UAPI -e .`):
+
     pip install -e .
     iommu-uapi backends            # {name} is listed
     iommu-uapi matrix --backend {name}
@@ -132,12 +135,18 @@ def _params(hook: str) -> str:
 
 def generate(name: str, directory: Path) -> list[Path]:
     """Write the skeleton of backend ``name`` into ``directory`` (which must not exist or be
-    empty); returns the files written. ``EINVAL`` for a name that is not an identifier,
-    ``EEXIST`` for a non-empty directory."""
+    empty); returns the files written. Refusals, each changing nothing on disk: ``EINVAL``
+    (``new_backend.name``) for a name that is not an identifier, ``ENOTDIR``
+    (``new_backend.not_dir``) for a path that is a file, ``EEXIST`` (``new_backend.exists``)
+    for a non-empty directory, and the system's errno (``new_backend.write``) when the files
+    cannot be written there (a read-only place, a parent that is a file)."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or keyword.iskeyword(name):
         raise UAPIError(errno.EINVAL, f"new-backend: {name!r} must be a lower-case identifier",
                         rule="new_backend.name")
-    if directory.exists() and any(directory.iterdir()):
+    if directory.exists() and not directory.is_dir():
+        raise UAPIError(errno.ENOTDIR, f"new-backend: {directory} exists and is not a directory",
+                        rule="new_backend.not_dir")
+    if directory.is_dir() and any(directory.iterdir()):
         raise UAPIError(errno.EEXIST, f"new-backend: {directory} exists and is not empty",
                         rule="new_backend.exists")
     package = f"iommu_uapi_{name}"
@@ -158,10 +167,28 @@ def generate(name: str, directory: Path) -> list[Path]:
         "tests/conftest.py": _CONFTEST.format(**values),
         "tests/test_conformance.py": _TEST.format(**values),
     }
-    written = []
-    for rel, text in files.items():
-        path = directory / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        written.append(path)
-    return written
+    return _write(directory, files)
+
+
+def _write(directory: Path, files: dict[str, str]) -> list[Path]:
+    """Write ``files`` below ``directory``; on an OS error remove what was created and refuse
+    with its errno."""
+    created: list[Path] = []
+    try:
+        for rel, text in files.items():
+            path = directory / rel
+            for parent in reversed([path.parent, *path.parent.parents]):
+                if not parent.exists():
+                    parent.mkdir()
+                    created.append(parent)
+            path.write_text(text)
+            created.append(path)
+    except OSError as exc:
+        for done in reversed(created):
+            if done.is_dir():
+                done.rmdir()
+            else:
+                done.unlink()
+        raise UAPIError(exc.errno or errno.EIO, f"new-backend: cannot write {exc.filename}: "
+                        f"{exc.strerror or exc}", rule="new_backend.write") from None
+    return [p for p in created if p.is_file()]

@@ -90,7 +90,7 @@ class VfioContainer:
         (``nesting_op.*``). Bind and cache invalidation need their ``IOMMU_NESTING_FEAT_*`` in
         the nesting info read at attach (EOPNOTSUPP). Unbind never fails once the header passed."""
         header, inner = VfioIommuType1NestingOp.from_user(ubuf)
-        prof = self.iommu._profile(profile)
+        prof = self.iommu.uapi.profile_of(profile)
         data = bytes(inner)
         if header.op == NestingOp.BIND_PGTBL:
             self._need(NestingFeature.BIND_PGTBL, "nesting_op")

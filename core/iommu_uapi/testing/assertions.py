@@ -9,21 +9,25 @@ import pytest
 
 from ..errors import UAPIError
 from ..features import CacheCell, Feature
-from .harness import Harness
+from ..guest import GuestEntry
+from .harness import Harness, no_guest_reason
 
 __all__ = ["errno_of", "need", "outcome", "refusal", "refused_unchanged"]
 
 
 def need(h: Harness, feature: Feature | None = None, cell: CacheCell | None = None,
-         nesting: bool = False) -> None:
-    """Skip the running test unless the backend declares ``feature``/``cell``/nesting."""
+         nesting: bool = False, entry: GuestEntry | None = None) -> None:
+    """Skip the running test unless the backend declares ``feature``/``cell``, a guest can nest
+    (``nesting``), or guest contexts enter by ``entry`` (which implies nesting)."""
     if feature is not None and not h.caps.features & feature:
         pytest.skip(f"backend does not declare feature {feature.name}")
     if cell is not None and cell not in h.caps.cache_cells:
         pytest.skip(f"backend does not declare cache cell {cell}")
-    if nesting and not h.nesting:
-        pytest.skip("backend binds no guest page table format this suite can build "
-                    f"(formats {list(h.caps.formats)})")
+    if (nesting or entry is not None) and not h.nesting:
+        pytest.skip(f"no guest can nest: {no_guest_reason(h.iommu)}")
+    if entry is not None and h.entry is not entry:
+        pytest.skip(f"guest contexts enter by {h.entry.value if h.entry else None}, "
+                    f"not {entry.value}")
 
 
 def errno_of(call: Callable[[], object]) -> int:

@@ -5,6 +5,11 @@ or run the packaged copy: ``pytest --pyargs iommu_uapi.testing.suite --iommu-bac
 Each class is one *area* of the contract. Tests are gated by the backend's declared
 :class:`~iommu_uapi.features.Capabilities`, never by its name: a test that needs a feature or a
 cache-type x granularity cell the backend does not declare is skipped with a reason naming it.
+Tests that need a guest context build it through the guest format the backend describes with
+its ``iommu_guest_formats`` hook (:mod:`iommu_uapi.guest`), entering by ``sva_bind_gpasid`` or
+through a guest PASID table; only the tests of bind itself ask for the bind entry. The fixtures
+(``iommu_backend_name``, ``iommu_guest_format``, ``harness``) may be overridden by a backend's
+own conftest or test class.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from hypothesis import strategies as st
 from ..abi import SizeDiscipline
 from ..errors import FeatureError, UAPIError
 from ..features import CacheCell, Feature
+from ..guest import GuestEntry
 from ..translation import TranslationFault
 from ..uapi.consts import CacheType, FaultType, InvGranularity, PageRequestFlags
 from ..vfio import VfioContainer
@@ -98,19 +104,20 @@ class NegotiationTests:
 
 
 class BindLifecycleTests:
-    """Guest PASID bind and unbind: translate only while bound, refusals change nothing."""
+    """Guest contexts (bind and unbind, or a guest PASID-table entry): translate only while
+    entered, refusals change nothing."""
 
     def test_bound_pasid_translates_through_both_stages(self, harness: Harness) -> None:
-        need(harness, Feature.BIND_PGTBL, nesting=True)
+        need(harness, nesting=True)
         pasid = harness.vm.alloc()
         gpa = harness.gmap(VA)
-        harness.bind(pasid)
+        harness.enter(pasid)
         tr = harness.translate(VA + 0x123, pasid, WRITE)
         assert tr.paddr == harness.hpa(gpa) + 0x123 and tr.table_reads > 0
         assert harness.translate(VA + 0x456, pasid, READ).table_reads == 0
 
     def test_unbound_pasid_never_translates(self, harness: Harness) -> None:
-        need(harness, Feature.BIND_PGTBL, nesting=True)
+        need(harness, nesting=True)
         pasid = harness.vm.alloc()
         harness.gmap(VA)
         with pytest.raises(TranslationFault):
@@ -118,26 +125,26 @@ class BindLifecycleTests:
 
     def test_unbind_then_flush_stops_translation_and_rebind_restores(self,
                                                                       harness: Harness) -> None:
-        need(harness, Feature.BIND_PGTBL, nesting=True)
+        need(harness, nesting=True)
         pasid = harness.vm.alloc()
         gpa = harness.gmap(VA)
-        harness.bind(pasid)
+        harness.enter(pasid)
         harness.translate(VA, pasid)
-        harness.unbind(pasid)
+        harness.leave(pasid)
         with pytest.raises(TranslationFault):
             harness.translate(VA, pasid)
-        harness.bind(pasid)
+        harness.enter(pasid)
         assert harness.translate(VA, pasid).paddr == harness.hpa(gpa)
 
     def test_unbind_of_nothing_succeeds(self, harness: Harness) -> None:
-        need(harness, Feature.BIND_PGTBL, nesting=True)
+        need(harness, entry=GuestEntry.BIND_GPASID)
         pasid = harness.vm.alloc()
         harness.unbind(pasid)
         harness.iommu.sva_unbind_gpasid(harness.domain, harness.dev, pasid)
 
     def test_double_bind_and_unallocated_pasid_are_refused_unchanged(self,
                                                                       harness: Harness) -> None:
-        need(harness, Feature.BIND_PGTBL, nesting=True)
+        need(harness, entry=GuestEntry.BIND_GPASID)
         pasid = harness.vm.alloc()
         harness.gmap(VA)
         harness.bind(pasid)
@@ -145,7 +152,7 @@ class BindLifecycleTests:
         assert refused_unchanged(harness, lambda: harness.bind(pasid + 7)) == errno.ENOENT
 
     def test_free_pasid_tears_down_bindings(self, harness: Harness) -> None:
-        need(harness, Feature.BIND_PGTBL, nesting=True)
+        need(harness, entry=GuestEntry.BIND_GPASID)
         pasid = harness.vm.alloc()
         harness.gmap(VA)
         harness.bind(pasid)
@@ -164,10 +171,10 @@ class InvalidationTests:
     def test_iotlb_invalidation_makes_a_guest_pte_change_visible(
             self, harness: Harness, granularity: InvGranularity) -> None:
         cell = CacheCell(CacheType.IOTLB, granularity)
-        need(harness, Feature.BIND_PGTBL, cell, nesting=True)
+        need(harness, cell=cell, nesting=True)
         pasid = harness.vm.alloc()
         old = harness.gmap(VA)
-        harness.bind(pasid, harness.dev2)
+        harness.enter(pasid, harness.dev2)
         assert harness.translate(VA, pasid, dev=harness.dev2).paddr == harness.hpa(old)
         harness.gunmap(VA)
         new = harness.gmap(VA)
@@ -176,10 +183,10 @@ class InvalidationTests:
 
     def test_device_tlb_invalidation_reaches_the_device(self, harness: Harness) -> None:
         cell = CacheCell(CacheType.DEV_IOTLB, InvGranularity.ADDR)
-        need(harness, Feature.BIND_PGTBL, cell, nesting=True)
+        need(harness, cell=cell, nesting=True)
         pasid = harness.vm.alloc()
         old = harness.gmap(VA)
-        harness.bind(pasid)
+        harness.enter(pasid)
         assert harness.translate(VA, pasid).paddr == harness.hpa(old)
         harness.gunmap(VA)
         new = harness.gmap(VA)
@@ -190,11 +197,11 @@ class InvalidationTests:
 
     def test_addr_invalidation_leaves_other_pages_cached(self, harness: Harness) -> None:
         cell = CacheCell(CacheType.IOTLB, InvGranularity.ADDR)
-        need(harness, Feature.BIND_PGTBL, cell, nesting=True)
+        need(harness, cell=cell, nesting=True)
         pasid = harness.vm.alloc()
         harness.gmap(VA)
         harness.gmap(VA + 0x10_0000)
-        harness.bind(pasid, harness.dev2)
+        harness.enter(pasid, harness.dev2)
         harness.translate(VA, pasid, dev=harness.dev2)
         harness.translate(VA + 0x10_0000, pasid, dev=harness.dev2)
         harness.invalidate(Harness.inv_info(cell, pasid, VA), harness.dev2)
@@ -217,10 +224,10 @@ class IsolationTests:
             harness.iommu.translate(dev, GUEST_RAM_PROBE)
 
     def test_pasids_are_isolated(self, harness: Harness) -> None:
-        need(harness, Feature.BIND_PGTBL, nesting=True)
+        need(harness, nesting=True)
         a, b = harness.vm.alloc(), harness.vm.alloc()
         harness.gmap(VA)
-        harness.bind(a, harness.dev2)
+        harness.enter(a, harness.dev2)
         harness.translate(VA, a, dev=harness.dev2)
         with pytest.raises(TranslationFault):
             harness.translate(VA, b, dev=harness.dev2)
@@ -239,8 +246,8 @@ class FaultTests:
 
     def _request(self, h: Harness, pasid: int, grpid: int) -> Any:
         need(h, Feature.PAGE_REQUEST)
-        need(h, Feature.BIND_PGTBL, nesting=True)
-        h.bind(pasid)
+        need(h, nesting=True)
+        h.enter(pasid)
         return h.iommu.page_request(h.dev, VA, pasid=pasid, access=WRITE, grpid=grpid)
 
     def test_page_request_round_trip(self, harness: Harness) -> None:
@@ -261,6 +268,7 @@ class FaultTests:
 
     def test_response_after_unbind_is_refused_and_reuse_sees_no_old_fault(
             self, harness: Harness) -> None:
+        need(harness, entry=GuestEntry.BIND_GPASID)
         pasid = harness.vm.alloc()
         self._request(harness, pasid, 5)
         harness.unbind(pasid)
@@ -282,7 +290,7 @@ class PasidTests:
         assert vm.alloc() == a and b in harness.iommu.pasids
 
     def test_bound_then_freed_pasids_leave_nothing_bound(self, harness: Harness) -> None:
-        need(harness, Feature.BIND_PGTBL, nesting=True)
+        need(harness, entry=GuestEntry.BIND_GPASID)
         harness.gmap(VA)
         pasids = [harness.vm.alloc() for _ in range(4)]
         for pasid in pasids:
@@ -353,7 +361,7 @@ class StatefulTests:
 
         from .stateful import machine_for
 
-        need(harness, Feature.BIND_PGTBL, nesting=True)
+        need(harness, entry=GuestEntry.BIND_GPASID)
         need(harness, Feature.CACHE_INVLD)
         run_state_machine_as_test(machine_for(harness.iommu.backend_name), settings=settings(
             max_examples=25, stateful_step_count=30, deadline=None, database=None,

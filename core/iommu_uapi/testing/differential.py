@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..features import CacheCell, Feature
+from ..features import CacheCell
+from ..guest import GuestEntry
 from ..translation import TranslationFault
 from ..uapi.consts import CacheType, InvGranularity
-from .harness import READ, WRITE, Harness, guest_format
+from .harness import READ, WRITE, Harness
 
 __all__ = ["Outcome", "can_run", "compare", "run_workload"]
 
@@ -27,8 +28,8 @@ _VAS = [0x7000_0000_0000 + (i << 21) + (i << 12) for i in range(6)]
 
 def can_run(h: Harness) -> str | None:
     """None if ``h``'s backend can run the workload, else the reason it cannot."""
-    if not h.caps.features & Feature.BIND_PGTBL or guest_format(h.caps) is None:
-        return "no guest PASID bind in a format the workload builds"
+    if h.entry is not GuestEntry.BIND_GPASID:
+        return "its guest contexts do not enter by guest PASID bind"
     missing = [str(c) for c in _CELLS if c not in h.caps.cache_cells]
     return f"lacks {', '.join(missing)}" if missing else None
 

@@ -2,32 +2,35 @@
 
 :class:`Harness` builds what a VMM builds: an IOMMU model of the selected backend, a device (with
 ATS when the backend executes device-TLB invalidations, PRI when it declares page requests), a
-host domain (in nesting mode when the backend binds guest page tables), guest RAM mapped at stage
-2 page by page, and a guest that builds its own stage-1 tables in guest memory in the format the
-backend declares. Tests then speak the UAPI: bind bytes, invalidation records, page responses.
+host domain (in nesting mode when a guest can nest), guest RAM mapped at stage 2 page by page,
+and a guest that builds its own stage-1 tables in guest memory. What the guest builds and how its
+contexts enter the IOMMU come from the backend's ``iommu_guest_formats`` hook
+(:mod:`iommu_uapi.guest`): the harness uses the first format whose entry the backend declares,
+and :meth:`Harness.enter`/:meth:`Harness.leave` bind a PASID (``sva_bind_gpasid``) or write
+and invalidate its entry in the guest PASID table it attached (``attach_pasid_table``). Tests
+then speak the UAPI: bind bytes, invalidation records, page responses.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from ..device import Device, Domain
-from ..features import CacheCell, Capabilities, Feature
+from ..features import CacheCell, Feature
+from ..guest import GuestEntry, GuestFormat, GuestTables
 from ..iommu import IOMMU
 from ..memory import GuestMemory, PhysicalMemory
 from ..pgtable.common import Prot
-from ..pgtable.x86 import X86Config, X86PageTable
 from ..translation import Translation
 from ..uapi import (
     CacheInvalidateInfo,
-    GpasidBindData,
-    GpasidBindDataVtd,
-    GpasidBindVendor,
     InvAddrInfo,
     InvGranu,
     InvPasidInfo,
     PageResponse,
+    PasidTableConfig,
 )
 from ..uapi.consts import (
     CacheType,
@@ -37,10 +40,10 @@ from ..uapi.consts import (
     InvPasidFlags,
     PageResponseCode,
     PageResponseFlags,
-    PasidFormat,
 )
 
-__all__ = ["GUEST_RAM_GPA", "GUEST_RAM_SIZE", "GUEST_VA", "Harness", "guest_format"]
+__all__ = ["GUEST_RAM_GPA", "GUEST_RAM_SIZE", "GUEST_VA", "Harness", "guest_formats",
+           "no_guest_reason", "usable_format"]
 
 GUEST_RAM_GPA = 0
 GUEST_RAM_SIZE = 0x10_0000  # 1 MiB of guest RAM, mapped 4 KiB page by page at stage 2
@@ -49,26 +52,72 @@ GUEST_RAM_HPA = 0x1_0000_0000
 GUEST_VA = 0x7F12_3450_0000
 RW = Prot.READ | Prot.WRITE
 READ, WRITE = int(FaultPerm.READ), int(FaultPerm.WRITE)
-#: The stage-1 formats a guest can build, by the PASID format a backend declares.
-GUEST_FORMATS: dict[int, Callable[[GuestMemory], Any]] = {
-    PasidFormat.INTEL_VTD: lambda guest: X86PageTable(X86Config(levels=4, haw=48), guest),
+#: What the backend must declare for a guest context to enter each way: the UAPI feature, and
+#: the invalidations the guest sends (a table entry needs the PASID cache invalidated, and its
+#: IOTLB entries dropped when it goes).
+_ENTRY_NEEDS: dict[GuestEntry, tuple[Feature, frozenset[CacheCell]]] = {
+    GuestEntry.BIND_GPASID: (Feature.BIND_PGTBL, frozenset()),
+    GuestEntry.PASID_TABLE: (Feature.BIND_PASID_TABLE, frozenset({
+        CacheCell(CacheType.PASID, InvGranularity.PASID),
+        CacheCell(CacheType.IOTLB, InvGranularity.PASID)})),
 }
 
 
-def guest_format(caps: Capabilities) -> int | None:
-    """The first PASID format the backend declares that a guest here can build tables for."""
-    return next((f for f in caps.formats if f in GUEST_FORMATS), None)
+def guest_formats(iommu: IOMMU) -> list[GuestFormat]:
+    """The guest formats ``iommu``'s backend describes (none without the hook)."""
+    if "iommu_guest_formats" not in iommu.ops:
+        return []
+    return list(iommu.dispatch.call("iommu_guest_formats") or ())
+
+
+def no_guest_reason(iommu: IOMMU) -> str:
+    """Why no guest can nest on ``iommu``'s backend (for a skip message)."""
+    features = iommu.capabilities.features
+    lacking = [f.name for f, _ in _ENTRY_NEEDS.values() if not features & f]
+    if len(lacking) == len(_ENTRY_NEEDS):
+        return f"backend declares neither {' nor '.join(str(n) for n in lacking)}"
+    described = guest_formats(iommu)
+    if not described:
+        return "backend describes no guest format (iommu_guest_formats)"
+    return (f"no guest format of {described} has its entry declared (feature, and the cells "
+            "its invalidations use)")
+
+
+def _declared(iommu: IOMMU, fmt: GuestFormat) -> bool:
+    caps = iommu.capabilities
+    feature, cells = _ENTRY_NEEDS[fmt.entry]
+    if not caps.features & feature or not cells <= caps.cache_cells:
+        return False
+    return fmt.entry is not GuestEntry.BIND_GPASID or fmt.format in caps.formats
+
+
+def usable_format(iommu: IOMMU, wanted: GuestFormat | None = None) -> GuestFormat | None:
+    """The first guest format whose entry the backend declares (the feature, the cells the
+    guest's invalidations use, and for a bind the PASID format), or None. With ``wanted``:
+    that format, which must be one the backend describes and declares (else ``ValueError``)."""
+    described = guest_formats(iommu)
+    if wanted is not None:
+        if not any(type(f) is type(wanted) and f.format == wanted.format
+                   and f.entry is wanted.entry for f in described) or not _declared(iommu,
+                                                                                   wanted):
+            raise ValueError(f"{wanted!r} is not a guest format {iommu.backend_name!r} "
+                             f"describes and declares (it describes {described})")
+        return wanted
+    return next((f for f in described if _declared(iommu, f)), None)
 
 
 class Harness:
     """One host IOMMU model plus one guest, for the conformance suite (see the module doc)."""
 
-    def __init__(self, backend: str, *, profile: str = "linux-5.10", **config: Any) -> None:
+    def __init__(self, backend: str, *, profile: str = "linux-5.10",
+                 guest_format: GuestFormat | None = None, **config: Any) -> None:
         self.memory = PhysicalMemory()
         self.iommu = IOMMU(backend, memory=self.memory, profile=profile, **config)
         self.caps = self.iommu.capabilities
-        self.nesting = bool(self.caps.features & Feature.BIND_PGTBL) and \
-            guest_format(self.caps) is not None
+        #: the guest format in use (None: no guest can nest on this backend): ``guest_format``,
+        #: which must be one the backend describes and declares, or the first such
+        self.format = usable_format(self.iommu, guest_format)
+        self.nesting = self.format is not None
         ats = any(c.cache == CacheType.DEV_IOTLB for c in self.caps.cache_cells)
         pri = bool(self.caps.features & Feature.PAGE_REQUEST)
         self.dev = self.iommu.add_device(0x0100, ats=ats, pri=pri)
@@ -80,11 +129,22 @@ class Harness:
         self.guest.add_ram(GUEST_RAM_GPA, GUEST_RAM_SIZE, GUEST_RAM_HPA)
         for off in range(0, GUEST_RAM_SIZE, 0x1000):
             self.iommu.map(self.domain, GUEST_RAM_GPA + off, GUEST_RAM_HPA + off, 0x1000, RW)
-        fmt = guest_format(self.caps)
-        self.gpt = GUEST_FORMATS[fmt](self.guest) if fmt is not None else None
+        self.gpt: GuestTables | None = None
+        #: the guest PASID table attached to the domain (PASID_TABLE entry only)
+        self.table: PasidTableConfig | None = None
+        if self.format is not None:
+            self.gpt = self.format.tables(self.guest)
+            if self.format.entry is GuestEntry.PASID_TABLE:
+                self.table = self.format.pasid_table(self.guest)
+                self.iommu.uapi_attach_pasid_table(self.domain, self.table.to_bytes())
         self.vm = self.iommu.pasid_set("guest", quota=64)
         self.handled: list[Any] = []
         self.iommu.register_fault_handler(self.dev, self.handled.append)
+
+    @property
+    def entry(self) -> GuestEntry | None:
+        """How a guest context enters (None: no guest can nest)."""
+        return None if self.format is None else self.format.entry
 
     # -- the guest ------------------------------------------------------------------------------
 
@@ -110,14 +170,16 @@ class Harness:
 
     # -- the UAPI -------------------------------------------------------------------------------
 
-    def bind_bytes(self, hpasid: int, **fields: Any) -> bytes:
-        """``iommu_gpasid_bind_data`` (VT-d vendor data) binding the guest's tables."""
-        import msgspec
+    def _format(self, entry: GuestEntry) -> GuestFormat:
+        assert self.format is not None and self.format.entry is entry, (
+            f"the backend's guest contexts enter by {self.entry}, not {entry.value}")
+        return self.format
 
+    def bind_bytes(self, hpasid: int, **fields: Any) -> bytes:
+        """The ``iommu_gpasid_bind_data`` the guest format gives for the guest's tables and
+        ``hpasid``, with ``fields`` replaced (``BIND_GPASID`` entry)."""
         assert self.gpt is not None
-        data = GpasidBindData(argsz=72, version=1, format=PasidFormat.INTEL_VTD, addr_width=48,
-                              gpgd=self.gpt.root, hpasid=hpasid,
-                              vendor=GpasidBindVendor(vtd=GpasidBindDataVtd()))
+        data = self._format(GuestEntry.BIND_GPASID).bind_data(hpasid, self.gpt.root)
         return msgspec.structs.replace(data, **fields).to_bytes() if fields else data.to_bytes()
 
     def bind(self, hpasid: int, dev: Device | None = None) -> None:
@@ -127,6 +189,35 @@ class Harness:
     def unbind(self, hpasid: int, dev: Device | None = None) -> None:
         """Unbind through the user-bytes entry point."""
         self.iommu.uapi_sva_unbind_gpasid(self.domain, dev or self.dev, self.bind_bytes(hpasid))
+
+    def enter(self, pasid: int, dev: Device | None = None) -> None:
+        """Make ``pasid`` of ``dev`` translate through the guest's tables, the way the backend's
+        guest format says: bind it, or write its guest PASID-table entry and invalidate the
+        PASID cache (the table serves every device of the domain)."""
+        if self.entry is GuestEntry.BIND_GPASID:
+            self.bind(pasid, dev)
+            return
+        fmt = self._format(GuestEntry.PASID_TABLE)
+        assert self.gpt is not None and self.table is not None
+        fmt.write_entry(self.guest, self.table, pasid, self.gpt.root)
+        self._invalidate_all(CacheType.PASID, pasid)
+
+    def leave(self, pasid: int, dev: Device | None = None) -> None:
+        """Undo :meth:`enter`: unbind, or invalidate the PASID's table entry and drop what the
+        PASID and IOTLB caches hold for it."""
+        if self.entry is GuestEntry.BIND_GPASID:
+            self.unbind(pasid, dev)
+            return
+        fmt = self._format(GuestEntry.PASID_TABLE)
+        assert self.table is not None
+        fmt.write_entry(self.guest, self.table, pasid, None)
+        self._invalidate_all(CacheType.PASID, pasid)
+        self._invalidate_all(CacheType.IOTLB, pasid)
+
+    def _invalidate_all(self, cache: CacheType, pasid: int) -> None:
+        info = self.inv_info(CacheCell(cache, InvGranularity.PASID), pasid)
+        for dev in self.domain.devices:
+            self.invalidate(info, dev)
 
     def translate(self, va: int, pasid: int | None = None, access: int = READ,
                   dev: Device | None = None) -> Translation:
@@ -171,6 +262,6 @@ class Harness:
         pages = tuple(sorted((pfn, self.memory.read(pfn << 12, 0x1000))
                              for pfn in self.memory.backed_page_numbers()))
         atc = dict(self.dev.atc.entries) if self.dev.atc is not None else None
-        return (dict(io._bindings), dict(io.iotlb.entries), atc,
+        return (dict(io.uapi.bindings), dict(io.iotlb.entries), atc,
                 [list(io.pending_page_requests(d)) for d in (self.dev, self.dev2)],
                 sorted(io.pasids._owner), pages)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -38,13 +39,30 @@ def _registered_errno(node: ast.expr) -> int | None:
         return None
 
 
-def raised_rules(package: Path, *, helpers: Mapping[str, tuple[int, int]] | None = None,
+def _package_dir(package: str | Path) -> Path:
+    """The directory of ``package``: a path (``Path`` or text), or an importable package's
+    name (``"iommu_uapi_vtd"``)."""
+    path = Path(package)
+    if path.is_dir() or not isinstance(package, str):
+        return path
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"{package!r} is neither a directory nor an importable package")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def raised_rules(package: str | Path, *, helpers: Mapping[str, tuple[int, int]] | None = None,
                  names: Mapping[str, int] | None = None,
                  skip: frozenset[str] = frozenset()) -> dict[str, set[int | None]]:
     """Rule id -> the errnos the Python sources below ``package`` raise it with (None where
-    the errno is not a constant). ``helpers`` maps a refusal helper's name to (the position of
+    the errno is not a constant). ``package`` is a directory (``Path`` or text) or an
+    importable package's name. ``helpers`` maps a refusal helper's name to (the position of
     its rule-id argument, the errno it raises); ``names`` maps errno constants imported by name
     (``ENOTSUPP``) to their values; directories named in ``skip`` are not read."""
+    package = _package_dir(package)
     helpers = helpers or {}
     names = names or {}
     found: dict[str, set[int | None]] = {}

@@ -12,6 +12,7 @@ import pytest
 from ..abi import SizeDiscipline
 from ..errors import UAPIError
 from ..features import CacheCell, Feature
+from ..guest import GuestEntry
 from ..rules import RULES, RULES_BY_ID
 from ..uapi import NestingInfo
 from ..uapi.consts import CacheType, InvGranularity, PasidConfig
@@ -77,7 +78,7 @@ class SizeRuleTests:
             harness.domain, harness.dev, _addr_inv(argsz=40))) == errno.EINVAL
 
     def test_bind_argsz_below_minsz_and_bad_version(self, harness: Harness) -> None:
-        need(harness, Feature.BIND_PGTBL, nesting=True)
+        need(harness, entry=GuestEntry.BIND_GPASID)
         pasid = harness.vm.alloc()
         short = bytearray(harness.bind_bytes(pasid))
         short[0:4] = (48).to_bytes(4, "little")
@@ -96,9 +97,9 @@ class SizeRuleTests:
         argsz patched, ``tail`` appended, the readable buffer cut at ``cut``; and the exact
         response that answers the same request."""
         need(h, Feature.PAGE_REQUEST)
-        need(h, Feature.BIND_PGTBL, nesting=True)
+        need(h, nesting=True)
         pasid = h.vm.alloc()
-        h.bind(pasid)
+        h.enter(pasid)
         grpid = pasid & 0x1FF
         h.iommu.page_request(h.dev, VA, pasid=pasid, access=WRITE, grpid=grpid)
         exact = h.response(grpid, pasid)

@@ -73,7 +73,7 @@ def nesting_info_probe(ubuf: bytearray) -> bool:
     """
     try:
         view = memoryview(ubuf).cast("B")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, BufferError):
         raise fail("nesting_info.copy_argsz", have=0) from None
     if view.readonly or len(view) < 4:
         raise fail("nesting_info.copy_argsz", have=len(view))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import checks as _checks
 from ..abi import U32, CRecord, SizeDiscipline, copy_from_user, cstruct
+from ..argsz import user_bytes
 from ..profiles import ProfileLike
 from ..rules import fail
 
@@ -33,13 +34,15 @@ class PageResponse(CRecord, frozen=True, gc=False):
 
         ``linux-5.10`` never looks at argsz: the 24-byte struct is read whole (EFAULT if fewer
         bytes are readable). ``strict`` copies it under the size discipline (argsz >= 24).
+        Either way a ``buf`` that is not a bytes-like buffer is EFAULT
+        (``page_response.copy_minsz``).
         """
         prof = _checks.profile_of(profile)
         if "page_response.argsz_minsz" in prof.rules:
             msg = copy_from_user(cls, buf, "page_response", discipline)
         else:
             if type(buf) is not bytes and type(buf) is not bytearray:
-                buf = memoryview(buf).cast("B")
+                buf = user_bytes(buf, "page_response", None, cls.SIZE)
             if len(buf) < cls.SIZE:
                 raise fail("page_response.copy_minsz", minsz=cls.SIZE, have=len(buf))
             msg = cls._cdecode(buf, 0)

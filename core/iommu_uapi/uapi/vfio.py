@@ -37,7 +37,7 @@ def _header(buf: bytes | bytearray | memoryview, op: str) -> tuple[memoryview, i
     """Copy the 8-byte VFIO header: EFAULT if unreadable, EINVAL if argsz < 8."""
     try:
         view = memoryview(buf).cast("B")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, BufferError):
         raise fail(f"{op}.copy_minsz", have=0) from None
     if len(view) < _VFIO_MINSZ:
         raise fail(f"{op}.copy_minsz", have=len(view))

@@ -15,11 +15,13 @@ Configuration (``IOMMU("vtd", five_level=True, caching_mode=True, nd=2, ...)``):
 from __future__ import annotations
 
 import errno
+from collections.abc import Sequence
 from typing import Any
 
 from iommu_uapi.device import Device, Domain
-from iommu_uapi.errors import ENOTSUPP, UAPIError
+from iommu_uapi.errors import UAPIError
 from iommu_uapi.features import Capabilities, FailureReport, Feature
+from iommu_uapi.guest import GuestFormat
 from iommu_uapi.hookspecs import hookimpl
 from iommu_uapi.iommu import IOMMU
 from iommu_uapi.memory import PhysicalMemory
@@ -27,28 +29,32 @@ from iommu_uapi.plugins import BackendSpec
 from iommu_uapi.tlb import TLB
 from iommu_uapi.uapi import CacheInvalidateInfo, Fault, GpasidBindData, NestingInfo, PageResponse
 from iommu_uapi.uapi.consts import (
-    IOMMU_SVA_VTD_GPASID_MTS_MASK,
     FaultPerm,
     NestingFeature,
     PasidFormat,
-    VtdGpasidFlags,
 )
 from iommu_uapi.uapi.nesting import NestingInfoVendor, NestingInfoVtd
 
 from .context import FaultSink, VtdContext, build_context
 from .domain import VtdDomain, domain_aw
 from .faults import FaultRecorder
+from .gpasid import check_bind, nested_entry_for
+from .guest import BIND_ARGSZ_MIN, VTD_GUEST
 from .invalidate import SUPPORTED_CELLS, DevTlbTarget, guest_invalidation
 from .linked_caches import AtcDeviceTlbs, forget_contexts, linked_caches
-from .pasid_entry import Flpm, nested_entry, second_level_entry
+from .pasid_entry import second_level_entry
 from .prq_glue import PageRequests
 from .qi import (
+    ContextCacheGranularity,
     ContextCacheInv,
     Descriptor,
     DevTlbInv,
+    IotlbGranularity,
     IotlbInv,
     PageGroupResponse,
+    PasidCacheGranularity,
     PasidCacheInv,
+    PasidIotlbGranularity,
     PasidIotlbInv,
     devtlb_size_encoding,
 )
@@ -61,14 +67,8 @@ from .tables import ScalableTables
 
 __all__ = ["BIND_ARGSZ_MIN", "RID_PASID", "VtdBackend", "iommu_register_backends"]
 
-#: offsetofend(struct iommu_gpasid_bind_data, vendor.vtd): the driver's argsz minimum.
-BIND_ARGSZ_MIN = 72
 #: The PASID Linux programs as RID_PASID (requests without PASID).
 RID_PASID = 0
-#: PASID_MAX of the driver: a device must support 2^20 PASIDs for a guest bind.
-PASID_MAX = 1 << 20
-_VTD_FLAGS_VALID = (1 << 6) - 1            # IOMMU_SVA_VTD_GPASID_LAST - 1
-_ADDR_WIDTH_FLPM = {48: Flpm.LEVEL4, 57: Flpm.LEVEL5}
 _FL_CAP_MASK = Cap.LAYOUT["FL1GP"].mask | Cap.LAYOUT["FL5LP"].mask
 _NESTING_ECAP_MASK = (Ecap.LAYOUT["PRS"].mask | Ecap.LAYOUT["ERS"].mask | Ecap.LAYOUT["SRS"].mask
                       | Ecap.LAYOUT["EAFS"].mask | Ecap.LAYOUT["PASID"].mask)
@@ -106,8 +106,11 @@ class VtdBackend:
         self.queue = SyncQueue(memory, self.cfg, self.caches, status=self.status,
                                page_response=self.responses.append)
         self.faults = FaultSink(FaultRecorder(self.cfg, self.status))
-        self.prq = PageRequests(memory, self)
         self.binds: dict[tuple[int, int], Domain] = {}
+        self.prq = PageRequests(memory, tables=self.tables, caches=self.caches,
+                                faults=self.faults, run=self.run,
+                                responses=self.responses.append, binds=self.binds,
+                                pds=bool(self.cfg.pds), profile=self._profile)
         self._dids: set[int] = set()
         self.capabilities = self._capabilities()
 
@@ -119,6 +122,9 @@ class VtdBackend:
     def _config_dropped(self, sid: int | None, pasid: int | None) -> None:
         if self.iommu is not None:
             forget_contexts(self.iommu, sid, pasid)
+
+    def _profile(self) -> str:
+        return self.iommu.profile if self.iommu is not None else "linux-5.10"
 
     def run(self, descriptors: list[Descriptor]) -> bool:
         """Submit ``descriptors`` to the invalidation queue and let the hardware execute them
@@ -173,6 +179,10 @@ class VtdBackend:
                            addr_width=domain.data.gaw, pasid_bits=self.cfg.pasid_bits,
                            vendor=NestingInfoVendor(vtd=vtd))
 
+    @hookimpl
+    def iommu_guest_formats(self) -> Sequence[GuestFormat]:
+        return (VTD_GUEST,) if self.capabilities.features & Feature.BIND_PGTBL else ()
+
     # -- devices and domains -------------------------------------------------------------------
 
     @hookimpl
@@ -221,23 +231,28 @@ class VtdBackend:
         self.tables.set_pasid(dev.sid, RID_PASID, second_level_entry(
             cfg, did=data.did, slptptr=data.pt.root, aw=data.aw))
         if cfg.cm:  # hardware that caches not-present entries caches them under DID 0
-            self.run([ContextCacheInv(G=3, DID=0, SID=dev.sid), _dsi(cfg, data.did),
-                      PasidCacheInv(G=1, DID=data.did, PASID=RID_PASID),
-                      PasidIotlbInv(G=2, DID=data.did, PASID=RID_PASID)])
+            self.run([ContextCacheInv(G=ContextCacheGranularity.DEVICE, DID=0, SID=dev.sid),
+                      _dsi(cfg, data.did),
+                      PasidCacheInv(G=PasidCacheGranularity.PASID, DID=data.did,
+                                    PASID=RID_PASID),
+                      PasidIotlbInv(G=PasidIotlbGranularity.NON_GLOBAL, DID=data.did,
+                                    PASID=RID_PASID)])
 
     @hookimpl
     def iommu_detach_dev(self, domain: Domain, dev: Device) -> None:
         data: VtdDomain = domain.data
         self._tear_down(dev, RID_PASID, data.did)
         self.tables.teardown_device(dev.sid)
-        self.run([ContextCacheInv(G=3, DID=data.did, SID=dev.sid), _dsi(self.cfg, data.did)])
+        self.run([ContextCacheInv(G=ContextCacheGranularity.DEVICE, DID=data.did, SID=dev.sid),
+                  _dsi(self.cfg, data.did)])
 
     def _tear_down(self, dev: Device, pasid: int, did: int) -> None:
         """``intel_pasid_tear_down_entry``: clear the entry, flush PASID cache and PASID-IOTLB,
         and (without caching mode) the device TLB."""
         self.tables.clear_pasid(dev.sid, pasid)
-        descs: list[Descriptor] = [PasidCacheInv(G=1, DID=did, PASID=pasid),
-                                   PasidIotlbInv(G=2, DID=did, PASID=pasid)]
+        descs: list[Descriptor] = [
+            PasidCacheInv(G=PasidCacheGranularity.PASID, DID=did, PASID=pasid),
+            PasidIotlbInv(G=PasidIotlbGranularity.NON_GLOBAL, DID=did, PASID=pasid)]
         target = self._devtlb_target(dev)
         if target is not None and not self.cfg.cm:
             if pasid == RID_PASID:
@@ -271,73 +286,17 @@ class VtdBackend:
     def iommu_sva_bind_gpasid(self, domain: Domain, dev: Device, data: GpasidBindData,
                               argsz: int, profile: str) -> None:
         assert self.iommu is not None
-        flags = data.vendor.vtd.flags
-        if data.format != PasidFormat.INTEL_VTD:
-            raise _einval(f"bind: format {data.format} is not INTEL_VTD", "vtd.bind.format")
-        if argsz < BIND_ARGSZ_MIN:
-            raise _einval(f"bind: argsz {argsz} < {BIND_ARGSZ_MIN} (end of vendor.vtd)",
-                          "vtd.bind.argsz")
-        if flags & ~_VTD_FLAGS_VALID:
-            raise _einval(f"bind: vendor.vtd.flags {flags:#x} outside {_VTD_FLAGS_VALID:#x}",
-                          "vtd.bind.vtd_flags")
-        if not dev.pci:
-            raise UAPIError(ENOTSUPP, f"bind: {dev!r} is not a PCI device",
-                            rule="vtd.bind.not_pci")
-        if dev.max_pasids != PASID_MAX:
-            raise _einval(f"bind: device supports {dev.max_pasids} PASIDs, not {PASID_MAX}",
-                          "vtd.bind.max_pasids")
+        check_bind(dev, domain, data, argsz, self.iommu.pasids, self.binds)
+        entry = nested_entry_for(self.cfg, self.tables, domain, dev, data)
         hpasid = data.hpasid
-        if not 0 < hpasid < PASID_MAX:
-            raise _einval(f"bind: hpasid {hpasid:#x} outside 1..{PASID_MAX - 1:#x}",
-                          "vtd.bind.hpasid")
-        if dev.domain is not domain:
-            raise _einval(f"bind: {dev!r} is not attached to domain {domain.id}",
-                          "vtd.bind.not_attached")
-        self.iommu.pasids.owner(hpasid)     # EINVAL out of range, ENOENT not allocated
-        if (dev.sid, hpasid) in self.binds:
-            raise UAPIError(errno.EBUSY, f"bind: {dev!r} is already bound to pasid "
-                            f"{hpasid:#x}", rule="vtd.bind.busy")
-        entry = self._nested_entry(domain, dev, data)
         self.tables.set_pasid(dev.sid, hpasid, entry)
-        descs: list[Descriptor] = [PasidCacheInv(G=1, DID=entry.DID, PASID=hpasid)]
+        descs: list[Descriptor] = [
+            PasidCacheInv(G=PasidCacheGranularity.PASID, DID=entry.DID, PASID=hpasid)]
         if self.cfg.cm:
-            descs.append(PasidIotlbInv(G=2, DID=entry.DID, PASID=hpasid))
+            descs.append(PasidIotlbInv(G=PasidIotlbGranularity.NON_GLOBAL, DID=entry.DID,
+                                       PASID=hpasid))
         self.run(descs)
         self.binds[(dev.sid, hpasid)] = domain
-
-    def _nested_entry(self, domain: Domain, dev: Device, data: GpasidBindData) -> Any:
-        """``intel_pasid_setup_nested``'s checks, in order; returns the entry to write."""
-        cfg = self.cfg
-        d: VtdDomain = domain.data
-        flags = data.vendor.vtd.flags
-        if not cfg.nest:
-            raise _einval("bind: the unit has no nested translation (ECAP.NEST)",
-                          "vtd.bind.no_nest")
-        if not d.nesting:
-            raise _einval(f"bind: domain {domain.id} is not in nesting mode",
-                          "vtd.bind.not_nesting")
-        current = self.tables.read_pasid(dev.sid, data.hpasid)
-        if current is not None and current.P:
-            raise UAPIError(errno.EBUSY, f"bind: the PASID entry of {data.hpasid:#x} is "
-                            "present", rule="vtd.bind.entry_present")
-        flpm = _ADDR_WIDTH_FLPM.get(data.addr_width)
-        if flpm is None or (flpm == Flpm.LEVEL5 and not cfg.fl5lp):
-            raise _einval(f"bind: addr_width {data.addr_width} is not 48 (or 57 with "
-                          "CAP.FL5LP)", "vtd.bind.addr_width")
-        if data.gpgd > d.max_addr:
-            raise _einval(f"bind: gpgd {data.gpgd:#x} beyond the domain's highest mapped "
-                          f"address {d.max_addr:#x}", "vtd.bind.gpgd")
-        sre = bool(flags & VtdGpasidFlags.SRE)
-        eafe = bool(flags & VtdGpasidFlags.EAFE)
-        if sre and not cfg.srs:
-            raise _einval("bind: SRE without ECAP.SRS", "vtd.bind.sre")
-        if eafe and not cfg.eafs:
-            raise _einval("bind: EAFE without ECAP.EAFS", "vtd.bind.eafe")
-        if flags & IOMMU_SVA_VTD_GPASID_MTS_MASK:
-            raise _einval(f"bind: memory-type flags {flags & IOMMU_SVA_VTD_GPASID_MTS_MASK:#x}"
-                          ": no memory type support", "vtd.bind.memory_type")
-        return nested_entry(cfg, did=d.did, flptptr=data.gpgd & ~0xFFF, slptptr=d.pt.root,
-                            aw=d.aw, flpm=flpm, sre=sre, eafe=eafe)
 
     @hookimpl
     def iommu_sva_unbind_gpasid(self, domain: Domain, dev: Device, pasid: int) -> None:
@@ -401,7 +360,7 @@ class VtdBackend:
 
 def _dsi(cfg: VtdConfig, did: int) -> IotlbInv:
     """Domain-selective IOTLB invalidation (with write/read draining where reported)."""
-    return IotlbInv(G=2, DID=did, DW=cfg.dwd, DR=cfg.drd)
+    return IotlbInv(G=IotlbGranularity.DOMAIN, DID=did, DW=cfg.dwd, DR=cfg.drd)
 
 
 def _pdts(max_pasids: int, pasid_bits: int) -> int:

@@ -17,7 +17,7 @@ from iommu_uapi.pgtable.vtd_sl import SLPageTable
 
 from .context import sl_config
 from .invalidate import DevTlbTarget
-from .qi import Descriptor, DevTlbInv, IotlbInv
+from .qi import Descriptor, DevTlbInv, IotlbGranularity, IotlbInv
 from .registers import VtdConfig
 
 __all__ = ["VtdDomain", "domain_aw"]
@@ -78,10 +78,11 @@ class VtdDomain:
         pages = max(1, size >> _PAGE_SHIFT)
         mask = (pages - 1).bit_length()
         if not cfg.psi or mask > cfg.mamv:
-            out: list[Descriptor] = [IotlbInv(G=2, DID=self.did, DW=cfg.dwd, DR=cfg.drd)]
+            out: list[Descriptor] = [IotlbInv(G=IotlbGranularity.DOMAIN, DID=self.did,
+                                              DW=cfg.dwd, DR=cfg.drd)]
         else:
-            out = [IotlbInv(G=3, DID=self.did, DW=cfg.dwd, DR=cfg.drd, AM=mask,
-                            ADDR=iova & ~((1 << (_PAGE_SHIFT + mask)) - 1))]
+            out = [IotlbInv(G=IotlbGranularity.PAGE, DID=self.did, DW=cfg.dwd, DR=cfg.drd,
+                            AM=mask, ADDR=iova & ~((1 << (_PAGE_SHIFT + mask)) - 1))]
         for t in devtlbs:
             addr, s = ats_size_encoding(iova, mask)
             out.append(DevTlbInv(MIP=t.qdep & 0x1F, SID=t.sid, PFSID_LO=t.pfsid & 0xF,

@@ -30,14 +30,21 @@ from iommu_uapi.hw.ats import ats_size_encoding
 from iommu_uapi.uapi import CacheInvalidateInfo
 from iommu_uapi.uapi.consts import CacheType, InvAddrFlags, InvGranularity, InvPasidFlags
 
-from .qi import Descriptor, IotlbInv, PasidDevTlbInv, PasidIotlbInv
+from .qi import (
+    Descriptor,
+    IotlbGranularity,
+    IotlbInv,
+    PasidDevTlbInv,
+    PasidIotlbGranularity,
+    PasidIotlbInv,
+)
 from .rules import fail
 
 __all__ = ["QI_GRANULARITY", "SUPPORTED_CELLS", "DevTlbTarget", "guest_invalidation"]
 
-#: QI granularities the driver uses.
-QI_GRAN_NONG_PASID = 2
-QI_GRAN_PSI_PASID = 3
+#: QI granularities the driver uses (its names for :class:`~.qi.PasidIotlbGranularity`).
+QI_GRAN_NONG_PASID = PasidIotlbGranularity.NON_GLOBAL
+QI_GRAN_PSI_PASID = PasidIotlbGranularity.PAGE
 QI_DEV_IOTLB_GRAN_PASID_SEL = 0
 
 #: (cache type, granularity) -> descriptor granularity; None: the driver has no descriptor.
@@ -158,7 +165,7 @@ def _pasid_iotlb(did: int, pasid: int, qg: int, addr: int, order: int, leaf: boo
     if qg == QI_GRAN_NONG_PASID:
         return PasidIotlbInv(G=QI_GRAN_NONG_PASID, DID=did, PASID=pasid & _PASID_MASK)
     if widen and order > mamv:
-        return IotlbInv(G=2, DID=did)
+        return IotlbInv(G=IotlbGranularity.DOMAIN, DID=did)
     # UNCERTAIN: the driver computes 1 << order in a C int; above order 30 the result is
     # undefined. The model encodes AM = order (the field holds 6 bits; the order is at most 52).
     align = 1 << (_PAGE_SHIFT + order)

@@ -1,11 +1,13 @@
 """The invalidation queue (VT-d 3.x 6.5.2): a ring of descriptors in memory, IQA/IQH/IQT.
 
+The queue is a :class:`~iommu_uapi.hw.ring.Ring` of the core (slot-gap style: one slot stays
+free) placed by IQA; IQH and IQT hold its consumer and producer positions as byte offsets.
 Software writes descriptors at IQT and advances it (:meth:`InvalidationQueue.submit`); the
-hardware consumes them from IQH (:meth:`InvalidationQueue.process`), executing each against the
-caches it must reach (hw-formats 1.9.11), until IQH = IQT. A malformed descriptor stops the
-queue: FSTS.IQE set, IQERCD.IQEI filled, IQH left at the descriptor, fault event raised.
-Software repairs the queue and clears IQE (:meth:`InvalidationQueue.clear_iqe`); processing
-resumes from IQH.
+hardware latches IQT, checks it, and consumes from IQH (:meth:`InvalidationQueue.process`),
+executing each descriptor against the caches it must reach (hw-formats 1.9.11), until
+IQH = IQT. A malformed descriptor stops the queue: FSTS.IQE set, IQERCD.IQEI filled, IQH left at
+the descriptor (the ring stopped with the IQEI code), fault event raised. Software repairs the
+queue and clears IQE (:meth:`InvalidationQueue.clear_iqe`); processing resumes from IQH.
 """
 
 from __future__ import annotations
@@ -16,29 +18,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from iommu_uapi.errors import MemoryAccessError, UAPIError
+from iommu_uapi.hw.ring import Ring
 from iommu_uapi.memory import PAGE_SIZE, PhysicalMemory
 
 from .bits import Field, Record, bit
 from .caches import VtdCaches
-from .qi import (
-    ContextCacheInv,
-    Descriptor,
-    DescriptorError,
-    DevTlbInv,
-    IecInv,
-    InvWait,
-    IotlbInv,
-    Iqei,
-    PageGroupResponse,
-    PasidCacheInv,
-    PasidDevTlbInv,
-    PasidIotlbInv,
-    decode_descriptor,
-    devtlb_range,
-    page_range,
-)
+from .qi import Descriptor, DescriptorError, Iqei, PageGroupResponse, decode_descriptor
+from .qi_effects import handler
 from .registers import VtdConfig
-from .status import StatusRegisters
+from .status import Fsts, StatusRegisters
 
 __all__ = ["LOG_LIMIT", "InvalidationQueue", "Iqa", "LogRecord", "QueuePointer"]
 
@@ -66,6 +54,9 @@ class QueuePointer(Record, frozen=True, gc=False):
 _OFFSET = QueuePointer.LAYOUT["OFFSET"]
 #: In 256-bit mode IQT bit 4 must be clear (descriptors are 32 bytes).
 _TAIL_HALF = bit(4)
+_IQE = Fsts.LAYOUT["IQE"].mask
+#: Descriptor size in bytes by IQA.DW.
+_STRIDE = {False: 16, True: 32}
 
 
 class LogRecord(NamedTuple):
@@ -82,24 +73,34 @@ class LogRecord(NamedTuple):
 LOG_LIMIT = 4096
 
 
+def _ring_geometry(iqa: int) -> tuple[int, int, int]:
+    """(base, log2 of the descriptor count, descriptor size) of the queue IQA describes:
+    2^QS pages of 16- or 32-byte descriptors."""
+    stride = _STRIDE[bool(Iqa.LAYOUT["DW"].get(iqa))]
+    entries = (PAGE_SIZE << Iqa.LAYOUT["QS"].get(iqa)) // stride
+    return Iqa.LAYOUT["IQA"].get(iqa), entries.bit_length() - 1, stride
+
+
 class InvalidationQueue:
     """The queue, its registers and the caches it invalidates.
 
-    ``page_response`` receives each page group response descriptor (the page-request model's
-    way back to the device); ``log`` lists every executed descriptor in order.
+    ``ring`` is the descriptor ring IQA places; ``iqt`` the IQT register as software wrote it
+    (checked when the hardware latches it). ``page_response`` receives each page group
+    response descriptor (the page-request model's way back to the device); ``log`` lists every
+    executed descriptor in order.
     """
 
     mem: PhysicalMemory
     cfg: VtdConfig
     caches: VtdCaches
     status: StatusRegisters
-    iqa: int
-    iqh: int
+    ring: Ring
     iqt: int
     scalable: bool
     log: deque[LogRecord]
     executed: int
     page_response: Callable[[PageGroupResponse], None] | None
+    _iqa: int
 
     def __init__(self, mem: PhysicalMemory, cfg: VtdConfig, caches: VtdCaches, *,
                  status: StatusRegisters | None = None, qs: int = 0, wide: bool = True,
@@ -112,8 +113,9 @@ class InvalidationQueue:
         self.cfg = cfg
         self.caches = caches
         self.status = status if status is not None else StatusRegisters()
-        self.iqa = Iqa(QS=qs, DW=wide, IQA=mem.alloc(PAGE_SIZE << qs)).to_int()
-        self.iqh = self.iqt = 0
+        self._iqa = Iqa(QS=qs, DW=wide, IQA=mem.alloc(PAGE_SIZE << qs)).to_int()
+        self.ring = Ring(mem, *_ring_geometry(self._iqa))
+        self.iqt = 0
         self.scalable = scalable
         self.log = deque(maxlen=LOG_LIMIT)
         self.executed = 0
@@ -125,42 +127,64 @@ class InvalidationQueue:
         newer = self.executed - executed
         return list(self.log)[max(len(self.log) - newer, 0):] if newer > 0 else []
 
-    # -- geometry ---------------------------------------------------------------------------
+    # -- registers and geometry ---------------------------------------------------------------
+
+    @property
+    def iqa(self) -> int:
+        """IQA, the queue's address, size and descriptor width."""
+        return self._iqa
+
+    @iqa.setter
+    def iqa(self, value: int) -> None:
+        """A write of IQA places the ring (IQH and IQT return to 0 when its geometry changes)."""
+        self._iqa = value
+        if self.ring.configure(*_ring_geometry(value)):
+            self.iqt = 0
+
+    @property
+    def iqh(self) -> int:
+        """IQH: the byte offset of the next descriptor the hardware reads."""
+        return self.ring.offset(self.ring.cons)
 
     @property
     def base(self) -> int:
         """The queue's address."""
-        return Iqa.LAYOUT["IQA"].get(self.iqa)
+        return self.ring.base
 
     @property
     def wide(self) -> bool:
         """256-bit descriptors (IQA.DW)."""
-        return bool(Iqa.LAYOUT["DW"].get(self.iqa))
+        return self.ring.entry_size == _STRIDE[True]
 
     @property
     def size(self) -> int:
         """Queue size in bytes."""
-        return PAGE_SIZE << Iqa.LAYOUT["QS"].get(self.iqa)
+        return self.ring.entries * self.ring.entry_size
 
     @property
     def stride(self) -> int:
         """Bytes per descriptor: 32 (256-bit) or 16."""
-        return 32 if self.wide else 16
+        return self.ring.entry_size
 
     @property
     def head(self) -> int:
         """IQH as a byte offset."""
-        return _OFFSET.get(self.iqh)
+        return self.iqh
 
     @property
     def tail(self) -> int:
         """IQT as a byte offset."""
         return _OFFSET.get(self.iqt)
 
+    def _latch_tail(self) -> None:
+        """Software produces from IQT: the ring's producer follows the register (an IQT beyond
+        the queue wraps)."""
+        self.ring.prod = (self.tail // self.stride) % self.ring.entries
+
     def free_slots(self) -> int:
         """Descriptors software may still write (one slot stays empty to tell full from empty)."""
-        used = (self.tail - self.head) % self.size
-        return self.size // self.stride - 1 - used // self.stride
+        self._latch_tail()
+        return self.ring.free()
 
     # -- software side ----------------------------------------------------------------------
 
@@ -186,18 +210,16 @@ class InvalidationQueue:
                 raise UAPIError(errno.EINVAL, f"invalidation queue: a descriptor is {nq} "
                                 "64-bit quadwords", rule="vtd.iq-descriptor")
             images.append(b"".join(q.to_bytes(8, "little") for q in qws))
-        if len(images) > self.free_slots():
+        free = self.free_slots()
+        if not self.ring.produce_all(images):
             raise UAPIError(errno.ENOSPC, f"invalidation queue: {len(images)} descriptors, "
-                            f"{self.free_slots()} free slots", rule="vtd.iq-full")
-        tail = self.tail
-        for image in images:
-            self.mem.write(self.base + tail, image)
-            tail = (tail + self.stride) % self.size
-        self.iqt = _OFFSET.put(tail)
+                            f"{free} free slots", rule="vtd.iq-full")
+        self.iqt = self.ring.offset(self.ring.prod)
 
     def clear_iqe(self) -> None:
         """Software writes 1 to FSTS.IQE; the queue resumes from IQH at the next process()."""
-        self.status.write_fsts(1 << 4)
+        self.status.write_fsts(_IQE)
+        self.ring.acknowledge()
 
     # -- hardware side ----------------------------------------------------------------------
 
@@ -205,33 +227,51 @@ class InvalidationQueue:
         self.status.fsts_set("IQE")
         self.status.set_iqei(iqei)
         self.status.raise_fault_event()
+        self.ring.stop(iqei)
+
+    def _decode(self, image: bytes) -> Descriptor:
+        """The descriptor a fetched image holds (``DescriptorError`` when it is refused)."""
+        stride = len(image)
+        return decode_descriptor(
+            [int.from_bytes(image[i:i + 8], "little") for i in range(0, stride, 8)],
+            self.cfg, wide=stride == _STRIDE[True], scalable=self.scalable)
 
     def process(self) -> int:
-        """Execute descriptors from IQH until IQT (or an error); returns how many completed."""
+        """Latch IQT and execute descriptors from IQH until IQT (or an error); returns how many
+        completed."""
+        if self.status.fsts & _IQE:
+            return 0
+        ring = self.ring
+        ring.acknowledge()      # IQE is clear: software acknowledged any earlier stop
+        tail = self.tail
+        if tail == self.head:
+            return 0
+        if tail >= self.size:
+            self._stop(Iqei.TAIL_BEYOND_QUEUE)
+            return 0
+        if self.wide and _TAIL_HALF.get(self.iqt):
+            self._stop(Iqei.TAIL_MISALIGNED)
+            return 0
+        ring.set_prod(tail // self.stride)
         done = 0
-        while not self.status.fsts_get("IQE") and self.head != self.tail:
-            if self.tail >= self.size:
-                self._stop(Iqei.TAIL_BEYOND_QUEUE)
-                break
-            if self.wide and _TAIL_HALF.get(self.iqt):
-                self._stop(Iqei.TAIL_MISALIGNED)
-                break
-            offset = self.head
+        while True:
+            offset = ring.offset(ring.cons)
             try:
-                image = self.mem.read(self.base + offset, self.stride)
+                image = ring.peek()
             except MemoryAccessError:
                 self._stop(Iqei.FETCH_ERROR)
                 break
-            qws = [int.from_bytes(image[i:i + 8], "little") for i in range(0, self.stride, 8)]
+            if image is None:
+                break
             try:
-                desc = decode_descriptor(qws, self.cfg, wide=self.wide, scalable=self.scalable)
+                desc = self._decode(image)
                 dropped = self._execute(desc)
             except DescriptorError as exc:
                 self._stop(exc.iqei)
                 break
             self.log.append(LogRecord(offset, desc, dropped))
             self.executed += 1
-            self.iqh = _OFFSET.put((offset + self.stride) % self.size)
+            ring.advance()
             done += 1
         return done
 
@@ -243,100 +283,6 @@ class InvalidationQueue:
     # -- what each descriptor reaches ---------------------------------------------------------
 
     def _execute(self, d: Descriptor) -> int:
-        handler = _HANDLERS[type(d)]
-        return handler(self, d)
-
-    def _context_cache(self, d: Descriptor) -> int:
-        assert isinstance(d, ContextCacheInv)
-        cc = self.caches.context
-        if d.G == 1:
-            return cc.invalidate_global()
-        if d.G == 2:
-            return cc.invalidate_domain(d.DID)
-        return cc.invalidate_device(d.SID, d.FM)
-
-    def _iotlb(self, d: Descriptor) -> int:
-        assert isinstance(d, IotlbInv)
-        c = self.caches
-        if d.G == 1:
-            return c.iotlb.flush() + c.fl_psc.invalidate() + c.sl_psc.invalidate()
-        if d.G == 2:
-            return (c.iotlb.invalidate(("fl", d.DID)) + c.iotlb.invalidate(("sl", d.DID))
-                    + c.fl_psc.invalidate((d.DID,)) + c.sl_psc.invalidate((d.DID,)))
-        base, size = page_range(d.ADDR, d.AM)
-        # SL-only/PT translations of the range go; first-level and nested translations of the
-        # DID may derive from the changed second-level range at any input address, so all go.
-        n = c.iotlb.invalidate(("sl", d.DID), base, size) + c.iotlb.invalidate(("fl", d.DID))
-        if not d.IH:
-            n += c.sl_psc.invalidate((d.DID,), base, size) + c.fl_psc.invalidate((d.DID,))
-        return n
-
-    def _devtlb(self, d: Descriptor) -> int:
-        assert isinstance(d, DevTlbInv)
-        base, size = devtlb_range(d.ADDR, d.S)
-        return self.caches.devtlb.invalidate(d.SID, (d.SID, None), base, size)
-
-    def _iec(self, d: Descriptor) -> int:
-        return 0    # interrupt-entry cache: not modelled, the descriptor is accepted
-
-    def _wait(self, d: Descriptor) -> int:
-        assert isinstance(d, InvWait)
-        if d.SW:
-            try:
-                self.mem.write32(d.STADDR, d.STDATA)
-            except MemoryAccessError:
-                raise DescriptorError(Iqei.FETCH_ERROR, "wait descriptor: status address "
-                                      f"{d.STADDR:#x} outside memory") from None
-        if d.IF:
-            self.status.set_iwc()
-            self.status.raise_invalidation_event()
-        return 0
-
-    def _pasid_iotlb(self, d: Descriptor) -> int:
-        assert isinstance(d, PasidIotlbInv)
-        c = self.caches
-        tag = ("fl", d.DID, d.PASID)
-        if d.G == 2:
-            return (c.iotlb.invalidate(tag, include_global=False)
-                    + c.fl_psc.invalidate((d.DID, d.PASID)))
-        base, size = page_range(d.ADDR, d.AM)
-        n = c.iotlb.invalidate(tag, base, size)
-        if not d.IH:
-            n += c.fl_psc.invalidate((d.DID, d.PASID), base, size)
-        return n
-
-    def _pasid_cache(self, d: Descriptor) -> int:
-        assert isinstance(d, PasidCacheInv)
-        pc = self.caches.pasid
-        if d.G == 0:
-            return pc.invalidate_domain(d.DID)
-        if d.G == 1:
-            return pc.invalidate_pasid(d.DID, d.PASID)
-        return pc.invalidate_global()
-
-    def _pasid_devtlb(self, d: Descriptor) -> int:
-        assert isinstance(d, PasidDevTlbInv)
-        base, size = devtlb_range(d.ADDR, d.S)
-        # G asks the device to drop the range for every PASID (its global translations); the
-        # model drops the range under every PASID of the device, a legal over-invalidation.
-        prefix = (d.SID,) if d.G else (d.SID, d.PASID)
-        return self.caches.devtlb.invalidate(d.SID, prefix, base, size)
-
-    def _page_response(self, d: Descriptor) -> int:
-        assert isinstance(d, PageGroupResponse)
-        if self.page_response is not None:
-            self.page_response(d)
-        return 0
-
-
-_HANDLERS: dict[type[Descriptor], Callable[[InvalidationQueue, Descriptor], int]] = {
-    ContextCacheInv: InvalidationQueue._context_cache,
-    IotlbInv: InvalidationQueue._iotlb,
-    DevTlbInv: InvalidationQueue._devtlb,
-    IecInv: InvalidationQueue._iec,
-    InvWait: InvalidationQueue._wait,
-    PasidIotlbInv: InvalidationQueue._pasid_iotlb,
-    PasidCacheInv: InvalidationQueue._pasid_cache,
-    PasidDevTlbInv: InvalidationQueue._pasid_devtlb,
-    PageGroupResponse: InvalidationQueue._page_response,
-}
+        """Execute a decoded descriptor on the unit (:mod:`.qi_effects`); returns the cache
+        entries it removed."""
+        return handler(d)(self, d)

@@ -10,8 +10,8 @@ invalidations reach exactly those structures:
   the ATC's ``(pasid,)`` tags (:class:`AtcDeviceTlbs`);
 * a context-cache or PASID-cache entry leaving the cache (invalidated or evicted) tells the core
   which translation contexts to forget (``forget(sid, pasid)``: every PASID of the source id for
-  a context entry; the PASID and the requests without PASID, which use the context's RID_PASID
-  entry, for a PASID entry), so the next DMA reads the configuration again.
+  a context entry; the PASID, and the requests without PASID when the context's RID_PASID is
+  that PASID, for a PASID entry), so the next DMA reads the configuration again.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from iommu_uapi.caches.tags import Tag
 from iommu_uapi.tlb import TLB
 
 from .caches import ContextCache, DeviceTlbs, PasidCache, VtdCaches
+from .context import VtdContext
 
 if TYPE_CHECKING:
     from iommu_uapi.iommu import IOMMU
@@ -43,12 +44,17 @@ Forget = Callable[[int | None, int | None], None]
 
 def forget_contexts(iommu: IOMMU, sid: int | None, pasid: int | None) -> None:
     """Make ``iommu`` forget the translation contexts a dropped configuration entry of ``sid``
-    (``pasid`` None: its context entry; ``sid`` None: every entry) was used for."""
-    if sid is None or pasid is None:
-        iommu.invalidate_contexts(sid)
+    was used for: ``pasid`` None, its context entry (every context of ``sid``); ``sid`` None,
+    every entry; else the PASID entry of (``sid``, ``pasid``): the context of that PASID and,
+    when RID_PASID is that PASID, the context of requests without PASID. Costs what it drops."""
+    if sid is None:
+        iommu.forget_all_contexts()
+    elif pasid is None:
+        iommu.forget_contexts(sid)
     else:
-        iommu.invalidate_contexts(sid, pasid, all_pasids=False)
-        iommu.invalidate_contexts(sid, None, all_pasids=False)
+        rid = iommu.context_of(sid, None)
+        through = isinstance(rid, VtdContext) and rid.pasid == pasid
+        iommu.forget_contexts(sid, (pasid, None) if through else (pasid,))
 
 
 class AtcDeviceTlbs(DeviceTlbs):
@@ -74,17 +80,13 @@ class NotifyingContextCache(ContextCache):
 
 
 class NotifyingPasidCache(PasidCache):
-    """A PASID cache whose dropped entries make the core forget the contexts built on them: one
-    PASID's of a SID, or every context of a SID that lost several (a global invalidation: every
-    context, once)."""
+    """A PASID cache whose dropped entries make the core forget exactly the contexts built on
+    them (a global invalidation: every context, once)."""
 
     def __init__(self, forget: Forget) -> None:
         def dropped(keys: list[tuple[int, int]]) -> None:
-            by_sid: dict[int, set[int]] = {}
             for sid, pasid in keys:
-                by_sid.setdefault(sid, set()).add(pasid)
-            for sid, pasids in by_sid.items():
-                forget(sid, pasids.pop() if len(pasids) == 1 else None)
+                forget(sid, pasid)
 
         super().__init__(on_drop=dropped, on_flush=lambda: forget(None, None))
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from iommu_uapi import profiles
 from iommu_uapi.errors import MemoryAccessError, UAPIError
+from iommu_uapi.hw.ring import Ring
 from iommu_uapi.memory import PAGE_SIZE, PhysicalMemory
 from iommu_uapi.uapi.consts import FaultPerm, FaultType, PageRequestFlags, PageResponseCode
 from iommu_uapi.uapi.fault import Fault, FaultPageRequest
@@ -101,13 +102,24 @@ class Prs(Record, frozen=True, gc=False):
 
 #: PQH / PQT: byte offset of a descriptor, bits 18:5.
 PQ_OFFSET = Field(5, 14, 5)
-_DESC_SIZE = 32
+_DESC_SIZE = PageRequestDesc.BITS // 8
 _PERM_BITS = {"RD": FaultPerm.READ, "WR": FaultPerm.WRITE, "EXE": FaultPerm.EXEC,
               "PRIV": FaultPerm.PRIV}
+_PPR, _PRO = Prs.LAYOUT["PPR"], Prs.LAYOUT["PRO"]
+_IM, _IP = EventControl.LAYOUT["IM"], EventControl.LAYOUT["IP"]
+
+
+def _ring_geometry(pqa: int) -> tuple[int, int, int]:
+    """(base, log2 of the descriptor count, descriptor size) of the queue PQA describes:
+    2^PQS pages of 32-byte descriptors."""
+    entries = (PAGE_SIZE << Pqa.LAYOUT["PQS"].get(pqa)) // _DESC_SIZE
+    return Pqa.LAYOUT["PQA"].get(pqa), entries.bit_length() - 1, _DESC_SIZE
 
 
 class PageRequestQueue:
-    """The page request queue of one IOMMU.
+    """The page request queue of one IOMMU: a :class:`~iommu_uapi.hw.ring.Ring` of the core
+    (slot-gap style) placed by PQA, whose producer is PQT (the hardware's) and consumer PQH
+    (software's); PRS.PRO is the ring's overflow condition.
 
     ``auto_response`` receives the response the hardware itself gives to a last-in-group request
     it could not queue (code SUCCESS - UNCERTAIN in the sources - so that the device retries).
@@ -115,14 +127,12 @@ class PageRequestQueue:
     """
 
     mem: PhysicalMemory
-    pqa: int
-    pqh: int
-    pqt: int
-    prs: int
+    ring: Ring
     pectl: int
     events: int
-    overflows: int
     auto_response: Callable[[PageGroupResponse], None] | None
+    _ppr: bool
+    _pqa: int
 
     def __init__(self, mem: PhysicalMemory, *, pqs: int = 0,
                  auto_response: Callable[[PageGroupResponse], None] | None = None) -> None:
@@ -130,58 +140,81 @@ class PageRequestQueue:
             raise UAPIError(errno.EINVAL, f"page request queue: PQS {pqs} not in 0..7",
                             rule="vtd.prq-size")
         self.mem = mem
-        self.pqa = Pqa(PQS=pqs, PQA=mem.alloc(PAGE_SIZE << pqs)).to_int()
-        self.pqh = self.pqt = self.prs = self.pectl = 0
-        self.events = self.overflows = 0
+        self._pqa = Pqa(PQS=pqs, PQA=mem.alloc(PAGE_SIZE << pqs)).to_int()
+        self.ring = Ring(mem, *_ring_geometry(self._pqa))
+        self.pectl = self.events = 0
+        self._ppr = False
         self.auto_response = auto_response
+
+    @property
+    def pqa(self) -> int:
+        """PQA, the queue's address and size."""
+        return self._pqa
+
+    @pqa.setter
+    def pqa(self, value: int) -> None:
+        """A write of PQA places the ring (PQH and PQT return to 0 when its size changes)."""
+        self._pqa = value
+        self.ring.configure(*_ring_geometry(value))
 
     @property
     def base(self) -> int:
         """The queue's address."""
-        return Pqa.LAYOUT["PQA"].get(self.pqa)
+        return self.ring.base
 
     @property
     def size(self) -> int:
         """Queue size in bytes."""
-        return PAGE_SIZE << Pqa.LAYOUT["PQS"].get(self.pqa)
+        return self.ring.entries * _DESC_SIZE
+
+    @property
+    def pqh(self) -> int:
+        """PQH: the byte offset of the next descriptor software reads."""
+        return PQ_OFFSET.put(self.ring.offset(self.ring.cons))
+
+    @property
+    def pqt(self) -> int:
+        """PQT: the byte offset where the hardware writes the next descriptor."""
+        return PQ_OFFSET.put(self.ring.offset(self.ring.prod))
 
     @property
     def head(self) -> int:
         """PQH as a byte offset."""
-        return PQ_OFFSET.get(self.pqh)
+        return self.ring.offset(self.ring.cons)
 
     @property
     def tail(self) -> int:
         """PQT as a byte offset."""
-        return PQ_OFFSET.get(self.pqt)
+        return self.ring.offset(self.ring.prod)
+
+    @property
+    def prs(self) -> int:
+        """PRS: PPR (a request was queued) and PRO (the queue overflowed)."""
+        return _PPR.put(self._ppr) | _PRO.put(self.ring.overflowed)
+
+    @property
+    def overflows(self) -> int:
+        """Requests lost because the queue was full."""
+        return self.ring.lost
 
     def full(self) -> bool:
         """Whether one more descriptor would make PQT catch up with PQH."""
-        return (self.tail + _DESC_SIZE) % self.size == self.head
-
-    def _prs(self, name: str) -> bool:
-        return bool(Prs.LAYOUT[name].get(self.prs))
+        return self.ring.full()
 
     # -- hardware side ----------------------------------------------------------------------
 
     def post(self, desc: PageRequestDesc) -> bool:
         """Queue a page request as the hardware does; False when the queue was full (PRS.PRO
         set; a last-in-group request is answered automatically)."""
-        image = desc.to_bytes()
-        if self.full():
-            self.prs |= Prs.LAYOUT["PRO"].mask
-            self.overflows += 1
+        if not self.ring.produce_or_overflow(desc.to_bytes()):
             if desc.LPIG and self.auto_response is not None:
                 self.auto_response(PageGroupResponse(
                     PP=desc.PP, RID=desc.RID, PASID=desc.PASID, LPIG=True, PRGI=desc.PRGI,
                     RC=ResponseCode.SUCCESS))
             return False
-        self.mem.write(self.base + self.tail, image)
-        self.pqt = PQ_OFFSET.put((self.tail + _DESC_SIZE) % self.size)
-        self.prs |= Prs.LAYOUT["PPR"].mask
-        im, ip = EventControl.LAYOUT["IM"], EventControl.LAYOUT["IP"]
-        if im.get(self.pectl):
-            self.pectl |= ip.mask
+        self._ppr = True
+        if _IM.get(self.pectl):
+            self.pectl |= _IP.mask
         else:
             self.events += 1
         return True
@@ -189,43 +222,43 @@ class PageRequestQueue:
     # -- software side ----------------------------------------------------------------------
 
     def take(self) -> list[PageRequestDesc]:
-        """Read every queued descriptor from PQH to PQT and advance PQH past them."""
+        """Read every queued descriptor from PQH to PQT and advance PQH past them (up to a
+        slot the memory cannot give)."""
         out = []
-        head = self.head
-        while head != self.tail:
+        while True:
             try:
-                raw = self.mem.read(self.base + head, _DESC_SIZE)
+                raw = self.ring.consume()
             except MemoryAccessError:
                 break
+            if raw is None:
+                break
             out.append(PageRequestDesc.from_bytes(raw))
-            head = (head + _DESC_SIZE) % self.size
-        self.pqh = PQ_OFFSET.put(head)
         return out
 
     def write_prs(self, value: int) -> None:
-        """Software write: 1 clears PPR / PRO."""
-        for name in ("PPR", "PRO"):
-            if Prs.LAYOUT[name].get(value):
-                self.prs &= ~Prs.LAYOUT[name].mask
+        """Software write: 1 clears PPR / acknowledges PRO."""
+        if _PPR.get(value):
+            self._ppr = False
+        if _PRO.get(value):
+            self.ring.acknowledge_overflow()
 
     def write_pectl(self, value: int) -> None:
         """Software write of PECTL.IM; clearing IM sends a pending interrupt."""
-        im, ip = EventControl.LAYOUT["IM"], EventControl.LAYOUT["IP"]
-        masked = bool(im.get(value))
-        self.pectl = (self.pectl & ~im.mask) | (im.mask if masked else 0)
-        if not masked and ip.get(self.pectl):
-            self.pectl &= ~ip.mask
+        masked = bool(_IM.get(value))
+        self.pectl = (self.pectl & ~_IM.mask) | (_IM.mask if masked else 0)
+        if not masked and _IP.get(self.pectl):
+            self.pectl &= ~_IP.mask
             self.events += 1
 
     @property
     def overflowed(self) -> bool:
         """PRS.PRO."""
-        return self._prs("PRO")
+        return self.ring.overflowed
 
     @property
     def pending(self) -> bool:
         """PRS.PPR."""
-        return self._prs("PPR")
+        return self._ppr
 
 
 def to_uapi_fault(desc: PageRequestDesc, *, mode: Mode = profiles.DEFAULT) -> Fault:

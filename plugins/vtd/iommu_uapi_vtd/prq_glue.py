@@ -16,7 +16,7 @@ of the call.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Container
 
 from iommu_uapi import profiles
 from iommu_uapi.device import Device
@@ -26,12 +26,12 @@ from iommu_uapi.profiles import Profile
 from iommu_uapi.uapi import Fault, PageResponse
 from iommu_uapi.uapi.consts import FaultPerm, PageRequestFlags
 
+from .caches import VtdCaches
+from .context import FaultSink
 from .prq import Mode, PageRequestDesc, PageRequestQueue, page_group_response, to_uapi_fault
-from .qi import InvWait
+from .qi import Descriptor, InvWait, PageGroupResponse
 from .reasons import SmFaultReason, VtdFault
-
-if TYPE_CHECKING:
-    from .backend import VtdBackend
+from .tables import ScalableTables
 
 __all__ = ["PageRequests", "mode_of"]
 
@@ -50,11 +50,29 @@ def mode_of(profile: Mode) -> Profile:
 
 
 class PageRequests:
-    """The page request queue of one unit and the driver's handling of it."""
+    """The page request queue of one unit and the driver's handling of it.
 
-    def __init__(self, memory: PhysicalMemory, backend: VtdBackend) -> None:
-        self.backend = backend
-        self.queue = PageRequestQueue(memory, auto_response=backend.responses.append)
+    Its collaborators are the unit's parts it uses: ``tables`` and ``caches`` (the checks of a
+    request against the device's configuration), ``faults`` (recording a refused request),
+    ``run`` (submitting descriptors to the invalidation queue), ``responses`` (where the
+    hardware's automatic page group responses go), ``binds`` (the bound (sid, PASID) pairs),
+    ``pds`` (ECAP.PDS: a wait descriptor may drain page requests) and ``profile`` (the façade's
+    current profile, for the report's mode).
+    """
+
+    def __init__(self, memory: PhysicalMemory, *, tables: ScalableTables, caches: VtdCaches,
+                 faults: FaultSink, run: Callable[[list[Descriptor]], object],
+                 responses: Callable[[PageGroupResponse], None],
+                 binds: Container[tuple[int, int]], pds: bool,
+                 profile: Callable[[], str]) -> None:
+        self.tables = tables
+        self.caches = caches
+        self.faults = faults
+        self.run = run
+        self.binds = binds
+        self.pds = pds
+        self.profile = profile
+        self.queue = PageRequestQueue(memory, auto_response=responses)
         #: descriptors the host driver took from the queue, in order
         self.taken: list[PageRequestDesc] = []
 
@@ -69,13 +87,12 @@ class PageRequests:
                 or any(not isinstance(v, int) or not 0 <= v < _U64 for v in private_data)):
             raise UAPIError(errno.EINVAL, "page_request: private data must be two u64",
                             rule="vtd.prq.private")
-        b = self.backend
         try:
-            b.tables.resolve(dev.sid, pasid, addr=addr, access=FaultPerm(access),
-                             page_request=True, caches=b.caches)
+            self.tables.resolve(dev.sid, pasid, addr=addr, access=FaultPerm(access),
+                                page_request=True, caches=self.caches)
         except VtdFault as vf:
             if vf.reason < _CONTEXT_LEVEL:
-                b.faults.fault(vf)
+                self.faults.fault(vf)
                 raise UAPIError(errno.EOPNOTSUPP, f"page_request: refused by the unit: {vf}",
                                 rule="vtd.prq.refused") from None
         priv = private_data or (0, 0)
@@ -89,9 +106,7 @@ class PageRequests:
                             "(PRS.PRO)", rule="vtd.prq.overflow")
         taken = self.queue.take()
         self.taken.extend(taken)
-        iommu = b.iommu
-        mode = mode_of(iommu.profile if iommu is not None else profiles.DEFAULT)
-        return to_uapi_fault(taken[-1], mode=mode)
+        return to_uapi_fault(taken[-1], mode=mode_of(self.profile()))
 
     def respond(self, dev: Device, fault: Fault, msg: PageResponse, profile: str) -> None:
         """``intel_svm_page_response``: the driver's checks, then the page group response."""
@@ -102,18 +117,17 @@ class PageRequests:
         if not 0 < prm.pasid < _PASID_LIMIT:
             raise UAPIError(errno.EINVAL, f"page_response: request PASID {prm.pasid:#x} "
                             "outside 1..0xfffff", rule="vtd.page_response.pasid_range")
-        if (dev.sid, prm.pasid) not in self.backend.binds:
+        if (dev.sid, prm.pasid) not in self.binds:
             raise UAPIError(errno.ENODEV, f"page_response: {dev!r} is not bound to PASID "
                             f"{prm.pasid:#x}", rule="vtd.page_response.not_bound")
         desc = page_group_response(prm, dev.sid, msg.code, mode=mode_of(profile))
         if desc is not None:
-            self.backend.run([desc])
+            self.run([desc])
 
     def drain(self, sid: int, pasid: int) -> None:
         """``intel_svm_drain_prq``: let the hardware drain the requests in flight (a wait
         descriptor with PD where ECAP.PDS allows), then drop what the queue still holds for
         (``sid``, ``pasid``)."""
-        b = self.backend
-        b.run([InvWait(PD=b.cfg.pds)])
+        self.run([InvWait(PD=self.pds)])
         ours = (sid, True, pasid)
         self.taken.extend(d for d in self.queue.take() if ours != (d.RID, d.PP, d.PASID))

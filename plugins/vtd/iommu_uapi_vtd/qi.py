@@ -20,17 +20,21 @@ from .registers import VtdConfig
 
 __all__ = [
     "DESCRIPTOR_TYPES",
+    "ContextCacheGranularity",
     "ContextCacheInv",
     "Descriptor",
     "DescriptorError",
     "DevTlbInv",
     "IecInv",
     "InvWait",
+    "IotlbGranularity",
     "IotlbInv",
     "Iqei",
     "PageGroupResponse",
+    "PasidCacheGranularity",
     "PasidCacheInv",
     "PasidDevTlbInv",
+    "PasidIotlbGranularity",
     "PasidIotlbInv",
     "ResponseCode",
     "decode_descriptor",
@@ -79,48 +83,55 @@ class Descriptor(Record, frozen=True, gc=False):
     TYPE: ClassVar[int] = 0
     #: Granularity values the type defines (None: the type has no granularity field).
     GRANULARITIES: ClassVar[frozenset[int] | None] = None
-    #: Fields that exist only with a capability (field name -> VtdConfig attribute).
-    FEATURE_FIELDS: ClassVar[dict[str, str]] = {}
     #: Whether the type has a 128-bit form (the non-PASID types do).
     HAS_128: ClassVar[bool] = True
+    # CAPABILITY_FIELDS (field -> VtdConfig attribute) names the fields that are reserved
+    # unless the unit reports the capability; ``reserved_mask(cfg)`` is the mask under ``cfg``.
 
-    @classmethod
-    def reserved_mask(cls, cfg: VtdConfig) -> int:
-        """Bits that must be zero under ``cfg``."""
-        mask = ~cls.defined_mask() & ((1 << 256) - 1)
-        for name, feature in cls.FEATURE_FIELDS.items():
-            if not getattr(cfg, feature):
-                mask |= cls.LAYOUT[name].mask
-        return mask
+
+class ContextCacheGranularity(IntEnum):
+    """Context-cache invalidate G (type 1)."""
+
+    GLOBAL = 1      # every cached context entry
+    DOMAIN = 2      # the entries cached with DID
+    DEVICE = 3      # the entries of SID (under the function mask FM) cached with DID
 
 
 class ContextCacheInv(Descriptor, frozen=True, gc=False):
-    """Type 1: context-cache invalidate. G: 1 global, 2 domain (DID), 3 device (DID, SID, FM)."""
+    """Type 1: context-cache invalidate, granularity :class:`ContextCacheGranularity`."""
 
     TYPE = 1
     FIXED = _type_bits(1)
-    GRANULARITIES = frozenset({1, 2, 3})
+    GRANULARITIES = frozenset(ContextCacheGranularity)
     LAYOUT = {"G": Field(4, 2), "DID": Field(16, 16), "SID": Field(32, 16), "FM": Field(48, 2)}
-    G: int = 1
+    G: int = ContextCacheGranularity.GLOBAL
     DID: int = 0
     SID: int = 0
     FM: int = 0
 
 
+class IotlbGranularity(IntEnum):
+    """IOTLB invalidate G (type 2)."""
+
+    GLOBAL = 1      # every IOTLB and paging-structure cache entry
+    DOMAIN = 2      # the entries tagged DID
+    PAGE = 3        # the 2^AM pages at ADDR of DID (needs CAP.PSI)
+
+
 class IotlbInv(Descriptor, frozen=True, gc=False):
-    """Type 2: IOTLB invalidate. G: 1 global, 2 domain (DID), 3 page range of DID (ADDR, AM)."""
+    """Type 2: IOTLB invalidate, granularity :class:`IotlbGranularity`."""
 
     TYPE = 2
     FIXED = _type_bits(2)
-    GRANULARITIES = frozenset({1, 2, 3})
-    FEATURE_FIELDS = {"DW": "dwd", "DR": "drd"}
+    GRANULARITIES = frozenset(IotlbGranularity)
+    CAPABILITY_FIELDS = {"DW": "dwd", "DR": "drd"}
     LAYOUT = {
         "G": Field(4, 2), "DW": bit(6), "DR": bit(7), "DID": Field(16, 16),
         "AM": Field(64, 6),            # 2^AM pages
         "IH": bit(70),                 # only leaves changed: paging-structure caches may stay
         "ADDR": Field(76, 52, 12),
     }
-    G: int = 1
+    G: int = IotlbGranularity.GLOBAL
     DW: bool = False
     DR: bool = False
     DID: int = 0
@@ -162,7 +173,7 @@ class InvWait(Descriptor, frozen=True, gc=False):
 
     TYPE = 5
     FIXED = _type_bits(5)
-    FEATURE_FIELDS = {"PD": "pds"}
+    CAPABILITY_FIELDS = {"PD": "pds"}
     LAYOUT = {
         "IF": bit(4), "SW": bit(5), "FN": bit(6), "PD": bit(7),
         "STDATA": Field(32, 32),
@@ -176,21 +187,26 @@ class InvWait(Descriptor, frozen=True, gc=False):
     STADDR: int = 0
 
 
-class PasidIotlbInv(Descriptor, frozen=True, gc=False):
-    """Type 6: PASID-based IOTLB invalidate (first-level and nested translations).
+class PasidIotlbGranularity(IntEnum):
+    """PASID-based IOTLB invalidate G (type 6); 0 and 1 are reserved."""
 
-    G: 2 all non-global entries of (DID, PASID); 3 page range of (DID, PASID), global included.
-    """
+    NON_GLOBAL = 2  # every non-global entry of (DID, PASID) (Linux QI_GRAN_NONG_PASID)
+    PAGE = 3        # the 2^AM pages at ADDR of (DID, PASID), global ones too (QI_GRAN_PSI_PASID)
+
+
+class PasidIotlbInv(Descriptor, frozen=True, gc=False):
+    """Type 6: PASID-based IOTLB invalidate (first-level and nested translations), granularity
+    :class:`PasidIotlbGranularity`."""
 
     TYPE = 6
     FIXED = _type_bits(6)
-    GRANULARITIES = frozenset({2, 3})
+    GRANULARITIES = frozenset(PasidIotlbGranularity)
     HAS_128 = False
     LAYOUT = {
         "G": Field(4, 2), "DID": Field(16, 16), "PASID": Field(32, 20),
         "AM": Field(64, 6), "IH": bit(70), "ADDR": Field(76, 52, 12),
     }
-    G: int = 2
+    G: int = PasidIotlbGranularity.NON_GLOBAL
     DID: int = 0
     PASID: int = 0
     AM: int = 0
@@ -198,15 +214,23 @@ class PasidIotlbInv(Descriptor, frozen=True, gc=False):
     ADDR: int = 0
 
 
+class PasidCacheGranularity(IntEnum):
+    """PASID-cache invalidate G (type 7); 2 is reserved."""
+
+    DOMAIN = 0      # every PASID entry cached with DID
+    PASID = 1       # the entries of (DID, PASID)
+    GLOBAL = 3      # every cached PASID entry
+
+
 class PasidCacheInv(Descriptor, frozen=True, gc=False):
-    """Type 7: PASID-cache invalidate. G: 0 domain (DID), 1 DID+PASID, 3 global; 2 reserved."""
+    """Type 7: PASID-cache invalidate, granularity :class:`PasidCacheGranularity`."""
 
     TYPE = 7
     FIXED = _type_bits(7)
-    GRANULARITIES = frozenset({0, 1, 3})
+    GRANULARITIES = frozenset(PasidCacheGranularity)
     HAS_128 = False
     LAYOUT = {"G": Field(4, 2), "DID": Field(16, 16), "PASID": Field(32, 20)}
-    G: int = 0
+    G: int = PasidCacheGranularity.DOMAIN
     DID: int = 0
     PASID: int = 0
 
@@ -270,9 +294,13 @@ DESCRIPTOR_TYPES: dict[int, type[Descriptor]] = {
 }
 
 #: Types the capability set must report for the hardware to accept them.
-_TYPE_FEATURE: dict[int, str] = {3: "dt", 8: "dt", 9: "prs", 6: "pasid", 7: "pasid"}
+_TYPE_FEATURE: dict[int, str] = {
+    DevTlbInv.TYPE: "dt", PasidDevTlbInv.TYPE: "dt", PageGroupResponse.TYPE: "prs",
+    PasidIotlbInv.TYPE: "pasid", PasidCacheInv.TYPE: "pasid",
+}
 #: Types that exist only in scalable mode (TTM = 01).
-_SCALABLE_ONLY = frozenset({6, 7, 8, 9})
+_SCALABLE_ONLY = frozenset({PasidIotlbInv.TYPE, PasidCacheInv.TYPE, PasidDevTlbInv.TYPE,
+                            PageGroupResponse.TYPE})
 
 
 def decode_descriptor(qwords: Sequence[int], cfg: VtdConfig, *, wide: bool = True,
@@ -308,7 +336,7 @@ def decode_descriptor(qwords: Sequence[int], cfg: VtdConfig, *, wide: bool = Tru
     g = desc.describe().get("G")
     if cls.GRANULARITIES is not None and g not in cls.GRANULARITIES:
         raise DescriptorError(Iqei.RESERVED_FIELD, f"{cls.__name__}: granularity {g} reserved")
-    if isinstance(desc, IotlbInv) and desc.G == 3 and not cfg.psi:
+    if isinstance(desc, IotlbInv) and desc.G == IotlbGranularity.PAGE and not cfg.psi:
         raise DescriptorError(Iqei.RESERVED_FIELD, "IotlbInv: page-selective without CAP.PSI")
     am = desc.describe().get("AM")
     if am is not None and am > cfg.mamv:

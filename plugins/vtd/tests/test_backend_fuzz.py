@@ -96,7 +96,7 @@ def test_page_response_bytes(rig: Rig, argsz: int, version: int, flags: int, pas
                              grpid: int, code: int, length: int | None, profile: str,
                              pending: int | None) -> None:
     for fault in rig.iommu.pending_page_requests(rig.dev):   # start from one pending request
-        rig.iommu._fault_params[rig.dev.sid].complete(fault)
+        rig.iommu.uapi.fault_params[rig.dev.sid].complete(fault)
     rig.iommu.page_request(rig.dev, 0x7000_0000, pasid=pending, grpid=grpid & 0x1FF)
     msg = PageResponse(argsz=argsz, version=version, flags=flags, pasid=pasid, grpid=grpid,
                        code=code)

@@ -13,7 +13,6 @@ from typing import Any
 
 from iommu_uapi import profiles
 from iommu_uapi.device import Device, Domain
-from iommu_uapi.errors import UAPIError
 from iommu_uapi.features import CacheCell, Capabilities, FailureReport, Feature
 from iommu_uapi.hookspecs import hookimpl
 from iommu_uapi.memory import PhysicalMemory
@@ -34,8 +33,10 @@ from iommu_uapi.uapi.consts import (
 
 DOMAIN_FLUSH = CacheCell(CacheType.IOTLB, InvGranularity.DOMAIN)
 
-#: The backend's own refusals, handed over with its spec.
+#: The backend's own refusals (section 7), handed over with its spec (section 8).
 RULES = RuleTable("simple", [
+    Rule("simple.config", "simple", errno.EINVAL, "the factory takes no configuration",
+         "unknown configuration {keys}"),
     Rule("simple.cell", "cache_invalidate", errno.EINVAL,
          "a cache type x granularity cell the unit does not execute",
          "only {cell} is executed", profiles=(profiles.STRICT,)),
@@ -46,16 +47,16 @@ class Context:
     """The data path of one device: walk the domain's tables (no hook call per DMA)."""
 
     def __init__(self, domain: Domain) -> None:
-        self.tag = (domain.id,)
-        self.config_reads = 0
-        self.atc = None
+        self.tag = (domain.id,)          # IOTLB entries of this domain
+        self.config_reads = 0            # configuration-structure reads made to build it
+        self.atc = None                  # the device TLB to consult first, if ATS
         self._root = domain.data.root
         self._walker = domain.data.walker
 
     def walk(self, iova: int, access: int) -> tuple[TLBEntry, int]:
         try:
             res = self._walker.walk(self._root, iova, access)
-        except WalkFault as wf:
+        except WalkFault as wf:          # the walker's generic reason and native detail
             fault = Fault(type=FaultType.DMA_UNRECOV, event=FaultUnrecoverable(
                 reason=wf.reason, flags=UnrecoverableFlags.ADDR_VALID, perm=access, addr=iova))
             raise TranslationFault(fault, wf, str(wf)) from None
@@ -70,7 +71,7 @@ class Backend:
 
     def __init__(self, memory: PhysicalMemory, **config: Any) -> None:
         if config:
-            raise UAPIError(errno.EINVAL, f"simple: unknown configuration {sorted(config)}")
+            raise fail("simple.config", keys=sorted(config))
         self.memory = memory
         self.cfg = SLConfig(aw=2, haw=48)
         self.iommu: Any = None
@@ -80,15 +81,8 @@ class Backend:
         self.iommu = iommu
 
     @hookimpl
-    def iommu_capabilities(self) -> Capabilities:
-        return Capabilities(features=Feature.CACHE_INVLD, output_address_width=48,
-                            page_sizes=0x1000 | 0x20_0000 | 0x4000_0000,
-                            cache_cells=frozenset({DOMAIN_FLUSH}),
-                            failure_reporting={"cache_invalidate": FailureReport.NONE})
-
-    @hookimpl
     def iommu_device_add(self, dev: Device) -> None:
-        dev.data = None
+        dev.data = None                  # not attached to a domain yet
 
     @hookimpl
     def iommu_device_remove(self, dev: Device) -> None:
@@ -118,21 +112,12 @@ class Backend:
     @hookimpl
     def iommu_unmap(self, domain: Domain, iova: int, size: int) -> int:
         unmapped = int(domain.data.unmap(iova, size))
-        self.iommu.iotlb.invalidate((domain.id,), iova, size)
+        self.iommu.iotlb.invalidate((domain.id,), iova, size)   # the host driver flushes
         return unmapped
 
     @hookimpl
     def iommu_iova_to_phys(self, domain: Domain, iova: int) -> int:
         return int(domain.data.iova_to_phys(iova))
-
-    @hookimpl
-    def iommu_cache_invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo,
-                               profile: str) -> None:
-        if info.cache & CacheType.IOTLB and info.granularity == InvGranularity.DOMAIN:
-            self.iommu.iotlb.invalidate((domain.id,))
-            return
-        if "simple.cell" in profiles.get(profile).rules:
-            raise fail("simple.cell", cell="IOTLB x DOMAIN")
 
     @hookimpl
     def iommu_translation_context(self, dev: Device, pasid: int | None) -> Context:
@@ -142,6 +127,22 @@ class Backend:
                 FaultReason.UNKNOWN))
             raise TranslationFault(fault, None, "no translation for this request")
         return Context(dev.data)
+
+    @hookimpl
+    def iommu_capabilities(self) -> Capabilities:
+        return Capabilities(features=Feature.CACHE_INVLD, output_address_width=48,
+                            page_sizes=0x1000 | 0x20_0000 | 0x4000_0000,
+                            cache_cells=frozenset({DOMAIN_FLUSH}),
+                            failure_reporting={"cache_invalidate": FailureReport.NONE})
+
+    @hookimpl
+    def iommu_cache_invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo,
+                               profile: str) -> None:
+        if info.cache & CacheType.IOTLB and info.granularity == InvGranularity.DOMAIN:
+            self.iommu.iotlb.invalidate((domain.id,))
+            return
+        if "simple.cell" in profiles.get(profile).rules:
+            raise fail("simple.cell", cell="IOTLB x DOMAIN")
 
 
 @hookimpl

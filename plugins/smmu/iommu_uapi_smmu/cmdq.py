@@ -1,0 +1,135 @@
+"""The command queue: the SMMU consumes 16-byte commands from memory and executes them.
+
+Software writes commands at CMDQ_PROD and advances it; the SMMU reads from CMDQ_CONS up to PROD
+(the command ring of :mod:`.queues`), executing each command on its caches (:data:`EXECUTE`).
+An illegal command (CERROR_ILL) or an unreadable slot (CERROR_ABT) stops the ring with CONS
+pointing at it, CMDQ_CONS.ERR set and GERROR.CMDQ_ERR toggled; nothing more is consumed until
+software acknowledges by making GERRORN.CMDQ_ERR equal, after which consumption restarts at
+CONS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from iommu_uapi.errors import MemoryAccessError
+
+from .cmd_check import check_command
+from .cmds import (
+    AtcInv,
+    CError,
+    CfgiCd,
+    CfgiCdAll,
+    CfgiSte,
+    CfgiSteRange,
+    Command,
+    CommandError,
+    PrefetchAddr,
+    PrefetchConfig,
+    PriResp,
+    Resume,
+    StallTerm,
+    Sync,
+    SyncCs,
+    TlbiEl2All,
+    TlbiEl2Asid,
+    TlbiEl2Va,
+    TlbiEl2Vaa,
+    TlbiNhAll,
+    TlbiNhAsid,
+    TlbiNhVa,
+    TlbiNhVaa,
+    TlbiNsnhAll,
+    TlbiS2Ipa,
+    TlbiS12Vmall,
+    _RangeTlbi,
+)
+from .config import canonical_va
+from .queues import CMDQ
+from .registers import Gerror
+
+if TYPE_CHECKING:
+    from .smmu import Smmu
+
+__all__ = ["EXECUTE", "consume"]
+
+_PAGE = 4096
+
+
+def _vmid(smmu: Smmu, cmd: Any) -> int:
+    """The command's VMID, matched only when stage 2 is implemented (else RES0, 0)."""
+    return int(cmd.VMID) if smmu.caps.s2p else 0
+
+
+def _range(cmd: _RangeTlbi, addr: int) -> tuple[int, int]:
+    """``(start, size)`` of an address TLBI: one address (any leaf containing it) when TG = 0,
+    else (NUM+1)·2^SCALE granules. A VA is matched with bits 63:56 taken from bit 55
+    (:func:`~.config.canonical_va`), the form stage-1 entries are held in."""
+    return (addr, _PAGE) if not cmd.TG else (addr, cmd.span)
+
+
+def _sync(smmu: Smmu, cmd: Sync) -> None:
+    if cmd.CS == SyncCs.IRQ and smmu.caps.msi and cmd.MSIAddr:
+        smmu.mem.write32(cmd.MSIAddr, cmd.MSIData)
+
+
+def _resume(smmu: Smmu, cmd: Resume) -> None:
+    smmu.resume(cmd.SID, cmd.STAG, retry=cmd.Ac, abort=cmd.Ab)
+
+
+def _nothing(smmu: Smmu, cmd: Command) -> None:
+    """Prefetch hints: nothing is required of the SMMU."""
+
+
+#: What each executable command does (the others are CERROR_ILL in :func:`check_command`).
+EXECUTE: dict[type[Command], Callable[[Smmu, Any], object]] = {
+    PrefetchConfig: _nothing,
+    PrefetchAddr: _nothing,
+    CfgiSte: lambda s, c: s.invalidate_ste(c.SID),
+    CfgiSteRange: lambda s, c: s.invalidate_ste_range(c.sids),
+    CfgiCd: lambda s, c: s.invalidate_cd(c.SID, c.SSID),
+    CfgiCdAll: lambda s, c: s.invalidate_cd(c.SID, None),
+    TlbiNhAll: lambda s, c: s.tlb.nh_all(_vmid(s, c)),
+    TlbiNhAsid: lambda s, c: s.tlb.nh_asid(_vmid(s, c), c.ASID),
+    TlbiNhVa: lambda s, c: s.tlb.nh_va(_vmid(s, c), c.ASID, *_range(c, canonical_va(c.Addr))),
+    TlbiNhVaa: lambda s, c: s.tlb.nh_vaa(_vmid(s, c), *_range(c, canonical_va(c.Addr))),
+    TlbiS12Vmall: lambda s, c: s.tlb.s12_vmall(_vmid(s, c)),
+    TlbiS2Ipa: lambda s, c: s.tlb.s2_ipa(_vmid(s, c), *_range(c, c.IPA)),
+    TlbiNsnhAll: lambda s, c: s.tlb.nsnh_all(),
+    TlbiEl2All: lambda s, c: s.tlb.el2_all(),
+    TlbiEl2Asid: lambda s, c: s.tlb.el2_asid(c.ASID),
+    TlbiEl2Va: lambda s, c: s.tlb.el2_va(c.ASID, *_range(c, canonical_va(c.Addr))),
+    TlbiEl2Vaa: lambda s, c: s.tlb.el2_vaa(*_range(c, canonical_va(c.Addr))),
+    AtcInv: lambda s, c: s.pcie.atc_inv(c),
+    PriResp: lambda s, c: s.pcie.pri_resp(c),
+    Resume: _resume,
+    StallTerm: lambda s, c: s.stall_term(c.SID),
+    Sync: _sync,
+}
+
+
+def consume(smmu: Smmu) -> int:
+    """Execute the commands between CMDQ_CONS and CMDQ_PROD; returns how many ran. Does nothing
+    while CR0.CMDQEN = 0 or the queue is stopped on an unacknowledged error."""
+    queues = smmu.queues
+    if not queues.enabled(CMDQ):
+        return 0
+    ring = queues.cmdq
+    done = 0
+    try:
+        while (raw := ring.peek()) is not None:
+            cmd = check_command(raw, smmu.caps)
+            handler = EXECUTE.get(type(cmd))
+            if handler is None:  # pragma: no cover - check_command refuses these
+                raise CommandError(CError.ILL, f"CMD_{cmd.OPCODE.name} is not executable")
+            handler(smmu, cmd)
+            ring.advance()
+            done += 1
+    except (CommandError, MemoryAccessError) as exc:
+        ring.stop(exc.cerror if isinstance(exc, CommandError) else CError.ABT)
+        smmu.regs.toggle_gerror(Gerror.CMDQ_ERR)
+        smmu.cmdq_error = str(exc)
+        smmu.irqs.signal("gerror")
+    queues.mirror(CMDQ)
+    return done

@@ -1,0 +1,1 @@
+"""Tests of the hardware machinery every backend shares (iommu_uapi.hw)."""

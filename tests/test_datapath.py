@@ -1,0 +1,121 @@
+"""The data path: the hit path's input checks, and forgetting exactly the translation contexts
+an operation affects (the rest keep hitting without a rebuild)."""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+import pytest
+from test_iommu import Rig, errno_of
+
+from iommu_uapi.pgtable.common import Prot
+from iommu_uapi.translation import TranslationFault
+
+VA = 0x7F00_0000_0000
+
+
+class CountingRig(Rig):
+    """The rig, counting the translation contexts the backend builds."""
+
+    def __init__(self, **backend: object) -> None:
+        super().__init__(**backend)
+        self.builds: list[tuple[int, int | None]] = []
+        self.iommu.add_observer(self)
+
+    def before(self, hook: str, kwargs: dict[str, Any]) -> None:
+        """Count a context build (an observer of the instance's hook calls)."""
+        if hook == "iommu_translation_context":
+            self.builds.append((kwargs["dev"].sid, kwargs["pasid"]))
+
+    def bound(self, n: int) -> list[int]:
+        """``n`` PASIDs bound on dev2 through one guest table, each translated once."""
+        self.gpt.map(VA, self.guest.alloc(), 0x1000, Prot.READ)
+        pasids = [self.vm.alloc() for _ in range(n)]
+        for pasid in pasids:
+            self.bind(pasid, dev=self.dev2)
+            self.iommu.translate(self.dev2, VA, pasid=pasid)
+        self.iommu.translate(self.dev2, 0x1000)
+        self.builds.clear()
+        return pasids
+
+
+@pytest.mark.parametrize("bad", [{"pasid": 4.0}, {"pasid": True}, {"access": True},
+                                 {"access": 1.0}], ids=repr)
+def test_an_iotlb_hit_needs_plain_int_values(bad: dict[str, Any]) -> None:
+    """Values equal to a cached key but of another type never hit: a float is refused as the
+    full path refuses it; a bool (an int) is translated by the full path."""
+    rig = CountingRig()
+    rig.bound(5)
+    pasid = 4 if "pasid" in bad else None
+    va = VA if pasid is not None else 0x1000
+    rig.iommu.translate(rig.dev2, va, pasid=pasid)
+    hits = rig.iommu.iotlb.hits
+    call = {"pasid": pasid, **bad}
+    if isinstance(bad.get("pasid", bad.get("access")), float):
+        assert errno_of(lambda: rig.iommu.translate(rig.dev2, va, **call)) == errno.EINVAL
+        assert rig.iommu.iotlb.hits == hits
+    elif "access" in bad:
+        assert rig.iommu.translate(rig.dev2, va, **call).table_reads == 0
+    else:  # pasid True is PASID 1, which was bound and translated
+        assert rig.iommu.translate(rig.dev2, VA, pasid=True).table_reads == 0
+
+
+@pytest.mark.parametrize("dev", [[1], {"sid": 0x0308}, None, 0x0308], ids=repr)
+def test_a_request_from_something_else_than_a_device_is_enodev(dev: Any) -> None:
+    rig = CountingRig()
+    rig.iommu.translate(rig.dev2, 0x1000)
+    assert errno_of(lambda: rig.iommu.translate(dev, 0x1000)) == errno.ENODEV
+
+
+def test_unbind_forgets_only_the_unbound_pasids_context() -> None:
+    rig = CountingRig()
+    pasids = rig.bound(8)
+    gone = pasids[3]
+    rig.iommu.sva_unbind_gpasid(rig.domain, rig.dev2, gone)
+    for pasid in pasids:
+        if pasid != gone:
+            assert rig.iommu.translate(rig.dev2, VA, pasid=pasid).table_reads == 0
+    assert rig.iommu.translate(rig.dev2, 0x1000).table_reads == 0
+    assert rig.builds == []
+    with pytest.raises(TranslationFault):
+        rig.iommu.translate(rig.dev2, VA, pasid=gone)
+    assert rig.builds == [(rig.dev2.sid, gone)]
+
+
+def test_detach_forgets_only_that_devices_contexts() -> None:
+    rig = CountingRig()
+    rig.bound(2)
+    rig.iommu.translate(rig.dev, 0x1000)
+    rig.builds.clear()
+    rig.iommu.detach_device(rig.domain, rig.dev)
+    assert rig.iommu.context_of(rig.dev.sid, None) is None
+    assert len(rig.iommu.contexts_of(rig.dev2.sid)) == 3
+    rig.iommu.translate(rig.dev2, 0x1000)
+    assert rig.builds == []
+
+
+def test_forget_contexts_names_pasids_and_costs_what_it_drops() -> None:
+    rig = CountingRig()
+    pasids = rig.bound(4)
+    io, sid = rig.iommu, rig.dev2.sid
+    assert io.forget_contexts(sid, (pasids[0], None, 0xFFFF)) == 2
+    assert set(io.contexts_of(sid)) == set(pasids[1:])
+    assert io.translate(rig.dev2, 0x1000).table_reads == 0  # rebuilt; the IOTLB still hits
+    assert rig.builds == [(sid, None)]
+    assert io.forget_contexts(sid) == 4 and io.contexts_of(sid) == {}
+    assert io.forget_contexts(sid) == 0 and io.forget_all_contexts() == 0
+    io.translate(rig.dev2, VA, pasid=pasids[1])
+    assert io.forget_all_contexts() == 1
+
+
+def test_a_pasid_cache_invalidation_forgets_only_that_pasid_on_that_device() -> None:
+    from iommu_uapi.features import CacheCell
+    from iommu_uapi.testing.harness import Harness
+    from iommu_uapi.uapi.consts import CacheType, InvGranularity
+
+    rig = CountingRig()
+    pasids = rig.bound(3)
+    info = Harness.inv_info(CacheCell(CacheType.PASID, InvGranularity.PASID), pasids[0])
+    rig.iommu.cache_invalidate(rig.domain, rig.dev2, info)
+    assert set(rig.iommu.contexts_of(rig.dev2.sid)) == {None, *pasids[1:]}
