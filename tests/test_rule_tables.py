@@ -27,7 +27,7 @@ from iommu_uapi.model_rules import MODEL_TABLE
 from iommu_uapi.plugins import BackendSpec
 from iommu_uapi.profiles import Profile
 from iommu_uapi.rules import UAPI_TABLE
-from iommu_uapi.ruletable import Quirk, Rule, RuleTable
+from iommu_uapi.ruletable import ModelRule, Quirk, Rule, RuleTable
 from iommu_uapi.testing.rule_scan import raised_rules
 from iommu_uapi.uapi import CacheInvalidateInfo, InvGranu, InvPasidInfo
 from iommu_uapi.uapi.consts import CacheType, InvGranularity
@@ -361,3 +361,11 @@ def test_a_profile_listing_a_tables_rules_decides_that_table_alone(toy: BackendS
                                 base="toy-spec"))
     assert "bind.padding" not in made.rules and "bind.flags" in made.rules
     assert "toy.cell" in made.rules and made.quirk("toy.queue_depth") == 32
+
+
+def test_a_table_takes_rules_written_in_the_earlier_model_rule_spelling() -> None:
+    old = ModelRule("old.ring", errno.ENOSPC, "the hardware model", "the ring is full")
+    table = RuleTable("old", [old], title="old")
+    assert table["old.ring"] == Rule("old.ring", "old", errno.ENOSPC, "the ring is full",
+                                     section="the hardware model")
+    assert table.fail("old.ring").message == "old: the ring is full"

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import errno as _errno
 
-from .ruletable import Rule, RuleTable, register_table
+from .ruletable import ModelRule, Rule, RuleTable, register_table
 
 __all__ = ["MODEL_RULES", "MODEL_RULES_BY_ID", "MODEL_TABLE", "ModelRule"]
-
-#: The model's refusals are rules of the one rule type (kept under its old name).
-ModelRule = Rule
 
 
 def _rules(where: str, *rows: tuple[str, int | None, str]) -> tuple[Rule, ...]:
@@ -28,7 +25,7 @@ def _rules(where: str, *rows: tuple[str, int | None, str]) -> tuple[Rule, ...]:
                  for rid, err, text in rows)
 
 
-MODEL_RULES: tuple[ModelRule, ...] = (
+MODEL_RULES: tuple[Rule, ...] = (
     *_rules(
         "IOMMU façade",
         ("backend.unknown", _errno.ENODEV, "no installed backend has that name"),

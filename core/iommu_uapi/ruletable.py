@@ -28,6 +28,7 @@ import msgspec
 from .errors import UAPIError, errno_name
 
 __all__ = [
+    "ModelRule",
     "Quirk",
     "QuirkValue",
     "Rule",
@@ -91,6 +92,21 @@ class Rule(msgspec.Struct, frozen=True, gc=False):
         return UAPIError(self.errno, f"{name}: {text}" if name else text, rule=self.id)
 
 
+class ModelRule(msgspec.Struct, frozen=True, gc=False):
+    """The earlier spelling of a rule that is the same in every profile: ``id``, ``errno``,
+    the part of the model that makes it (``where``) and what it refuses (``text``). Kept for
+    tables written with it; :class:`RuleTable` takes it and holds :meth:`as_rule`."""
+
+    id: str
+    errno: int | None
+    where: str
+    text: str
+
+    def as_rule(self) -> Rule:
+        """The same refusal as a :class:`Rule` (operation: the id's first part)."""
+        return Rule(self.id, self.id.split(".")[0], self.errno, self.text, section=self.where)
+
+
 class Quirk(msgspec.Struct, frozen=True, gc=False):
     """A named behaviour a profile selects: ``profiles`` are those that have it (value
     ``True``); any other profile has ``default`` unless it sets the quirk itself."""
@@ -111,12 +127,13 @@ class RuleTable:
 
     __slots__ = ("by_id", "intro", "name", "quirks", "rules", "title")
 
-    def __init__(self, name: str, rules: Iterable[Rule], *, title: str, intro: str = "",
-                 quirks: Iterable[Quirk] = ()) -> None:
+    def __init__(self, name: str, rules: Iterable[Rule | ModelRule], *, title: str,
+                 intro: str = "", quirks: Iterable[Quirk] = ()) -> None:
         self.name = name
         self.title = title
         self.intro = intro
-        self.rules: tuple[Rule, ...] = tuple(rules)
+        self.rules: tuple[Rule, ...] = tuple(
+            r if isinstance(r, Rule) else r.as_rule() for r in rules)
         self.quirks: tuple[Quirk, ...] = tuple(quirks)
         self.by_id: dict[str, Rule] = {r.id: r for r in self.rules}
         ids = [r.id for r in self.rules] + [q.id for q in self.quirks]
