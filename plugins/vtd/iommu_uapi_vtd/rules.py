@@ -26,6 +26,8 @@ from iommu_uapi.ruletable import (
 )
 from iommu_uapi.ruletable import render_markdown as _render
 
+from .hazards import HAZARDS
+
 __all__ = ["VTD_QUIRKS", "VTD_RULES", "VTD_RULES_BY_ID", "VTD_TABLE", "fail", "render_markdown"]
 
 # ``fail`` is the core's, re-exported: importing it from here makes sure the table is registered.
@@ -124,7 +126,8 @@ VTD_RULES: tuple[Rule, ...] = (
     ),
 )
 
-#: What the 5.10 Intel driver does that ``strict`` corrects.
+#: What the 5.10 Intel driver does that ``strict`` corrects, its isolation hazards
+#: (:mod:`.hazards`) included.
 VTD_QUIRKS: tuple[Quirk, ...] = (
     Quirk("vtd.prq.addr_page_number",
           "a page request is reported with the page number in prm.addr, not the page's "
@@ -137,6 +140,7 @@ VTD_QUIRKS: tuple[Quirk, ...] = (
           "a page-selective IOTLB invalidation larger than CAP.MAMV allows is sent as is (the "
           "hardware refuses it, so it is lost); strict sends a domain-selective one instead",
           (LINUX_5_10,), source="d.3"),
+    *(Quirk(h.id, h.text, h.profiles, source=h.source) for h in HAZARDS.values()),
 )
 
 VTD_TABLE = register_table(RuleTable(

@@ -19,6 +19,7 @@ from iommu_uapi.profiles import Profile
 from iommu_uapi.testing.rule_scan import raised_rules as scan
 from iommu_uapi.uapi import CacheInvalidateInfo, InvAddrInfo, InvGranu
 from iommu_uapi.uapi.consts import CacheType, InvGranularity, PageResponseCode
+from iommu_uapi_vtd.hazards import HAZARDS, has_hazard
 from iommu_uapi_vtd.invalidate import guest_invalidation
 from iommu_uapi_vtd.prq import PageRequestDesc, page_group_response, to_uapi_fault
 from iommu_uapi_vtd.qi import IotlbInv, PasidIotlbInv
@@ -117,3 +118,10 @@ def test_invalidation_follows_the_profiles_rules_and_quirks(fixed_510: Profile) 
     with pytest.raises(UAPIError) as exc:
         guest_invalidation(big, did=3, devtlb=None, mamv=4, profile="strict")
     assert exc.value.rule == "vtd.cache_invalidate.cell"
+
+
+def test_the_isolation_hazards_are_quirks_the_profiles_carry(fixed_510: Profile) -> None:
+    for hazard in HAZARDS:
+        assert hazard in {q.id for q in VTD_QUIRKS}
+        assert has_hazard("linux-5.10", hazard) and not has_hazard("strict", hazard)
+        assert not has_hazard(fixed_510, hazard)  # a profile, not a name, decides
