@@ -299,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--json", action="store_true", help="machine-readable output")
     out.add_argument("--markdown", action="store_true", help="the tables as a Markdown document")
     p.set_defaults(func=cmd_rules)
+
+    from .trace.cli import add_commands as add_trace_commands
+
+    add_trace_commands(sub)
     return parser
 
 
