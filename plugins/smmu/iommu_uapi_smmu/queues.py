@@ -69,7 +69,7 @@ class Queues:
 
     def enabled(self, spec: QueueSpec) -> bool:
         """CR0 enables the queue."""
-        return bool(Cr0.LAYOUT[spec.enable].get(self.regs.read(Reg.CR0)))
+        return bool(Cr0.LAYOUT[spec.enable].get(self.regs.value(Reg.CR0)))
 
     def write(self, reg: Reg, value: int) -> bool:
         """Software writes a queue register (after the register file stored what it keeps);
@@ -104,8 +104,8 @@ class Queues:
             regs.set(spec.cons, ring.cons | (_OVF if ring.ovackflg else 0))
         else:
             regs.set(spec.prod, ring.prod)
-            regs.set(spec.cons, ring.cons | CMDQ_CONS_ERR.put(ring.error if ring.stopped
-                                                               else 0))
+            regs.set(spec.cons, ring.cons | CMDQ_CONS_ERR.put(ring.error) if ring.stopped
+                     else ring.cons)
 
     def produce(self, spec: QueueSpec, entry: Record) -> bool:
         """The SMMU writes ``entry`` (an event, a page request): False when the queue is
