@@ -346,6 +346,14 @@ NOT_PROFILES = {
 }
 
 
+#: Modules that still compare profile names, to be moved onto their table's rules and quirks;
+#: the test fails once one no longer does, so the list only shrinks.
+STILL_COMPARING = {
+    "plugins/smmu/iommu_uapi_smmu/backend.py", "plugins/smmu/iommu_uapi_smmu/nested.py",
+    "plugins/virtio_iommu/iommu_uapi_virtio_iommu/nesting.py",
+}
+
+
 def test_no_code_outside_the_profile_table_compares_profile_names() -> None:
     sources = [p for p in _sources()
                if not any(p.as_posix().endswith(m) for m in NOT_PROFILES)]
@@ -353,10 +361,13 @@ def test_no_code_outside_the_profile_table_compares_profile_names() -> None:
     texts = {p: p.read_text(encoding="utf-8") for p in sources}
     aliases = frozenset().union(*(_names_bound_to_profile_names(ast.parse(t))
                                   for t in texts.values()))
-    offenders = [f"{p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}:{line}"
-                 for p, text in texts.items()
-                 for line in profile_name_comparisons(text, aliases)]
+    found = {f"{p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}:{line}"
+             for p, text in texts.items()
+             for line in profile_name_comparisons(text, aliases)}
+    offenders = sorted(f for f in found if f.split(":")[0] not in STILL_COMPARING)
     assert offenders == []
+    present = {m for m in STILL_COMPARING if (ROOT / m).exists()}
+    assert {f.split(":")[0] for f in found} == present, "a listed module was converted"
 
 
 def test_a_profile_listing_a_tables_rules_decides_that_table_alone(toy: BackendSpec) -> None:
