@@ -46,8 +46,6 @@ def ioas_map(iommu: IOMMU, user: UserMemory, ioas: Ioas, flags: int, reserved: i
              user_va: int, length: int, iova: int) -> int:
     """Map ``length`` bytes of ``user_va`` at ``iova`` (chosen when not FIXED_IOVA); returns
     the IOVA used."""
-    if flags & ~_MAP_FLAGS or reserved:
-        raise fail("iommufd.ioas_map.flags", flags=flags, reserved=reserved)
     fixed = bool(flags & IoasMapFlags.FIXED_IOVA)
     if (not length or length & _MASK or user_va & _MASK or (fixed and iova & _MASK)
             or user_va + length - 1 > _U64 or (fixed and iova + length - 1 > _U64)):

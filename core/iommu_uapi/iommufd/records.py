@@ -19,6 +19,7 @@ import msgspec
 from ..abi import U32, U64, CRecord, SizeDiscipline, copy_from_user, cstruct
 from ..rules import fail
 from . import rules as _rules  # noqa: F401  (the iommufd.* rules)
+from .consts import HwptAllocFlags, IoasMapFlags
 
 __all__ = [
     "RECORDS",
@@ -48,6 +49,9 @@ U32x6 = Annotated[tuple[U32, U32, U32, U32, U32, U32],
 U64x2 = Annotated[tuple[U64, U64], msgspec.Meta(extra={"ctype": "u64", "count": 2})]
 Pad3 = Annotated[bytes, msgspec.Meta(min_length=3, max_length=3, extra={"count": 3})]
 R = TypeVar("R", bound=CRecord)
+_MAP_FLAGS = int(IoasMapFlags.FIXED_IOVA | IoasMapFlags.WRITEABLE | IoasMapFlags.READABLE)
+_ALLOC_FLAGS = int(HwptAllocFlags.NEST_PARENT | HwptAllocFlags.FAULT_ID_VALID
+                   | HwptAllocFlags.PASID)
 
 
 def copy_struct(cls: type[R], buf: bytes | bytearray | memoryview, op: str,
@@ -85,7 +89,14 @@ class _Sized(CRecord, frozen=True, gc=False):
         non-zero tail E2BIG, unreadable bytes EFAULT). The profile does not apply: iommufd
         has one set of rules; the discipline is always iommufd's."""
         del profile, discipline
-        return copy_from_user(cls, buf, f"iommufd.{cls.OP}", SizeDiscipline.IOMMUFD)
+        rec = copy_from_user(cls, buf, f"iommufd.{cls.OP}", SizeDiscipline.IOMMUFD)
+        rec.check()
+        return rec
+
+    def check(self) -> None:
+        """The command's checks of its own fields, before any object is looked up (the
+        kernel's order): unknown flags or a non-zero reserved field EOPNOTSUPP, inconsistent
+        fields EINVAL."""
 
 
 class _Data(CRecord, frozen=True, gc=False):
@@ -122,6 +133,10 @@ class IommuIoasAlloc(_Sized, frozen=True, gc=False):
     flags: U32 = 0
     out_ioas_id: U32 = 0
 
+    def check(self) -> None:
+        if self.flags:
+            raise fail("iommufd.ioas_alloc.flags", flags=self.flags)
+
 
 @cstruct(cname="iommu_ioas_map", minsz=40)
 class IommuIoasMap(_Sized, frozen=True, gc=False):
@@ -136,6 +151,10 @@ class IommuIoasMap(_Sized, frozen=True, gc=False):
     user_va: U64 = 0
     length: U64 = 0
     iova: U64 = 0
+
+    def check(self) -> None:
+        if self.flags & ~_MAP_FLAGS or self.reserved:
+            raise fail("iommufd.ioas_map.flags", flags=self.flags, reserved=self.reserved)
 
 
 @cstruct(cname="iommu_ioas_unmap", minsz=24)
@@ -169,6 +188,11 @@ class IommuHwInfo(_Sized, frozen=True, gc=False):
     out_max_pasid_log2: Annotated[int, msgspec.Meta(ge=0, le=0xFF, extra={"ctype": "u8"})] = 0
     reserved: Pad3 = bytes(3)
     out_capabilities: U64 = 0
+
+    def check(self) -> None:
+        if self.flags or self.reserved != bytes(3):
+            raise fail("iommufd.hw_info.flags", flags=self.flags,
+                       reserved=bytes(self.reserved).hex())
 
 
 @cstruct(cname="iommu_hw_info_vtd")
@@ -215,6 +239,14 @@ class IommuHwptAlloc(_Sized, frozen=True, gc=False):
     fault_id: U32 = 0
     reserved2: U32 = 0
 
+    def check(self) -> None:
+        if self.flags & ~_ALLOC_FLAGS or self.reserved or self.reserved2:
+            raise fail("iommufd.hwpt_alloc.flags", flags=self.flags)
+        nested = self.data_type != 0
+        if (not nested and self.data_len) or (nested and not self.data_uptr):
+            raise fail("iommufd.hwpt_alloc.data", data_type=self.data_type,
+                       data_len=self.data_len, flags=self.flags)
+
 
 @cstruct(cname="iommu_hwpt_vtd_s1")
 class IommuHwptVtdS1(_Data, frozen=True, gc=False):
@@ -254,6 +286,13 @@ class IommuHwptInvalidate(_Sized, frozen=True, gc=False):
     entry_num: U32 = 0
     reserved: U32 = 0
 
+    def check(self) -> None:
+        if self.reserved:
+            raise fail("iommufd.hwpt_invalidate.reserved", reserved=self.reserved)
+        if self.entry_num and (not self.data_uptr or not self.entry_len):
+            raise fail("iommufd.hwpt_invalidate.array", entry_num=self.entry_num,
+                       data_uptr=self.data_uptr, entry_len=self.entry_len)
+
 
 @cstruct(cname="iommu_hwpt_vtd_s1_invalidate")
 class IommuHwptVtdS1Invalidate(_Data, frozen=True, gc=False):
@@ -290,6 +329,10 @@ class IommuViommuAlloc(_Sized, frozen=True, gc=False):
     hwpt_id: U32 = 0
     out_viommu_id: U32 = 0
 
+    def check(self) -> None:
+        if self.flags:
+            raise fail("iommufd.viommu_alloc.flags", flags=self.flags)
+
 
 @cstruct(cname="iommu_vdevice_alloc", minsz=24)
 class IommuVdeviceAlloc(_Sized, frozen=True, gc=False):
@@ -316,6 +359,10 @@ class IommuFaultAlloc(_Sized, frozen=True, gc=False):
     flags: U32 = 0
     out_fault_id: U32 = 0
     out_fault_fd: U32 = 0
+
+    def check(self) -> None:
+        if self.flags:
+            raise fail("iommufd.fault_alloc.flags", flags=self.flags)
 
 
 @cstruct(cname="iommu_hwpt_pgfault")
