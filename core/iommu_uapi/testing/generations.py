@@ -144,13 +144,13 @@ class _GenIommufd:
 def run_2020(backend: str) -> list[Observation]:
     """The workload through the 2020 calls on a fresh host of ``backend``."""
     h = Harness(backend)
-    return _workload(h, _Gen2020(h))  # type: ignore[arg-type]
+    return _workload(h, _Gen2020(h))
 
 
 def run_iommufd(backend: str) -> list[Observation]:
     """The workload through iommufd on a fresh host of ``backend``."""
     r = IommufdRig(backend)
-    return _workload(r, _GenIommufd(r))  # type: ignore[arg-type]
+    return _workload(r, _GenIommufd(r))
 
 
 def compare_generations(backend: str,
