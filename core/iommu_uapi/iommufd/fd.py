@@ -55,15 +55,14 @@ class IommuFd(Commands):
 
     # -- the ioctl entry point -----------------------------------------------------------------
 
-    def ioctl(self, code: int, buf: bytearray) -> None:
+    def ioctl(self, code: int, buf: bytearray | memoryview | bytes) -> None:
         """Run iommufd command ``code`` (:class:`~.consts.Cmd`) on the struct in ``buf``;
-        outputs are written back into ``buf``. ENOTTY for a code that is not a command,
-        EFAULT for a ``buf`` that is not writable user memory, then the command's rules."""
-        handler = self._handlers.get(code)
+        outputs are written back into ``buf``. ENOTTY for a code that is not a command; a
+        ``buf`` that is not a byte buffer is unreadable memory (EFAULT), a read-only one
+        (``bytes``, a read-only view) refuses the write-back with EFAULT."""
+        handler = self._handlers.get(code) if isinstance(code, int) else None
         if handler is None:
             raise fail("iommufd.ioctl.unknown", code=code if isinstance(code, int) else -1)
-        if type(buf) is not bytearray:
-            raise fail("iommufd.ioctl.buffer", kind=type(buf).__name__)
         handler(buf)
 
     # -- VFIO's device cdev: bind, attach, detach ----------------------------------------------

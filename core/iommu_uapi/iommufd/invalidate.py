@@ -69,7 +69,8 @@ def copy_entries(user: UserMemory, cmd: IommuHwptInvalidate, want: int
         if num == 0:
             raise fail("iommufd.hwpt_invalidate.entry_num")
         raw = user.read(base, num * length)
-        return [copy_struct(cls, raw[i * length:(i + 1) * length], op) for i in range(num)], None
+        return [copy_struct(cls, raw[i * length:(i + 1) * length], op, 0)
+                for i in range(num)], None
     if num == 0:
         return [], None
     if not cls.MINSZ <= length <= cls.SIZE:
