@@ -17,13 +17,13 @@ from iommu_uapi.iommufd import (
     HwInfoType,
     HwptAllocFlags,
     HwptDataType,
+    IoasMapFlags,
     IommuHwInfo,
     IommuHwInfoVtd,
     IommuHwptAlloc,
     IommuHwptArmSmmuv3,
     IommuHwptVtdS1,
     IommuIoasAlloc,
-    IoasMapFlags,
     VtdS1Flags,
 )
 from iommu_uapi.testing.harness import Harness
@@ -165,7 +165,7 @@ def test_nested_attach_installs_the_entry_a_guest_bind_installs(rig: IommufdRig)
     assert ours is not None and theirs is not None
     assert msgspec.structs.replace(ours, FLPTPTR=0) == msgspec.structs.replace(theirs,
                                                                                FLPTPTR=0)
-    assert ours.FLPTPTR == rig.gpt.root and ours.PGTT == 3
+    assert rig.gpt.root == ours.FLPTPTR and ours.PGTT == 3
 
 
 def test_wpe_sets_the_entry_bit(rig: IommufdRig) -> None:

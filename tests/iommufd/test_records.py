@@ -64,7 +64,7 @@ DATA = [r for r in RECORDS if "size" not in r.__struct_fields__]
 @pytest.mark.parametrize("cls", list(LAYOUTS), ids=lambda c: c.CNAME)
 def test_layout_is_the_kernel_struct(cls: type) -> None:
     size, fields = LAYOUTS[cls]
-    assert cls.SIZE == size
+    assert size == cls.SIZE
     assert cls.c_layout() == fields
 
 

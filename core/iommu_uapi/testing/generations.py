@@ -141,24 +141,24 @@ class _GenIommufd:
         self._run(pasid, 0, U64_MAX)
 
 
-def run_2020(backend: str) -> list[Observation]:
+def run_2020(backend: str, profile: str = "strict") -> list[Observation]:
     """The workload through the 2020 calls on a fresh host of ``backend``."""
-    h = Harness(backend)
+    h = Harness(backend, profile=profile)
     return _workload(h, _Gen2020(h))
 
 
-def run_iommufd(backend: str) -> list[Observation]:
+def run_iommufd(backend: str, profile: str = "strict") -> list[Observation]:
     """The workload through iommufd on a fresh host of ``backend``."""
-    r = IommufdRig(backend)
+    r = IommufdRig(backend, profile=profile)
     return _workload(r, _GenIommufd(r))
 
 
-def compare_generations(backend: str,
-                        runs: tuple[Callable[[str], list[Observation]], ...] = (run_2020,
-                                                                               run_iommufd)
-                        ) -> list[str]:
-    """Run both generations on ``backend``; the steps where they differ, as readable lines."""
-    old, new = (run(backend) for run in runs)
+def compare_generations(backend: str, profile: str = "strict",
+                        runs: tuple[Callable[[str, str], list[Observation]], ...] = (
+                            run_2020, run_iommufd)) -> list[str]:
+    """Run both generations on ``backend`` under ``profile``; the steps where they differ, as
+    readable lines (none: the same translations, caches and faults)."""
+    old, new = (run(backend, profile) for run in runs)
     names = ("DMA outcomes", "IOTLB", "device TLB", "faults")
     return [f"step {i}: {name}: 2020 {x!r} / iommufd {y!r}"
             for i, (a, b) in enumerate(zip(old, new, strict=True))
