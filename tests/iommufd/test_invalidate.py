@@ -98,7 +98,7 @@ def test_entry_num_is_written_back_even_when_the_object_is_unknown(rig: IommufdR
 
 
 def test_write_back_efault_takes_priority(rig: IommufdRig) -> None:
-    hwpt, new = _stale(rig)
+    hwpt, _ = _stale(rig)
     va = rig.client.put(BAD_ADDR.to_bytes())
     cmd = IommuHwptInvalidate(size=32, hwpt_id=hwpt, data_uptr=va, entry_len=24, entry_num=1)
     readonly = memoryview(bytes(cmd.to_bytes()))

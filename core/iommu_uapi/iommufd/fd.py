@@ -19,7 +19,7 @@ Devices are bound and attached the way VFIO's device cdev does it (``VFIO_DEVICE
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..rules import fail
 from .commands import Commands
@@ -48,7 +48,7 @@ class IommuFd(Commands):
         self.files: dict[int, FaultQueue] = {}
         #: (dev_id, PASID or None) -> the HWPT attached there
         self.attached: dict[tuple[int, int | None], Hwpt] = {}
-        self._handlers: dict[int, Callable[[bytearray], None]] = self.command_table()
+        self._handlers: dict[int, Callable[[Any], None]] = self.command_table()
 
     def __repr__(self) -> str:
         return f"IommuFd({self.iommu.backend_name!r}, objects={len(self.objects)})"
