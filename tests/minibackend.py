@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any
 
+from iommu_uapi.caches.devtlb import ats_selection
 from iommu_uapi.device import Device, Domain
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.features import CacheCell, Capabilities, FailureReport, Feature
@@ -265,6 +266,11 @@ class MiniBackend:
         # The host driver flushes what it unmapped; nested entries derive from stage 2, so the
         # whole domain goes (as a VT-d DID-selective invalidation does).
         self._iotlb().invalidate((domain.id,))
+        # and every ATS device's whole ATC (by PCIe, a request without PASID reaches every
+        # PASID): a nested entry sits at a guest address no stage-2 range names
+        for dev in domain.devices:
+            if dev.atc is not None:
+                dev.atc.invalidate(ats_selection(None))
         return unmapped
 
     @hookimpl

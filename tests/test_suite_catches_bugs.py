@@ -21,6 +21,7 @@ from iommu_uapi.iommu import IOMMU
 from iommu_uapi.profiles import Profile
 from iommu_uapi.testing.conformance import RuleTests
 from iommu_uapi.testing.harness import Harness
+from iommu_uapi.testing.isolation import IsolationTests
 from iommu_uapi.testing.stateful import machine_for
 from iommu_uapi.uapi import CacheInvalidateInfo
 
@@ -43,6 +44,14 @@ class KeepsStage2EntriesOnUnmap(minibackend.MiniBackend):
     @hookimpl
     def iommu_unmap(self, domain: Any, iova: int, size: int) -> int:
         return int(domain.data.unmap(iova, size))  # no IOTLB flush
+
+
+class KeepsAtcEntriesOnUnmap(minibackend.MiniBackend):
+    @hookimpl
+    def iommu_unmap(self, domain: Any, iova: int, size: int) -> int:
+        unmapped = int(domain.data.unmap(iova, size))
+        self._iotlb().invalidate((domain.id,))  # the IOTLB only: ATS devices keep theirs
+        return unmapped
 
 
 class TableAbortsNothing(minibackend.MiniBackend):
@@ -154,3 +163,13 @@ def test_rule_tests_catch_a_mutated_check(rule_id: str, profile: str) -> None:
     finally:
         profiles.register(original, replace=True)
         plugins.unregister_plugin("mini")
+
+
+def test_isolation_area_catches_ats_entries_kept_after_a_host_unmap() -> None:
+    plugins.register_plugin("broken", plugin_for(KeepsAtcEntriesOnUnmap))
+    try:
+        h = Harness("broken")
+        with pytest.raises(pytest.fail.Exception, match="after the host unmap"):
+            IsolationTests().test_host_unmap_reaches_every_device_with_and_without_pasid(h)
+    finally:
+        plugins.unregister_plugin("broken")

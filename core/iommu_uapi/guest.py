@@ -54,16 +54,20 @@ class GuestFormat:
     """One guest PASID format a backend accepts (see the module docstring).
 
     ``format`` is the UAPI's ``IOMMU_PASID_FORMAT_*`` value the backend checks; ``entry`` how a
-    guest context enters. Subclasses implement :meth:`tables` and, per ``entry``,
+    guest context enters; ``global_pages`` whether the guest's tables can mark a leaf global
+    (``Prot.GLOBAL``: x86 G, LPAE nG=0) and the IOMMU caches such a leaf as global (kept by
+    non-global invalidations). Subclasses implement :meth:`tables` and, per ``entry``,
     :meth:`bind_data` or :meth:`pasid_table` and :meth:`write_entry`.
     """
 
     format: int
     entry: GuestEntry
+    global_pages: bool
 
-    def __init__(self, format: int, entry: GuestEntry) -> None:
+    def __init__(self, format: int, entry: GuestEntry, *, global_pages: bool = False) -> None:
         self.format = format
         self.entry = entry
+        self.global_pages = global_pages
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(format={self.format}, entry={self.entry.value})"

@@ -56,6 +56,10 @@ MODEL_RULES: tuple[ModelRule, ...] = (
         ("translate.access", _errno.EINVAL,
          "translate: the access names none of READ, WRITE, EXEC, or bits beyond them and PRIV"),
         ("unbind.ioasid", _errno.EINVAL, "in-kernel unbind: the PASID is not an ioasid"),
+        ("bind.shared_pasid", _errno.EBUSY,
+         "profile strict: the host PASID is bound in the domain on another device to a "
+         "different guest table (the IOTLB is tagged by domain and PASID, so the two would "
+         "share entries; linux-5.10 binds it)"),
         ("page_request.input", _errno.EINVAL,
          "a device's page request with a bad address, access or group index"),
         ("page_response.no_domain", _errno.ENODEV,

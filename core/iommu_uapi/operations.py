@@ -23,6 +23,7 @@ from typing import Protocol
 
 from . import checks, profiles
 from .abi import SizeDiscipline
+from .bound_tables import BoundTables
 from .device import Device, Domain, known_device, known_domain
 from .dispatch import Dispatch
 from .errors import UAPIError
@@ -74,6 +75,8 @@ class UAPIOperations:
         self.dispatch = facade.dispatch
         #: guest PASID bindings: (requester ID, host PASID) -> domain
         self.bindings: dict[tuple[int, int], Domain] = {}
+        #: the guest table of each binding (``strict`` refuses a second table for a PASID)
+        self.tables = BoundTables()
         #: each device's fault consumer and pending page requests, by requester ID
         self.fault_params: dict[int, FaultParam] = {}
         #: every fault reported, with its device, newest last
@@ -136,9 +139,11 @@ class UAPIOperations:
     def _bind(self, domain: Domain, dev: Device, data: GpasidBindData, profile: str) -> None:
         self._domain(domain)
         self._dev(dev)
+        self.tables.check(domain, dev, data, profile)
         self.dispatch.call("iommu_sva_bind_gpasid", domain=domain, dev=dev, data=data,
                    argsz=data.argsz, profile=profile)
         self.bindings[(dev.sid, data.hpasid)] = domain
+        self.tables.add(domain, dev, data)
         self.facade.forget_contexts(dev.sid, (data.hpasid,))
 
     def uapi_sva_unbind_gpasid(self, domain: Domain, dev: Device, ubuf: bytes, *,
@@ -163,7 +168,9 @@ class UAPIOperations:
             raise UAPIError(errno.EINVAL, f"sva_unbind_gpasid: pasid {pasid!r} is not an ioasid",
                             rule="unbind.ioasid")
         self.dispatch.call("iommu_sva_unbind_gpasid", domain=domain, dev=dev, pasid=pasid)
-        if self.bindings.pop((dev.sid, pasid), None) is not None:
+        bound = self.bindings.pop((dev.sid, pasid), None)
+        if bound is not None:
+            self.tables.remove(bound, dev.sid, pasid)
             self.fault_params[dev.sid].drain(pasid)
         self.facade.forget_contexts(dev.sid, (pasid,))
 

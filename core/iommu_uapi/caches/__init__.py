@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .config import ConfigCache
 from .counters import CacheCounters
-from .devtlb import DeviceTlbs
+from .devtlb import DeviceTlbs, ats_selection
 from .iotlb import TLB, TLBEntry
 from .presets import PRESETS, CachePreset, preset
 from .replacement import POLICIES, UNBOUNDED, Geometry, Slots, make_slots
@@ -39,6 +39,7 @@ __all__ = [
     "Tag",
     "TagIndex",
     "WalkCache",
+    "ats_selection",
     "make_slots",
     "preset",
 ]

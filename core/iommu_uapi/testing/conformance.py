@@ -34,6 +34,7 @@ from ..uapi.consts import CacheType, FaultType, InvGranularity, PageRequestFlags
 from ..vfio import VfioContainer
 from .assertions import errno_of, need, outcome, refusal, refused_unchanged
 from .harness import GUEST_VA, READ, WRITE, Harness
+from .isolation import IsolationTests
 from .rule_tests import PROFILES, RULE_ENTRY_POINTS, RuleTests
 from .sizes import SizeRuleTests
 
@@ -58,7 +59,6 @@ __all__ = [
 ]
 
 VA = GUEST_VA
-GUEST_RAM_PROBE = 0x1000  # a GPA mapped in the harness domain only
 
 
 def _cells() -> list[CacheCell]:
@@ -207,30 +207,6 @@ class InvalidationTests:
         harness.invalidate(Harness.inv_info(cell, pasid, VA), harness.dev2)
         assert harness.translate(VA + 0x10_0000, pasid, dev=harness.dev2).table_reads == 0
         assert harness.translate(VA, pasid, dev=harness.dev2).table_reads > 0
-
-
-class IsolationTests:
-    """Domains and PASIDs do not see each other's translations."""
-
-    def test_domains_are_isolated(self, harness: Harness) -> None:
-        other = harness.new_domain()
-        dev = harness.iommu.add_device(0x0310)
-        harness.iommu.attach_device(other, dev)
-        harness.iommu.map(other, 0x4000_0000, 0x2_0000_0000, 0x1000, 3)
-        assert harness.iommu.translate(dev, 0x4000_0000).paddr == 0x2_0000_0000
-        with pytest.raises(TranslationFault):
-            harness.iommu.translate(harness.dev2, 0x4000_0000)
-        with pytest.raises(TranslationFault):
-            harness.iommu.translate(dev, GUEST_RAM_PROBE)
-
-    def test_pasids_are_isolated(self, harness: Harness) -> None:
-        need(harness, nesting=True)
-        a, b = harness.vm.alloc(), harness.vm.alloc()
-        harness.gmap(VA)
-        harness.enter(a, harness.dev2)
-        harness.translate(VA, a, dev=harness.dev2)
-        with pytest.raises(TranslationFault):
-            harness.translate(VA, b, dev=harness.dev2)
 
 
 class FaultTests:

@@ -40,6 +40,7 @@ from .domain import VtdDomain, domain_aw
 from .faults import FaultRecorder
 from .gpasid import check_bind, nested_entry_for
 from .guest import BIND_ARGSZ_MIN, VTD_GUEST
+from .hazards import UNBIND_KEEPS_GLOBALS, UNMAP_KEEPS_NESTED_ATC, has_hazard
 from .invalidate import SUPPORTED_CELLS, DevTlbTarget, guest_invalidation
 from .iommufd import VtdIommufd
 from .linked_caches import AtcDeviceTlbs, forget_contexts, linked_caches
@@ -246,13 +247,14 @@ class VtdBackend(VtdIommufd):
         self.run([ContextCacheInv(G=ContextCacheGranularity.DEVICE, DID=data.did, SID=dev.sid),
                   _dsi(self.cfg, data.did)])
 
-    def _tear_down(self, dev: Device, pasid: int, did: int) -> None:
-        """``intel_pasid_tear_down_entry``: clear the entry, flush PASID cache and PASID-IOTLB,
-        and (without caching mode) the device TLB."""
+    def _tear_down(self, dev: Device, pasid: int, did: int, *,
+                   iotlb: Descriptor | None = None) -> None:
+        """``intel_pasid_tear_down_entry``: clear the entry, flush PASID cache and PASID-IOTLB
+        (or ``iotlb`` instead), and (without caching mode) the device TLB."""
         self.tables.clear_pasid(dev.sid, pasid)
         descs: list[Descriptor] = [
             PasidCacheInv(G=PasidCacheGranularity.PASID, DID=did, PASID=pasid),
-            PasidIotlbInv(G=PasidIotlbGranularity.NON_GLOBAL, DID=did, PASID=pasid)]
+            iotlb or PasidIotlbInv(G=PasidIotlbGranularity.NON_GLOBAL, DID=did, PASID=pasid)]
         target = self._devtlb_target(dev)
         if target is not None and not self.cfg.cm:
             if pasid == RID_PASID:
@@ -272,8 +274,11 @@ class VtdBackend(VtdIommufd):
         data: VtdDomain = domain.data
         unmapped = data.unmap(iova, size)
         if unmapped:
-            self.run(data.flush_range(self.cfg, iova, unmapped, [
-                t for d in domain.devices if (t := self._devtlb_target(d)) is not None]))
+            targets = [t for d in domain.devices if (t := self._devtlb_target(d)) is not None]
+            descs = data.flush_range(self.cfg, iova, unmapped, targets)
+            if targets and not has_hazard(self._profile(), UNMAP_KEEPS_NESTED_ATC):
+                descs += _nested_atc_flush(targets, {sid for sid, _ in self.binds})
+            self.run(descs)
         return unmapped
 
     @hookimpl
@@ -315,7 +320,11 @@ class VtdBackend(VtdIommufd):
             return
         entry = self.tables.read_pasid(dev.sid, pasid)
         did = entry.DID if entry is not None else domain.data.did
-        self._tear_down(dev, pasid, did)
+        # The non-global PASID flush of 5.10 spares the PASID's global entries; a
+        # domain-selective one drops them (no PASID-based descriptor reaches every global entry
+        # of a PASID: page-selective ones stop at CAP.MAMV). See hazards.py.
+        keeps = has_hazard(self._profile(), UNBIND_KEEPS_GLOBALS)
+        self._tear_down(dev, pasid, did, iotlb=None if keeps else _dsi(self.cfg, did))
         self.prq.drain(dev.sid, pasid)
 
     # -- guest cache invalidation (d.3) --------------------------------------------------------
@@ -365,6 +374,15 @@ class VtdBackend(VtdIommufd):
             raise self.faults.fault(vf) from None
         return build_context(self.cfg, self.memory, dev.sid, pasid, resolved, dev.atc,
                              self.faults, self.caches.fl_psc)
+
+
+def _nested_atc_flush(targets: list[DevTlbTarget], nested: set[int]) -> list[Descriptor]:
+    """A whole-space device-TLB invalidation (type 3: by PCIe, every PASID's entries) for each
+    ATS device with a guest PASID bound: its ATC keeps nested translations by guest address, so
+    no range of the stage-2 change names them (Linux 6.8's parent-domain flush does the same)."""
+    addr, s = devtlb_size_encoding(0, _WHOLE_SPACE_ORDER)
+    return [DevTlbInv(MIP=t.qdep & 0x1F, SID=t.sid, PFSID_LO=t.pfsid & 0xF,
+                      PFSID_HI=t.pfsid >> 4, S=s, ADDR=addr) for t in targets if t.sid in nested]
 
 
 def _dsi(cfg: VtdConfig, did: int) -> IotlbInv:

@@ -27,7 +27,9 @@ class VtdGuestFormat(GuestFormat):
     """First-level x86 tables bound by ``sva_bind_gpasid`` with Intel vendor data."""
 
     def __init__(self) -> None:
-        super().__init__(int(PasidFormat.INTEL_VTD), GuestEntry.BIND_GPASID)
+        # first-level leaves carry the x86 G bit; the IOTLB keeps them through non-global
+        # PASID-based invalidations
+        super().__init__(int(PasidFormat.INTEL_VTD), GuestEntry.BIND_GPASID, global_pages=True)
 
     def tables(self, guest: GuestMemory) -> GuestTables:
         """Empty 4-level first-level tables in guest memory."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from iommu_uapi.caches.devtlb import ats_selection
 from iommu_uapi.errors import MemoryAccessError
 
 from .qi import (
@@ -91,14 +92,16 @@ def _iotlb_page(q: InvalidationQueue, d: IotlbInv) -> int:
 
 def _devtlb(q: InvalidationQueue, d: DevTlbInv) -> int:
     base, size = devtlb_range(d.ADDR, d.S)
-    return q.caches.devtlb.invalidate(d.SID, (d.SID, None), base, size)
+    # The device receives an ATS Invalidate Request without a PASID prefix: by PCIe it drops
+    # every entry of the range, those requested with a PASID included (ats_selection).
+    return q.caches.devtlb.invalidate(d.SID, (d.SID, *ats_selection(None)), base, size)
 
 
 def _pasid_devtlb(q: InvalidationQueue, d: PasidDevTlbInv) -> int:
     base, size = devtlb_range(d.ADDR, d.S)
     # G asks the device to drop the range for every PASID (its global translations); the model
     # drops the range under every PASID of the device, a legal over-invalidation.
-    prefix = (d.SID,) if d.G else (d.SID, d.PASID)
+    prefix = (d.SID, *ats_selection(d.PASID, global_invalidate=bool(d.G)))
     return q.caches.devtlb.invalidate(d.SID, prefix, base, size)
 
 

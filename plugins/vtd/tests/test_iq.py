@@ -165,8 +165,11 @@ def test_pasid_cache_granularities() -> None:
 # -- types 3, 8, 4 -------------------------------------------------------------------------------
 
 
-def test_device_tlb_without_pasid() -> None:
-    assert gone_after(DevTlbInv(SID=DEV, ADDR=0x1000)) == {"atc": {((DEV, None), 0x1000)}}
+def test_device_tlb_without_pasid_reaches_every_pasid_of_the_range() -> None:
+    # PCIe ATS: a request without a PASID prefix invalidates the entries requested with one too
+    assert gone_after(DevTlbInv(SID=DEV, ADDR=0x1000)) == {
+        "atc": {((DEV, None), 0x1000), ((DEV, A), 0x1000), ((DEV, B), 0x1000)}}
+    assert gone_after(DevTlbInv(SID=DEV, ADDR=0x9000)) == {"atc": {((DEV, A), 0x9000)}}
     assert gone_after(DevTlbInv(SID=DEV2, ADDR=0x1000)) == {}    # no ATC on that device
 
 
