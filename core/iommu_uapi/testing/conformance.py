@@ -34,6 +34,7 @@ from ..uapi.consts import CacheType, FaultType, InvGranularity, PageRequestFlags
 from ..vfio import VfioContainer
 from .assertions import errno_of, need, outcome, refusal, refused_unchanged
 from .harness import GUEST_VA, READ, WRITE, Harness
+from .iommufd_area import IommufdTests
 from .isolation import IsolationTests
 from .rule_tests import PROFILES, RULE_ENTRY_POINTS, RuleTests
 from .sizes import SizeRuleTests
@@ -45,6 +46,7 @@ __all__ = [
     "FaultTests",
     "FuzzTests",
     "InvalidationTests",
+    "IommufdTests",
     "IsolationTests",
     "NegotiationTests",
     "PasidTests",

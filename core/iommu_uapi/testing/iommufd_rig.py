@@ -16,7 +16,7 @@ fixed the 5.10 quirks (a page request reports its address, not its page number).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..abi import CRecord
 from ..device import Device
@@ -29,6 +29,7 @@ from ..iommufd import (
     HwInfoType,
     HwptAllocFlags,
     HwptDataType,
+    HwptInvalidateDataType,
     IommuFd,
     IommuHwptVtdS1,
     IommuHwptVtdS1Invalidate,
@@ -39,7 +40,8 @@ from ..translation import Translation
 from ..uapi.consts import CacheType, VtdGpasidFlags
 from .harness import GUEST_RAM_GPA, GUEST_RAM_HPA, GUEST_RAM_SIZE, READ, RW, usable_format
 
-__all__ = ["NESTED_DATA_FOR", "VMM_RAM_VA", "IommufdRig", "no_iommufd_reason"]
+__all__ = ["ENTRIES_FOR", "NESTED_DATA_FOR", "VMM_RAM_VA", "EntryKit", "IommufdRig",
+           "no_iommufd_reason"]
 
 #: Where the VMM maps guest RAM in its own address space.
 VMM_RAM_VA = 0x4000_0000_0000
@@ -60,6 +62,26 @@ def _vtd_s1(fmt: GuestFormat, root: int) -> tuple[int, CRecord]:
 #: hardware information type -> (guest format, guest root) -> the nested HWPT data
 NESTED_DATA_FOR: dict[int, Callable[[GuestFormat, int], tuple[int, CRecord]]] = {
     int(HwInfoType.INTEL_VTD): _vtd_s1,
+}
+
+
+class EntryKit(NamedTuple):
+    """How a guest speaks one vendor's invalidation: the data type, an entry for ``pages``
+    pages at an address, the entry for everything, and an entry the driver refuses."""
+
+    data_type: int
+    page: Callable[[int, int], CRecord]
+    whole: Callable[[], CRecord]
+    bad: Callable[[], CRecord]
+
+
+#: hardware information type -> the invalidation entries of its nested HWPTs
+ENTRIES_FOR: dict[int, EntryKit] = {
+    int(HwInfoType.INTEL_VTD): EntryKit(
+        int(HwptInvalidateDataType.VTD_S1),
+        lambda addr, pages: IommuHwptVtdS1Invalidate(addr=addr, npages=pages),
+        lambda: IommuHwptVtdS1Invalidate(addr=0, npages=U64_MAX),
+        lambda: IommuHwptVtdS1Invalidate(addr=0x1001, npages=1)),
 }
 
 
@@ -102,9 +124,11 @@ class IommufdRig:
         c = self.client
         info, _ = c.hw_info(self.dev_id, 0)
         builder = NESTED_DATA_FOR.get(info.out_data_type)
-        if builder is None:
+        if builder is None or info.out_data_type not in ENTRIES_FOR:
             raise LookupError(f"no nested HWPT data for hardware type {info.out_data_type}")
         self._builder = builder
+        #: the invalidation entries of this hardware (see :data:`ENTRIES_FOR`)
+        self.entries: EntryKit = ENTRIES_FOR[info.out_data_type]
         self.ioas = c.ioas_alloc()
         self.parent = c.hwpt_alloc(self.dev_id, self.ioas, HwptAllocFlags.NEST_PARENT)
         self.fd.attach(self.dev_id, self.parent)
@@ -160,7 +184,7 @@ class IommufdRig:
 
     def invalidate(self, hwpt: int, entries: Sequence[CRecord]) -> tuple[int, UAPIError | None]:
         """``IOMMU_HWPT_INVALIDATE`` of ``hwpt``; returns (entry_num written back, refusal)."""
-        return self.client.invalidate(hwpt, entries)
+        return self.client.invalidate(hwpt, entries, self.entries.data_type)
 
     @staticmethod
     def vtd_entry(addr: int = 0, npages: int = U64_MAX, leaf: bool = False
