@@ -76,13 +76,16 @@ def copy_entries(user: UserMemory, cmd: IommuHwptInvalidate, want: int
     if not cls.MINSZ <= length <= cls.SIZE:
         raise fail("iommufd.hwpt_invalidate.entry_len", entry_len=length, minsz=cls.MINSZ,
                    size=cls.SIZE)
-    out: list[CRecord] = []
+    # each entry is copied just before it is executed: the first one that is not wholly
+    # readable fails, those before it are handled (one read of what is readable serves all)
+    data = user.readable(base, num * length)
+    whole = len(data) // length
     decode = cls._cdecode
-    pad = bytes(cls.SIZE - length)
-    for i in range(num):
-        data = user.readable(base + i * length, length)
-        if len(data) != length:
-            return out, fail("iommufd.user.read", n=length, addr=base + i * length)
-        out.append(decode(data + pad if pad else data, 0))
+    if length == cls.SIZE:
+        out: list[CRecord] = [decode(data, i * length) for i in range(whole)]
+    else:
+        pad = bytes(cls.SIZE - length)
+        out = [decode(data[i * length:(i + 1) * length] + pad, 0) for i in range(whole)]
+    if whole < num:
+        return out, fail("iommufd.user.read", n=length, addr=base + whole * length)
     return out, None
-
