@@ -136,3 +136,12 @@ def test_hw_info_minimum_is_before_out_capabilities() -> None:
     """A 32-byte iommu_hw_info (older user space) is accepted, out_capabilities zero."""
     raw = IommuHwInfo(size=32, dev_id=3, data_len=24, data_uptr=0x2000).to_bytes()[:32]
     assert IommuHwInfo.from_user(raw).out_capabilities == 0
+
+
+def test_docs_page_lists_every_iommufd_rule() -> None:
+    from pathlib import Path
+
+    from iommu_uapi.iommufd.rules import render_markdown
+
+    page = (Path(__file__).parents[2] / "docs" / "iommufd.md").read_text()
+    assert render_markdown() in page, "docs/iommufd.md: regenerate the rule table"

@@ -159,6 +159,17 @@ IOMMUFD_RULES: tuple[Rule, ...] = (
     _r("vtd_s1_invalidate.addr", E.EINVAL,
        "VT-d entry: addr 4 KiB aligned; npages U64_MAX only with addr 0",
        "entry {index}: addr {addr:#x} npages {npages:#x}"),
+    _r("hwpt_alloc.arm_ste", E.EIO,
+       "ARM_SMMUV3 data: a valid guest STE holds only V, Config (abort, bypass, S1), S1Fmt, "
+       "S1ContextPtr, S1CDMax, S1DSS, S1CIR, S1COR, S1CSH, S1STALLD and EATS (abort or full)",
+       "guest STE {ste}: {why}"),
+    _r("viommu_arm_smmuv3_invalidate.opcode", E.EIO,
+       "SMMUv3 vIOMMU command: only TLBI_NSNH_ALL, TLBI_NH_VA, TLBI_NH_VAA, TLBI_NH_ALL, "
+       "TLBI_NH_ASID, ATC_INV, CFGI_CD, CFGI_CD_ALL",
+       "entry {index}: opcode {opcode:#x} is not allowed"),
+    _r("viommu_arm_smmuv3_invalidate.sid", E.EIO,
+       "SMMUv3 vIOMMU command: the SID of ATC_INV / CFGI_CD / CFGI_CD_ALL is a vDEVICE's "
+       "virtual ID", "entry {index}: virtual SID {vsid:#x} has no vDEVICE"),
     _r("viommu_alloc.flags", E.EOPNOTSUPP, "VIOMMU_ALLOC flags must be 0",
        "flags {flags:#x} must be 0"),
     _r("viommu_alloc.type", E.EOPNOTSUPP, "VIOMMU_ALLOC type is one the backend provides",
