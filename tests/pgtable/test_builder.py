@@ -1,15 +1,21 @@
-"""The shared io-pgtable machinery: one leaf per map, block splitting, table freeing, refusals."""
+"""The shared io-pgtable machinery: map/unmap of pages and ranges, block splitting, table freeing,
+flush callbacks, refusals."""
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
+from functools import partial
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.memory import GuestMemory, PhysicalMemory
 from iommu_uapi.pgtable import lpae, vtd_sl, x86
-from iommu_uapi.pgtable.common import Access, Prot
+from iommu_uapi.pgtable.builder import PageTableBuilder, page_chunks
+from iommu_uapi.pgtable.common import Access, FlushOps, Prot
 
 RW = Prot.READ | Prot.WRITE
 M2, G1 = 1 << 21, 1 << 30
@@ -32,8 +38,8 @@ def test_map_installs_exactly_one_leaf_of_the_size(mem: PhysicalMemory) -> None:
 
 
 @pytest.mark.parametrize(("iova", "paddr", "size", "code"), [
-    (0x1000, 0x2000, 0x3000, errno.EINVAL),  # not a page/block size
-    (0x1000, 0x2000, M2, errno.EINVAL),  # misaligned for 2 MiB
+    (0x1000, 0x2000, 0x1800, errno.EINVAL),  # not a multiple of the smallest page
+    (0x1000, 0x2000, 0, errno.EINVAL),  # empty
     (0, 0x1800, 4096, errno.EINVAL),  # misaligned paddr
     (1 << 47, 0, 4096, errno.ERANGE),  # non-canonical iova
     (0, 1 << 48, 4096, errno.ERANGE),  # paddr beyond HAW
@@ -169,3 +175,252 @@ def test_walk_refuses_an_access_outside_the_four_bits(mem: PhysicalMemory, acces
         with pytest.raises(UAPIError) as info:
             pt.walk(0, access)
         assert info.value.errno == errno.EINVAL
+
+
+class Flushes:
+    """The flush callbacks a driver would give, recording each call."""
+
+    def __init__(self) -> None:
+        self.leaf: list[tuple[int, int]] = []
+        self.table: list[tuple[int, int]] = []
+        self.ops = FlushOps(lambda a, n: self.leaf.append((a, n)),
+                            lambda a, n: self.table.append((a, n)))
+
+
+G512 = 1 << 39
+
+
+def test_unmapping_the_last_page_frees_its_tables_and_says_so(mem: PhysicalMemory) -> None:
+    fl = Flushes()
+    pt = x86.X86PageTable(x86.X86Config(), mem, fl.ops)
+    pt.map(0x1000, 0x9000, 4096, RW)
+    pt.map(0x2000, 0xA000, 4096, RW)
+    assert (fl.leaf, fl.table) == ([], [])  # a map fills entries that were not present
+    assert pt.unmap(0x2000, 4096) == 4096
+    assert (fl.leaf, fl.table) == ([(0x2000, 0x1000)], [])  # leaf only: no table went
+    assert pt.unmap(0x1000, 4096) == 4096
+    # the PT, PD and PDPT went empty: the PML4 entry over [0, 512 GiB) was cleared
+    assert (fl.leaf, fl.table) == ([(0x2000, 0x1000), (0x1000, 0x1000)], [(0, G512)])
+
+
+def test_splitting_a_block_flushes_only_the_page_unmapped(mem: PhysicalMemory) -> None:
+    fl = Flushes()
+    pt = x86.X86PageTable(x86.X86Config(), mem, fl.ops)
+    pt.map(G1, 0x40_0000_0000, G1, RW)
+    assert pt.unmap(G1 + M2 + 0x3000, 4096) == 4096
+    assert (fl.leaf, fl.table) == ([(G1 + M2 + 0x3000, 0x1000)], [])
+
+
+def test_dropping_a_table_span_flushes_leaves_and_walks(mem: PhysicalMemory) -> None:
+    fl = Flushes()
+    pt = x86.X86PageTable(x86.X86Config(), mem, fl.ops)
+    for i in range(3):
+        pt.map(i * 4096, i * 4096, 4096, RW)
+    pt.map(G1, 0, 4096, RW)  # keeps the PDPT alive
+    assert pt.unmap(0, M2) == M2
+    # the PT under the PDE went, then the PD under the PDPTE over [0, 1 GiB)
+    assert (fl.leaf, fl.table) == ([(0, M2)], [(0, G1)])
+
+
+def test_unmap_pages_over_blocks_and_tables_reports_merged_ranges(mem: PhysicalMemory) -> None:
+    fl = Flushes()
+    pt = vtd_sl.SLPageTable(vtd_sl.SLConfig(), mem, fl.ops)
+    pt.map(0, 0x4000_0000, M2, RW)  # a block
+    pt.map_pages(M2, 0x5000_0000, 4096, 512, RW)  # a full table of pages
+    pt.map(2 * M2, 0x6000_0000, 4096, RW)  # one page, left mapped
+    assert pt.unmap_pages(0, M2, 2) == 2 * M2
+    assert fl.leaf == [(0, 2 * M2)]
+    assert fl.table == [(M2, M2)]  # the page table under the second PDE
+    assert pt.iova_to_phys(2 * M2) == 0x6000_0000 and pt.iova_to_phys(M2) == 0
+
+
+def test_map_pages_and_unmap_pages_round_trip(mem: PhysicalMemory) -> None:
+    for pt in (x86.X86PageTable(x86.X86Config(), mem), vtd_sl.SLPageTable(vtd_sl.SLConfig(), mem),
+               lpae.LPAEPageTable(lpae.LPAEConfig(granule=16384, t0sz=17), mem),
+               lpae.LPAEPageTable(lpae.LPAEConfig(granule=65536, t0sz=12, oas=52), mem)):
+        page = pt.page_sizes[0]
+        base = G1 - 7 * page  # the run crosses a table boundary
+        before = mem.allocated_bytes
+        assert pt.map_pages(base, 0xF_FFF0_0000, page, 1000, RW) == 1000 * page
+        for i in (0, 6, 7, 999):
+            assert pt.iova_to_phys(base + i * page + 5) == 0xF_FFF0_0000 + i * page + 5
+            assert pt.walk(base + i * page, Access.WRITE).page_size == page
+        assert pt.iova_to_phys(base + 1000 * page) == 0
+        assert pt.unmap_pages(base, page, 1000) == 1000 * page
+        assert pt.iova_to_phys(base) == 0 and mem.allocated_bytes == before
+
+
+def test_unmap_pages_stops_at_the_first_hole(mem: PhysicalMemory) -> None:
+    pt = x86.X86PageTable(x86.X86Config(), mem)
+    pt.map_pages(0, 0, 4096, 10, RW)
+    pt.unmap(0x5000, 4096)
+    assert pt.unmap_pages(0x3000, 4096, 5) == 0x2000
+    assert pt.iova_to_phys(0x6000) == 0x6000 and pt.iova_to_phys(0x4000) == 0
+    assert pt.unmap(0x5000, 0x3000) == 0  # nothing at the start: nothing done
+    assert pt.iova_to_phys(0x6000) == 0x6000
+
+
+def test_map_pages_is_all_or_nothing(mem: PhysicalMemory) -> None:
+    pt = x86.X86PageTable(x86.X86Config(), mem)
+    pt.map(M2 + 0x5000, 0, 4096, RW)  # in the second of three page tables the run needs
+    before = snapshot(mem)
+    with pytest.raises(UAPIError) as info:
+        pt.map_pages(M2 - 0x3000, 0, 4096, 1024, RW)
+    assert (info.value.errno, info.value.rule) == (errno.EEXIST, "pgtable.overlap")
+    assert snapshot(mem) == before
+    with pytest.raises(UAPIError) as info:
+        pt.map_pages(0, 0, 0x3000, 2, RW)
+    assert (info.value.errno, info.value.rule) == (errno.EINVAL, "pgtable.size")
+    with pytest.raises(UAPIError) as info:
+        pt.map_pages(0, 0, 4096, 0, RW)
+    assert info.value.errno == errno.EINVAL
+    with pytest.raises(UAPIError) as info:  # the run would leave the lower canonical half
+        pt.map_pages((1 << 47) - 0x1000, 0, 4096, 2, RW)
+    assert info.value.errno == errno.ERANGE
+    assert snapshot(mem) == before
+
+
+def test_map_pages_out_of_table_memory_changes_nothing() -> None:
+    mem = PhysicalMemory(alloc_base=0x8000_0000, alloc_limit=0x8000_4000)  # 4 tables
+    pt = x86.X86PageTable(x86.X86Config(), mem)
+    pt.map(0, 0, 4096, RW)  # root, PDPT, PD, PT
+    before = snapshot(mem)
+    with pytest.raises(UAPIError) as info:  # the last page of the PT, then a second PT
+        pt.map_pages(M2 - 0x1000, 0, 4096, 2, RW)
+    assert info.value.errno == errno.ENOMEM
+    assert snapshot(mem) == before
+
+
+def test_unmap_pages_splits_both_edges_before_changing_anything() -> None:
+    mem = PhysicalMemory(alloc_base=0x8000_0000, alloc_limit=0x8000_4000)  # 4 tables
+    pt = x86.X86PageTable(x86.X86Config(), mem)
+    pt.map(0, 0, 2 * M2, RW)  # root, PDPT, PD: two 2 MiB blocks
+    before = snapshot(mem)
+    with pytest.raises(UAPIError) as info:  # both blocks must be split: two tables, one left
+        pt.unmap_pages(M2 - 0x1000, 4096, 2)
+    assert info.value.errno == errno.ENOMEM
+    assert snapshot(mem) == before
+    assert pt.unmap_pages(M2 - 0x1000, 4096, 1) == 4096  # one split fits
+    assert pt.iova_to_phys(M2 - 0x2000) == M2 - 0x2000 and pt.iova_to_phys(M2) == M2
+
+
+def test_unmap_pages_of_whole_blocks_clears_them_without_splitting(mem: PhysicalMemory) -> None:
+    pt = x86.X86PageTable(x86.X86Config(), mem)
+    pt.map(0, 0, 2 * M2, RW)
+    tables = pt.table_count()
+    assert pt.unmap_pages(0, 4096, 512) == M2
+    assert pt.table_count() == tables and pt.iova_to_phys(M2) == M2
+
+
+@pytest.mark.parametrize(("iova", "paddr", "size", "chunks"), [
+    (0, 0, 3 * 4096, [(0, 0, 4096, 3)]),
+    (M2 - 0x1000, 0x40_0000_0000 - 0x1000, M2 + 0x2000,  # up to the 2 MiB boundary, then 2 MiB
+     [(M2 - 0x1000, 0x40_0000_0000 - 0x1000, 4096, 1), (M2, 0x40_0000_0000, M2, 1),
+      (2 * M2, 0x40_0000_0000 + M2, 4096, 1)]),
+    (G1, 2 * G1, G1 + 3 * M2, [(G1, 2 * G1, G1, 1), (2 * G1, 3 * G1, M2, 3)]),
+    (G1 - M2, 0, 2 * G1,  # iova and paddr never both 1 GiB-aligned: 2 MiB pages only
+     [(G1 - M2, 0, M2, 1), (G1, M2, M2, 511), (2 * G1 - M2, G1, M2, 512)]),
+])
+def test_page_chunks_pick_the_largest_sizes_like_iommu_pgsize(
+        iova: int, paddr: int, size: int, chunks: list[tuple[int, int, int, int]]) -> None:
+    assert page_chunks(iova, paddr, size, (4096, M2, G1)) == chunks
+
+
+def test_page_chunks_follow_the_paddr_alignment_too() -> None:
+    chunks = page_chunks(0, 0x1000, 4 * M2, (4096, M2, G1))  # paddr only page-aligned
+    assert {pgsize for _, _, pgsize, _ in chunks} == {4096}
+    assert sum(count for *_, count in chunks) == 2048
+    assert [(va, pa) for va, pa, _, _ in chunks][:2] == [(0, 0x1000), (M2 - 0x1000, M2)]
+
+
+def test_map_of_any_size_uses_the_chunks(mem: PhysicalMemory) -> None:
+    pt = x86.X86PageTable(x86.X86Config(), mem)
+    pt.map(G1, 2 * G1, G1 + 3 * M2, RW)
+    assert pt.walk(G1 + 5, Access.READ).page_size == G1
+    assert pt.walk(2 * G1 + 2 * M2, Access.READ).page_size == M2
+    assert pt.iova_to_phys(2 * G1 + 3 * M2) == 0
+    assert pt.unmap(G1, G1 + 3 * M2) == G1 + 3 * M2
+    assert mem.allocated_bytes == 4096
+
+
+def test_builders_work_over_a_memory_without_bulk_access(mem: PhysicalMemory) -> None:
+    class Plain:  # read64/write64/alloc/free only
+        def read64(self, addr: int) -> int:
+            return mem.read64(addr)
+
+        def write64(self, addr: int, value: int) -> None:
+            mem.write64(addr, value)
+
+        def alloc(self, size: int = 4096, align: int | None = None) -> int:
+            return mem.alloc(size, align)
+
+        def free(self, addr: int) -> None:
+            mem.free(addr)
+
+    pt = vtd_sl.SLPageTable(vtd_sl.SLConfig(), Plain())
+    pt.map_pages(M2 - 0x2000, 0x3000_0000, 4096, 4, RW)
+    assert pt.iova_to_phys(M2 + 0x1234) == 0x3000_3234
+    assert pt.unmap_pages(M2 - 0x2000, 4096, 4) == 0x4000
+    assert mem.allocated_bytes == 4096
+
+
+class PlainMemory:
+    """read64/write64/alloc/free only: the builder takes its general paths throughout."""
+
+    def __init__(self, mem: PhysicalMemory) -> None:
+        self.mem = mem
+
+    def read64(self, addr: int) -> int:
+        return self.mem.read64(addr)
+
+    def write64(self, addr: int, value: int) -> None:
+        self.mem.write64(addr, value)
+
+    def alloc(self, size: int = 4096, align: int | None = None) -> int:
+        return self.mem.alloc(size, align)
+
+    def free(self, addr: int) -> None:
+        self.mem.free(addr)
+
+
+def outcome(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except UAPIError as e:
+        return (e.errno, e.rule)
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: x86.X86PageTable(x86.X86Config(), m),
+    lambda m: vtd_sl.SLPageTable(vtd_sl.SLConfig(aw=1, haw=39), m),
+    lambda m: lpae.LPAEPageTable(lpae.LPAEConfig(t0sz=25), m),
+], ids=["x86", "sl-aw1", "lpae-39"])
+@given(ops=st.lists(st.tuples(st.booleans(), st.integers(0, 40), st.sampled_from([1, 2, 3]),
+                              st.sampled_from([Prot.READ, RW, RW | Prot.NOEXEC, Prot.CACHE])),
+                    max_size=40))
+def test_compiled_single_page_paths_match_the_general_ones(
+        make: Callable[[object], PageTableBuilder],
+        ops: list[tuple[bool, int, int, int]]) -> None:
+    """The same single-page maps and unmaps (4 KiB, 2 MiB, a size that is none) through a
+    builder with its compiled paths and one without: the same results, refusals, flushes and
+    table bytes."""
+    fast_mem, plain_mem = PhysicalMemory(), PhysicalMemory()
+    fast, plain = make(fast_mem), make(PlainMemory(plain_mem))
+    assert fast.map is not PageTableBuilder.map.__get__(fast)  # compiled for this builder
+    calls: dict[int, list[tuple[str, int, int]]] = {id(fast): [], id(plain): []}
+    for pt in (fast, plain):
+        log = calls[id(pt)]
+        pt.flush = FlushOps(lambda a, n, log=log: log.append(("leaf", a, n)),
+                            lambda a, n, log=log: log.append(("table", a, n)))
+    for is_map, slot, kind, prot in ops:
+        size = {1: 4096, 2: M2, 3: 3 * 4096}[kind]
+        iova = (M2 - 4 * 4096 + slot * 4096) if kind != 2 else slot % 3 * M2
+        results = []
+        for pt in (fast, plain):
+            if is_map:
+                results.append(outcome(partial(pt.map, iova, 0x40_0000 + iova, size, prot)))
+            else:
+                results.append(outcome(partial(pt.unmap, iova, size)))
+        assert results[0] == results[1]
+    assert calls[id(fast)] == calls[id(plain)]
+    assert snapshot(fast_mem) == snapshot(plain_mem)

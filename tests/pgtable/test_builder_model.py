@@ -1,12 +1,15 @@
-"""Stateful property tests: random map/unmap sequences against an interval model, for every
-format, granule, address width and stage. After every step iova_to_phys and the walker agree
-with the model, refused calls change nothing, and when nothing is mapped only the root is left.
+"""Stateful property tests: random map/unmap sequences (single leaves, ``map_pages`` and
+``unmap_pages`` runs, ``map`` of any aligned size) against an interval model, for every format,
+granule, address width and stage. After every step iova_to_phys and the walker agree with the
+model, refused calls change nothing, when nothing is mapped only the root is left, and the flush
+callbacks were told exactly the range unmapped and the spans of the tables freed.
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from hypothesis import settings
@@ -22,7 +25,7 @@ from iommu_uapi.errors import UAPIError
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable import lpae, vtd_sl, x86
 from iommu_uapi.pgtable.builder import PageTableBuilder
-from iommu_uapi.pgtable.common import Access, Prot, WalkFault
+from iommu_uapi.pgtable.common import Access, FlushOps, Prot, WalkFault
 
 Factory = Callable[[PhysicalMemory], PageTableBuilder]
 
@@ -109,6 +112,10 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
             super().__init__()
             self.mem = PhysicalMemory()
             self.pt = factory(self.mem)
+            self.leaves: list[tuple[int, int]] = []
+            self.freed: list[tuple[int, int]] = []
+            self.pt.flush = FlushOps(lambda a, n: self.leaves.append((a, n)),
+                                     lambda a, n: self.freed.append((a, n)))
             self.root_bytes = self.mem.allocated_bytes
             self.model = Model()
             self.probes: set[int] = set()
@@ -124,12 +131,72 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
                 self.pt.map(iova, pa, size, prot)
                 self.model.add(iova, iova + size, pa)
 
+        @rule(args=leaf(), count=st.integers(1, 5), write=st.booleans())
+        def map_pages(self, args: tuple[int, int, int], count: int, write: bool) -> None:
+            iova, size, pa = args
+            end = iova + size * count
+            if end > 1 << input_bits or (name.startswith("x86") and end > 1 << (input_bits - 1)
+                                         and iova < 1 << (input_bits - 1)):
+                return
+            self.probes.update({iova, end - size // 2, end - 1, end})
+            prot = Prot.READ | (Prot.WRITE if write else 0)
+            call = partial(self.pt.map_pages, iova, pa, size, count, prot)
+            self.leaves.clear()
+            self.freed.clear()
+            if self.model.overlaps(iova, end):
+                self._refused(call, errno.EEXIST)
+            else:
+                assert call() == size * count
+                self.model.add(iova, end, pa)
+            assert not self.leaves and not self.freed  # a map never flushes
+
+        @rule(args=leaf(), extra=st.integers(1, 3))
+        def map_any_size(self, args: tuple[int, int, int], extra: int) -> None:
+            """``map`` of a size that is no page size: cut into pages, all or nothing."""
+            iova, size, pa = args
+            total = size + extra * sizes[0]
+            if iova + total > 1 << input_bits:
+                return
+            self.probes.update({iova + total - 1, iova + total})
+            call = partial(self.pt.map, iova, pa, total, Prot.READ)
+            if self.model.overlaps(iova, iova + total):
+                self._refused(call, errno.EEXIST)
+            else:
+                call()
+                self.model.add(iova, iova + total, pa)
+
         @rule(args=leaf())
         def unmap(self, args: tuple[int, int, int]) -> None:
             iova, size, _ = args
             self.probes.update({iova - 1, iova, iova + size})
             expected = size if self.model.remove(iova, iova + size) else 0
-            assert self.pt.unmap(iova, size) == expected
+            self._unmapped(lambda: self.pt.unmap(iova, size), iova, expected)
+
+        @rule(args=leaf(), count=st.integers(1, 5))
+        def unmap_pages(self, args: tuple[int, int, int], count: int) -> None:
+            """Pages are unmapped up to the first that held nothing."""
+            iova, size, _ = args
+            if iova + size * count > 1 << input_bits:
+                return
+            k = 0
+            while k < count and self.model.overlaps(iova + k * size, iova + (k + 1) * size):
+                k += 1
+            self.model.remove(iova, iova + k * size)
+            self.probes.update({iova + k * size - 1, iova + k * size})
+            self._unmapped(lambda: self.pt.unmap_pages(iova, size, count), iova, k * size)
+
+        def _unmapped(self, call: Callable[[], int], iova: int, expected: int) -> None:
+            """Run an unmap; check the bytes it returns and the flushes it made."""
+            tables = self.pt.table_count()
+            self.leaves.clear()
+            self.freed.clear()
+            assert call() == expected
+            assert self.leaves == ([(iova, expected)] if expected else [])
+            if self.pt.table_count() < tables:  # (a split may add as many as are freed)
+                assert self.freed
+            for start, span in self.freed:
+                assert not self.model.overlaps(start, start + span)
+                assert start < iova + expected and iova < start + span
 
         @rule(args=leaf(), bad=st.sampled_from(["align", "size", "prot"]))
         def refused_map(self, args: tuple[int, int, int], bad: str) -> None:
@@ -138,7 +205,8 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
                 self._refused(lambda: self.pt.map(iova + sizes[0] // 2, pa, size, Prot.READ),
                               errno.EINVAL)
             elif bad == "size":
-                self._refused(lambda: self.pt.map(iova, pa, size * 3, Prot.READ), errno.EINVAL)
+                self._refused(lambda: self.pt.map_pages(iova, pa, size * 3, 1, Prot.READ),
+                              errno.EINVAL)
             else:
                 self._refused(lambda: self.pt.map(iova, pa, size, Prot.CACHE), errno.EINVAL)
 
@@ -150,7 +218,8 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
                 while addr < e:
                     step = next(z for z in reversed(sizes)
                                 if not addr & (z - 1) and addr + z <= e)
-                    assert self.pt.unmap(addr, step) == step
+                    self._unmapped(lambda: self.pt.unmap(addr, step),  # noqa: B023
+                                   addr, step)
                     addr += step
             assert self.mem.allocated_bytes == self.root_bytes
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from iommu_uapi.memory import GuestMemory, PhysicalMemory
 from iommu_uapi.pgtable import lpae, vtd_sl, x86
 from iommu_uapi.pgtable.common import Access, Prot, WalkFault, WalkResult, bind_stage2, inline_pages
+from iommu_uapi.pgtable.lpae.config import geometry
 
 RW = Prot.READ | Prot.WRITE
 
@@ -46,7 +47,7 @@ def outcome(call: Any) -> WalkResult | tuple[object, ...]:
     try:
         return call()  # type: ignore[no-any-return]
     except WalkFault as f:
-        return (f.reason, f.stage, f.level, f.code, f.addr, f.fetch_addr, f.access, f.reads,
+        return (f.kind, f.denied, f.stage, f.level, f.addr, f.fetch_addr, f.access, f.reads,
                 f.s2_reads, f.s2_class)
 
 
@@ -110,6 +111,19 @@ def test_second_level_fast_and_full_walks_agree(cfg: vtd_sl.SLConfig, data: st.D
     fast, full = vtd_sl.SLWalker(mem, cfg), vtd_sl.SLWalker(FullOnly(mem), cfg)
     assert outcome(lambda: fast.walk(root, iova, access)) == \
         outcome(lambda: full.walk(root, iova, access))
+    assert_continuations_agree(fast, full, root, iova, access)
+
+
+def assert_continuations_agree(fast: Any, full: Any, root: int, iova: int, access: int) -> None:
+    """From every table entry the full walk used, the fast and the full continuation agree
+    (as a walk cache would start them)."""
+    levels = full.walk_levels
+    path: list[tuple[int, int, int]] = []
+    outcome(lambda: full.walk_partial(root, levels[0], iova, access, path=path))
+    for level, table, inherited in path:
+        args = (table, levels[levels.index(level) + 1], iova, access)
+        assert outcome(partial(fast.walk_partial, *args, inherited=inherited)) == \
+            outcome(partial(full.walk_partial, *args, inherited=inherited))
 
 
 @settings(max_examples=400)  # cheap (~1 ms each), and rare corruptions must be met
@@ -181,6 +195,8 @@ lpae_flags = st.lists(st.sampled_from(LPAE_BITS), min_size=1, max_size=3).map(
     lpae.LPAEConfig(stage=2, t0sz=24, sl0=1),          # 40-bit IPA: level 1, 2 concatenated
     lpae.LPAEConfig(stage=2, t0sz=16, sl0=2),
     lpae.LPAEConfig(granule=16384, t0sz=17), lpae.LPAEConfig(granule=65536, t0sz=22),
+    lpae.LPAEConfig(stage=2, granule=16384, t0sz=24, sl0=1),
+    lpae.LPAEConfig(stage=2, granule=65536, t0sz=18, sl0=1),
 ], ids=str)
 @settings(max_examples=300)
 @given(data=st.data(), access=st.integers(0, 15))
@@ -189,7 +205,7 @@ def test_lpae_fast_and_full_walks_agree(cfg: lpae.LPAEConfig, data: st.DataObjec
     """A builder mapping with one or two descriptors on its path flipped at random."""
     mem = PhysicalMemory()
     pt = lpae.LPAEPageTable(cfg, mem)
-    geo = lpae._geometry(cfg)
+    geo = geometry(cfg)
     size = data.draw(st.sampled_from([lv.size for lv in geo.levels if lv.leaf_need != -1]))
     iova = data.draw(st.integers(0, (1 << cfg.ias) - 1)) & -size
     pt.map(iova, (0x4000_0000 + iova) & ((1 << 40) - 1) & -size, size,
@@ -209,3 +225,4 @@ def test_lpae_fast_and_full_walks_agree(cfg: lpae.LPAEConfig, data: st.DataObjec
     full = lpae.LPAEWalker(FullOnly(mem), cfg)
     assert outcome(lambda: fast.walk(pt.root, iova, access)) == \
         outcome(lambda: full.walk(pt.root, iova, access))
+    assert_continuations_agree(fast, full, pt.root, iova, access)

@@ -9,7 +9,7 @@ import pytest
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable import lpae
-from iommu_uapi.pgtable.common import Access, Prot, WalkFault, WalkResult
+from iommu_uapi.pgtable.common import Access, FaultKind, Prot, WalkFault, WalkResult
 from iommu_uapi.uapi.consts import FaultReason
 
 R, W, X, PRIV = Access.READ, Access.WRITE, Access.EXEC, Access.PRIV
@@ -17,7 +17,11 @@ TABLE, BLOCK, PAGE = 3, 1, 3
 AF, NG, AP_EL0, AP_RO, DBM, PXN, UXN = 0x400, 0x800, 0x40, 0x80, 1 << 51, 1 << 53, 1 << 54
 S2R, S2W, S2XN = 0x40, 0x80, 1 << 54
 PXNT, UXNT, APT_NO_EL0, APT_RO = 1 << 59, 1 << 60, 1 << 61, 1 << 62
-F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION, F_WALK_EABT = 0x10, 0x11, 0x12, 0x13, 0x0B
+# the generic kinds an SMMU model turns into F_TRANSLATION (three kinds), F_ADDR_SIZE,
+# F_ACCESS, F_PERMISSION and F_WALK_EABT
+INVALID, RESERVED, BEYOND = FaultKind.NOT_PRESENT, FaultKind.RESERVED, FaultKind.INPUT_RANGE
+ADDR_SIZE, ACCESS, PERMISSION, EABT = (FaultKind.ADDR_SIZE, FaultKind.ACCESS,
+                                       FaultKind.PERMISSION, FaultKind.WALK_EABT)
 
 ROOT = 0x100_0000
 OUT = 0x7_4560_0000_0000 & ((1 << 48) - 1)  # a 4 TiB-aligned output for any leaf size
@@ -111,7 +115,7 @@ def test_block_where_not_allowed_is_translation_fault(mem: PhysicalMemory, granu
     cfg = lpae.LPAEConfig(granule=granule)
     chain(mem, cfg, IOVA, level, leaf=BLOCK | AF | AP_EL0)
     f = fault(mem, cfg, IOVA, R)
-    assert (f.reason, f.code, f.level) == (FaultReason.PTE_FETCH, F_TRANSLATION, level)
+    assert (f.reason, f.kind, f.level) == (FaultReason.PTE_FETCH, RESERVED, level)
 
 
 def test_64k_level1_block_with_52bit_oa(mem: PhysicalMemory) -> None:
@@ -125,7 +129,7 @@ def test_64k_level1_block_with_52bit_oa(mem: PhysicalMemory) -> None:
 def test_level3_block_encoding_is_reserved(mem: PhysicalMemory) -> None:
     chain(mem, S1, IOVA, leaf=BLOCK | AF | AP_EL0)
     f = fault(mem, S1, IOVA, R)
-    assert (f.code, f.level, f.reason) == (F_TRANSLATION, 3, FaultReason.PTE_FETCH)
+    assert (f.kind, f.level, f.reason) == (RESERVED, 3, FaultReason.PTE_FETCH)
 
 
 @pytest.mark.parametrize("level", [0, 1, 2, 3])
@@ -136,14 +140,14 @@ def test_invalid_descriptor_at_each_level(mem: PhysicalMemory, level: int) -> No
     ptr = table + 8 * ((IOVA >> (g + s * (3 - level))) & 511)
     mem.write64(ptr, mem.read64(ptr) & ~1)
     f = fault(mem, S1, IOVA, R)
-    assert (f.reason, f.code, f.level, f.reads, f.fetch_addr) == (
-        FaultReason.PTE_FETCH, F_TRANSLATION, level, level + 1, ptr)
+    assert (f.reason, f.kind, f.level, f.reads, f.fetch_addr) == (
+        FaultReason.PTE_FETCH, INVALID, level, level + 1, ptr)
 
 
 def test_input_beyond_t0sz_is_translation_fault(mem: PhysicalMemory) -> None:
     cfg = lpae.LPAEConfig(t0sz=25)
     f = fault(mem, cfg, 1 << 39, R)
-    assert (f.reason, f.code, f.level, f.reads) == (FaultReason.OOR_ADDRESS, F_TRANSLATION, 1, 0)
+    assert (f.reason, f.kind, f.level, f.reads) == (FaultReason.OOR_ADDRESS, BEYOND, 1, 0)
 
 
 # -- stage-1 permissions ------------------------------------------------------------------
@@ -160,7 +164,7 @@ def test_ap_bits(mem: PhysicalMemory, ap: int, access: int, ok: bool) -> None:
         assert walk(mem, S1, IOVA, access).perm & access & ~PRIV == access & ~PRIV
     else:
         f = fault(mem, S1, IOVA, access)
-        assert (f.reason, f.code, f.level) == (FaultReason.PERMISSION, F_PERMISSION, 3)
+        assert (f.reason, f.kind, f.level) == (FaultReason.PERMISSION, PERMISSION, 3)
 
 
 def test_privileged_only_page_reports_priv(mem: PhysicalMemory) -> None:
@@ -178,7 +182,7 @@ def test_execute_never(mem: PhysicalMemory, bits: int, access: int, ok: bool) ->
     if ok:
         assert walk(mem, S1, IOVA, access).perm & X
     else:
-        assert fault(mem, S1, IOVA, access).code == F_PERMISSION
+        assert fault(mem, S1, IOVA, access).kind == PERMISSION
 
 
 @pytest.mark.parametrize(("tbits", "access"), [
@@ -189,7 +193,7 @@ def test_hierarchical_table_controls(mem: PhysicalMemory, tbits: int, access: in
     chain(mem, S1, IOVA, leaf=PAGE | AF | AP_EL0 | AP_RO * (access & W == 0),
           tables={level: tbits})
     f = fault(mem, S1, IOVA, access)
-    assert (f.code, f.level) == (F_PERMISSION, 3)
+    assert (f.kind, f.level) == (PERMISSION, 3)
     hpd = lpae.LPAEConfig(hpd=True)
     if access != X | PRIV:  # AP = 01 pages never execute at EL1, HPD or not
         assert walk(mem, hpd, IOVA, access).perm & access & ~PRIV
@@ -203,13 +207,13 @@ def test_ap_table_no_el0_leaves_privileged_access(mem: PhysicalMemory) -> None:
 def test_af_zero_is_access_fault_before_permission(mem: PhysicalMemory) -> None:
     chain(mem, S1, IOVA, leaf=PAGE | AP_RO)  # AF=0 and no EL0 access
     f = fault(mem, S1, IOVA, W)
-    assert (f.reason, f.code, f.level) == (FaultReason.ACCESS, F_ACCESS, 3)
+    assert (f.reason, f.kind, f.level) == (FaultReason.ACCESS, ACCESS, 3)
 
 
 def test_ha_sets_af_on_update(mem: PhysicalMemory) -> None:
     cfg = lpae.LPAEConfig(ha=True)
     chain(mem, cfg, IOVA, leaf=PAGE | AP_EL0)
-    assert fault(mem, cfg, IOVA, R).code == F_ACCESS  # no update asked: still a fault
+    assert fault(mem, cfg, IOVA, R).kind == ACCESS  # no update asked: still a fault
     r = walk(mem, cfg, IOVA, R, update_ad=True)
     assert r.oa == OUT | 0xABC
     leaf_ptr = 0x800_0000 + 2 * 0x10_0000 + 8 * ((IOVA >> 12) & 511)
@@ -219,7 +223,7 @@ def test_ha_sets_af_on_update(mem: PhysicalMemory) -> None:
 def test_hd_makes_a_dbm_page_writable_on_write(mem: PhysicalMemory) -> None:
     cfg = lpae.LPAEConfig(ha=True, hd=True)
     chain(mem, cfg, IOVA, leaf=PAGE | AF | AP_EL0 | AP_RO | DBM)
-    assert fault(mem, cfg, IOVA, W).code == F_PERMISSION  # without update
+    assert fault(mem, cfg, IOVA, W).kind == PERMISSION  # without update
     r = walk(mem, cfg, IOVA, W, update_ad=True)
     assert r.perm & W
     leaf_ptr = 0x800_0000 + 2 * 0x10_0000 + 8 * ((IOVA >> 12) & 511)
@@ -240,19 +244,19 @@ def test_table_address_beyond_oas(mem: PhysicalMemory) -> None:
     chain(mem, cfg, IOVA)
     mem.write64(ROOT + 8 * (IOVA >> 39), (1 << 40) | TABLE)
     f = fault(mem, cfg, IOVA, R)
-    assert (f.reason, f.code, f.level) == (FaultReason.OOR_ADDRESS, F_ADDR_SIZE, 0)
+    assert (f.reason, f.kind, f.level) == (FaultReason.OOR_ADDRESS, ADDR_SIZE, 0)
 
 
 def test_output_address_beyond_oas(mem: PhysicalMemory) -> None:
     cfg = lpae.LPAEConfig(oas=44)
     chain(mem, cfg, IOVA, out=1 << 45)
     f = fault(mem, cfg, IOVA, R)
-    assert (f.reason, f.code, f.level) == (FaultReason.OOR_ADDRESS, F_ADDR_SIZE, 3)
+    assert (f.reason, f.kind, f.level) == (FaultReason.OOR_ADDRESS, ADDR_SIZE, 3)
 
 
 def test_descriptor_bits_49_48_count_against_a_48bit_oas(mem: PhysicalMemory) -> None:
     chain(mem, S1, IOVA, out=1 << 48)
-    assert fault(mem, S1, IOVA, R).code == F_ADDR_SIZE
+    assert fault(mem, S1, IOVA, R).kind == ADDR_SIZE
 
 
 def test_52bit_output_with_64k_granule(mem: PhysicalMemory) -> None:
@@ -279,7 +283,7 @@ def test_table_outside_memory_is_walk_eabt() -> None:
     chain(mem, S1, IOVA)
     mem.write64(ROOT + 8 * (IOVA >> 39), (1 << 40) | TABLE)
     f = fault(mem, S1, IOVA, R)
-    assert (f.reason, f.code, f.level) == (FaultReason.WALK_EABT, F_WALK_EABT, 1)
+    assert (f.reason, f.kind, f.level) == (FaultReason.WALK_EABT, EABT, 1)
 
 
 # -- stage 2 ------------------------------------------------------------------------------
@@ -296,19 +300,19 @@ def test_s2ap(mem: PhysicalMemory, s2ap: int, access: int, ok: bool) -> None:
         assert walk(mem, S2, IOVA, access).perm & ~X == s2ap >> 6
     else:
         f = fault(mem, S2, IOVA, access)
-        assert (f.reason, f.code, f.stage) == (FaultReason.PERMISSION, F_PERMISSION, 2)
+        assert (f.reason, f.kind, f.stage) == (FaultReason.PERMISSION, PERMISSION, 2)
 
 
 def test_s2_xn(mem: PhysicalMemory) -> None:
     chain(mem, S2, IOVA, leaf=PAGE | AF | S2R | S2XN)
-    assert fault(mem, S2, IOVA, R | X).code == F_PERMISSION
+    assert fault(mem, S2, IOVA, R | X).kind == PERMISSION
     assert walk(mem, S2, IOVA, R).perm == R
 
 
 def test_s2_af_zero(mem: PhysicalMemory) -> None:
     chain(mem, S2, IOVA, leaf=PAGE | S2R)
     f = fault(mem, S2, IOVA, R)
-    assert (f.code, f.stage, f.reason) == (F_ACCESS, 2, FaultReason.ACCESS)
+    assert (f.kind, f.stage, f.reason) == (ACCESS, 2, FaultReason.ACCESS)
 
 
 def test_s2_hd_sets_s2ap_write_on_dbm(mem: PhysicalMemory) -> None:

@@ -9,13 +9,24 @@ import pytest
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable import x86
-from iommu_uapi.pgtable.common import Access, Prot, WalkFault
+from iommu_uapi.pgtable.common import Access, FaultKind, Prot, WalkFault
 from iommu_uapi.uapi.consts import FaultReason
 
 R, W, X, PRIV = Access.READ, Access.WRITE, Access.EXEC, Access.PRIV
 P, RW, US, PWT, PCD, A, D, PS, G = 1, 2, 4, 8, 0x10, 0x20, 0x40, 0x80, 0x100
 XD = 1 << 63
 TABLE = P | RW | US
+# what the walker reports (kind, denied): VT-d records 0x71, 0x72, 0x81, 0x85, 0x82, 0x80, 0x70
+ABSENT, RSVD = (FaultKind.NOT_PRESENT, 0), (FaultKind.RESERVED, 0)
+USER, NO_WRITE, XD_EXEC = ((FaultKind.PERMISSION, PRIV), (FaultKind.PERMISSION, W),
+                           (FaultKind.PERMISSION, X))
+NONCANON, EABT = (FaultKind.INPUT_RANGE, 0), (FaultKind.WALK_EABT, 0)
+
+
+def why(f: WalkFault) -> tuple[FaultKind, int]:
+    """What the walker reports of a fault: its kind and the access bits it refused."""
+    return (f.kind, f.denied)
+
 
 # hand-placed tables: one 4 KiB page per level, top level first
 T5, T4, T3, T2, T1 = 0x10_0000, 0x10_1000, 0x10_2000, 0x10_3000, 0x10_4000
@@ -85,7 +96,7 @@ def test_1g_page_without_fl1gp_is_reserved_ps(mem: PhysicalMemory) -> None:
     build4(mem)
     mem.write64(T3 + 8 * IDX[3], 0x80_4000_0000 | TABLE | PS)
     f = fault(mem, IOVA, R, x86.X86Config(fl1gp=False))
-    assert (f.reason, f.code, f.level, f.stage) == (FaultReason.PTE_FETCH, 0x72, 3, 1)
+    assert (f.reason, why(f), f.level, f.stage) == (FaultReason.PTE_FETCH, RSVD, 3, 1)
 
 
 def test_5_level_walk_reads_five_entries(mem: PhysicalMemory) -> None:
@@ -100,7 +111,7 @@ def test_5_level_walk_reads_five_entries(mem: PhysicalMemory) -> None:
 def test_not_present_at_each_level(mem: PhysicalMemory, level: int) -> None:
     build4(mem, **{f"l{level}": TABLE & ~P})
     f = fault(mem, IOVA, R)
-    assert (f.reason, f.code, f.level, f.reads, f.addr) == (FaultReason.PTE_FETCH, 0x71, level,
+    assert (f.reason, why(f), f.level, f.reads, f.addr) == (FaultReason.PTE_FETCH, ABSENT, level,
                                                             5 - level, IOVA)
 
 
@@ -108,7 +119,7 @@ def test_not_present_at_each_level(mem: PhysicalMemory, level: int) -> None:
 def test_user_request_needs_us_at_every_level(mem: PhysicalMemory, level: int) -> None:
     build4(mem, **{f"l{level}": TABLE & ~US})
     f = fault(mem, IOVA, R)
-    assert (f.reason, f.code, f.level) == (FaultReason.PERMISSION, 0x81, level)
+    assert (f.reason, why(f), f.level) == (FaultReason.PERMISSION, USER, level)
     r = walk(mem, IOVA, R | PRIV)  # a supervisor request passes and sees a privileged page
     assert r.perm == R | W | X | PRIV
 
@@ -117,13 +128,13 @@ def test_user_request_needs_us_at_every_level(mem: PhysicalMemory, level: int) -
 def test_write_needs_rw_at_every_level(mem: PhysicalMemory, level: int) -> None:
     build4(mem, **{f"l{level}": TABLE & ~RW})
     f = fault(mem, IOVA, W)
-    assert (f.reason, f.code, f.level) == (FaultReason.PERMISSION, 0x85, level)
+    assert (f.reason, why(f), f.level) == (FaultReason.PERMISSION, NO_WRITE, level)
     assert walk(mem, IOVA, R).perm == R | X
 
 
 def test_supervisor_write_ignores_rw_without_wpe(mem: PhysicalMemory) -> None:
     build4(mem, l2=TABLE & ~RW)
-    assert fault(mem, IOVA, W | PRIV).code == 0x85
+    assert why(fault(mem, IOVA, W | PRIV)) == NO_WRITE
     r = walk(mem, IOVA, W | PRIV, x86.X86Config(wpe=False))
     assert r.perm & W
 
@@ -132,7 +143,7 @@ def test_supervisor_write_ignores_rw_without_wpe(mem: PhysicalMemory) -> None:
 def test_execute_faults_on_xd_at_any_level(mem: PhysicalMemory, level: int) -> None:
     build4(mem, **{f"l{level}": TABLE | XD})
     f = fault(mem, IOVA, R | X)
-    assert (f.reason, f.code, f.level) == (FaultReason.PERMISSION, 0x82, level)
+    assert (f.reason, why(f), f.level) == (FaultReason.PERMISSION, XD_EXEC, level)
     assert walk(mem, IOVA, R).perm == R | W  # XD is not reserved: reads pass, no EXEC
 
 
@@ -142,7 +153,7 @@ def test_address_bits_at_or_above_haw_are_reserved(mem: PhysicalMemory, level: i
                                                     bit: int) -> None:
     build4(mem, **{f"l{level}": TABLE | (1 << bit)})
     f = fault(mem, IOVA, R, x86.X86Config(haw=39))
-    assert (f.reason, f.code, f.level) == (FaultReason.PTE_FETCH, 0x72, level)
+    assert (f.reason, why(f), f.level) == (FaultReason.PTE_FETCH, RSVD, level)
 
 
 def test_bits_52_to_62_are_ignored(mem: PhysicalMemory) -> None:
@@ -161,14 +172,14 @@ def test_address_below_haw_is_not_reserved(mem: PhysicalMemory) -> None:
 def test_ps_is_reserved_in_pml4e(mem: PhysicalMemory) -> None:
     build4(mem, l4=TABLE | PS)
     f = fault(mem, IOVA, R)
-    assert (f.code, f.level) == (0x72, 4)
+    assert (why(f), f.level) == (RSVD, 4)
 
 
 def test_ps_is_reserved_in_pml5e(mem: PhysicalMemory) -> None:
     mem.write64(T5, T4 | TABLE | PS)
     build4(mem)
     f = fault(mem, IOVA, R, x86.X86Config(levels=5), root=T5)
-    assert (f.code, f.level) == (0x72, 5)
+    assert (why(f), f.level) == (RSVD, 5)
 
 
 @pytest.mark.parametrize("bit", [13, 16, 20])
@@ -176,7 +187,7 @@ def test_2m_leaf_low_address_bits_are_reserved(mem: PhysicalMemory, bit: int) ->
     build4(mem)
     mem.write64(T2 + 8 * IDX[2], 0x4060_0000 | (1 << bit) | TABLE | PS)
     f = fault(mem, IOVA, R)
-    assert (f.code, f.level) == (0x72, 2)
+    assert (why(f), f.level) == (RSVD, 2)
 
 
 @pytest.mark.parametrize("bit", [13, 21, 29])
@@ -184,7 +195,7 @@ def test_1g_leaf_low_address_bits_are_reserved(mem: PhysicalMemory, bit: int) ->
     build4(mem)
     mem.write64(T3 + 8 * IDX[3], 0x80_4000_0000 | (1 << bit) | TABLE | PS)
     f = fault(mem, IOVA, R)
-    assert (f.code, f.level) == (0x72, 3)
+    assert (why(f), f.level) == (RSVD, 3)
 
 
 def test_4k_pte_bit7_is_pat_not_ps(mem: PhysicalMemory) -> None:
@@ -198,7 +209,7 @@ def test_4k_pte_bit7_is_pat_not_ps(mem: PhysicalMemory) -> None:
 def test_non_canonical_input_4_level(mem: PhysicalMemory, iova: int) -> None:
     build4(mem)
     f = fault(mem, iova, R)
-    assert (f.reason, f.code, f.reads, f.addr) == (FaultReason.OOR_ADDRESS, 0x80, 0, iova)
+    assert (f.reason, why(f), f.reads, f.addr) == (FaultReason.OOR_ADDRESS, NONCANON, 0, iova)
 
 
 def test_canonical_upper_half_walks_its_index(mem: PhysicalMemory) -> None:
@@ -211,9 +222,9 @@ def test_canonical_upper_half_walks_its_index(mem: PhysicalMemory) -> None:
 def test_non_canonical_input_5_level(mem: PhysicalMemory) -> None:
     cfg = x86.X86Config(levels=5)
     f = fault(mem, 1 << 56, R, cfg, root=T5)
-    assert f.code == 0x80
+    assert why(f) == NONCANON
     g = fault(mem, (1 << 47), R, cfg, root=T5)  # canonical with 57 bits: walks, not present
-    assert g.code == 0x71
+    assert why(g) == ABSENT
 
 
 def test_global_bit_is_reported(mem: PhysicalMemory) -> None:
@@ -225,7 +236,7 @@ def test_table_outside_memory_is_walk_eabt() -> None:
     mem = PhysicalMemory(addr_bits=36)
     mem.write64(T4 + 8 * IDX[4], (1 << 40) | TABLE)
     f = fault(mem, IOVA, R)
-    assert (f.reason, f.code, f.level, f.fetch_addr) == (FaultReason.WALK_EABT, 0x70, 3,
+    assert (f.reason, why(f), f.level, f.fetch_addr) == (FaultReason.WALK_EABT, EABT, 3,
                                                          (1 << 40) + 8 * IDX[3])
 
 
@@ -287,8 +298,10 @@ def test_builder_1g_needs_fl1gp(mem: PhysicalMemory) -> None:
     pt = x86.X86PageTable(x86.X86Config(fl1gp=False), mem)
     assert pt.page_sizes == (4096, 1 << 21)
     with pytest.raises(UAPIError) as info:
-        pt.map(0, 0, 1 << 30, Prot.READ)
-    assert info.value.errno == errno.EINVAL
+        pt.map_pages(0, 0, 1 << 30, 1, Prot.READ)
+    assert (info.value.errno, info.value.rule) == (errno.EINVAL, "pgtable.size")
+    pt.map(0, 0, 1 << 30, Prot.READ)  # any aligned size: 512 leaves of 2 MiB
+    assert pt.walk(0x4000_0000 - 1, R).page_size == 1 << 21
 
 
 def test_builder_refuses_non_canonical_iova(mem: PhysicalMemory) -> None:

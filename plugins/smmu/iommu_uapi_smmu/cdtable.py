@@ -19,7 +19,7 @@ from iommu_uapi.pgtable.common import Stage2Translate, WalkFault
 from iommu_uapi.uapi.consts import FaultPerm
 
 from .cd import CD_SIZE, Cd
-from .events import ConfigFault, EventType
+from .events import ConfigFault, EventType, walk_event_type
 from .record import SmmuRecord
 from .ste import S1Fmt, Ste
 
@@ -63,7 +63,7 @@ class CdTable:
         try:
             r = self.s2(ipa, _READ)
         except WalkFault as fault:
-            raise ConfigFault(EventType(fault.code), f"stage 2 cannot translate CD-table IPA "
+            raise ConfigFault(walk_event_type(fault), f"stage 2 cannot translate CD-table IPA "
                               f"{ipa:#x}: {fault}", walk=fault, ipa=ipa) from None
         return r.oa, r.reads
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from iommu_uapi.memory import PhysicalMemory
-from iommu_uapi.pgtable.common import Stage2Translate, TableMemory, WalkFault
-from iommu_uapi.pgtable.lpae import LPAEConfig, LPAEWalker, S1Desc, SmmuEvent, stage2
-from iommu_uapi.uapi.consts import FaultPerm, FaultReason
+from iommu_uapi.pgtable.common import FaultKind, Stage2Translate, TableMemory, WalkFault
+from iommu_uapi.pgtable.lpae import LPAEConfig, LPAEWalker, S1Desc, stage2
+from iommu_uapi.uapi.consts import FaultPerm
 
 from .cd import Cd, check_cd, s1_config
 from .cdtable import CdTable
@@ -124,18 +124,15 @@ class Stage1:
         top = 56 if half.tbi else 64
         above = (va & ((1 << top) - 1)) >> half.ias
         if above != (((1 << (top - half.ias)) - 1) if n else 0):
-            raise WalkFault(FaultReason.OOR_ADDRESS, stage=1, level=0,
-                            code=SmmuEvent.F_TRANSLATION, addr=va, access=access,
+            raise WalkFault(FaultKind.INPUT_RANGE, stage=1, level=0, addr=va, access=access,
                             message=f"VA {va:#x} outside the TTB{n} region "
                                     f"({half.ias}-bit, TBI{n}={int(half.tbi)})")
         if half.walker is None:
-            raise WalkFault(FaultReason.OOR_ADDRESS, stage=1, level=0,
-                            code=SmmuEvent.F_TRANSLATION, addr=va, access=access,
+            raise WalkFault(FaultKind.INPUT_RANGE, stage=1, level=0, addr=va, access=access,
                             message=f"VA {va:#x} in the TTB{n} half, which EPD{n} disables")
         oas = half.walker.cfg.oas
         if half.root >> oas:
-            raise WalkFault(FaultReason.OOR_ADDRESS, stage=1, level=0,
-                            code=SmmuEvent.F_ADDR_SIZE, addr=va, access=access,
+            raise WalkFault(FaultKind.ADDR_SIZE, stage=1, level=0, addr=va, access=access,
                             message=f"TTB{n} {half.root:#x} beyond the {oas}-bit output size")
         return half, va & ((1 << half.ias) - 1)
 

@@ -15,13 +15,14 @@ from enum import IntEnum
 
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.hw.bits import Field, bit
-from iommu_uapi.pgtable.common import WalkFault
+from iommu_uapi.pgtable.common import FaultKind, WalkFault
 
 from .record import SmmuRecord
 
 __all__ = [
     "EVENT_RECORD",
     "EVENT_SIZE",
+    "WALK_EVENT",
     "AccessEvent",
     "ConfigFault",
     "Event",
@@ -32,6 +33,7 @@ __all__ = [
     "TransactionEvent",
     "WalkAbortEvent",
     "decode_event",
+    "walk_event_type",
 ]
 
 EVENT_SIZE = 32
@@ -59,6 +61,25 @@ class EventType(IntEnum):
     F_CFG_CONFLICT = 0x21
     E_PAGE_REQUEST = 0x24
     F_VMS_FETCH = 0x25
+
+
+#: The event a page-table walk fault records, by its generic kind: an input outside the
+#: region, an invalid descriptor and a block where none is allowed are all F_TRANSLATION.
+WALK_EVENT: dict[FaultKind, EventType] = {
+    FaultKind.INPUT_RANGE: EventType.F_TRANSLATION,
+    FaultKind.NOT_PRESENT: EventType.F_TRANSLATION,
+    FaultKind.RESERVED: EventType.F_TRANSLATION,
+    FaultKind.ADDR_SIZE: EventType.F_ADDR_SIZE,
+    FaultKind.ACCESS: EventType.F_ACCESS,
+    FaultKind.PERMISSION: EventType.F_PERMISSION,
+    FaultKind.WALK_EABT: EventType.F_WALK_EABT,
+}
+
+
+def walk_event_type(fault: WalkFault) -> EventType:
+    """The event number a walk fault records (a stage-2 fault met during a stage-1 walk keeps
+    the stage-2 walk's kind)."""
+    return WALK_EVENT[fault.kind]
 
 
 #: The four translation-class faults, the only ones CD.R/S and STE.S2R/S2S govern.

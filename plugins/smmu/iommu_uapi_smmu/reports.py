@@ -23,6 +23,7 @@ from .events import (
     EventType,
     FetchEvent,
     WalkAbortEvent,
+    walk_event_type,
 )
 
 __all__ = ["S2_CLASS", "Txn", "config_event", "walk_event"]
@@ -63,10 +64,11 @@ def walk_event(txn: Txn, fault: WalkFault, *, cd_fetch: bool = False) -> Event:
     stage_fields: dict[str, Any] = {"S2": stage2, "CLASS": cls if stage2 else 0,
                                            "TTRnW": stage2 and cls == EventClass.TT
                                            and fault.s2_class != "AD"}
-    if fault.code == EventType.F_WALK_EABT:
+    event_type = walk_event_type(fault)
+    if event_type == EventType.F_WALK_EABT:
         return WalkAbortEvent(Type=EventType.F_WALK_EABT, **_common(txn), **_attrs(txn),
                               **stage_fields, FetchAddr=(fault.fetch_addr or 0) & _FETCH_MASK)
-    return AccessEvent(Type=fault.code, **_common(txn), **_attrs(txn), **stage_fields,
+    return AccessEvent(Type=event_type, **_common(txn), **_attrs(txn), **stage_fields,
                        IPA=fault.addr & _IPA_MASK if stage2 else 0)
 
 
@@ -74,9 +76,9 @@ def config_event(txn: Txn, fault: ConfigFault) -> Event:
     """The record of a stream/CD table lookup that stopped for ``txn``."""
     if fault.walk is not None:
         walk = fault.walk
-        restaged = WalkFault(walk.reason, stage=2, level=walk.level, code=walk.code,
+        restaged = WalkFault(walk.kind, stage=2, level=walk.level,
                              addr=fault.ipa if fault.ipa is not None else walk.addr,
-                             access=walk.access, fetch_addr=walk.fetch_addr,
+                             access=walk.access, denied=walk.denied, fetch_addr=walk.fetch_addr,
                              message=walk.message)
         return walk_event(txn, restaged, cd_fetch=True)
     if fault.type in (EventType.F_STE_FETCH, EventType.F_CD_FETCH):

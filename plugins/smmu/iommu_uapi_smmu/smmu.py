@@ -22,9 +22,9 @@ from msgspec.structs import replace
 
 from iommu_uapi.caches import ConfigCache, TLBEntry
 from iommu_uapi.memory import PhysicalMemory
-from iommu_uapi.pgtable.common import RWX, WalkFault
+from iommu_uapi.pgtable.common import RWX, FaultKind, WalkFault
 from iommu_uapi.translation import Translation
-from iommu_uapi.uapi.consts import FaultPerm, FaultReason
+from iommu_uapi.uapi.consts import FaultPerm
 
 from .ats import PcieSide
 from .cmdq import consume
@@ -36,6 +36,7 @@ from .events import (
     Event,
     EventType,
     SmmuFault,
+    walk_event_type,
 )
 from .idr import SmmuCaps
 from .iotlb import S2_ONLY, SmmuTlb
@@ -250,8 +251,8 @@ class Smmu:
         """The CD's WXN/PAN on the permissions of a translation (walked or from the TLB)."""
         why = None if s1 is None else s1.denies(txn.access, perm)
         if why is not None:
-            fault = WalkFault(FaultReason.PERMISSION, stage=1, level=3,
-                              code=EventType.F_PERMISSION, addr=txn.addr, access=txn.access,
+            fault = WalkFault(FaultKind.PERMISSION, stage=1, level=3, addr=txn.addr,
+                              access=txn.access, denied=txn.access & RWX,
                               message=why)
             raise self._walk_fault(txn, fault, s1, stream)
 
@@ -327,7 +328,7 @@ class Smmu:
     def _walk_fault(self, txn: Txn, fault: WalkFault, s1: Stage1 | None,
                     stream: StreamConfig) -> SmmuFault:
         event = walk_event(txn, fault)
-        if fault.code not in TRANSLATION_FAULTS:
+        if walk_event_type(fault) not in TRANSLATION_FAULTS:
             return self._record(event, str(fault))
         if fault.stage == 1 and s1 is not None:
             return self._translation_fault(txn, event, str(fault), stall=s1.stall,

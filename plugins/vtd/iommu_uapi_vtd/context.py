@@ -31,12 +31,12 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
-from iommu_uapi.pgtable.common import TableMemory, WalkFault, WalkResult
+from iommu_uapi.pgtable.common import FaultKind, TableMemory, WalkFault, WalkResult
 from iommu_uapi.pgtable.vtd_sl import SLConfig, SLWalker, stage2
 from iommu_uapi.pgtable.x86 import X86Config, X86Walker
 from iommu_uapi.tlb import TLB, TLBEntry
 from iommu_uapi.translation import TranslationFault
-from iommu_uapi.uapi.consts import FaultPerm, FaultReason
+from iommu_uapi.uapi.consts import FaultPerm
 
 from .caches import PagingStructureCache, iotlb_tag
 from .faults import FaultRecorder, Frcd, to_uapi_fault
@@ -45,6 +45,7 @@ from .pasid_entry import PasidEntry, Pgtt
 from .reasons import SmFaultReason, VtdFault
 from .registers import VtdConfig
 from .tables import Resolved
+from .walk_reasons import sm_reason
 
 __all__ = ["FaultSink", "VtdContext", "build_context", "sl_config"]
 
@@ -126,7 +127,7 @@ class VtdContext:
         try:
             res = self._walk(iova, access)
         except WalkFault as wf:
-            raise self._fault(SmFaultReason(wf.code), iova, access, str(wf)) from None
+            raise self._fault(sm_reason(wf), iova, access, str(wf)) from None
         size = res.page_size
         return (_new_tuple(TLBEntry, (iova & -size, size, res.oa & -size, res.perm,
                                       res.global_)),
@@ -144,8 +145,7 @@ def _pass_through(haw: int) -> Walk:
 
     def walk(iova: int, access: int) -> WalkResult:
         if iova >= limit:
-            raise WalkFault(FaultReason.OOR_ADDRESS, stage=2, level=0,
-                            code=SmFaultReason.ADDRESS_BEYOND_MAX, addr=iova, access=access,
+            raise WalkFault(FaultKind.INPUT_RANGE, stage=2, level=0, addr=iova, access=access,
                             message=f"pass-through input {iova:#x} beyond the host width")
         return WalkResult(iova, 0x1000, _RWX, 1, 0, 0, False)
 

@@ -1,0 +1,103 @@
+"""Single-page ``map``/``unmap`` of the common case, compiled once per builder.
+
+A builder over a memory with a page view (:func:`~.common.inline_pages`) and 4 KiB tables gets
+its own ``map(iova, paddr, size, prot)`` and ``unmap(iova, size)``, with one branch per page
+size in which the levels are unrolled and the masks and limits are constants. The ``map``
+branch makes the checks of ``map_pages`` (a leaf already cached for ``prot`` means a protection
+accepted before) and writes the leaf when every table on the way is present and one the builder
+wrote, raising the overlap refusal when the entry is taken; the ``unmap`` branch clears a leaf
+whose table keeps other entries and tells the builder's flush callbacks. Anything else (a table
+to create, a block on the way, a table to drop or free, an argument to refuse, a size that is
+no page size) goes to the builder's general ``map``/``unmap``. The source is generated from the
+builder's level table only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from ..memory import ZERO_QUADS
+
+__all__ = ["PageSizePath", "compile_single_page"]
+
+
+class PageSizePath(NamedTuple):
+    """What the branch of one page size needs: the leaf's ``level_index``, ``shift`` and
+    ``(leaf_mask, leaf_value)`` that mark a table entry at that level; for each level above,
+    ``(shift, table_mask, table_value)`` of a table entry of ours; the largest ``iova`` and
+    ``paddr`` a page of that size may start at; the descriptor's address mask."""
+
+    level_index: int
+    shift: int
+    leaf_mask: int
+    leaf_value: int
+    above: tuple[tuple[int, int, int], ...]
+    ia_max: int
+    oa_max: int
+    addr_mask: int
+
+
+def _walk(root: int, p: PageSizePath, fail: str) -> list[str]:
+    out = [f"        t = {root}"]
+    for shift, mask, value in p.above:
+        out += [f"        d = get(t, Z)[(iova >> {shift}) & 0x1FF]",
+                f"        if d & {mask} != {value}:",
+                f"            return {fail}",
+                f"        t = d & {p.addr_mask}"]
+    return [*out, f"        i = (iova >> {p.shift}) & 0x1FF", "        d = get(t, Z)[i]"]
+
+
+def compile_single_page(root: int, paths: tuple[PageSizePath, ...], names: Mapping[str, Any],
+                        ) -> tuple[Callable[[int, int, int, int], None],
+                                   Callable[[int, int], int]]:
+    """The builder's ``(map, unmap)``. ``names`` binds ``get`` (the page view's ``get``),
+    ``write`` (the memory's ``write64``), ``entries`` (the live-entry counts), ``leaf_bits``
+    (the leaf-bits cache's ``get``), ``overlap`` (the refusal to raise), ``builder`` (for its
+    ``flush``) and ``general_map``/``general_unmap`` (the builder's own methods)."""
+    map_src = ["def map(iova, paddr, size, prot):",
+               "    global " + ", ".join(f"prot{n}, bits{n}" for n in range(len(paths)))]
+    unmap_src = ["def unmap(iova, size):"]
+    for n, p in enumerate(paths):
+        size = 1 << p.shift
+        general_map = "general_map(iova, paddr, size, prot)"
+        map_src += [
+            f"    if size == {size}:",
+            f"        if prot is prot{n}:",  # the last protection (IntFlag math is slow)
+            f"            bits = bits{n}",
+            "        else:",
+            f"            bits = leaf_bits((prot << 3) | {p.level_index})",
+            "            if bits is None:",
+            f"                return {general_map}",
+            f"            prot{n}, bits{n} = prot, bits",
+            f"        if (iova | paddr) & {size - 1} or not 0 <= iova <= {p.ia_max} "
+            f"or not 0 <= paddr <= {p.oa_max}:",
+            f"            return {general_map}",
+            *_walk(root, p, general_map),
+            "        if d:",
+            "            raise overlap(iova, d)",
+            "        write(t + (i << 3), paddr | bits)",
+            "        entries[t] += 1",
+            "        return None",
+        ]
+        unmap_src += [
+            f"    if size == {size}:",
+            f"        if iova & {size - 1} or not 0 <= iova <= {p.ia_max}:",
+            "            return general_unmap(iova, size)",
+            *_walk(root, p, "general_unmap(iova, size)"),
+            f"        if not d or d & {p.leaf_mask} == {p.leaf_value} or entries[t] == 1:",
+            "            return general_unmap(iova, size)",
+            "        write(t + (i << 3), 0)",
+            "        entries[t] -= 1",
+            "        flush = builder.flush",
+            "        if flush is not None:",
+            f"            flush.leaf_changed(iova, {size})",
+            f"        return {size}",
+        ]
+    map_src.append("    return general_map(iova, paddr, size, prot)")
+    unmap_src.append("    return general_unmap(iova, size)")
+    ns: dict[str, Any] = {**names, "Z": ZERO_QUADS}
+    for n in range(len(paths)):
+        ns[f"prot{n}"], ns[f"bits{n}"] = None, 0
+    exec(compile("\n".join([*map_src, "", *unmap_src]), "<single-page paths>", "exec"), ns)
+    return ns["map"], ns["unmap"]
