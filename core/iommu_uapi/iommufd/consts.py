@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from enum import IntEnum, IntFlag
 
+from ..uapi.consts import FaultPerm
+
 __all__ = [
     "IOMMUFD_TYPE",
     "Cmd",
@@ -130,13 +132,8 @@ class PgfaultFlags(IntFlag):
     LAST_PAGE = 1 << 1
 
 
-class PgfaultPerm(IntFlag):
-    """``enum iommu_hwpt_pgfault_perm``."""
-
-    READ = 1 << 0
-    WRITE = 1 << 1
-    EXEC = 1 << 2
-    PRIV = 1 << 3
+#: ``enum iommu_hwpt_pgfault_perm``: the same bits as the 2020 ``IOMMU_FAULT_PERM_*``
+PgfaultPerm = FaultPerm
 
 
 class PageResponseCode(IntEnum):
