@@ -5,6 +5,9 @@ A fault object is attached to a nested HWPT at allocation (``FAULT_ID_VALID``); 
 attached to that HWPT reports its page requests here (the façade's fault consumer of the device).
 Each group of requests gets a cookie when its last request arrives; a response names the cookie
 and answers the whole group through the façade's page response (``SUCCESS`` or ``INVALID``).
+A record's address is the one the backend reports under the IOMMU's profile: kernels with
+iommufd report the address (profile ``strict``), VT-d under ``linux-5.10`` keeps 5.10's page
+number.
 """
 
 from __future__ import annotations
