@@ -6,6 +6,7 @@ at the refused entry once acknowledged."""
 
 from __future__ import annotations
 
+import errno
 from collections import deque
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from iommu_uapi.errors import MemoryAccessError
+from iommu_uapi.hw.bits import Field, Record, Refusal, bit
 from iommu_uapi.hw.ring import IndexStyle, Ring
 from iommu_uapi.memory import PhysicalMemory
 
@@ -245,3 +247,61 @@ class RingModel(RuleBasedStateMachine):
 
 
 TestRingModel = RingModel.TestCase
+
+
+# -- SMMUv3 queue registers over a ring ------------------------------------------------------------
+
+
+class SmmuRecord(Record, frozen=True, gc=False):
+    FIELD_REFUSAL = Refusal(errno.EINVAL, rule="test.field-width")
+    SIZE_REFUSAL = Refusal(errno.EINVAL, rule="test.size")
+
+
+class CmdqCons(SmmuRecord, frozen=True, gc=False):
+    """CMDQ_CONS (32 bits): RD index and wrap in 19:0, ERR 30:24."""
+
+    BITS = 32
+    LAYOUT = {"RD": Field(0, 20), "ERR": Field(24, 7)}
+    RD: int = 0
+    ERR: int = 0
+
+
+class EventqProd(SmmuRecord, frozen=True, gc=False):
+    """EVENTQ_PROD (32 bits): WR index and wrap in 19:0, OVFLG 31."""
+
+    BITS = 32
+    LAYOUT = {"WR": Field(0, 20), "OVFLG": bit(31)}
+    WR: int = 0
+    OVFLG: bool = False
+
+
+CERROR_ILL = 1
+
+
+def test_cmdq_stops_at_an_illegal_command_with_cons_err_and_resumes_after_gerrorn() -> None:
+    cmdq = ring(WRAP, log2size=3)
+    commands = [bytes([op]) + bytes(15) for op in (0x46, 0x99, 0x46)]  # SYNC, bad, SYNC
+    assert cmdq.produce_all(commands)          # software writes CMDQ_PROD = 3
+    executed = []
+    while (cmd := cmdq.peek()) is not None:
+        if cmd[0] != 0x46:
+            cmdq.stop(CERROR_ILL)              # CONS left at the faulting command
+            break
+        executed.append(cmd[0])
+        cmdq.advance()
+    assert CmdqCons.from_int(CmdqCons(RD=cmdq.cons, ERR=cmdq.error).to_int()) == \
+        CmdqCons(RD=1, ERR=CERROR_ILL)
+    assert cmdq.peek() is None                 # stopped until GERRORN is toggled
+    cmdq.mem.write(cmdq.address(cmdq.cons), commands[0])   # Linux rewrites it as a CMD_SYNC
+    cmdq.acknowledge()
+    assert cmdq.drain() == [commands[0], commands[2]] and executed == [0x46]
+    assert CmdqCons(RD=cmdq.cons, ERR=cmdq.error).to_int() == 3 | CERROR_ILL << 24
+
+
+def test_eventq_prod_register_shows_the_wrap_and_overflow_flags() -> None:
+    evtq = ring(WRAP, log2size=1, size=32)
+    for i in range(3):
+        evtq.produce_or_overflow(entry(i, 32))                # the third is lost
+    prod = EventqProd(WR=evtq.prod, OVFLG=evtq.ovflg).to_int()
+    assert prod == 0b10 | 1 << 31             # index 0, wrap 1, overflow flag toggled
+    assert evtq.overflowed and EventqProd.from_int(prod).OVFLG   # condition present

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..memory import PhysicalMemory
 
-__all__ = ["IndexStyle", "Ring"]
+__all__ = ["MAX_LOG2SIZE", "IndexStyle", "Ring"]
 
 
 class IndexStyle(Enum):

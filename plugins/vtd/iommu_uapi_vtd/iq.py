@@ -24,7 +24,7 @@ from iommu_uapi.memory import PAGE_SIZE, PhysicalMemory
 from .bits import Field, Record, bit
 from .caches import VtdCaches
 from .qi import Descriptor, DescriptorError, Iqei, PageGroupResponse, decode_descriptor
-from .qi_effects import handler
+from .qi_effects import bind
 from .registers import VtdConfig
 from .status import Fsts, StatusRegisters
 
@@ -285,4 +285,4 @@ class InvalidationQueue:
     def _execute(self, d: Descriptor) -> int:
         """Execute a decoded descriptor on the unit (:mod:`.qi_effects`); returns the cache
         entries it removed."""
-        return handler(d)(self, d)
+        return bind(d)(self)

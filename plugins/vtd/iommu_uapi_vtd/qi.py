@@ -77,7 +77,12 @@ def _type_bits(code: int) -> int:
 
 
 class Descriptor(Record, frozen=True, gc=False):
-    """A 256-bit invalidation-queue descriptor."""
+    """A 256-bit invalidation-queue descriptor.
+
+    ``CAPABILITY_FIELDS`` (field -> :class:`~.registers.VtdConfig` attribute) names the fields
+    that are reserved unless the unit reports the capability; ``reserved_mask(cfg)`` is the
+    mask under the capability set ``cfg``.
+    """
 
     BITS = 256
     TYPE: ClassVar[int] = 0
@@ -85,8 +90,6 @@ class Descriptor(Record, frozen=True, gc=False):
     GRANULARITIES: ClassVar[frozenset[int] | None] = None
     #: Whether the type has a 128-bit form (the non-PASID types do).
     HAS_128: ClassVar[bool] = True
-    # CAPABILITY_FIELDS (field -> VtdConfig attribute) names the fields that are reserved
-    # unless the unit reports the capability; ``reserved_mask(cfg)`` is the mask under ``cfg``.
 
 
 class ContextCacheGranularity(IntEnum):

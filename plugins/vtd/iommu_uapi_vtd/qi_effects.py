@@ -1,12 +1,15 @@
 """What each invalidation-queue descriptor reaches (hw-formats 1.9.11), executed by the queue.
 
-:func:`handler` picks the function that executes a decoded descriptor: by its type, and for the
+:func:`bind` turns a decoded descriptor into its :data:`Effect`: the function that executes it
+on a queue's unit (its caches, memory, status registers and page-response consumer) and returns
+how many cache entries it removed. The binding is chosen by the descriptor's type, and for the
 types with a granularity by G (:class:`~.qi.ContextCacheGranularity`,
 :class:`~.qi.IotlbGranularity`, :class:`~.qi.PasidIotlbGranularity`,
-:class:`~.qi.PasidCacheGranularity`), from one table per type. Each function takes the queue
-(its caches, memory, status registers and page-response consumer) and the descriptor, and
-returns how many cache entries it removed. The decoder refuses reserved granularities, so every
-decoded descriptor finds its row.
+:class:`~.qi.PasidCacheGranularity`), from one table; what does not depend on the unit's state
+(the tags, the address range a page-selective invalidation names) is computed once, at binding,
+so that a queue that memoises decoded descriptors (:class:`~.sync_queue.SyncQueue`) executes a
+repeated one without decoding its fields again. The decoder refuses reserved granularities, so
+every decoded descriptor finds its row.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from iommu_uapi.caches.devtlb import ats_selection
 from iommu_uapi.errors import MemoryAccessError
+from iommu_uapi.hw.ats import ats_range
 
 from .qi import (
     ContextCacheGranularity,
@@ -34,135 +38,160 @@ from .qi import (
     PasidDevTlbInv,
     PasidIotlbGranularity,
     PasidIotlbInv,
-    devtlb_range,
     page_range,
 )
 
 if TYPE_CHECKING:
     from .iq import InvalidationQueue
 
-__all__ = ["Handler", "handler"]
+__all__ = ["Effect", "bind"]
 
-#: Executes one descriptor on the queue's unit; returns the cache entries it removed.
-Handler = Callable[["InvalidationQueue", Any], int]
+#: A bound descriptor: executes it on the queue's unit, returns the cache entries it removed.
+Effect = Callable[["InvalidationQueue"], int]
+_Binder = Callable[[Any], Effect]
 
 
 # -- context cache (type 1) ------------------------------------------------------------------
 
 
-def _context_global(q: InvalidationQueue, d: ContextCacheInv) -> int:
-    return q.caches.context.invalidate_global()
+def _context_global(d: ContextCacheInv) -> Effect:
+    return lambda q: q.caches.context.invalidate_global()
 
 
-def _context_domain(q: InvalidationQueue, d: ContextCacheInv) -> int:
-    return q.caches.context.invalidate_domain(d.DID)
+def _context_domain(d: ContextCacheInv) -> Effect:
+    did = d.DID
+    return lambda q: q.caches.context.invalidate_domain(did)
 
 
-def _context_device(q: InvalidationQueue, d: ContextCacheInv) -> int:
-    return q.caches.context.invalidate_device(d.SID, d.FM)
+def _context_device(d: ContextCacheInv) -> Effect:
+    sid, fm = d.SID, d.FM
+    return lambda q: q.caches.context.invalidate_device(sid, fm)
 
 
 # -- IOTLB by domain (type 2) ----------------------------------------------------------------
 
 
-def _iotlb_global(q: InvalidationQueue, d: IotlbInv) -> int:
-    c = q.caches
-    return c.iotlb.flush() + c.fl_psc.invalidate() + c.sl_psc.invalidate()
+def _iotlb_global(d: IotlbInv) -> Effect:
+    def run(q: InvalidationQueue) -> int:
+        c = q.caches
+        return c.iotlb.flush() + c.fl_psc.invalidate() + c.sl_psc.invalidate()
+    return run
 
 
-def _iotlb_domain(q: InvalidationQueue, d: IotlbInv) -> int:
-    c = q.caches
-    return (c.iotlb.invalidate(("fl", d.DID)) + c.iotlb.invalidate(("sl", d.DID))
-            + c.fl_psc.invalidate((d.DID,)) + c.sl_psc.invalidate((d.DID,)))
+def _iotlb_domain(d: IotlbInv) -> Effect:
+    fl, sl, psc = ("fl", d.DID), ("sl", d.DID), (d.DID,)
+
+    def run(q: InvalidationQueue) -> int:
+        c = q.caches
+        return (c.iotlb.invalidate(fl) + c.iotlb.invalidate(sl) + c.fl_psc.invalidate(psc)
+                + c.sl_psc.invalidate(psc))
+    return run
 
 
-def _iotlb_page(q: InvalidationQueue, d: IotlbInv) -> int:
-    c = q.caches
+def _iotlb_page(d: IotlbInv) -> Effect:
     base, size = page_range(d.ADDR, d.AM)
-    # SL-only/PT translations of the range go; first-level and nested translations of the DID
-    # may derive from the changed second-level range at any input address, so all go.
-    n = c.iotlb.invalidate(("sl", d.DID), base, size) + c.iotlb.invalidate(("fl", d.DID))
-    if not d.IH:
-        n += c.sl_psc.invalidate((d.DID,), base, size) + c.fl_psc.invalidate((d.DID,))
-    return n
+    fl, sl, psc, leaves_only = ("fl", d.DID), ("sl", d.DID), (d.DID,), d.IH
+
+    def run(q: InvalidationQueue) -> int:
+        # SL-only/PT translations of the range go; first-level and nested translations of the
+        # DID may derive from the changed second-level range at any input address, so all go.
+        c = q.caches
+        n = c.iotlb.invalidate(sl, base, size) + c.iotlb.invalidate(fl)
+        if not leaves_only:
+            n += c.sl_psc.invalidate(psc, base, size) + c.fl_psc.invalidate(psc)
+        return n
+    return run
 
 
 # -- device TLBs (types 3 and 8) -------------------------------------------------------------
 
 
-def _devtlb(q: InvalidationQueue, d: DevTlbInv) -> int:
-    base, size = devtlb_range(d.ADDR, d.S)
+def _devtlb(d: DevTlbInv) -> Effect:
+    base, size = ats_range(d.ADDR, d.S)
     # The device receives an ATS Invalidate Request without a PASID prefix: by PCIe it drops
     # every entry of the range, those requested with a PASID included (ats_selection).
-    return q.caches.devtlb.invalidate(d.SID, (d.SID, *ats_selection(None)), base, size)
+    sid, prefix = d.SID, (d.SID, *ats_selection(None))
+    return lambda q: q.caches.devtlb.invalidate(sid, prefix, base, size)
 
 
-def _pasid_devtlb(q: InvalidationQueue, d: PasidDevTlbInv) -> int:
-    base, size = devtlb_range(d.ADDR, d.S)
+def _pasid_devtlb(d: PasidDevTlbInv) -> Effect:
+    base, size = ats_range(d.ADDR, d.S)
     # G asks the device to drop the range for every PASID (its global translations); the model
     # drops the range under every PASID of the device, a legal over-invalidation.
-    prefix = (d.SID, *ats_selection(d.PASID, global_invalidate=bool(d.G)))
-    return q.caches.devtlb.invalidate(d.SID, prefix, base, size)
+    sid, prefix = d.SID, (d.SID, *ats_selection(d.PASID, global_invalidate=bool(d.G)))
+    return lambda q: q.caches.devtlb.invalidate(sid, prefix, base, size)
 
 
 # -- interrupt entries, waits, page responses (types 4, 5, 9) -----------------------------------
 
 
-def _iec(q: InvalidationQueue, d: IecInv) -> int:
-    return 0    # interrupt-entry cache: not modelled, the descriptor is accepted
+def _iec(d: IecInv) -> Effect:
+    return lambda q: 0    # interrupt-entry cache: not modelled, the descriptor is accepted
 
 
-def _wait(q: InvalidationQueue, d: InvWait) -> int:
-    if d.SW:
-        try:
-            q.mem.write32(d.STADDR, d.STDATA)
-        except MemoryAccessError:
-            raise DescriptorError(Iqei.FETCH_ERROR, "wait descriptor: status address "
-                                  f"{d.STADDR:#x} outside memory") from None
-    if d.IF:
-        q.status.set_iwc()
-        q.status.raise_invalidation_event()
-    return 0
+def _wait(d: InvWait) -> Effect:
+    def run(q: InvalidationQueue) -> int:
+        if d.SW:
+            try:
+                q.mem.write32(d.STADDR, d.STDATA)
+            except MemoryAccessError:
+                raise DescriptorError(Iqei.FETCH_ERROR, "wait descriptor: status address "
+                                      f"{d.STADDR:#x} outside memory") from None
+        if d.IF:
+            q.status.set_iwc()
+            q.status.raise_invalidation_event()
+        return 0
+    return run
 
 
-def _page_response(q: InvalidationQueue, d: PageGroupResponse) -> int:
-    if q.page_response is not None:
-        q.page_response(d)
-    return 0
+def _page_response(d: PageGroupResponse) -> Effect:
+    def run(q: InvalidationQueue) -> int:
+        if q.page_response is not None:
+            q.page_response(d)
+        return 0
+    return run
 
 
 # -- PASID-based IOTLB (type 6) and PASID cache (type 7) ---------------------------------------
 
 
-def _pasid_iotlb_non_global(q: InvalidationQueue, d: PasidIotlbInv) -> int:
-    c = q.caches
-    return (c.iotlb.invalidate(("fl", d.DID, d.PASID), include_global=False)
-            + c.fl_psc.invalidate((d.DID, d.PASID)))
+def _pasid_iotlb_non_global(d: PasidIotlbInv) -> Effect:
+    tag, psc = ("fl", d.DID, d.PASID), (d.DID, d.PASID)
+
+    def run(q: InvalidationQueue) -> int:
+        c = q.caches
+        return c.iotlb.invalidate(tag, include_global=False) + c.fl_psc.invalidate(psc)
+    return run
 
 
-def _pasid_iotlb_page(q: InvalidationQueue, d: PasidIotlbInv) -> int:
-    c = q.caches
+def _pasid_iotlb_page(d: PasidIotlbInv) -> Effect:
     base, size = page_range(d.ADDR, d.AM)
-    n = c.iotlb.invalidate(("fl", d.DID, d.PASID), base, size)
-    if not d.IH:
-        n += c.fl_psc.invalidate((d.DID, d.PASID), base, size)
-    return n
+    tag, psc = ("fl", d.DID, d.PASID), (d.DID, d.PASID)
+    if d.IH:    # only leaves changed: the paging-structure caches stay
+        return lambda q: q.caches.iotlb.invalidate(tag, base, size)
+
+    def run(q: InvalidationQueue) -> int:
+        c = q.caches
+        return c.iotlb.invalidate(tag, base, size) + c.fl_psc.invalidate(psc, base, size)
+    return run
 
 
-def _pasid_cache_domain(q: InvalidationQueue, d: PasidCacheInv) -> int:
-    return q.caches.pasid.invalidate_domain(d.DID)
+def _pasid_cache_domain(d: PasidCacheInv) -> Effect:
+    did = d.DID
+    return lambda q: q.caches.pasid.invalidate_domain(did)
 
 
-def _pasid_cache_pasid(q: InvalidationQueue, d: PasidCacheInv) -> int:
-    return q.caches.pasid.invalidate_pasid(d.DID, d.PASID)
+def _pasid_cache_pasid(d: PasidCacheInv) -> Effect:
+    did, pasid = d.DID, d.PASID
+    return lambda q: q.caches.pasid.invalidate_pasid(did, pasid)
 
 
-def _pasid_cache_global(q: InvalidationQueue, d: PasidCacheInv) -> int:
-    return q.caches.pasid.invalidate_global()
+def _pasid_cache_global(d: PasidCacheInv) -> Effect:
+    return lambda q: q.caches.pasid.invalidate_global()
 
 
-#: The types whose scope G selects: granularity -> handler.
-_BY_GRANULARITY: dict[type[Descriptor], dict[int, Handler]] = {
+#: The types whose scope G selects: granularity -> binder.
+_BY_GRANULARITY: dict[type[Descriptor], dict[int, _Binder]] = {
     ContextCacheInv: {
         ContextCacheGranularity.GLOBAL: _context_global,
         ContextCacheGranularity.DOMAIN: _context_domain,
@@ -183,8 +212,8 @@ _BY_GRANULARITY: dict[type[Descriptor], dict[int, Handler]] = {
         PasidCacheGranularity.GLOBAL: _pasid_cache_global,
     },
 }
-#: The other types: one handler each.
-_BY_TYPE: dict[type[Descriptor], Handler] = {
+#: The other types: one binder each.
+_BY_TYPE: dict[type[Descriptor], _Binder] = {
     DevTlbInv: _devtlb,
     IecInv: _iec,
     InvWait: _wait,
@@ -193,9 +222,8 @@ _BY_TYPE: dict[type[Descriptor], Handler] = {
 }
 
 
-def handler(d: Descriptor) -> Handler:
-    """The function that executes the decoded descriptor ``d`` (by type, then granularity)."""
+def bind(d: Descriptor) -> Effect:
+    """The :data:`Effect` of the decoded descriptor ``d`` (chosen by type, then granularity)."""
     scopes = _BY_GRANULARITY.get(type(d))
-    if scopes is None:
-        return _BY_TYPE[type(d)]
-    return scopes[d.G]  # type: ignore[attr-defined]
+    binder = _BY_TYPE[type(d)] if scopes is None else scopes[d.G]  # type: ignore[attr-defined]
+    return binder(d)

@@ -5,7 +5,8 @@ feature booleans). :func:`cap_value` and :func:`ecap_value` encode it into the t
 registers through :class:`Cap` and :class:`Ecap`, whose ``LAYOUT`` tables name every field of
 VT-d 3.x sections 11.4.2/11.4.3. :func:`decode_cap`/:func:`decode_ecap` read a register value
 back into named fields. Everything else in the package computes reserved-bit masks from the
-configuration in force, never from constants.
+configuration in force, never from constants: a :class:`VtdConfig` is the capability set a
+record's ``CAPABILITY_FIELDS`` name attributes of (:meth:`iommu_uapi.hw.bits.Record.reserved_mask`).
 """
 
 from __future__ import annotations

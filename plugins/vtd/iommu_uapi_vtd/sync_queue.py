@@ -6,7 +6,7 @@ descriptors' images at IQT, advances IQT and lets the hardware consume them at o
 is read back from queue memory, decoded and validated as :func:`~.qi.decode_descriptor` does, and
 executed against the caches, with a :class:`~.iq.LogRecord` per descriptor. Encoding and decoding
 are pure functions of the descriptor and of its image under a fixed capability set, so both are
-memoised (the image with the function that executes it, :func:`~.qi_effects.handler`): a
+memoised (the image with the descriptor bound for execution, :func:`~.qi_effects.bind`): a
 repeated invalidation costs a dictionary lookup instead of a bit-field walk. The queue geometry
 (IQA) is fixed for the queue's life.
 
@@ -24,7 +24,7 @@ from iommu_uapi.memory import PhysicalMemory
 from .caches import VtdCaches
 from .iq import InvalidationQueue, LogRecord
 from .qi import DESCRIPTOR_TYPES, TYPE_HI, TYPE_LO, Descriptor, DescriptorError, InvWait
-from .qi_effects import Handler, handler
+from .qi_effects import Effect, bind
 from .registers import VtdConfig
 from .status import Fsts, StatusRegisters
 
@@ -45,8 +45,8 @@ class SyncQueue(InvalidationQueue):
         super().__init__(mem, cfg, caches, status=status, **kwargs)  # type: ignore[arg-type]
         self.lost = []
         self._images: dict[Descriptor, bytes] = {}
-        # image -> its descriptor and the function executing it (:func:`.qi_effects.handler`)
-        self._decoded: dict[bytes, tuple[Descriptor, Handler]] = {}
+        # image -> its descriptor and the descriptor bound for execution (:mod:`.qi_effects`)
+        self._decoded: dict[bytes, tuple[Descriptor, Effect]] = {}
         self._nq = self.stride // 8
         # the ring's geometry, fixed for the queue's life: a position's byte offset is
         # (position & _slot_mask) << _shift
@@ -76,7 +76,7 @@ class SyncQueue(InvalidationQueue):
         ring = self.ring
         head = ring.cons
         shift, slots = self._shift, self._slot_mask
-        if self.status.fsts & _FSTS_IQE or ring.prod != head or \
+        if self.status.fsts & _FSTS_IQE or ring.stopped or ring.prod != head or \
                 self.iqt != (head & slots) << shift:
             return self._submit_and_recover(descriptors)
         try:
@@ -94,7 +94,7 @@ class SyncQueue(InvalidationQueue):
                 if known is None:  # never decoded under this queue: the general path does it
                     break
                 desc, execute = known
-                dropped = execute(self, desc)
+                dropped = execute(self)
                 log.append(_new_log(LogRecord, (((head + done) & slots) << shift, desc,
                                                 dropped)))
                 done += 1
@@ -128,13 +128,13 @@ class SyncQueue(InvalidationQueue):
         return lost
 
     def _decode(self, image: bytes) -> Descriptor:
-        """:meth:`InvalidationQueue._decode`, memoised by image with its handler."""
+        """:meth:`InvalidationQueue._decode`, memoised by image with its bound effect."""
         known = self._decoded.get(image)
         if known is None:
             desc = super()._decode(image)
             if len(self._decoded) >= _MEMO_LIMIT:
                 self._decoded.clear()
-            known = self._decoded[image] = (desc, handler(desc))
+            known = self._decoded[image] = (desc, bind(desc))
         return known[0]
 
     def submit(self, descriptors: Iterable[Descriptor | Sequence[int]]) -> None:
