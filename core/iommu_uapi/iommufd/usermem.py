@@ -85,9 +85,12 @@ class UserMemory:
     def readable(self, va: int, length: int) -> bytes:
         """The bytes of ``[va, va + length)`` up to the first unmapped page (fewer than
         ``length`` when a hole or the end of the space is met)."""
-        out = bytearray()
         if va < 0 or length <= 0:
-            return bytes(out)
+            return b""
+        off = va & _MASK
+        if off + length <= PAGE_SIZE:  # within one page: one slice
+            return self._chunk(va >> PAGE_SHIFT, off, length) or b""
+        out = bytearray()
         while len(out) < length and va < _U64:
             off = va & _MASK
             n = min(length - len(out), PAGE_SIZE - off)

@@ -103,10 +103,16 @@ class _RidReplace:
         del sid, pasid
 
 
-def _rid_pasid() -> int:
-    from .backend import RID_PASID
+_RID: list[int] = []
 
-    return RID_PASID
+
+def _rid_pasid() -> int:
+    """The backend's RID_PASID (imported on first use: the backend module imports this one)."""
+    if not _RID:
+        from .backend import RID_PASID
+
+        _RID.append(RID_PASID)
+    return _RID[0]
 
 
 class VtdIommufd:
