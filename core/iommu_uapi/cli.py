@@ -263,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rules", help="list every validation rule with its errno and profiles")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_rules)
+
+    from .trace.cli import add_commands as add_trace_commands
+
+    add_trace_commands(sub)
     return parser
 
 
