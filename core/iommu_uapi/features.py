@@ -155,12 +155,16 @@ def negotiate(
     pasid_bits: int | None = None,
     address_width: int | None = None,
     formats: Iterable[int] = (),
+    report_failures: Iterable[str] = (),
 ) -> Negotiated:
     """Check upfront that ``target`` can do everything asked, or raise :class:`FeatureError`.
 
     ``require`` lists :class:`Feature` flags; ``cache_ops`` the (cache bitmask, granularity) pairs
     the guest will issue; ``pasid_bits``/``address_width``/``formats`` what the guest's vIOMMU will
-    advertise. The error lists *every* missing item, so a VMM prints one reason and exits.
+    advertise; ``report_failures`` the operations whose host-side failures the VMM must report
+    to the guest (each must be declared :attr:`FailureReport.STATUS`, e.g.
+    :data:`UNREPORTABLE_OPERATIONS`). The error lists *every* missing item, so a VMM prints one
+    reason and exits.
     """
     caps = target if isinstance(target, Capabilities) else target.capabilities
     missing: list[str] = [f"feature {f.name}" for f in Feature if require & f and
@@ -175,6 +179,9 @@ def negotiate(
         missing.append(f"address width {address_width} (backend has "
                        f"{list(caps.input_address_widths)})")
     missing += [f"format {f}" for f in formats if f not in caps.formats]
+    missing += [f"failure reporting of {op} (backend: {caps.failure_reporting.get(op, 'none')})"
+                for op in report_failures
+                if caps.failure_reporting.get(op) is not FailureReport.STATUS]
     if missing:
         raise FeatureError(dict.fromkeys(missing))
     return Negotiated(Feature(require), frozenset(cells), caps)

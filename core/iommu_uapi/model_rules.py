@@ -158,6 +158,13 @@ MODEL_RULES: tuple[ModelRule, ...] = (
          "LPAE: hardware dirty state (HD) without the hardware access flag (HA)"),
         ("lpae.nested", _errno.EINVAL, "LPAE stage-2 tables given a stage-2 translate function"),
     ),
+    *_rules(
+        "PASID tables",
+        ("pasid_table.field-width", _errno.EINVAL,
+         "a PASID-table entry field (SMMUv3 CD, L1 CD descriptor) value that does not fit"),
+        ("pasid_table.size", _errno.EINVAL,
+         "a PASID-table entry decoded from the wrong number of bytes"),
+    ),
 )
 
 MODEL_RULES_BY_ID: dict[str, ModelRule] = {r.id: r for r in MODEL_RULES}

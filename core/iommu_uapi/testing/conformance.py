@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from ..abi import SizeDiscipline
 from ..errors import FeatureError, UAPIError
-from ..features import CacheCell, Feature
+from ..features import UNREPORTABLE_OPERATIONS, CacheCell, FailureReport, Feature
 from ..guest import GuestEntry
 from ..translation import TranslationFault
 from ..uapi.consts import CacheType, FaultType, InvGranularity, PageRequestFlags
@@ -93,6 +93,23 @@ class NegotiationTests:
         with pytest.raises(FeatureError) as err:
             harness.iommu.negotiate(Feature.CACHE_INVLD & harness.caps.features, [cell])
         assert f"cache cell {cell}" in err.value.missing
+
+    def test_failure_reporting_to_the_guest_is_negotiated(self, harness: Harness) -> None:
+        """A VMM that must report every host failure of the operations iommu.rst names to the
+        guest starts only on a backend whose guest requests carry a status for each (virtio-
+        iommu); elsewhere (VT-d's status-less invalidation descriptors) it is refused by name."""
+        caps = harness.caps
+        silent = [op for op in UNREPORTABLE_OPERATIONS
+                  if caps.failure_reporting.get(op) is not FailureReport.STATUS]
+        if not silent:
+            result = harness.iommu.negotiate(report_failures=UNREPORTABLE_OPERATIONS)
+            assert result.capabilities is caps
+            return
+        with pytest.raises(FeatureError) as err:
+            harness.iommu.negotiate(report_failures=UNREPORTABLE_OPERATIONS)
+        assert [m.split(" (")[0] for m in err.value.missing] == [
+            f"failure reporting of {op}" for op in silent]
+        assert harness.iommu.negotiated is None
 
     @pytest.mark.parametrize("cell", _cells(), ids=str)
     def test_a_negotiated_cell_never_fails_on_valid_input(self, harness: Harness,

@@ -4,120 +4,24 @@ A CD holds two VA halves (TTB0 for VA[55] = 0, TTB1 for VA[55] = 1), each with i
 granule (TGx, the two halves encoded differently) and walk-disable bit (EPDx), plus the ASID,
 output size (IPS) and the fault behaviour (A, R, S). :func:`check_cd` gives the reason a CD is
 ILLEGAL (the SMMU records C_BAD_CD); :func:`s1_config` the walk configuration of one half.
+The layout (``Cd``, the TGx encodings) lives in the core's
+:mod:`iommu_uapi.pasid_tables.smmuv3` (``IOMMU_PASID_FORMAT_SMMUV3``) and is re-exported here.
 """
 
 from __future__ import annotations
 
-from iommu_uapi.hw.bits import Field, bit
+from iommu_uapi.pasid_tables.smmuv3 import (
+    CD_SIZE,
+    TG0_GRANULE,
+    TG1_GRANULE,
+    Cd,
+    half_config,
+)
 from iommu_uapi.pgtable.lpae import LPAEConfig
 
 from .idr import ADDR_SIZE_BITS, SmmuCaps, StallModel, Ttendian
-from .record import SmmuRecord
 
 __all__ = ["CD_SIZE", "TG0_GRANULE", "TG1_GRANULE", "Cd", "check_cd", "s1_config", "tsz_range"]
-
-CD_SIZE = 64
-
-#: CD.TG0 -> granule (0b11 reserved).
-TG0_GRANULE = {0b00: 4096, 0b01: 65536, 0b10: 16384}
-#: CD.TG1 -> granule: a different encoding (0b00 reserved).
-TG1_GRANULE = {0b10: 4096, 0b11: 65536, 0b01: 16384}
-
-
-class Cd(SmmuRecord, frozen=True, gc=False):
-    """A Context Descriptor, field positions as absolute bits of the 512-bit structure."""
-
-    BITS = 512
-    LAYOUT = {
-        "T0SZ": Field(0, 6),
-        "TG0": Field(6, 2),
-        "IR0": Field(8, 2),
-        "OR0": Field(10, 2),
-        "SH0": Field(12, 2),
-        "EPD0": bit(14),
-        "ENDI": bit(15),
-        "T1SZ": Field(16, 6),
-        "TG1": Field(22, 2),
-        "IR1": Field(24, 2),
-        "OR1": Field(26, 2),
-        "SH1": Field(28, 2),
-        "EPD1": bit(30),
-        "V": bit(31),
-        "IPS": Field(32, 3),
-        "AFFD": bit(35),
-        "WXN": bit(36),
-        "UWXN": bit(37),
-        "TBI0": bit(38),
-        "TBI1": bit(39),
-        "PAN": bit(40),
-        "AA64": bit(41),
-        "HD": bit(42),
-        "HA": bit(43),
-        "S": bit(44),
-        "R": bit(45),
-        "A": bit(46),
-        "ASET": bit(47),
-        "ASID": Field(48, 16),
-        "NSCFG0": bit(64),
-        "HAD0": bit(65),
-        "TTB0": Field(68, 52, 4),  # TTB0 address bits 55:4 (IPA when nested)
-        "NSCFG1": bit(128),
-        "HAD1": bit(129),
-        "TTB1": Field(132, 52, 4),
-        "MAIR0": Field(192, 32),
-        "MAIR1": Field(224, 32),
-        "AMAIR": Field(256, 64),
-        "IMPDEF": Field(320, 32),
-        "PARTID": Field(352, 16),
-        "PMG": Field(368, 8),
-    }
-    T0SZ: int = 0
-    TG0: int = 0
-    IR0: int = 0
-    OR0: int = 0
-    SH0: int = 0
-    EPD0: bool = False
-    ENDI: bool = False
-    T1SZ: int = 0
-    TG1: int = 0
-    IR1: int = 0
-    OR1: int = 0
-    SH1: int = 0
-    EPD1: bool = False
-    V: bool = False
-    IPS: int = 0
-    AFFD: bool = False
-    WXN: bool = False
-    UWXN: bool = False
-    TBI0: bool = False
-    TBI1: bool = False
-    PAN: bool = False
-    AA64: bool = False
-    HD: bool = False
-    HA: bool = False
-    S: bool = False
-    R: bool = False
-    A: bool = False
-    ASET: bool = False
-    ASID: int = 0
-    NSCFG0: bool = False
-    HAD0: bool = False
-    TTB0: int = 0
-    NSCFG1: bool = False
-    HAD1: bool = False
-    TTB1: int = 0
-    MAIR0: int = 0
-    MAIR1: int = 0
-    AMAIR: int = 0
-    IMPDEF: int = 0
-    PARTID: int = 0
-    PMG: int = 0
-
-    def half(self, n: int) -> tuple[int, int | None, bool, int]:
-        """``(TxSZ, granule or None for a reserved TGx, EPDx, TTBx)`` of VA half ``n``."""
-        if n == 0:
-            return self.T0SZ, TG0_GRANULE.get(self.TG0), self.EPD0, self.TTB0
-        return self.T1SZ, TG1_GRANULE.get(self.TG1), self.EPD1, self.TTB1
 
 
 def tsz_range(granule: int, caps: SmmuCaps) -> tuple[int, int]:
@@ -137,12 +41,7 @@ def s1_oas(cd: Cd, caps: SmmuCaps, granule: int) -> int:
 
 def s1_config(cd: Cd, n: int, caps: SmmuCaps) -> LPAEConfig:
     """The walk configuration of VA half ``n`` of a legal CD (its EPDx being 0)."""
-    tsz, granule, _, _ = cd.half(n)
-    if granule is None:
-        raise ValueError(f"TG{n} is reserved")
-    had = (cd.HAD0 if n == 0 else cd.HAD1) and caps.had
-    return LPAEConfig(stage=1, granule=granule, t0sz=tsz, oas=s1_oas(cd, caps, granule),
-                      ha=cd.HA, hd=cd.HD and cd.HA, hpd=had, stt=caps.stt)  # HD needs HA
+    return half_config(cd, n, oas=caps.oas, stt=caps.stt, had=caps.had)
 
 
 def check_cd(cd: Cd, caps: SmmuCaps, *, s1stalld: bool = False) -> str | None:

@@ -109,6 +109,26 @@ EXECUTE: dict[type[Command], Callable[[Smmu, Any], object]] = {
 }
 
 
+_MEMO_LIMIT = 4096
+
+
+def _decoded(smmu: Smmu, raw: bytes) -> tuple[Command, Callable[[Smmu, Any], object]]:
+    """The command ``raw`` holds, checked against the SMMU's capabilities, and its handler:
+    a pure function of the image under a fixed capability set, so it is memoised per SMMU (an
+    illegal image raises every time and is never kept)."""
+    memo = smmu.decoded_commands
+    found = memo.get(raw)
+    if found is None:
+        cmd = check_command(raw, smmu.caps)
+        handler = EXECUTE.get(type(cmd))
+        if handler is None:  # pragma: no cover - check_command refuses these
+            raise CommandError(CError.ILL, f"CMD_{cmd.OPCODE.name} is not executable")
+        if len(memo) >= _MEMO_LIMIT:
+            memo.clear()
+        found = memo[raw] = (cmd, handler)
+    return found
+
+
 def consume(smmu: Smmu) -> int:
     """Execute the commands between CMDQ_CONS and CMDQ_PROD; returns how many ran. Does nothing
     while CR0.CMDQEN = 0 or the queue is stopped on an unacknowledged error."""
@@ -119,10 +139,7 @@ def consume(smmu: Smmu) -> int:
     done = 0
     try:
         while (raw := ring.peek()) is not None:
-            cmd = check_command(raw, smmu.caps)
-            handler = EXECUTE.get(type(cmd))
-            if handler is None:  # pragma: no cover - check_command refuses these
-                raise CommandError(CError.ILL, f"CMD_{cmd.OPCODE.name} is not executable")
+            cmd, handler = _decoded(smmu, raw)
             handler(smmu, cmd)
             ring.advance()
             done += 1

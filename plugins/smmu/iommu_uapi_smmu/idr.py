@@ -18,6 +18,7 @@ import msgspec
 
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.hw.bits import Field, bit
+from iommu_uapi.pasid_tables.smmuv3 import ADDR_SIZE_BITS
 
 from .record import SmmuRecord
 
@@ -40,8 +41,6 @@ __all__ = [
     "id_registers",
 ]
 
-#: The 3-bit address-size encoding shared by IDR5.OAS, CD.IPS and STE.S2PS: code -> bits.
-ADDR_SIZE_BITS: tuple[int, ...] = (32, 36, 40, 42, 44, 48, 52)
 
 
 def addr_size_code(bits: int) -> int:

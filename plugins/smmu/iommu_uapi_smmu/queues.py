@@ -69,7 +69,7 @@ class Queues:
 
     def enabled(self, spec: QueueSpec) -> bool:
         """CR0 enables the queue."""
-        return bool(Cr0.LAYOUT[spec.enable].get(self.regs.read(Reg.CR0)))
+        return bool(Cr0.LAYOUT[spec.enable].get(self.regs.value(Reg.CR0)))
 
     def write(self, reg: Reg, value: int) -> bool:
         """Software writes a queue register (after the register file stored what it keeps);

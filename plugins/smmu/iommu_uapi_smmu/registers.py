@@ -81,6 +81,10 @@ class Reg(IntEnum):
     PRIQ_CONS = PAGE1 + 0xCC
 
 
+#: offset -> register (an enum call costs what a dictionary lookup does not)
+_BY_OFFSET: dict[int, Reg] = {int(r): r for r in Reg}
+
+
 class Cr0(SmmuRecord, frozen=True, gc=False):
     """SMMU_CR0: enables (mirrored in CR0ACK once effective) and the VMID wildcard."""
 
@@ -231,6 +235,9 @@ class RegisterFile:
 
     def read(self, offset: int) -> int:
         """The register at ``offset`` (``UAPIError(EINVAL)`` for an offset no register has)."""
+        reg = _BY_OFFSET.get(offset)
+        if reg is not None:
+            return self._values[reg]
         try:
             return self._values[Reg(offset)]
         except ValueError:
@@ -241,11 +248,13 @@ class RegisterFile:
         """Software writes ``value`` to the register at ``offset``: read-only registers and
         unimplemented bits ignore it (the architecture's RO/RES0 behaviour). The queue indices
         are the rings' (:mod:`.queues`), which rewrite them after every write."""
-        try:
-            reg = Reg(offset)
-        except ValueError:
-            raise UAPIError(errno.EINVAL, f"SMMU register offset {offset:#x} is not "
-                            "implemented", rule="smmu.register") from None
+        reg = _BY_OFFSET.get(offset)
+        if reg is None:
+            try:
+                reg = Reg(offset)
+            except ValueError:
+                raise UAPIError(errno.EINVAL, f"SMMU register offset {offset:#x} is not "
+                                "implemented", rule="smmu.register") from None
         mask = self._writable.get(reg)
         if mask is None:
             return

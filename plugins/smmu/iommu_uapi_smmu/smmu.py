@@ -18,6 +18,8 @@ error) makes it consume the command queue (:mod:`.cmdq`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from msgspec.structs import replace
 
 from iommu_uapi.caches import ConfigCache, TLBEntry
@@ -82,6 +84,9 @@ class Smmu:
         self._next_stag = 0
         #: Decoded STEs by StreamID.
         self.ste_cache: ConfigCache[int, StreamConfig] = ConfigCache()
+        #: Command images already decoded and checked, with their handlers (see
+        #: :mod:`.cmdq`; the capability set is fixed for the SMMU's life).
+        self.decoded_commands: dict[bytes, tuple[Any, Any]] = {}
         #: Decoded CDs by (StreamID, SSID), labelled ("sid", StreamID).
         self.cd_cache: ConfigCache[tuple[int, int], Stage1] = ConfigCache()
 
@@ -91,7 +96,7 @@ class Smmu:
         """An MMIO write: stored per :class:`~.registers.RegisterFile`; a new CMDQ_PROD, an
         enabled queue or an acknowledged error makes the SMMU consume commands."""
         self.regs.write(offset, value)
-        reg = Reg(offset)
+        reg = Reg(offset) if offset.__class__ is not Reg else offset
         self.queues.write(reg, value)
         if reg is Reg.GERRORN and self.queues.cmdq.stopped and \
                 not self.regs.active_gerrors() & Gerror.CMDQ_ERR:

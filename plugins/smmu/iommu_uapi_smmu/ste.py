@@ -14,6 +14,7 @@ from enum import IntEnum
 
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.hw.bits import Field, bit
+from iommu_uapi.pasid_tables.smmuv3 import S1Fmt
 from iommu_uapi.pgtable.lpae import LPAEConfig
 
 from .idr import ADDR_SIZE_BITS, SmmuCaps, StallModel, Ttendian
@@ -44,14 +45,6 @@ class SteConfig(IntEnum):
     S1_TRANS = 0b101
     S2_TRANS = 0b110
     NESTED = 0b111
-
-
-class S1Fmt(IntEnum):
-    """STE.S1Fmt: the CD table's format (3 is reserved and behaves as LINEAR)."""
-
-    LINEAR = 0
-    TWO_LEVEL_4K = 1
-    TWO_LEVEL_64K = 2
 
 
 class S1Dss(IntEnum):

@@ -9,26 +9,29 @@ consumer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from errno import ENOENT
 from typing import NamedTuple
 
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.faults import FaultParam
+from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.tlb import TLB
 
 from . import translate as _translate
 from .config import BYPASS_OFFSET, U32_MAX, U64_MAX, ConfigValues
 from .domains import Domain
 from .events import EventQueue
-from .features import QEMU_OFFERED, Feature, negotiate, validate_offer
+from .features import QEMU_OFFERED, Feature, from_wire, negotiate, to_wire, validate_offer
 from .handlers import HANDLERS, Outcome, refuse
 from .host import Host, HostTxn
 from .layouts import HEAD, READABLE, TAIL_SIZE, RequestType, Status, encode_tail
 from .mappings import Mapping as DomainMapping
+from .pri import PageRequests
 from .probe import ReservedRegion, validate_regions
 from .profiles import Profile, Quirk, get
 from .rules import refusal
+from .tables import TABLE_HANDLERS, TABLE_READABLE
 
 __all__ = ["DEFAULT_PAGE_SIZE_MASK", "Reply", "VirtioIommuDevice"]
 
@@ -95,10 +98,21 @@ class VirtioIommuDevice:
         host: Host | None = None,
         event_queue_size: int = 64,
         tlb: TLB | None = None,
+        memory: PhysicalMemory | None = None,
     ) -> None:
         self.profile = get(profile)
         self.offered = validate_offer(
-            features, forbid_both_bypass="virtio.device.both_bypass" in self.profile.rules)
+            features, forbid_both_bypass="virtio.device.both_bypass" in self.profile.rules,
+            table_bit=self.profile.table_bit)
+        tables = self.profile.table_bit is not None
+        #: the device-readable layouts and handlers of the request types this profile knows
+        self.readable = {**READABLE, **TABLE_READABLE} if tables else READABLE
+        self.handlers = {**HANDLERS, **TABLE_HANDLERS} if tables else HANDLERS
+        #: called with (endpoint, PASID or None for all) when cached configuration of the
+        #: endpoint's table was dropped (ATTACH_TABLE, INVALIDATE T_PASID)
+        self.config_listeners: list[Callable[[int, int | None], None]] = []
+        #: page requests pending and the responses given (:mod:`.pri`)
+        self.page_requests = PageRequests()
         if not 0 < page_size_mask <= U64_MAX:
             raise refusal("virtio.device.config", detail=f"page_size_mask {page_size_mask:#x}")
         self.page_size_mask = page_size_mask
@@ -137,6 +151,8 @@ class VirtioIommuDevice:
         self.host = host
         self.events = EventQueue(event_queue_size)
         self.tlb = tlb if tlb is not None else TLB()
+        #: the memory DMA reaches (guest tables of a table-sharing domain are read from it)
+        self.memory = memory if memory is not None else PhysicalMemory()
         self.negotiated = Feature(0)
         self.domains: dict[int, Domain] = {}
         self.attached: dict[int, Domain] = {}
@@ -181,14 +197,40 @@ class VirtioIommuDevice:
             rule = "virtio.config.bypass_value"
         if rule is None:
             self.bypass = value
+            self._bypass_changed()
         elif Quirk.ERRORS_BREAK_DEVICE in self.profile.quirks:
             self.broken = rule
         return rule
+
+    def _bypass_changed(self) -> None:
+        """Unattached endpoints switched between bypass and faulting: drop the untranslated
+        translations cached for them and the contexts built from the old value."""
+        self.tlb.invalidate(("bypass",))
+        for endpoint in sorted(self.endpoints):
+            if endpoint not in self.attached:
+                for listener in self.config_listeners:
+                    listener(endpoint, None)
 
     def negotiate_features(self, driver_features: int) -> Feature:
         """FEATURES_OK: keep the driver's accepted bits (EINVAL if one was not offered)."""
         self.negotiated = negotiate(self.offered, driver_features)
         return self.negotiated
+
+    @property
+    def wire_offered(self) -> int:
+        """The feature bits as a driver reads them (ATTACH_TABLE at the profile's bit)."""
+        return to_wire(self.offered, self.profile.table_bit)
+
+    def negotiate_wire(self, bits: int) -> Feature:
+        """FEATURES_OK with the driver's wire ``bits``."""
+        return self.negotiate_features(from_wire(bits, self.profile.table_bit))
+
+    def config_dropped(self, domain: Domain, pasid: int | None) -> None:
+        """Tell the listeners that the cached configuration of ``domain``'s endpoints (of
+        ``pasid``, or all) is gone."""
+        for endpoint in sorted(domain.endpoints):
+            for listener in self.config_listeners:
+                listener(endpoint, pasid)
 
     # ---- the request queue -----------------------------------------------------------------
 
@@ -209,7 +251,7 @@ class VirtioIommuDevice:
                 self.broken = out.rule
             return Reply(b"", None, out.rule, out.message)
         rtype = readable[0]
-        layout = READABLE.get(rtype)
+        layout = self.readable.get(rtype)
         if layout is None:
             if "virtio.request.unknown_type" in self.profile.rules:
                 out = refuse("virtio.request.unknown_type", type=rtype)
@@ -223,7 +265,7 @@ class VirtioIommuDevice:
             out = refuse("virtio.request.short_body", type=RequestType(rtype).name,
                          need=layout.size, have=len(readable))
         else:
-            out = HANDLERS[rtype](self, layout.unpack_from(readable))
+            out = self.handlers[rtype](self, layout.unpack_from(readable))
         if rtype == RequestType.PROBE:
             return self._probe_reply(out, writable_len)
         return self._reply(out, writable_len)
@@ -253,6 +295,25 @@ class VirtioIommuDevice:
         return Reply(out.properties.ljust(area, b"\0") + encode_tail(out.status or 0),
                      out.status, out.rule, out.message)
 
+    def add_endpoint(self, endpoint: int, regions: Iterable[ReservedRegion] = ()) -> None:
+        """An endpoint appears behind the device (hot-plug): it exists from now on, with
+        ``regions`` besides the device's reserved regions."""
+        if not 0 <= endpoint <= U32_MAX:
+            raise refusal("virtio.device.config", detail=f"endpoint {endpoint} is not a u32")
+        own = tuple(regions)
+        validate_regions(endpoint, self.global_regions + own,
+                         strict="virtio.device.resv_overlap" in self.profile.rules)
+        self.endpoints[endpoint] = own
+        self.regions[endpoint] = self.global_regions + own
+
+    def remove_endpoint(self, endpoint: int) -> None:
+        """An endpoint goes away (hot-unplug): it leaves its domain and stops existing."""
+        self.commit_detach(endpoint)
+        self.records.discard(endpoint)
+        self.endpoints.pop(endpoint, None)
+        self.regions.pop(endpoint, None)
+        self._faults.pop(endpoint, None)
+
     # ---- state changes the handlers commit -------------------------------------------------
 
     def reserved_regions(self, endpoint: int) -> tuple[ReservedRegion, ...]:
@@ -264,6 +325,7 @@ class VirtioIommuDevice:
         domain = self.attached.pop(endpoint, None)
         if domain is None:
             return
+        self.page_requests.drop_endpoint(endpoint)
         domain.endpoints.discard(endpoint)
         if not domain.endpoints:
             del self.domains[domain.id]
@@ -323,11 +385,16 @@ class VirtioIommuDevice:
         self.negotiated = Feature(0)
         self.events.clear()
         self.tlb.flush()
+        for endpoint in sorted(self.endpoints):
+            for listener in self.config_listeners:
+                listener(endpoint, None)
 
     def system_reset(self) -> None:
         """System reset: a device reset, and ``bypass`` back to its initial value."""
         self.reset()
-        self.bypass = self._boot_bypass
+        if self.bypass != self._boot_bypass:
+            self.bypass = self._boot_bypass
+            self._bypass_changed()
 
     # ---- views and the data path -----------------------------------------------------------
 

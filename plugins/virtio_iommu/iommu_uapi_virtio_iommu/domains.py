@@ -15,15 +15,17 @@ from .mappings import MappingTable
 if TYPE_CHECKING:
     from iommu_uapi.tlb import TLBEntry
 
+    from .tables import SharedTable
+
 __all__ = ["Domain"]
 
 
 class Domain:
     """Domain ``id``: its kind (``bypass``), its endpoints and its mappings; ``tag`` tags its
     IOTLB entries and ``bucket`` is the IOTLB's live bucket of that tag (the data path's one
-    lookup)."""
+    lookup); ``table`` the guest table it shares (:mod:`.tables`)."""
 
-    __slots__ = ("bucket", "bypass", "endpoints", "id", "mappings", "tag")
+    __slots__ = ("bucket", "bypass", "endpoints", "id", "mappings", "table", "tag")
 
     def __init__(self, domain_id: int, *, bypass: bool, bucket: dict[int, TLBEntry]) -> None:
         self.id = domain_id
@@ -32,6 +34,8 @@ class Domain:
         self.mappings = MappingTable()
         self.tag: tuple[int] = (domain_id,)
         self.bucket = bucket
+        #: the guest CD table the domain shares (``rfc2021``'s ATTACH_TABLE), or None
+        self.table: SharedTable | None = None
 
     @property
     def kind(self) -> str:

@@ -46,6 +46,7 @@ class FaultFlags(IntFlag):
     WRITE = 1 << 1
     EXEC = 1 << 2  #: in Linux's header only, not in the spec
     ADDRESS = 1 << 8  #: ``address`` is valid
+    PASID = 1 << 9  #: the nesting drafts': ``pasid`` (reserved1 in the spec) is valid
 
 
 FAULT_RECORD: Final = struct.Struct("<B3sIIIQ")
@@ -58,17 +59,21 @@ class FaultRecord(NamedTuple):
     flags: int  #: :class:`FaultFlags`
     endpoint: int
     address: int = 0
+    pasid: int = 0  #: with the drafts' F_PASID, in the spec's reserved1
 
     def to_bytes(self) -> bytes:
         """The 24 bytes of ``struct virtio_iommu_fault``, reserved fields zero."""
-        return FAULT_RECORD.pack(self.reason, bytes(3), self.flags, self.endpoint, 0,
+        pasid = self.pasid if self.flags & FaultFlags.PASID else 0
+        return FAULT_RECORD.pack(self.reason, bytes(3), self.flags, self.endpoint, pasid,
                                  self.address)
 
     @classmethod
     def from_bytes(cls, buf: bytes) -> FaultRecord:
-        """Decode 24 bytes (reserved fields ignored; unknown reasons and flags kept as ints)."""
-        reason, _, flags, endpoint, _, address = FAULT_RECORD.unpack(buf[:FAULT_RECORD.size])
-        return cls(reason, flags, endpoint, address)
+        """Decode 24 bytes (reserved fields ignored, reserved1 read as the PASID with
+        F_PASID; unknown reasons and flags kept as ints)."""
+        reason, _, flags, endpoint, pasid, address = FAULT_RECORD.unpack(
+            buf[:FAULT_RECORD.size])
+        return cls(reason, flags, endpoint, address, pasid if flags & FaultFlags.PASID else 0)
 
 
 class Used(NamedTuple):

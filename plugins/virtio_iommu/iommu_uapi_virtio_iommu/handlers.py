@@ -194,6 +194,8 @@ def map_(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
         return refuse("virtio.map.domain", domain=domain_id)
     if domain.bypass:
         return refuse("virtio.map.bypass_domain", domain=domain_id)
+    if domain.table is not None:
+        return refuse("virtio.map.table_domain", domain=domain_id)
     if end < start:
         return refuse("virtio.map.order", start=start, end=end)
     if "virtio.map.align" in rules:
@@ -244,6 +246,8 @@ def unmap(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
         return refuse("virtio.unmap.domain", domain=domain_id)
     if domain.bypass:
         return refuse("virtio.unmap.bypass_domain", domain=domain_id)
+    if domain.table is not None:
+        return refuse("virtio.unmap.table_domain", domain=domain_id)
     victims: list[Mapping] = []
     split: Mapping | None = None
     for mapping in domain.mappings.overlapping(start, end):

@@ -41,6 +41,9 @@ class RequestType(IntEnum):
     MAP = 3
     UNMAP = 4
     PROBE = 5
+    ATTACH_TABLE = 6  #: the nesting draft's (``rfc2021`` profile only; :mod:`.tables`)
+    INVALIDATE = 7  #: the nesting draft's (``rfc2021`` profile only)
+    PAGE_RESP = 8  #: the Jan 2021 RFC's (``rfc2021`` profile only; :mod:`.pri`)
 
 
 class Status(IntEnum):

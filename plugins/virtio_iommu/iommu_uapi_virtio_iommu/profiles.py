@@ -1,4 +1,5 @@
-"""The device's two profiles: ``spec`` (the normative text) and ``qemu`` (QEMU's device).
+"""The device's profiles: ``spec`` (the normative text), ``qemu`` (QEMU's device) and
+``rfc2021`` (the spec with the Jan 2021 RFC's nesting requests).
 
 A profile is the set of rule ids it applies (the ``profiles`` column of :mod:`.rules`) plus a set
 of named :class:`Quirk` s: behaviours that differ in more than whether a check runs. The device
@@ -11,7 +12,7 @@ from enum import Enum
 
 import msgspec
 
-from .rules import QEMU, RULES, SPEC, refusal
+from .rules import QEMU, RFC2021, RULES, SPEC, refusal
 
 __all__ = ["PROFILES", "Profile", "Quirk", "get"]
 
@@ -38,12 +39,14 @@ class Quirk(Enum):
 
 
 class Profile(msgspec.Struct, frozen=True, gc=False):
-    """A named behaviour of the device: the rule ids it applies and its quirks."""
+    """A named behaviour of the device: the rule ids it applies, its quirks, and the wire bit
+    of the nesting draft's ATTACH_TABLE feature (None: the profile has no nesting requests)."""
 
     name: str
     description: str
     rules: frozenset[str]
     quirks: frozenset[Quirk]
+    table_bit: int | None = None
 
 
 def _profile(name: str, description: str, quirks: frozenset[Quirk]) -> Profile:
@@ -58,6 +61,12 @@ PROFILES: dict[str, Profile] = {
                    "input-range or RESV_MEM checks, S_UNSUPP for unknown types, endpoint "
                    "records, detach-first ATTACH, non-atomic UNMAP, virtio_error on bad input",
                    frozenset(Quirk)),
+    RFC2021: Profile(
+        RFC2021, "the spec, and the Jan 2021 RFC's table sharing (closest to Linux's 2020 "
+        "nesting UAPI): ATTACH_TABLE with the Arm SMMUv3 PASID-table format, INVALIDATE and "
+        "PAGE_RESP; its ATTACH_TABLE feature is bit 6, so BYPASS_CONFIG is not offered",
+        frozenset(r.id for r in RULES if SPEC in r.profiles or RFC2021 in r.profiles),
+        frozenset(), table_bit=6),
 }
 
 

@@ -23,11 +23,13 @@ from iommu_uapi.errors import UAPIError, errno_name
 
 from .layouts import Status, status_errno
 
-__all__ = ["BOTH", "QEMU", "RULES", "RULES_BY_ID", "SPEC", "VirtioRule", "refusal",
+__all__ = ["BOTH", "QEMU", "RFC2021", "RULES", "RULES_BY_ID", "SPEC", "VirtioRule", "refusal",
            "render_markdown"]
 
 SPEC: Final = "spec"
 QEMU: Final = "qemu"
+#: the spec plus the Jan 2021 RFC's table sharing (:mod:`.profiles`)
+RFC2021: Final = "rfc2021"
 BOTH: Final = (SPEC, QEMU)
 
 
@@ -61,7 +63,7 @@ def _api(op: str, *rows: tuple[str, int | None, str, str, tuple[str, ...]]
                  for rid, err, text, msg, prof in rows)
 
 
-_S, _Q, _B = (SPEC,), (QEMU,), BOTH
+_S, _Q, _B, _T = (SPEC,), (QEMU,), BOTH, (RFC2021,)
 _INVAL, _RANGE, _NOENT, _UNSUPP = Status.INVAL, Status.RANGE, Status.NOENT, Status.UNSUPP
 _NOMEM, _DEVERR = Status.NOMEM, Status.DEVERR
 #: where each rule comes from in the virtio spec
@@ -72,6 +74,7 @@ _V_MAP = "virtio 5.13.6 MAP"
 _V_UNM = "virtio 5.13.6 UNMAP"
 _V_RESV = "virtio 5.13.6 PROBE RESV_MEM"
 _V_PRB = "virtio 5.13.6 PROBE"
+_V_RFC = "Jan 2021 RFC (binding PASID tables); statuses as reference 3.8 suggests"
 
 RULES: tuple[VirtioRule, ...] = (
     *_req(
@@ -171,6 +174,9 @@ RULES: tuple[VirtioRule, ...] = (
          "phys_start + (virt_end - virt_start) beyond 2^64 - 1: the physical range is outside "
          "any guest-physical address space (the spec names no status: S_RANGE; QEMU wraps)",
          "phys [{phys:#x}, +{size:#x}) passes 2^64", _S, _V_MAP),
+        ("virtio.map.table_domain", _INVAL,
+         "a domain sharing a guest table is not mapped by MAP (the draft): S_INVAL",
+         "domain {domain} shares a guest table", _T, _V_RFC),
         ("virtio.map.overlap", _INVAL,
          "a mapping already exists in [virt_start, virt_end]: SHOULD reject with S_INVAL",
          "[{start:#x}, {end:#x}] overlaps [{ostart:#x}, {oend:#x}]", _B, _V_MAP),
@@ -195,6 +201,9 @@ RULES: tuple[VirtioRule, ...] = (
          "domain {domain}", _B, _V_UNM),
         ("virtio.unmap.bypass_domain", _INVAL, "a bypass domain: SHOULD reject with S_INVAL",
          "domain {domain} is a bypass domain", _B, _V_UNM),
+        ("virtio.unmap.table_domain", _INVAL,
+         "a domain sharing a guest table is not unmapped by UNMAP (the draft): S_INVAL",
+         "domain {domain} shares a guest table", _T, _V_RFC),
         ("virtio.unmap.split", _RANGE,
          "the range would split a mapping: SHOULD reject with S_RANGE and SHOULD NOT remove any "
          "mapping (QEMU keeps the removals made before it met the split one)",
@@ -219,6 +228,63 @@ RULES: tuple[VirtioRule, ...] = (
         ("virtio.probe.overflow", _INVAL,
          "the endpoint's properties do not fit in probe_size: S_INVAL",
          "properties need {need} bytes, probe_size {size}", _B, "virtio_iommu_fill_property"),
+    ),
+    *_req(
+        "ATTACH_TABLE",
+        ("virtio.attach_table.not_negotiated", _UNSUPP,
+         "ATTACH_TABLE without the draft's ATTACH_TABLE feature negotiated: unsupported request",
+         "ATTACH_TABLE not negotiated", _T, _V_RFC),
+        ("virtio.attach_table.format", _UNSUPP,
+         "a table format the device does not support (only PSTF_ARM_SMMU_V3 = 2): S_UNSUPP",
+         "format {format}", _T, _V_RFC),
+        ("virtio.attach_table.fields", _INVAL,
+         "s1fmt beyond two-level 64 KiB leaves, s1dss beyond SSID 0, s1cdmax beyond 20 PASID "
+         "bits, a table pointer not aligned to a CD, or reserved bytes not zero: S_INVAL",
+         "{detail}", _T, _V_RFC),
+        ("virtio.attach_table.endpoint", _NOENT, "the endpoint does not exist: S_NOENT",
+         "endpoint {endpoint}", _T, _V_RFC),
+        ("virtio.attach_table.not_attached", _INVAL,
+         "the endpoint is not attached to the domain, or the domain is a bypass domain: S_INVAL",
+         "endpoint {endpoint} is not attached to translated domain {domain}", _T, _V_RFC),
+        ("virtio.attach_table.other_table", _INVAL,
+         "the domain already shares another table (one PASID table per domain): S_INVAL",
+         "domain {domain} has another table", _T, _V_RFC),
+    ),
+    *_req(
+        "INVALIDATE",
+        ("virtio.invalidate.not_negotiated", _UNSUPP,
+         "INVALIDATE without the ATTACH_TABLE feature negotiated: unsupported request",
+         "INVALIDATE not negotiated", _T, _V_RFC),
+        ("virtio.invalidate.domain", _NOENT, "the domain does not exist: S_NOENT",
+         "domain {domain}", _T, _V_RFC),
+        ("virtio.invalidate.not_table", _INVAL,
+         "INVALIDATE on a domain that shares no table: S_INVAL", "domain {domain}", _T, _V_RFC),
+        ("virtio.invalidate.fields", _INVAL,
+         "inconsistent fields: not exactly one granularity, no or unknown cache type, unknown "
+         "flags, reserved bytes not zero, G_PASID or G_VA without a PASID, a granule not of "
+         "4 KiB, 16 KiB or 64 KiB, a range past 2^64: S_INVAL", "{detail}", _T, _V_RFC),
+        ("virtio.invalidate.archid", _UNSUPP,
+         "an invalidation by architecture id (ASID) alone: this device tags its IOTLB by PASID "
+         "and cannot find the ASID's entries: S_UNSUPP", "archid {archid} without a PASID", _T,
+         _V_RFC),
+    ),
+    *_req(
+        "PAGE_RESP",
+        ("virtio.page_resp.not_negotiated", _UNSUPP,
+         "PAGE_RESP without the ATTACH_TABLE feature negotiated: unsupported request",
+         "PAGE_RESP not negotiated", _T, _V_RFC),
+        ("virtio.page_resp.fields", _INVAL,
+         "unknown flags, pasid_valid not the flags' PASID_VALID, a response code other than "
+         "success, invalid or failure, or reserved bytes not zero: S_INVAL",
+         "flags {flags:#x}, pasid_valid {valid}, code {code}", _T, _V_RFC),
+        ("virtio.page_resp.endpoint", _NOENT, "the endpoint does not exist: S_NOENT",
+         "endpoint {endpoint}", _T, _V_RFC),
+        ("virtio.page_resp.not_attached", _INVAL,
+         "the endpoint is not attached to the domain: S_INVAL",
+         "endpoint {endpoint} is not attached to domain {domain}", _T, _V_RFC),
+        ("virtio.page_resp.no_request", _NOENT,
+         "no page request of the endpoint with that PASID and group index is pending: S_NOENT",
+         "endpoint {endpoint}: no pending group {grpid}", _T, _V_RFC),
     ),
     *_api(
         "configuration space",
@@ -263,11 +329,27 @@ RULES: tuple[VirtioRule, ...] = (
          "the device MUST NOT allow writes without WRITE (nor, here, reads or instruction "
          "fetches without READ): R_MAPPING with F_READ/F_WRITE",
          "endpoint {endpoint} lacks permission", _B),
+        ("virtio.dma.cd", None,
+         "a request with a PASID whose CD cannot be fetched (SubstreamID beyond S1CDMax, an "
+         "invalid L1 descriptor, a table address stage 2 does not map) or is not valid, or a "
+         "request without PASID and S1DSS terminate: R_UNKNOWN",
+         "no valid CD", _T),
+        ("virtio.dma.walk", None,
+         "the guest's stage-1 walk over the domain's mappings as stage 2 faults: R_MAPPING",
+         "stage-1 or stage-2 walk fault", _T),
+        ("virtio.dma.pasid", None,
+         "a request with a PASID from an endpoint whose domain has no PASID table: the base "
+         "device has no PASID (R_UNKNOWN)",
+         "endpoint {endpoint} has no PASID table", _B),
     ),
     *_api(
         "device model",
         ("virtio.device.features", _errno.EINVAL, "the offered set has bits no spec defines",
          "feature bits {bits}", _B),
+        ("virtio.device.table_bit", _errno.EINVAL,
+         "the draft's ATTACH_TABLE bit is the bit of a feature of the spec (the Jan 2021 RFC's "
+         "bit 6 is BYPASS_CONFIG): a device cannot offer both",
+         "bit {bit} is ATTACH_TABLE in this profile, not {name}", _B + _T),
         ("virtio.device.both_bypass", _errno.EINVAL,
          "devices SHOULD NOT offer both BYPASS and BYPASS_CONFIG", "BYPASS with BYPASS_CONFIG",
          _S),
@@ -301,6 +383,37 @@ RULES: tuple[VirtioRule, ...] = (
          "errors); the reset unmaps what the host kept", "{count} undo call(s) refused", _B),
         ("virtio.host.injected", _errno.EIO, "a host failure injected on purpose",
          "injected failure of {op} #{count}", _B),
+    ),
+    *_api(
+        "backend",
+        ("virtio.backend.config", _errno.EINVAL,
+         "the backend's configuration names an unknown key or a value the device refuses",
+         "{detail}", _B),
+        ("virtio.backend.domains", _errno.ENOSPC,
+         "every domain id of domain_range is in use", "all {count} domain ids are in use", _B),
+        ("virtio.backend.range", _errno.ERANGE,
+         "a MAP or UNMAP whose last byte is beyond 2^64 - 1 cannot be encoded (virt_end is a "
+         "le64)", "[{start:#x}, +{size:#x}) ends beyond 2^64 - 1", _B),
+        ("virtio.backend.pasid_config", _errno.EINVAL,
+         "a PASID-table config of abort: ATTACH_TABLE has no such configuration",
+         "config abort", _B + _T),
+        ("virtio.backend.cell", _errno.EINVAL,
+         "strict: a cache-type x granularity cell INVALIDATE cannot express (the device TLB, "
+         "the PASID cache by address)", "{cells}", _B + _T),
+        ("virtio.backend.pasid_width", _errno.EINVAL,
+         "a PASID wider than INVALIDATE's le32 pasid", "PASID {pasid:#x}", _B + _T),
+        ("virtio.backend.nesting_unsupported", _errno.ENODEV,
+         "nesting mode on a device without the draft's ATTACH_TABLE (a profile other than "
+         "rfc2021)", "profile {profile} has no ATTACH_TABLE", _B + _T),
+        ("virtio.backend.no_pri", _errno.EOPNOTSUPP,
+         "a page request from a device without PRI, or not attached to a table-sharing domain",
+         "{dev} cannot ask for pages", _T),
+        ("virtio.backend.not_nesting", _errno.ENODEV,
+         "nesting info of a domain not in nesting mode (as the drivers of 5.10)",
+         "domain {domain} is not in nesting mode", _B),
+        ("virtio.backend.nesting_attached", _errno.ENODEV,
+         "nesting mode is set before the first attach",
+         "domain {domain} already has endpoints", _B),
     ),
 )
 

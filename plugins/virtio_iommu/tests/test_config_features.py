@@ -15,9 +15,9 @@ BOTH = Feature.BYPASS | Feature.BYPASS_CONFIG
 
 
 def test_feature_bit_numbers() -> None:
-    assert [f.bit_length() - 1 for f in Feature] == [0, 1, 2, 3, 4, 5, 6]
+    assert [f.bit_length() - 1 for f in Feature] == [0, 1, 2, 3, 4, 5, 6, 32]
     assert [f.name for f in Feature] == ["INPUT_RANGE", "DOMAIN_RANGE", "MAP_UNMAP", "BYPASS",
-                                         "PROBE", "MMIO", "BYPASS_CONFIG"]
+                                         "PROBE", "MMIO", "BYPASS_CONFIG", "ATTACH_TABLE"]
 
 
 @pytest.mark.parametrize("feats", ALL)

@@ -106,7 +106,7 @@ def test_statuses_carry_the_linux_errnos() -> None:
     for rule in RULES:
         if rule.status is not None:
             assert rule.errno == status_errno(rule.status), rule.id
-        assert set(rule.profiles) <= {"spec", "qemu"} and rule.profiles
+        assert set(rule.profiles) <= {"spec", "qemu", "rfc2021"} and rule.profiles
 
 
 def test_rules_md_is_the_table() -> None:
