@@ -21,7 +21,7 @@ granule and input size of every domain, and any :class:`~.idr.SmmuCaps` field.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from iommu_uapi.device import Device, Domain
@@ -51,9 +51,9 @@ from .context import SmmuContext, build_context
 from .domain import SmmuDomain, s2_geometry, stream_entry
 from .guest import SMMU_GUEST
 from .host import HostDriver
-from .idr import SmmuCaps
+from .idr import SmmuCaps, StallModel
 from .iommufd import SmmuIommufd
-from .nested import STRICT, GuestScope, check_attach, guest_invalidation
+from .nested import STRICT, GuestScope, check_attach, guest_invalidation, pasid_of
 from .pri_glue import page_request, page_response
 from .smmu import Smmu
 from .ste import Ste
@@ -63,6 +63,8 @@ __all__ = ["SmmuBackend", "iommu_register_backends"]
 _BACKEND_KEYS = frozenset({"s2_granule", "s2_ias"})
 _CAPS_KEYS = frozenset(SmmuCaps.__struct_fields__)
 _PAGE = 4096
+_MEMO_LIMIT = 4096
+_PASID_CACHE = int(CacheType.PASID)
 _ATC_ALL = 52
 
 #: The cells each profile executes on every valid record of a NESTED domain. v15 refuses a
@@ -110,6 +112,7 @@ class SmmuBackend(SmmuIommufd):
         #: ASIDs the SMMU used per (VMID, SubstreamID): what a PASID-selective flush reaches
         self.asids: dict[tuple[int, int], set[int]] = {}
         self.profile = "linux-5.10"
+        self._inv_memo: dict[tuple[object, ...], list[Command]] = {}
 
     def __repr__(self) -> str:
         return f"SmmuBackend({self.caps!r})"
@@ -119,7 +122,7 @@ class SmmuBackend(SmmuIommufd):
     def issue(self, cmds: Iterable[Command]) -> bool:
         """Issue ``cmds`` and a CMD_SYNC; the core's contexts built from configuration a
         CFGI_* dropped are forgotten with it."""
-        cmds = list(cmds)
+        cmds = cmds if isinstance(cmds, list) else list(cmds)
         ok = self.host.issue(cmds)
         if self.iommu is not None:
             for cmd in cmds:
@@ -144,7 +147,7 @@ class SmmuBackend(SmmuIommufd):
         cells: frozenset[CacheCell] = frozenset()
         if caps.s1p and caps.s2p:
             features |= Feature.BIND_PASID_TABLE | Feature.CACHE_INVLD
-        if caps.pri:
+        if caps.pri or caps.stall_model == StallModel.STALL_AND_TERMINATE:
             features |= Feature.PAGE_REQUEST
             cells = _CELLS_STRICT | (_CELLS_ATS if caps.ats else frozenset()) if strict \
                 else _CELLS_5_10
@@ -222,9 +225,15 @@ class SmmuBackend(SmmuIommufd):
         data: SmmuDomain = domain.data
         cmds: list[Command] = []
         for dev in devices:
-            self.host.write_ste(dev.sid, stream_entry(data, ats=dev.ats and self.caps.ats))
+            self.host.write_ste(dev.sid, stream_entry(data, ats=dev.ats and self.caps.ats,
+                                                      stall=self._stalls(dev)))
             cmds.append(CfgiSte(SID=dev.sid, Leaf=True))
         self.issue(cmds)
+
+    def _stalls(self, dev: Device) -> bool:
+        """A platform (non-PCI) device may stall its faulting transactions, when the SMMU
+        offers stall-and-terminate (``arm_smmu_master.stall_enabled``); PCI functions use PRI."""
+        return not dev.pci and self.caps.stall_model == StallModel.STALL_AND_TERMINATE
 
     @hookimpl
     def iommu_attach_dev(self, domain: Domain, dev: Device) -> None:
@@ -303,9 +312,21 @@ class SmmuBackend(SmmuIommufd):
             raise UAPIError(errno.EINVAL, "cache_invalidate: no SMMU is bound to the domain yet",
                             rule="smmu.inv.not_finalised")
         atc = dev.sid if dev.ats and self.caps.ats else None
-        scope = GuestScope(data.vmid, (d.sid for d in domain.devices), atc, self.caps.ril,
-                           lambda ssid: self.asids.get((data.vmid, ssid), ()))
-        cmds = guest_invalidation(info, scope, profile)
+        # The commands are a function of the record, the profile, the VMID, the ATS device, the
+        # ASIDs held for the PASID it names and (PASID cache only) the domain's streams:
+        # memoised on exactly those.
+        pasid = pasid_of(info)
+        held = self.asids.get((data.vmid, pasid)) if pasid is not None else None
+        streams = tuple(d.sid for d in domain.devices) if info.cache & _PASID_CACHE else None
+        key = (info, profile, data.vmid, atc, frozenset(held) if held else None, streams)
+        cmds = self._inv_memo.get(key)
+        if cmds is None:
+            scope = GuestScope(data.vmid, (d.sid for d in domain.devices), atc, self.caps.ril,
+                               self.asids)
+            cmds = guest_invalidation(info, scope, profile)
+            if len(self._inv_memo) >= _MEMO_LIMIT:
+                self._inv_memo.clear()
+            self._inv_memo[key] = cmds
         self.issue(cmds)
 
     # -- page requests ----------------------------------------------------------------------------
@@ -319,7 +340,7 @@ class SmmuBackend(SmmuIommufd):
     @hookimpl
     def iommu_page_response(self, dev: Device, fault: Fault, msg: PageResponse,
                             profile: str) -> None:
-        self.issue([page_response(dev, fault, msg)])
+        self.issue([page_response(self.smmu, dev, fault, msg)])
 
     # -- the data path -------------------------------------------------------------------------
 
@@ -346,7 +367,8 @@ def _forget_cd(iommu: IOMMU, cmd: Any) -> None:
 
 
 #: CFGI_* -> the core contexts built from what it drops.
-_FORGET = {CfgiSte: _forget_ste, CfgiCdAll: _forget_ste, CfgiCd: _forget_cd}
+_FORGET: dict[type, Callable[[IOMMU, Any], None]] = {
+    CfgiSte: _forget_ste, CfgiCdAll: _forget_ste, CfgiCd: _forget_cd}
 
 
 @hookimpl

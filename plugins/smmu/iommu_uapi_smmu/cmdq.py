@@ -10,7 +10,7 @@ CONS.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from iommu_uapi.errors import MemoryAccessError
@@ -52,7 +52,7 @@ from .registers import Gerror
 if TYPE_CHECKING:
     from .smmu import Smmu
 
-__all__ = ["EXECUTE", "consume"]
+__all__ = ["EXECUTE", "consume", "run_batch"]
 
 _PAGE = 4096
 
@@ -127,6 +127,30 @@ def _decoded(smmu: Smmu, raw: bytes) -> tuple[Command, Callable[[Smmu, Any], obj
             memo.clear()
         found = memo[raw] = (cmd, handler)
     return found
+
+
+def run_batch(smmu: Smmu, images: Sequence[bytes]) -> bool:
+    """Software's writes of ``images`` at CMDQ_PROD and its PROD update, and the SMMU's
+    consumption of them, in one pass: for an enabled, idle queue (CONS = PROD, no error) whose
+    images were all decoded and checked before. Nothing runs between the writes and the
+    fetches, so each fetch is the image just written and is not read back; CONS catches up
+    with PROD. False, with nothing done, otherwise (the caller takes the register path)."""
+    queues = smmu.queues
+    ring = queues.cmdq
+    if ring.stopped or ring.prod != ring.cons or not queues.enabled(CMDQ):
+        return False
+    memo = smmu.decoded_commands
+    try:
+        known = [memo[image] for image in images]
+    except KeyError:
+        return False
+    if not ring.produce_all(images):
+        return False
+    for cmd, handler in known:  # memoised commands are legal: none can stop the queue
+        handler(smmu, cmd)
+    ring.cons = ring.prod
+    queues.mirror(CMDQ)
+    return True
 
 
 def consume(smmu: Smmu) -> int:

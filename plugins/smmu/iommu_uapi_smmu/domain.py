@@ -99,8 +99,9 @@ class SmmuDomain:
         self.mem.free(self.pt.root)
 
 
-def stream_entry(domain: SmmuDomain, *, ats: bool) -> Ste:
-    """The STE of a stream attached to ``domain`` (see the module docstring)."""
+def stream_entry(domain: SmmuDomain, *, ats: bool, stall: bool = False) -> Ste:
+    """The STE of a stream attached to ``domain`` (see the module docstring); ``stall``: the
+    stream may stall (STE.S1STALLD = 0, the guest's CD.S decides)."""
     if domain.abort:
         return Ste(V=True, Config=SteConfig.ABORT)
     geo = domain.geometry
@@ -111,5 +112,5 @@ def stream_entry(domain: SmmuDomain, *, ats: bool) -> Ste:
         return Ste(V=True, Config=SteConfig.S2_TRANS, **s2)  # type: ignore[arg-type]
     base, cdmax, fmt, dss = domain.s1
     return Ste(V=True, Config=SteConfig.NESTED, S1ContextPtr=base, S1CDMax=cdmax,
-               S1Fmt=fmt if cdmax else 0, S1DSS=dss if cdmax else 0, S1STALLD=True,
+               S1Fmt=fmt if cdmax else 0, S1DSS=dss if cdmax else 0, S1STALLD=not stall,
                **s2)  # type: ignore[arg-type]

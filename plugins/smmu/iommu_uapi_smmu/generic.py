@@ -4,8 +4,13 @@ which fields of ``iommu_fault_unrecoverable`` the record makes valid."""
 
 from __future__ import annotations
 
-from iommu_uapi.uapi import Fault, FaultUnrecoverable
-from iommu_uapi.uapi.consts import FaultReason, FaultType, UnrecoverableFlags
+from iommu_uapi.uapi import Fault, FaultPageRequest, FaultUnrecoverable
+from iommu_uapi.uapi.consts import (
+    FaultReason,
+    FaultType,
+    PageRequestFlags,
+    UnrecoverableFlags,
+)
 
 from .events import Event, EventType
 
@@ -29,8 +34,16 @@ EVENT_REASON: dict[int, FaultReason] = {
 
 
 def generic_fault(event: Event | None, pasid: int | None, addr: int, access: int) -> Fault:
-    """The unrecoverable fault reported for ``event`` (None: a silent termination, reported
-    with reason UNKNOWN) of a transaction with ``pasid`` at ``addr`` for ``access``."""
+    """The fault reported for ``event`` of a transaction with ``pasid`` at ``addr`` for
+    ``access``: a page request (group index = STAG) for a stalled transaction, else the
+    unrecoverable fault (None: a silent termination, reported with reason UNKNOWN)."""
+    if event is not None and getattr(event, "Stall", False):
+        prflags = PageRequestFlags.LAST_PAGE
+        if pasid is not None:
+            prflags |= PageRequestFlags.PASID_VALID | PageRequestFlags.RESPONSE_NEEDS_PASID
+        return Fault(type=FaultType.PAGE_REQ, prm=FaultPageRequest(
+            flags=prflags, pasid=pasid or 0, grpid=event.STAG,  # type: ignore[attr-defined]
+            perm=access, addr=addr & ~0xFFF))
     reason = FaultReason.UNKNOWN if event is None else EVENT_REASON.get(
         event.Type, FaultReason.UNKNOWN)
     flags = UnrecoverableFlags(0)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from iommu_uapi.memory import PhysicalMemory
 
+from .cmdq import run_batch
 from .cmds import Command, Sync
 from .pri import PageRequest
 from .registers import (
@@ -44,6 +45,7 @@ _CMD_SIZE = 16
 #: how many recent commands :attr:`HostDriver.history` keeps
 HISTORY = 512
 _MEMO_LIMIT = 4096
+_SYNC = Sync()
 
 
 class HostDriver:
@@ -90,19 +92,25 @@ class HostDriver:
         """Write ``cmds`` and a CMD_SYNC at CMDQ_PROD, publish PROD and let the SMMU consume
         them; False when one was refused (skipped, acknowledged and counted)."""
         ok = True
-        batch = [*cmds, Sync()]
+        batch = [*cmds, _SYNC]
         images = self._images
+        raw: list[bytes] = []
         for cmd in batch:
             image = images.get(cmd)
             if image is None:
                 if len(images) >= _MEMO_LIMIT:
                     images.clear()
                 image = images[cmd] = cmd.to_bytes()
-            self.mem.write(self.cmdq + (self._prod & self._slots) * _CMD_SIZE, image)
-            self._prod = (self._prod + 1) & self._wrap
+            raw.append(image)
         self.issued += len(batch)
         self.last = batch
         self.history.extend(batch)
+        if run_batch(self.smmu, raw):  # the one-pass path of commands seen before
+            self._prod = self.smmu.queues.cmdq.prod
+            return True
+        for image in raw:
+            self.mem.write(self.cmdq + (self._prod & self._slots) * _CMD_SIZE, image)
+            self._prod = (self._prod + 1) & self._wrap
         self.smmu.write_register(Reg.CMDQ_PROD, self._prod)  # a Reg: no offset lookup
         while self.smmu.queues.cmdq.stopped:
             ok = False

@@ -13,7 +13,7 @@ ones as ATC_INV.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.pasid_tables.smmuv3 import CD_SIZE, L1CD_SIZE, L2_SHIFT, S1Fmt
@@ -42,7 +42,7 @@ from .idr import SmmuCaps
 from .ste import S1Dss
 
 __all__ = ["STRICT", "GuestScope", "GuestStage1", "check_attach", "guest_invalidation",
-           "nh_va_range"]
+           "nh_va_range", "pasid_of"]
 
 STRICT = "strict"
 #: the UAPI's bits as plain ints (flag arithmetic on IntFlag members costs microseconds)
@@ -138,19 +138,29 @@ def _strict_stage1(cfg: PasidTableConfig, caps: SmmuCaps) -> GuestStage1:
 
 
 class GuestScope:
-    """What an invalidation reaches: the domain's VMID, the streams using its CD table, the
-    requesting device's ATS StreamID (None without ATS), the SMMU's range invalidation and the
-    ASIDs the SMMU holds for a SubstreamID (``asids(ssid)``)."""
+    """What an invalidation reaches: the domain's VMID, the streams using its CD table
+    (``sids``, read only by the PASID-cache cells), the requesting device's ATS StreamID (None
+    without ATS), the SMMU's range invalidation and, in ``held``, the ASIDs the SMMU used per
+    (VMID, SubstreamID) (:meth:`asids`)."""
 
-    __slots__ = ("asids", "atc_sid", "ril", "sids", "vmid")
+    __slots__ = ("atc_sid", "held", "ril", "streams", "vmid")
 
-    def __init__(self, vmid: int, sids: Iterable[int], atc_sid: int | None, ril: bool,
-                 asids: Callable[[int], Iterable[int]]) -> None:
+    def __init__(self, vmid: int, streams: Iterable[int], atc_sid: int | None, ril: bool,
+                 held: Mapping[tuple[int, int], Iterable[int]]) -> None:
         self.vmid = vmid
-        self.sids = tuple(sids)
+        self.streams = streams
         self.atc_sid = atc_sid
         self.ril = ril
-        self.asids = asids
+        self.held = held
+
+    @property
+    def sids(self) -> tuple[int, ...]:
+        """The StreamIDs of the streams using the domain's CD table."""
+        return tuple(self.streams)
+
+    def asids(self, ssid: int) -> Iterable[int]:
+        """The ASIDs the SMMU used for SubstreamID ``ssid`` of the domain."""
+        return self.held.get((self.vmid, ssid), ())
 
 
 def _global(scope: GuestScope, profile: str) -> list[Command]:
@@ -227,7 +237,8 @@ def guest_invalidation(info: CacheInvalidateInfo, scope: GuestScope,
     return out
 
 
-def _pasid_of(info: CacheInvalidateInfo) -> int | None:
+def pasid_of(info: CacheInvalidateInfo) -> int | None:
+    """The PASID an invalidation names with its PASID flag (None: none)."""
     if info.granularity == _G_PASID:
         p = info.granu.pasid_info
         return p.pasid if p.flags & _P_PASID else None
@@ -239,7 +250,7 @@ def _pasid_of(info: CacheInvalidateInfo) -> int | None:
 
 def _pasid_cache(info: CacheInvalidateInfo, scope: GuestScope) -> list[Command]:
     """strict: CFGI_CD of the PASID in every stream of the table, CFGI_CD_ALL otherwise."""
-    ssid = _pasid_of(info)
+    ssid = pasid_of(info)
     if ssid is None:
         return [CfgiCdAll(SID=sid) for sid in scope.sids]
     return [CfgiCd(SID=sid, SSID=ssid, Leaf=False) for sid in scope.sids]
@@ -294,7 +305,7 @@ def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[C
 def _dev_iotlb(info: CacheInvalidateInfo, scope: GuestScope) -> list[Command]:
     """strict: ATC_INV of the requesting ATS device (the PASID's entries, or every one)."""
     assert scope.atc_sid is not None
-    ssid = _pasid_of(info)
+    ssid = pasid_of(info)
     if info.granularity == _G_ADDR:
         a = info.granu.addr_info
         size = a.nb_granules * a.granule_size if a.granule_size else _PAGE

@@ -2,8 +2,10 @@
 the host driver and reported as the generic page-request fault; ``page_response`` answered with
 CMD_PRI_RESP (the response codes as ``arm_smmu_page_response`` maps them).
 
-Stalled transactions (STE.S2S, CD.S) are the other recoverable faults an SMMU has; the backend
-never programs stalling, so its page requests are PRI's only.
+A stalled transaction (a platform device's stream with STE.S1STALLD = 0 whose CD has S = 1) is
+the other recoverable fault: its event (Stall = 1, STAG) is reported as a page request whose
+group index is the STAG (:func:`~.generic.generic_fault`), and its response is CMD_RESUME:
+retry on SUCCESS, abort otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from iommu_uapi.errors import UAPIError
 from iommu_uapi.uapi import Fault, FaultPageRequest, PageResponse
 from iommu_uapi.uapi.consts import FaultPerm, FaultType, PageRequestFlags, PageResponseCode
 
-from .cmds import PriResp
+from .cmds import PriResp, Resume
 from .events import ConfigFault
 from .host import HostDriver
 from .pri import PageRequest
@@ -69,13 +71,18 @@ def page_request(smmu: Smmu, host: HostDriver, dev: Device, pasid: int | None, a
         addr=taken.Addr))
 
 
-def page_response(dev: Device, fault: Fault, msg: PageResponse) -> PriResp:
-    """The CMD_PRI_RESP answering ``fault`` with ``msg``'s code (EINVAL for another code)."""
+def page_response(smmu: Smmu, dev: Device, fault: Fault,
+                  msg: PageResponse) -> PriResp | Resume:
+    """The command answering ``fault`` with ``msg``'s code (EINVAL for another code):
+    CMD_RESUME for a stalled transaction of ``dev``, else CMD_PRI_RESP."""
     resp = PRI_RESP.get(msg.code)
     if resp is None:
         raise UAPIError(errno.EINVAL, f"page_response: code {msg.code} is not a response code",
                         rule="smmu.page_response.code")
     prm = fault.prm
+    if not dev.pci and (dev.sid, prm.grpid) in smmu.stalled:
+        ok = msg.code == PageResponseCode.SUCCESS
+        return Resume(SID=dev.sid, STAG=prm.grpid, Ac=ok, Ab=not ok)
     ssv = bool(prm.flags & PageRequestFlags.PASID_VALID)
     return PriResp(SID=dev.sid, SSV=ssv, SSID=prm.pasid if ssv else 0, PRGI=prm.grpid,
                    Resp=resp)

@@ -104,8 +104,8 @@ class Queues:
             regs.set(spec.cons, ring.cons | (_OVF if ring.ovackflg else 0))
         else:
             regs.set(spec.prod, ring.prod)
-            regs.set(spec.cons, ring.cons | CMDQ_CONS_ERR.put(ring.error if ring.stopped
-                                                               else 0))
+            regs.set(spec.cons, ring.cons | CMDQ_CONS_ERR.put(ring.error) if ring.stopped
+                     else ring.cons)
 
     def produce(self, spec: QueueSpec, entry: Record) -> bool:
         """The SMMU writes ``entry`` (an event, a page request): False when the queue is
