@@ -45,6 +45,10 @@ class TestIsolation(conformance.IsolationTests):
     pass
 
 
+class TestConcurrency(conformance.ConcurrencyTests):
+    pass
+
+
 class TestFaults(conformance.FaultTests):
     pass
 

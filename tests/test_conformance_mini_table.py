@@ -15,6 +15,7 @@ from iommu_uapi.testing import conformance
 from iommu_uapi.testing.harness import Harness
 from iommu_uapi.testing.suite.test_conformance import (  # every area, as the packaged suite
     TestBindLifecycle,
+    TestConcurrency,
     TestFaults,
     TestFuzz,
     TestInvalidation,
@@ -26,8 +27,9 @@ from iommu_uapi.testing.suite.test_conformance import (  # every area, as the pa
     TestStateful,
 )
 
-__all__ = ["TestBindLifecycle", "TestFaults", "TestFuzz", "TestInvalidation", "TestIsolation",
-           "TestNegotiation", "TestPasids", "TestRules", "TestSizeRules", "TestStateful"]
+__all__ = ["TestBindLifecycle", "TestConcurrency", "TestFaults", "TestFuzz", "TestInvalidation",
+           "TestIsolation", "TestNegotiation", "TestPasids", "TestRules", "TestSizeRules",
+           "TestStateful"]
 
 
 @pytest.fixture

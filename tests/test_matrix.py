@@ -53,7 +53,8 @@ def test_broken_backend_fails_and_the_exit_status_says_so(
 def test_areas_are_the_suites_classes_and_unknown_ones_are_a_usage_error(
         installed: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert areas() == ["size rules", "rules", "negotiation", "bind lifecycle", "invalidation",
-                       "iommufd", "isolation", "faults", "pasids", "fuzz", "stateful"]
+                       "iommufd", "isolation", "concurrency", "faults", "pasids", "fuzz",
+                       "stateful"]
     assert main(["matrix", "--backend", "mini", "--area", "nosuch"]) == 2
     assert "areas: size rules, rules" in capsys.readouterr().err
 

@@ -15,6 +15,14 @@ TLB the hit path keeps the IOTLB bucket of the context's tag on the :class:`Devi
 must see every hit (LRU: then hits take the full path, which reports them); the buckets are the
 IOTLB's own (emptied in place by invalidation), so the view never holds a stale entry.
 
+Threads (see ``docs/concurrency.md``): the hit path takes no lock. Everything past it (the
+checks, the device TLB, context building, the walk and every cache fill) runs holding
+:attr:`DataPath.lock`, the re-entrant lock the façade's control calls hold, so a walk never
+interleaves with a control call: one that started before an invalidation fills the caches before
+the invalidation runs, and the invalidation then removes what it filled. A hit reads the live
+IOTLB buckets, which control calls empty in place, so once an invalidation has returned no hit
+sees what it removed.
+
 The hit path validates its inputs by exact type (plain ints, None for no PASID, a
 :class:`Device` of this IOMMU) instead of catching what a malformed request would raise: a miss
 or a malformed request never raises there, it simply takes the full path.
@@ -23,6 +31,7 @@ or a malformed request never raises there, it simply takes the full path.
 from __future__ import annotations
 
 import errno
+import threading
 from collections.abc import Callable, Iterable, Mapping
 
 from .device import Device
@@ -62,6 +71,8 @@ class DataPath:
     """
 
     iotlb: TLB
+    #: serialises the control path and the miss path (re-entrant: a hook may call back)
+    lock: threading.RLock
 
     def __init__(self, iotlb: TLB, devices: Mapping[int, Device], build: ContextBuilder,
                  report: FaultReporter) -> None:
@@ -69,6 +80,7 @@ class DataPath:
         self._devices = devices
         self._build = build
         self._report_fault = report
+        self.lock = threading.RLock()
         #: requester ID -> PASID (None: without PASID) -> context
         self._contexts: dict[int, dict[int | None, TranslationContext]] = {}
 
@@ -109,6 +121,10 @@ class DataPath:
         in it: requests without PASID), or all of the device's when ``pasids`` is None.
         Returns how many were dropped; each is rebuilt from the configuration on its next DMA.
         Costs what it drops."""
+        with self.lock:
+            return self._forget(sid, pasids)
+
+    def _forget(self, sid: int, pasids: Iterable[int | None] | None) -> int:
         contexts = self._contexts.get(sid)
         if not contexts:
             return 0
@@ -128,6 +144,10 @@ class DataPath:
 
     def forget_all_contexts(self) -> int:
         """Forget every cached translation context (a global configuration invalidation)."""
+        with self.lock:
+            return self._forget_all()
+
+    def _forget_all(self) -> int:
         dropped = 0
         for sid, contexts in self._contexts.items():
             if contexts:
@@ -194,6 +214,12 @@ class DataPath:
                             "or EXEC (and optionally PRIV)", rule="translate.access")
         iova, access = int(iova), int(access)
         pasid = None if pasid is None else int(pasid)
+        with self.lock:
+            return self._resolve(dev, iova, pasid, access)
+
+    def _resolve(self, dev: Device, iova: int, pasid: int | None,
+                 access: int) -> Translation:
+        """Device TLB, IOTLB, context and walk for a checked request (the lock held)."""
         config_reads = 0
         ctx = self._contexts[dev.sid].get(pasid)
         if ctx is None:

@@ -164,7 +164,27 @@ def iommu_map(domain: Domain, iova: int, paddr: int, size: int, prot: int) -> No
 @hookspec(firstresult=True)
 def iommu_unmap(domain: Domain, iova: int, size: int) -> int:
     """Unmap ``[iova, iova + size)`` from the domain's stage-2 tables and invalidate the IOTLB as
-    the host driver does; return the number of bytes unmapped (0 when nothing was mapped)."""
+    the host driver does; return the number of bytes unmapped (0 when nothing was mapped).
+    ``size`` is any multiple of the smallest declared page size: the backend cuts the range
+    into its pages (:func:`~iommu_uapi.pgtable.tree.page_chunks`) and flushes what it unmapped
+    with one range invalidation, as the kernel's ``iommu_unmap`` syncs its gather once."""
+
+
+@hookspec(firstresult=True)
+def iommu_map_pages(domain: Domain, iova: int, paddr: int, pgsize: int, pgcount: int,
+                    prot: int) -> int:
+    """Map ``pgcount`` pages of ``pgsize`` (one of the declared ``page_sizes``) from ``iova`` to
+    ``paddr`` onwards in the domain's stage-2 tables (io-pgtable's ``map_pages``, Linux 5.15);
+    all or nothing, refusals as :func:`iommu_map`. Return the bytes mapped. Optional: without
+    it the façade calls :func:`iommu_map` with the whole range."""
+
+
+@hookspec(firstresult=True)
+def iommu_unmap_pages(domain: Domain, iova: int, pgsize: int, pgcount: int) -> int:
+    """Unmap ``pgcount`` pages of ``pgsize`` from ``iova`` (io-pgtable's ``unmap_pages``) and
+    invalidate what was unmapped with one range invalidation, as :func:`iommu_unmap` does;
+    return the bytes unmapped (they stop at the first page not mapped). Optional: without it
+    the façade calls :func:`iommu_unmap` with the whole range."""
 
 
 @hookspec(firstresult=True)

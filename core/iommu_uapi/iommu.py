@@ -17,6 +17,14 @@ An :class:`IOMMU` is composed of three parts, each in its own module:
   changed and cached until it is forgotten. No hook call runs per DMA.
 
 The façade itself holds the topology: devices, domains, stage-2 mappings, PASID sets.
+
+Threads (``docs/concurrency.md``): every control call of the façade (topology, map/unmap, the UAPI
+operations, PASID frees) holds the instance's re-entrant :attr:`~DataPath.lock`, so control calls
+on one :class:`IOMMU` are serialised. :meth:`IOMMU.translate` may run in other threads at the same
+time: it returns a translation valid before or after each concurrent control call and raises
+nothing but :class:`TranslationFault` or :class:`UAPIError`; once an invalidation, unmap or unbind
+has returned, no translation sees what it removed. Its IOTLB hit takes no lock; its miss path holds
+the lock (see :mod:`iommu_uapi.datapath`).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from .features import CacheCell, Capabilities, Feature, Negotiated, negotiate
 from .memory import PhysicalMemory
 from .operations import UAPIOperations
 from .pasid import PasidSet, PasidSpace
+from .pgtable.tree import page_chunks
 from .plugins import get_backend, global_observers
 from .tlb import TLB
 from .translation import Translation, TranslationContext, TranslationFault
@@ -49,15 +58,35 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
+def _serialised(call: Callable[Concatenate[IOMMU, _P], _R]) -> Callable[Concatenate[IOMMU, _P], _R]:
+    """``call`` holding the instance's lock (control calls on one IOMMU are serialised)."""
+    @functools.wraps(call)
+    def method(self: IOMMU, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.lock:
+            return call(self, *args, **kwargs)
+
+    return method
+
+
 def _forward(op: Callable[Concatenate[UAPIOperations, _P], _R]
              ) -> Callable[Concatenate[IOMMU, _P], _R]:
-    """The façade's method for the UAPI operation ``op``: the same call on ``iommu.uapi``."""
+    """The façade's method for the UAPI operation ``op``: the same call on ``iommu.uapi``,
+    holding the instance's lock."""
     @functools.wraps(op)
     def method(self: IOMMU, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        return op(self.uapi, *args, **kwargs)
+        with self.lock:
+            return op(self.uapi, *args, **kwargs)
 
     method.__qualname__ = f"IOMMU.{op.__name__}"
     return method
+
+
+def _not_u64(**values: object) -> str | None:
+    """The first of ``values`` that is not a u64, named with its value (None: all are)."""
+    for name, value in values.items():
+        if not isinstance(value, int) or not 0 <= value < _U64:
+            return f"{name} {value!r}"
+    return None
 
 
 class IOMMU(DataPath):
@@ -66,6 +95,13 @@ class IOMMU(DataPath):
     ``backend`` is a registered backend name (``"vtd"``) or a backend instance object; ``config``
     is passed to the backend's factory. ``profile`` (``"linux-5.10"`` or ``"strict"``) and
     ``discipline`` (the 2020 argsz rules or iommufd's) are the defaults of every call.
+
+    Threads: control calls (every method but :meth:`translate`) are serialised by the instance's
+    :attr:`lock`; :meth:`translate` may run in any number of other threads meanwhile and sees each
+    control call either not yet or entirely done; once an invalidation, unmap or unbind has
+    returned, no translation sees what it removed. The caches' counters are exact for
+    single-threaded use; concurrent IOTLB hits may lose increments of ``iotlb.hits``. Calls made
+    through ``iommu.uapi`` directly skip the lock (see ``docs/concurrency.md``).
     """
 
     def __init__(
@@ -95,6 +131,10 @@ class IOMMU(DataPath):
         self.domains: dict[int, Domain] = {}
         self.negotiated: Negotiated | None = None
         self._next_domain = 1
+        #: the declared stage-2 page sizes (smallest first, as a set, the smallest's low bits)
+        self._page_sizes: tuple[int, ...] = (0x1000,)
+        self._page_set: frozenset[int] = frozenset(self._page_sizes)
+        self._align_mask = 0xFFF
         self.dispatch = Dispatch(self.backend, self.backend_name)
         self.hook = self.dispatch.hook
         self.ops = self.dispatch.ops
@@ -110,7 +150,7 @@ class IOMMU(DataPath):
         self.capabilities = self.dispatch.call("iommu_capabilities")
         self.pasids = pasids if pasids is not None else PasidSpace(
             self.capabilities.pasid_bits or 20)
-        self.pasids.free_notifiers.append(self.uapi.pasid_freed)
+        self.pasids.free_notifiers.append(self._pasid_freed)
 
     def __repr__(self) -> str:
         return (f"IOMMU({self.backend_name!r}, devices={len(self.devices)}, "
@@ -125,7 +165,15 @@ class IOMMU(DataPath):
     def capabilities(self, caps: Capabilities) -> None:
         self._capabilities = caps
         self.dispatch.features = int(caps.features)
+        sizes = tuple(1 << b for b in range(64) if caps.page_sizes >> b & 1) or (0x1000,)
+        self._page_sizes, self._page_set, self._align_mask = (
+            sizes, frozenset(sizes), sizes[0] - 1)
 
+    def _pasid_freed(self, pasid: int) -> None:
+        with self.lock:
+            self.uapi.pasid_freed(pasid)
+
+    @_serialised
     def add_observer(self, observer: object) -> None:
         """Watch or wrap every hook call of this instance (see :mod:`iommu_uapi.observers`)."""
         self.dispatch.add_observer(observer)
@@ -162,7 +210,8 @@ class IOMMU(DataPath):
     page_response = _forward(UAPIOperations.page_response)
     bound_pasids = _forward(UAPIOperations.bound_pasids)
 
-    def negotiate(self, require: Feature | int = 0,
+    @_serialised
+    def negotiate(self, /, require: Feature | int = 0,
                   cache_ops: Iterable[tuple[int, int] | CacheCell] = (), **kwargs: Any
                   ) -> Negotiated:
         """Check upfront (see :func:`iommu_uapi.features.negotiate`) and remember the result."""
@@ -171,7 +220,8 @@ class IOMMU(DataPath):
 
     # -- topology ------------------------------------------------------------------------------
 
-    def add_device(self, sid: int, **kwargs: Any) -> Device:
+    @_serialised
+    def add_device(self, /, sid: int, **kwargs: Any) -> Device:
         """Put a device with requester ID ``sid`` behind this IOMMU (see :class:`Device`)."""
         if not isinstance(sid, int) or not 0 <= sid <= 0xFFFF:
             raise UAPIError(errno.EINVAL, f"add_device: requester ID {sid!r} is not a u16",
@@ -188,6 +238,7 @@ class IOMMU(DataPath):
         self.uapi.device_added(dev)
         return dev
 
+    @_serialised
     def remove_device(self, dev: Device) -> None:
         """Detach (if attached) and remove a device."""
         self._dev(dev)
@@ -198,6 +249,7 @@ class IOMMU(DataPath):
         self.uapi.device_removed(dev)
         del self.devices[dev.sid]
 
+    @_serialised
     def domain_alloc(self, *, nesting: bool = False) -> Domain:
         """A new host domain (optionally put in nesting mode right away)."""
         domain = Domain(self._next_domain)
@@ -212,6 +264,7 @@ class IOMMU(DataPath):
                 raise
         return domain
 
+    @_serialised
     def domain_free(self, domain: Domain) -> None:
         """Free a domain; ``EBUSY`` while devices are attached."""
         self._domain(domain)
@@ -221,12 +274,14 @@ class IOMMU(DataPath):
         self.dispatch.call("iommu_domain_free", domain=domain)
         del self.domains[domain.id]
 
+    @_serialised
     def set_nesting(self, domain: Domain) -> None:
         """Set ``DOMAIN_ATTR_NESTING`` (before the first attach)."""
         self._domain(domain)
         self.dispatch.call("iommu_domain_set_nesting", domain=domain)
         domain.nesting = True
 
+    @_serialised
     def attach_device(self, domain: Domain, dev: Device) -> None:
         """Attach ``dev`` to ``domain`` (requests without PASID then use its stage-2 tables)."""
         self._domain(domain)
@@ -239,6 +294,7 @@ class IOMMU(DataPath):
         domain.devices.append(dev)
         self.forget_contexts(dev.sid)
 
+    @_serialised
     def detach_device(self, domain: Domain, dev: Device) -> None:
         """Detach ``dev``; guest PASIDs still bound to it are unbound first."""
         self._domain(domain)
@@ -253,22 +309,106 @@ class IOMMU(DataPath):
         self.forget_contexts(dev.sid)
 
     def map(self, domain: Domain, iova: int, paddr: int, size: int, prot: int) -> None:
-        """Map ``[iova, iova + size)`` to ``paddr`` in the domain's stage-2 (host) tables."""
+        """Map ``[iova, iova + size)`` to ``paddr`` in the domain's stage-2 (host) tables: any
+        size aligned to the smallest declared page size, cut into the largest page sizes that
+        fit, as the kernel's ``iommu_map`` cuts it; all or nothing. A backend with
+        ``iommu_map_pages`` is given the pages (the façade checks the alignment, ``map.align``);
+        one without it gets the whole range through ``iommu_map`` and applies its own rules."""
+        with self.lock:  # serialised (inline: the hottest control calls)
+            self._domain(domain)
+            if not (iova.__class__ is int is paddr.__class__ is size.__class__
+                    is prot.__class__ and 0 <= iova < _U64 and 0 <= paddr < _U64
+                    and 0 <= size < _U64 and 0 <= prot < _U64) and (
+                        bad := _not_u64(iova=iova, paddr=paddr, size=size, prot=prot)):
+                raise UAPIError(errno.EINVAL, f"map: {bad} is not a u64", rule="map.u64")
+            ops, call = self.dispatch.ops, self.dispatch.call
+            if "iommu_map_pages" not in ops:  # the backend's own rules, its own cut
+                call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size, prot=prot)
+                return
+            if not size or (iova | paddr | size) & self._align_mask:
+                raise UAPIError(errno.EINVAL, f"map: iova {iova:#x}, paddr {paddr:#x}, size "
+                                f"{size:#x} must be aligned to the smallest page size, and "
+                                "size non-zero", rule="map.align")
+            if (
+                    # one page: the backend's iommu_map maps that one leaf (its builder's
+                    # single-page path)
+                    "iommu_map" in ops and size in self._page_set
+                    and not (iova | paddr) & (size - 1)):
+                call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size, prot=prot)
+                return
+            done: list[tuple[int, int, int]] = []
+            try:
+                for va, pa, pgsize, count in page_chunks(iova, paddr, size, self._page_sizes):
+                    call("iommu_map_pages", domain=domain, iova=va, paddr=pa, pgsize=pgsize,
+                         pgcount=count, prot=prot)
+                    done.append((va, pgsize, count))
+            except BaseException:
+                for va, pgsize, count in reversed(done):
+                    self._unmap_pages(domain, va, pgsize, count)
+                raise
+
+    @_serialised
+    def map_pages(self, domain: Domain, iova: int, paddr: int, pgsize: int, pgcount: int,
+                  prot: int) -> int:
+        """Map ``pgcount`` pages of ``pgsize`` (a declared page size) from ``iova`` to ``paddr``
+        onwards (io-pgtable's ``map_pages``); all or nothing. Returns the bytes mapped."""
         self._domain(domain)
-        for name, value in (("iova", iova), ("paddr", paddr), ("size", size), ("prot", prot)):
-            if not isinstance(value, int) or not 0 <= value < _U64:
-                raise UAPIError(errno.EINVAL, f"map: {name} {value!r} is not a u64", rule="map.u64")
-        self.dispatch.call("iommu_map", domain=domain, iova=iova, paddr=paddr, size=size, prot=prot)
+        if (bad := _not_u64(iova=iova, paddr=paddr, pgcount=pgcount,
+                                    prot=prot)) is not None:
+            raise UAPIError(errno.EINVAL, f"map_pages: {bad} is not a u64", rule="map.u64")
+        if not self._pages(iova | paddr, pgsize, pgcount):
+            raise UAPIError(errno.EINVAL, f"map_pages: {pgcount!r} page(s) of {pgsize!r}: the size "
+                            "must be a declared page size the addresses are aligned to, the "
+                            "count non-zero", rule="map.pages")
+        if "iommu_map_pages" not in self.dispatch.ops:
+            self.dispatch.call("iommu_map", domain=domain, iova=iova, paddr=paddr,
+                               size=pgsize * pgcount, prot=prot)
+            return pgsize * pgcount
+        return int(self.dispatch.call("iommu_map_pages", domain=domain, iova=iova, paddr=paddr,
+                                      pgsize=pgsize, pgcount=pgcount, prot=prot))
 
     def unmap(self, domain: Domain, iova: int, size: int) -> int:
-        """Unmap ``[iova, iova + size)``; returns the bytes unmapped."""
-        self._domain(domain)
-        for name, value in (("iova", iova), ("size", size)):
-            if not isinstance(value, int) or not 0 <= value < _U64:
-                raise UAPIError(errno.EINVAL, f"unmap: {name} {value!r} is not a u64",
-                                rule="unmap.u64")
-        return int(self.dispatch.call("iommu_unmap", domain=domain, iova=iova, size=size))
+        """Unmap ``[iova, iova + size)`` (any size aligned to the smallest declared page size);
+        returns the bytes unmapped, which stop at the first page not mapped. The backend flushes
+        what it unmapped with one range invalidation. The façade checks the alignment
+        (``unmap.align``) for a backend with ``iommu_unmap_pages``; others apply their own."""
+        with self.lock:  # serialised (inline: the hottest control calls)
+            self._domain(domain)
+            if not (iova.__class__ is int is size.__class__ and 0 <= iova < _U64
+                    and 0 <= size < _U64) and (bad := _not_u64(iova=iova, size=size)):
+                raise UAPIError(errno.EINVAL, f"unmap: {bad} is not a u64", rule="unmap.u64")
+            if "iommu_unmap_pages" in self.dispatch.ops and (
+                    not size or (iova | size) & self._align_mask):
+                raise UAPIError(errno.EINVAL, f"unmap: iova {iova:#x}, size {size:#x} must be "
+                                "aligned to the smallest page size, and size non-zero",
+                                rule="unmap.align")
+            return int(self.dispatch.call("iommu_unmap", domain=domain, iova=iova, size=size))
 
+    @_serialised
+    def unmap_pages(self, domain: Domain, iova: int, pgsize: int, pgcount: int) -> int:
+        """Unmap ``pgcount`` pages of ``pgsize`` from ``iova`` (io-pgtable's ``unmap_pages``),
+        flushed with one range invalidation; returns the bytes unmapped."""
+        self._domain(domain)
+        if (bad := _not_u64(iova=iova, pgcount=pgcount)) is not None:
+            raise UAPIError(errno.EINVAL, f"unmap_pages: {bad} is not a u64", rule="unmap.u64")
+        if not self._pages(iova, pgsize, pgcount):
+            raise UAPIError(errno.EINVAL, f"unmap_pages: {pgcount!r} page(s) of {pgsize!r}: the "
+                            "size must be a declared page size iova is aligned to, the count "
+                            "non-zero", rule="unmap.pages")
+        return self._unmap_pages(domain, iova, pgsize, pgcount)
+
+    def _unmap_pages(self, domain: Domain, iova: int, pgsize: int, pgcount: int) -> int:
+        if "iommu_unmap_pages" not in self.dispatch.ops:
+            return int(self.dispatch.call("iommu_unmap", domain=domain, iova=iova,
+                                          size=pgsize * pgcount))
+        return int(self.dispatch.call("iommu_unmap_pages", domain=domain, iova=iova,
+                                      pgsize=pgsize, pgcount=pgcount))
+
+    def _pages(self, bits: int, pgsize: int, pgcount: int) -> bool:
+        return (pgsize in self._page_set and bool(pgcount) and not bits & (pgsize - 1)
+                and pgsize * pgcount < _U64)
+
+    @_serialised
     def iova_to_phys(self, domain: Domain, iova: int) -> int:
         """What ``iova`` maps to in the domain's stage-2 tables (0 when unmapped)."""
         self._domain(domain)
@@ -279,10 +419,12 @@ class IOMMU(DataPath):
 
     # -- PASIDs --------------------------------------------------------------------------------
 
+    @_serialised
     def pasid_set(self, name: str, quota: int) -> PasidSet:
         """A per-VM PASID set in this IOMMU's PASID space."""
         return self.pasids.create_set(name, quota)
 
+    @_serialised
     def free_pasid(self, pasid: int, pasid_set: PasidSet | None = None) -> None:
         """Free a host PASID; every guest binding of it is torn down first, so this never fails
         on a valid, allocated PASID."""

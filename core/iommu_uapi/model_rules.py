@@ -50,6 +50,16 @@ MODEL_RULES: tuple[ModelRule, ...] = (
         ("detach.not_attached", _errno.EINVAL, "the device is not attached to that domain"),
         ("map.u64", _errno.EINVAL, "host map: iova, paddr, size or prot is not a u64"),
         ("unmap.u64", _errno.EINVAL, "host unmap: iova or size is not a u64"),
+        ("map.align", _errno.EINVAL,
+         "host map: iova, paddr or size is not aligned to the smallest page size, or size is 0"),
+        ("unmap.align", _errno.EINVAL,
+         "host unmap: iova or size is not aligned to the smallest page size, or size is 0"),
+        ("map.pages", _errno.EINVAL,
+         "host map_pages: pgsize is not a declared page size, the addresses are not aligned "
+         "to it, or pgcount is 0"),
+        ("unmap.pages", _errno.EINVAL,
+         "host unmap_pages: pgsize is not a declared page size, iova is not aligned to it, or "
+         "pgcount is 0"),
         ("iova_to_phys.u64", _errno.EINVAL, "iova_to_phys: the iova is not a u64"),
         ("translate.pasid", _errno.EINVAL, "translate: the PASID is not a 20-bit PASID"),
         ("translate.iova", _errno.EINVAL, "translate: the iova is not a u64"),

@@ -33,6 +33,7 @@ from ..translation import TranslationFault
 from ..uapi.consts import CacheType, FaultType, InvGranularity, PageRequestFlags
 from ..vfio import VfioContainer
 from .assertions import errno_of, need, outcome, refusal, refused_unchanged
+from .concurrency import ConcurrencyTests
 from .harness import GUEST_VA, READ, WRITE, Harness
 from .iommufd_area import IommufdTests
 from .isolation import IsolationTests
@@ -43,6 +44,7 @@ __all__ = [
     "PROFILES",
     "RULE_ENTRY_POINTS",
     "BindLifecycleTests",
+    "ConcurrencyTests",
     "FaultTests",
     "FuzzTests",
     "InvalidationTests",

@@ -91,6 +91,13 @@ class HostDriver:
     def issue(self, cmds: Iterable[Command]) -> bool:
         """Write ``cmds`` and a CMD_SYNC at CMDQ_PROD, publish PROD and let the SMMU consume
         them; False when one was refused (skipped, acknowledged and counted)."""
+        cmds = list(cmds)
+        room = self._slots  # one slot stays free: a full queue reads as empty
+        if len(cmds) >= room:  # the driver submits a long list in batches the queue holds
+            ok = True
+            for start in range(0, len(cmds), room - 1):
+                ok = self.issue(cmds[start:start + room - 1]) and ok
+            return ok
         ok = True
         batch = [*cmds, _SYNC]
         images = self._images

@@ -270,9 +270,23 @@ class VtdBackend(VtdIommufd):
         domain.data.map(iova, paddr, size, prot)
 
     @hookimpl
+    def iommu_map_pages(self, domain: Domain, iova: int, paddr: int, pgsize: int, pgcount: int,
+                        prot: int) -> int:
+        return int(domain.data.map_pages(iova, paddr, pgsize, pgcount, prot))
+
+    @hookimpl
     def iommu_unmap(self, domain: Domain, iova: int, size: int) -> int:
+        return self._flush_unmapped(domain, iova, domain.data.unmap(iova, size))
+
+    @hookimpl
+    def iommu_unmap_pages(self, domain: Domain, iova: int, pgsize: int, pgcount: int) -> int:
+        return self._flush_unmapped(domain, iova,
+                                    domain.data.unmap_pages(iova, pgsize, pgcount))
+
+    def _flush_unmapped(self, domain: Domain, iova: int, unmapped: int) -> int:
+        """Flush ``[iova, iova + unmapped)`` of ``domain`` with one range invalidation (and one
+        per ATS device), as ``iommu_unmap``'s gather is synced once."""
         data: VtdDomain = domain.data
-        unmapped = data.unmap(iova, size)
         if unmapped:
             targets = [t for d in domain.devices if (t := self._devtlb_target(d)) is not None]
             descs = data.flush_range(self.cfg, iova, unmapped, targets)

@@ -53,17 +53,40 @@ class VtdDomain:
         self.mappings: dict[int, int] = {}
 
     def map(self, iova: int, paddr: int, size: int, prot: int) -> None:
-        """Map one page or large page; ``EINVAL`` beyond the domain's width."""
-        if iova + size > 1 << self.gaw:
-            raise UAPIError(errno.EINVAL, f"map: [{iova:#x}, {iova + size:#x}) beyond the "
-                            f"domain's {self.gaw}-bit width", rule="vtd.map.width")
+        """Map ``[iova, iova + size)``, cut into the largest pages that fit; ``EINVAL`` beyond
+        the domain's width."""
+        self._fits("map", iova, size)
         self.pt.map(iova, paddr, size, prot)
+        self._mapped(iova, size)
+
+    def map_pages(self, iova: int, paddr: int, pgsize: int, pgcount: int, prot: int) -> int:
+        """Map ``pgcount`` pages of ``pgsize``; ``EINVAL`` beyond the domain's width."""
+        size = pgsize * pgcount
+        self._fits("map_pages", iova, size)
+        self.pt.map_pages(iova, paddr, pgsize, pgcount, prot)
+        self._mapped(iova, size)
+        return size
+
+    def _fits(self, op: str, iova: int, size: int) -> None:
+        if iova + size > 1 << self.gaw:
+            raise UAPIError(errno.EINVAL, f"{op}: [{iova:#x}, {iova + size:#x}) beyond the "
+                            f"domain's {self.gaw}-bit width", rule="vtd.map.width")
+
+    def _mapped(self, iova: int, size: int) -> None:
         self.mappings[iova] = size
-        self.max_addr = max(self.max_addr, iova + size)
+        if iova + size > self.max_addr:
+            self.max_addr = iova + size
 
     def unmap(self, iova: int, size: int) -> int:
-        """Unmap; returns the bytes unmapped."""
-        unmapped = int(self.pt.unmap(iova, size))
+        """Unmap (any size aligned to 4 KiB); returns the bytes unmapped."""
+        return self._unmapped(iova, size, int(self.pt.unmap(iova, size)))
+
+    def unmap_pages(self, iova: int, pgsize: int, pgcount: int) -> int:
+        """Unmap ``pgcount`` pages of ``pgsize``; returns the bytes unmapped."""
+        return self._unmapped(iova, pgsize * pgcount,
+                              int(self.pt.unmap_pages(iova, pgsize, pgcount)))
+
+    def _unmapped(self, iova: int, size: int, unmapped: int) -> int:
         if unmapped:
             self.mappings.pop(iova, None)
             if self.max_addr == iova + size:
@@ -72,17 +95,19 @@ class VtdDomain:
 
     def flush_range(self, cfg: VtdConfig, iova: int, size: int,
                     devtlbs: list[DevTlbTarget]) -> list[Descriptor]:
-        """``iommu_flush_iotlb_psi`` and ``iommu_flush_dev_iotlb`` after an unmap: a
-        page-selective IOTLB invalidation of the range (domain-selective when PSI is missing
-        or the range needs a mask above MAMV), then a device-TLB invalidation per ATS device."""
-        pages = max(1, size >> _PAGE_SHIFT)
-        mask = (pages - 1).bit_length()
+        """``iommu_flush_iotlb_psi`` and ``iommu_flush_dev_iotlb`` after an unmap: one
+        page-selective IOTLB invalidation covering the range (the smallest naturally aligned
+        block of pages that holds it: address mask ``AM`` up to MAMV), domain-selective when
+        PSI is missing or the range needs a mask above MAMV; then a device-TLB invalidation of
+        the same block per ATS device."""
+        first, last = iova >> _PAGE_SHIFT, (iova + max(size, 1) - 1) >> _PAGE_SHIFT
+        mask = (first ^ last).bit_length()  # the block of 2**mask pages holding both ends
         if not cfg.psi or mask > cfg.mamv:
             out: list[Descriptor] = [IotlbInv(G=IotlbGranularity.DOMAIN, DID=self.did,
                                               DW=cfg.dwd, DR=cfg.drd)]
         else:
             out = [IotlbInv(G=IotlbGranularity.PAGE, DID=self.did, DW=cfg.dwd, DR=cfg.drd,
-                            AM=mask, ADDR=iova & ~((1 << (_PAGE_SHIFT + mask)) - 1))]
+                            AM=mask, ADDR=(first >> mask) << (_PAGE_SHIFT + mask))]
         for t in devtlbs:
             addr, s = ats_size_encoding(iova, mask)
             out.append(DevTlbInv(MIP=t.qdep & 0x1F, SID=t.sid, PFSID_LO=t.pfsid & 0xF,

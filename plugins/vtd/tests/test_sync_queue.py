@@ -13,6 +13,7 @@ from iommu_uapi_vtd.iq import LOG_LIMIT, InvalidationQueue
 from iommu_uapi_vtd.qi import (
     ContextCacheInv,
     Descriptor,
+    DevTlbInv,
     InvWait,
     IotlbInv,
     Iqei,
@@ -21,7 +22,7 @@ from iommu_uapi_vtd.qi import (
     PasidIotlbInv,
 )
 from iommu_uapi_vtd.registers import VtdConfig
-from iommu_uapi_vtd.sync_queue import SyncQueue
+from iommu_uapi_vtd.sync_queue import ADDRESS_FIELDS, SyncQueue
 
 CFG = VtdConfig()
 OUTSIDE = 1 << 60  # a status address beyond the 52-bit physical address space
@@ -100,3 +101,60 @@ def test_the_log_is_bounded_and_the_count_counts_everything() -> None:
     newer = [r.descriptor for r in q.executed_since(mark)]
     assert newer == [PasidCacheInv(G=3), IotlbInv(G=2, DID=5)]
     assert q.executed_since(q.executed) == [] and len(q.executed_since(0)) == LOG_LIMIT
+
+
+def address_descriptor(kind: int, page: int, am: int, flag: bool) -> Descriptor:
+    """An address-carrying invalidation of ``kind`` at ``page`` (AM/S/IH from ``am``/``flag``);
+    AM may exceed MAMV, which the hardware refuses."""
+    addr = page << 12
+    return [
+        IotlbInv(G=3, DID=5, AM=am, IH=flag, ADDR=addr),
+        PasidIotlbInv(G=3, DID=5, PASID=A, AM=am, IH=flag, ADDR=addr),
+        DevTlbInv(SID=DEV, S=flag, ADDR=addr),
+        PasidDevTlbInv(SID=DEV, PASID=A, S=flag, ADDR=addr),
+    ][kind]
+
+
+@settings(max_examples=100)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, (1 << 36) - 1),
+                          st.integers(0, CFG.mamv + 2), st.booleans()), min_size=1, max_size=40))
+def test_new_addresses_take_the_template_path_and_match_the_general_queue(
+        picks: list[tuple[int, int, int, bool]]) -> None:
+    fast_caches, slow_caches = populated(), populated()
+    fast = SyncQueue(PhysicalMemory(), CFG, fast_caches)
+    slow = InvalidationQueue(PhysicalMemory(), CFG, slow_caches)
+    for pick in picks:
+        batch = [address_descriptor(*pick)]
+        assert fast.run(batch) == general_run(slow, batch)
+        assert snapshot(fast_caches) == snapshot(slow_caches)
+    assert [(r.offset, r.descriptor, r.dropped) for r in fast.log] == \
+        [(r.offset, r.descriptor, r.dropped) for r in slow.log]
+    assert fast.status.fault_events == slow.status.fault_events
+    assert not any(type(d) in ADDRESS_FIELDS for d in fast._images), (
+        "an address-carrying descriptor was memoised per address")
+
+
+def test_a_new_address_is_neither_encoded_nor_decoded_from_scratch() -> None:
+    q = SyncQueue(PhysicalMemory(), CFG, populated())
+    q.run([IotlbInv(G=3, DID=5, ADDR=0x1000)])
+    calls: list[str] = []
+    real_to_int, real_decode = IotlbInv.to_int, InvalidationQueue._decode
+
+    def counting_to_int(self: Descriptor) -> int:
+        calls.append("encode")
+        return real_to_int(self)  # type: ignore[arg-type]
+
+    def counting_decode(self: InvalidationQueue, image: bytes) -> Descriptor:
+        calls.append("decode")
+        return real_decode(self, image)
+
+    IotlbInv.to_int = counting_to_int  # type: ignore[method-assign]
+    InvalidationQueue._decode = counting_decode  # type: ignore[method-assign]
+    try:
+        for page in range(2, 50):
+            assert q.run([IotlbInv(G=3, DID=5, AM=1, ADDR=page << 13)]) == 0
+    finally:
+        IotlbInv.to_int = real_to_int  # type: ignore[method-assign]
+        InvalidationQueue._decode = real_decode  # type: ignore[method-assign]
+    assert calls == []
+    assert q.log[-1].descriptor == IotlbInv(G=3, DID=5, AM=1, ADDR=49 << 13)

@@ -33,6 +33,10 @@ class TestIsolation(conformance.IsolationTests):
     """Isolation between domains and PASIDs."""
 
 
+class TestConcurrency(conformance.ConcurrencyTests):
+    """DMA in several threads against control calls."""
+
+
 class TestFaults(conformance.FaultTests):
     """Faults, page requests and responses."""
 

@@ -1,0 +1,176 @@
+"""Host map and unmap on VT-d against a pure-Python floor measured in the same run.
+
+The floor is a dict-of-lists 4-level table (map: walk/create three levels of 512-entry lists
+and store the leaf; DMA: a dict hit; unmap: walk and clear, then drop the dict entry). Reported
+per 4 KiB page, min/median/max of several rounds, each as a ratio to the floor's median:
+
+* map of one 4 KiB page (target <= 4x the floor's map);
+* unmap of one 4 KiB page with its IOTLB flush;
+* the NIC ring: map one page, one DMA (IOTLB miss and fill), unmap with its flush, every cycle
+  on a new IOVA (target <= 8x the floor's map + hit + unmap);
+* 1 GiB with ``map_pages`` + ``unmap_pages`` of 4 KiB pages (target <= 1 s).
+
+The NIC ring's cycle is dominated by the page-table builder freeing the tables a one-page
+unmap leaves empty and creating them again on the next map (Linux's VT-d driver frees a table
+only when the unmapped range covers it); with those tables kept it costs about half.
+
+Run: python bench/bench_map.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+from iommu_uapi import PhysicalMemory
+from iommu_uapi.iommu import IOMMU
+
+RW = 3
+N = 2000
+ROUNDS = 7
+BASE = 0x1_0000_0000
+PA = 0x8_0000_0000
+
+
+class Floor:
+    """The floor: a dict-of-lists 4-level table and a dict of cached translations."""
+
+    def __init__(self) -> None:
+        self.root: list[object] = [None] * 512
+        self.tlb: dict[int, int] = {}
+
+    def map(self, iova: int, paddr: int) -> None:
+        table = self.root
+        for shift in (39, 30, 21):
+            i = (iova >> shift) & 511
+            nxt = table[i]
+            if nxt is None:
+                nxt = table[i] = [None] * 512
+            table = nxt  # type: ignore[assignment]
+        table[(iova >> 12) & 511] = paddr
+
+    def dma(self, iova: int) -> int:
+        paddr = self.tlb.get(iova >> 12)
+        if paddr is None:
+            table = self.root
+            for shift in (39, 30, 21):
+                table = table[(iova >> shift) & 511]  # type: ignore[assignment]
+            paddr = self.tlb[iova >> 12] = table[(iova >> 12) & 511]  # type: ignore[assignment]
+        return paddr + (iova & 0xFFF)  # type: ignore[operator]
+
+    def unmap(self, iova: int) -> None:
+        table = self.root
+        for shift in (39, 30, 21):
+            table = table[(iova >> shift) & 511]  # type: ignore[assignment]
+        table[(iova >> 12) & 511] = None
+        self.tlb.pop(iova >> 12, None)
+
+
+def rounds(run: Callable[[int], float]) -> list[float]:
+    """``run(round)`` returns seconds per operation; ROUNDS of them."""
+    return [run(r) for r in range(ROUNDS)]
+
+
+def line(name: str, samples: list[float], floor: float | None = None,
+         target: float | None = None) -> None:
+    lo, med, hi = min(samples), statistics.median(samples), max(samples)
+    text = f"{name:<40} {lo * 1e6:8.2f} {med * 1e6:8.2f} {hi * 1e6:8.2f} us"
+    if floor is not None:
+        ratio = med / floor
+        text += f"   {ratio:5.1f}x floor"
+        if target is not None:
+            text += f" (target <= {target:g}x: {'ok' if ratio <= target else 'MISSED'})"
+    print(text)
+
+
+def vtd() -> tuple[IOMMU, object, object]:
+    iommu = IOMMU("vtd", memory=PhysicalMemory())
+    dev = iommu.add_device(0x0300)
+    domain = iommu.domain_alloc()
+    iommu.attach_device(domain, dev)
+    return iommu, dev, domain
+
+
+def main() -> None:
+    print(f"{'per 4 KiB page':<40} {'min':>8} {'median':>8} {'max':>8}")
+    floor = Floor()
+
+    def floor_map(r: int) -> float:
+        base = BASE + r * N * 0x1000
+        t = time.perf_counter()
+        for i in range(N):
+            floor.map(base + (i << 12), PA + (i << 12))
+        dt = (time.perf_counter() - t) / N
+        for i in range(N):
+            floor.unmap(base + (i << 12))
+        return dt
+
+    def floor_ring(r: int) -> float:
+        base = BASE + r * N * 0x1000
+        t = time.perf_counter()
+        for i in range(N):
+            iova = base + (i << 12)
+            floor.map(iova, PA + (i << 12))
+            floor.dma(iova)
+            floor.unmap(iova)
+        return (time.perf_counter() - t) / N
+
+    f_map = rounds(floor_map)
+    f_ring = rounds(floor_ring)
+    line("floor: map", f_map)
+    line("floor: ring (map, DMA, unmap)", f_ring)
+    fm, fr = statistics.median(f_map), statistics.median(f_ring)
+
+    iommu, dev, domain = vtd()
+    mapped: list[int] = []
+
+    def vtd_map(r: int) -> float:
+        base = BASE + r * N * 0x1000
+        imap = iommu.map
+        t = time.perf_counter()
+        for i in range(N):
+            imap(domain, base + (i << 12), PA + (i << 12), 0x1000, RW)  # type: ignore[arg-type]
+        dt = (time.perf_counter() - t) / N
+        mapped.append(base)
+        return dt
+
+    def vtd_unmap(r: int) -> float:
+        base = mapped[r]
+        unmap = iommu.unmap
+        t = time.perf_counter()
+        for i in range(N):
+            unmap(domain, base + (i << 12), 0x1000)  # type: ignore[arg-type]
+        return (time.perf_counter() - t) / N
+
+    line("VT-d: map", rounds(vtd_map), fm, 4)
+    line("VT-d: unmap (with its flush)", rounds(vtd_unmap), fm)
+
+    def vtd_ring(r: int) -> float:
+        base = BASE + (r + ROUNDS) * N * 0x1000
+        imap, unmap, translate = iommu.map, iommu.unmap, iommu.translate
+        t = time.perf_counter()
+        for i in range(N):
+            iova = base + (i << 12)
+            imap(domain, iova, PA + (i << 12), 0x1000, RW)  # type: ignore[arg-type]
+            translate(dev, iova)  # type: ignore[arg-type]
+            unmap(domain, iova, 0x1000)  # type: ignore[arg-type]
+        return (time.perf_counter() - t) / N
+
+    line("VT-d: NIC ring cycle (new IOVAs)", rounds(vtd_ring), fr, 8)
+
+    def gib(r: int) -> float:
+        count = 1 << 18
+        t = time.perf_counter()
+        iommu.map_pages(domain, BASE, PA, 0x1000, count, RW)  # type: ignore[arg-type]
+        assert iommu.unmap_pages(domain, BASE, 0x1000, count) == count << 12  # type: ignore[arg-type]
+        return time.perf_counter() - t
+
+    samples = [gib(r) for r in range(3)]
+    print(f"{'VT-d: 1 GiB map_pages + unmap_pages':<40} {min(samples):8.3f} "
+          f"{statistics.median(samples):8.3f} {max(samples):8.3f} s   (target <= 1 s: "
+          f"{'ok' if statistics.median(samples) <= 1 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
