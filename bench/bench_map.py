@@ -10,9 +10,12 @@ per 4 KiB page, min/median/max of several rounds, each as a ratio to the floor's
   on a new IOVA (target <= 8x the floor's map + hit + unmap);
 * 1 GiB with ``map_pages`` + ``unmap_pages`` of 4 KiB pages (target <= 1 s).
 
-The NIC ring's cycle is dominated by the page-table builder freeing the tables a one-page
-unmap leaves empty and creating them again on the next map (Linux's VT-d driver frees a table
-only when the unmapped range covers it); with those tables kept it costs about half.
+The page-table builder keeps the tables a one-page unmap leaves empty (as Linux frees a table
+only when the unmapped range covers it), so a ring cycle no longer frees and re-creates them.
+What the cycle costs now is mostly VT-d's unmap flush: the page-selective IOTLB invalidation
+is encoded into the invalidation queue, decoded and run with a wait descriptor
+(``sync_queue``), about half of the cycle; then the DMA's IOTLB miss (walk and fill) and the
+façade's map/unmap dispatch.
 
 Run: python bench/bench_map.py
 """

@@ -84,7 +84,8 @@ def test_unmap_of_nothing_returns_zero(mem: PhysicalMemory) -> None:
     pt.map(0, 0, 4096, RW)
     assert pt.unmap(0x1000, 4096) == 0
     assert pt.unmap(0, 4096) == 4096
-    assert mem.allocated_bytes == 4096
+    assert mem.allocated_bytes == 4 * 4096  # the tables stay for the next map
+    assert pt.unmap(0, 4096) == 0
 
 
 def test_unmap_page_inside_1g_block_splits_twice(mem: PhysicalMemory) -> None:
@@ -105,18 +106,81 @@ def test_unmap_block_sized_range_drops_the_table_beneath(mem: PhysicalMemory) ->
         pt.map(i * 4096, i * 4096, 4096, RW)
     assert pt.unmap(0, M2) == M2
     assert pt.iova_to_phys(0x1000) == 0
-    assert mem.allocated_bytes == 4096
+    assert mem.allocated_bytes == 3 * 4096  # the PT went; the PD and PDPT are only partly covered
 
 
-def test_empty_tables_are_freed_as_their_last_entry_goes(mem: PhysicalMemory) -> None:
+def test_a_partial_unmap_keeps_the_tables_it_empties(mem: PhysicalMemory) -> None:
+    """As Linux's io-pgtable-arm and intel-iommu: a table goes only with an unmap covering it."""
     pt = vtd_sl.SLPageTable(vtd_sl.SLConfig(), mem)
+    leaves: list[tuple[int, int]] = []
+    freed: list[tuple[int, int]] = []
+    pt.flush = FlushOps(lambda a, n: leaves.append((a, n)), lambda a, n: freed.append((a, n)))
     pt.map(0, 0, 4096, RW)
     pt.map(0x1000, 0x1000, 4096, RW)
     assert pt.table_count() == 4
-    pt.unmap(0, 4096)
-    assert pt.table_count() == 4
-    pt.unmap(0x1000, 4096)
-    assert pt.table_count() == 1 and mem.allocated_bytes == 4096
+    assert pt.unmap(0, 4096) == 4096 and pt.unmap(0x1000, 4096) == 4096
+    assert pt.table_count() == 4 and not freed
+    assert leaves == [(0, 4096), (0x1000, 4096)]
+    pt.map(0x3000, 0x3000, 4096, RW)  # reuses them
+    assert pt.table_count() == 4 and pt.iova_to_phys(0x3000) == 0x3000
+    assert pt.unmap_pages(0x3000, 4096, 1) == 4096
+    leaves.clear()
+    assert pt.unmap(0, M2) == 0  # nothing mapped, but the range covers the table: freed
+    assert leaves == [] and freed == [(0, M2)]
+    assert pt.table_count() == 3 and mem.allocated_bytes == 3 * 4096
+
+
+def test_free_tables_frees_every_table_left(mem: PhysicalMemory) -> None:
+    pt = x86.X86PageTable(x86.X86Config(), mem)
+    pt.map(0x5000, 0, 4096, RW)
+    pt.map(G1, 0, M2, RW)
+    pt.unmap(0x5000, 4096)  # its tables stay
+    assert mem.allocated_bytes == 5 * 4096
+    pt.free_tables()
+    assert mem.allocated_bytes == 0
+
+
+def test_unmap_pages_covering_a_table_frees_it(mem: PhysicalMemory) -> None:
+    pt = vtd_sl.SLPageTable(vtd_sl.SLConfig(), mem)
+    freed: list[tuple[int, int]] = []
+    pt.flush = FlushOps(lambda a, n: None, lambda a, n: freed.append((a, n)))
+    pt.map_pages(M2 - 0x1000, 0, 4096, 513, RW)
+    assert pt.table_count() == 5
+    assert pt.unmap_pages(M2 - 0x1000, 4096, 513) == M2 + 0x1000
+    assert freed == [(M2, M2)] and pt.table_count() == 4  # the first table is only partly covered
+
+
+def test_a_block_map_replaces_an_empty_table(mem: PhysicalMemory) -> None:
+    pt = x86.X86PageTable(x86.X86Config(), mem)
+    leaves: list[tuple[int, int]] = []
+    freed: list[tuple[int, int]] = []
+    pt.flush = FlushOps(lambda a, n: leaves.append((a, n)), lambda a, n: freed.append((a, n)))
+    pt.map(G1 + 0x5000, 0, 4096, RW)
+    pt.unmap(G1 + 0x5000, 4096)
+    pt.map(G1, 0x40_0000_0000, M2, RW)
+    assert freed == [(G1, M2)] and not leaves[1:]
+    assert pt.walk(G1 + 0x5000, Access.READ).page_size == M2 and pt.table_count() == 3
+    pt.map(0x3000, 0, 4096, RW)
+    pt.unmap(0x3000, 4096)
+    freed.clear()
+    pt.map(0, 0x40_0000_0000, G1, RW)  # over a directory holding only an empty table
+    assert freed == [(0, G1)] and pt.table_count() == 3
+    assert pt.walk(0x3000, Access.READ).page_size == G1
+
+
+def test_a_refused_block_map_keeps_the_empty_table(mem: PhysicalMemory) -> None:
+    pt = x86.X86PageTable(x86.X86Config(), mem)
+    freed: list[tuple[int, int]] = []
+    pt.flush = FlushOps(lambda a, n: None, lambda a, n: freed.append((a, n)))
+    pt.map(0x5000, 0, 4096, RW)
+    pt.unmap(0x5000, 4096)
+    pt.map(M2 + 0x1000, 0, 4096, RW)
+    before = snapshot(mem)
+    for call in (lambda: pt.map_pages(0, 0, M2, 2, RW), lambda: pt.map(0, 0, 2 * M2, RW)):
+        with pytest.raises(UAPIError) as info:
+            call()
+        assert info.value.errno == errno.EEXIST
+        assert snapshot(mem) == before and not freed
 
 
 def test_map_range_uses_the_largest_leaves(mem: PhysicalMemory) -> None:
@@ -190,7 +254,7 @@ class Flushes:
 G512 = 1 << 39
 
 
-def test_unmapping_the_last_page_frees_its_tables_and_says_so(mem: PhysicalMemory) -> None:
+def test_unmapping_the_last_page_keeps_its_tables_and_says_so(mem: PhysicalMemory) -> None:
     fl = Flushes()
     pt = x86.X86PageTable(x86.X86Config(), mem, fl.ops)
     pt.map(0x1000, 0x9000, 4096, RW)
@@ -199,8 +263,11 @@ def test_unmapping_the_last_page_frees_its_tables_and_says_so(mem: PhysicalMemor
     assert pt.unmap(0x2000, 4096) == 4096
     assert (fl.leaf, fl.table) == ([(0x2000, 0x1000)], [])  # leaf only: no table went
     assert pt.unmap(0x1000, 4096) == 4096
-    # the PT, PD and PDPT went empty: the PML4 entry over [0, 512 GiB) was cleared
-    assert (fl.leaf, fl.table) == ([(0x2000, 0x1000), (0x1000, 0x1000)], [(0, G512)])
+    # the PT, PD and PDPT are empty but stay: no unmap covered their spans
+    assert (fl.leaf, fl.table) == ([(0x2000, 0x1000), (0x1000, 0x1000)], [])
+    assert pt.table_count() == 4
+    assert pt.unmap_pages(0, G1, 512) == 0  # covers the PML4 entry: all three go
+    assert fl.table == [(0, G512)] and pt.table_count() == 1
 
 
 def test_splitting_a_block_flushes_only_the_page_unmapped(mem: PhysicalMemory) -> None:
@@ -218,8 +285,9 @@ def test_dropping_a_table_span_flushes_leaves_and_walks(mem: PhysicalMemory) -> 
         pt.map(i * 4096, i * 4096, 4096, RW)
     pt.map(G1, 0, 4096, RW)  # keeps the PDPT alive
     assert pt.unmap(0, M2) == M2
-    # the PT under the PDE went, then the PD under the PDPTE over [0, 1 GiB)
-    assert (fl.leaf, fl.table) == ([(0, M2)], [(0, G1)])
+    # the PT under the PDE went; the PD, left empty, stays (the range does not cover it)
+    assert (fl.leaf, fl.table) == ([(0, M2)], [(0, M2)])
+    assert pt.table_count() == 5  # root, PDPT, the empty PD, and the PD and PT over 1 GiB
 
 
 def test_unmap_pages_over_blocks_and_tables_reports_merged_ranges(mem: PhysicalMemory) -> None:
@@ -240,14 +308,20 @@ def test_map_pages_and_unmap_pages_round_trip(mem: PhysicalMemory) -> None:
                lpae.LPAEPageTable(lpae.LPAEConfig(granule=65536, t0sz=12, oas=52), mem)):
         page = pt.page_sizes[0]
         base = G1 - 7 * page  # the run crosses a table boundary
-        before = mem.allocated_bytes
         assert pt.map_pages(base, 0xF_FFF0_0000, page, 1000, RW) == 1000 * page
+        tables = pt.table_count()
         for i in (0, 6, 7, 999):
             assert pt.iova_to_phys(base + i * page + 5) == 0xF_FFF0_0000 + i * page + 5
             assert pt.walk(base + i * page, Access.WRITE).page_size == page
         assert pt.iova_to_phys(base + 1000 * page) == 0
+        fl = Flushes()
+        pt.flush = fl.ops
         assert pt.unmap_pages(base, page, 1000) == 1000 * page
-        assert pt.iova_to_phys(base) == 0 and mem.allocated_bytes == before
+        assert pt.iova_to_phys(base) == 0
+        # only a leaf table the run covers whole goes (with 4 KiB pages: [1 GiB, +2 MiB))
+        span = page * (page // 8)
+        assert fl.table == ([(G1, span)] if page // 8 <= 1000 - 7 else [])
+        assert pt.table_count() == tables - len(fl.table)
 
 
 def test_unmap_pages_stops_at_the_first_hole(mem: PhysicalMemory) -> None:
@@ -340,7 +414,7 @@ def test_map_of_any_size_uses_the_chunks(mem: PhysicalMemory) -> None:
     assert pt.walk(2 * G1 + 2 * M2, Access.READ).page_size == M2
     assert pt.iova_to_phys(2 * G1 + 3 * M2) == 0
     assert pt.unmap(G1, G1 + 3 * M2) == G1 + 3 * M2
-    assert mem.allocated_bytes == 4096
+    assert mem.allocated_bytes == 3 * 4096  # the directories: their spans were not covered
 
 
 def test_builders_work_over_a_memory_without_bulk_access(mem: PhysicalMemory) -> None:
@@ -360,8 +434,10 @@ def test_builders_work_over_a_memory_without_bulk_access(mem: PhysicalMemory) ->
     pt = vtd_sl.SLPageTable(vtd_sl.SLConfig(), Plain())
     pt.map_pages(M2 - 0x2000, 0x3000_0000, 4096, 4, RW)
     assert pt.iova_to_phys(M2 + 0x1234) == 0x3000_3234
+    tables = pt.table_count()
     assert pt.unmap_pages(M2 - 0x2000, 4096, 4) == 0x4000
-    assert mem.allocated_bytes == 4096
+    assert pt.table_count() == tables and pt.iova_to_phys(M2) == 0
+    assert pt.unmap(0, G1) == 0 and mem.allocated_bytes == 2 * 4096  # the 1 GiB span freed
 
 
 class PlainMemory:

@@ -1,8 +1,10 @@
 """Stateful property tests: random map/unmap sequences (single leaves, ``map_pages`` and
 ``unmap_pages`` runs, ``map`` of any aligned size) against an interval model, for every format,
 granule, address width and stage. After every step iova_to_phys and the walker agree with the
-model, refused calls change nothing, when nothing is mapped only the root is left, and the flush
-callbacks were told exactly the range unmapped and the spans of the tables freed.
+model, refused calls change nothing, when nothing is mapped no table holds a leaf, the table
+memory is exactly the builder's tables, and the flush callbacks were told exactly the range
+unmapped and the spans of the tables freed, which lie inside the range (a table goes only with an
+unmap covering its whole span; a one-page unmap frees none).
 """
 
 from __future__ import annotations
@@ -145,10 +147,13 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
             self.freed.clear()
             if self.model.overlaps(iova, end):
                 self._refused(call, errno.EEXIST)
+                assert not self.freed
             else:
                 assert call() == size * count
                 self.model.add(iova, end, pa)
-            assert not self.leaves and not self.freed  # a map never flushes
+            assert not self.leaves  # a map changes no leaf; it may free an empty table
+            for start, span in self.freed:  # ... that its leaves replaced
+                assert iova <= start and start + span <= end and span > sizes[0]
 
         @rule(args=leaf(), extra=st.integers(1, 3))
         def map_any_size(self, args: tuple[int, int, int], extra: int) -> None:
@@ -170,7 +175,7 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
             iova, size, _ = args
             self.probes.update({iova - 1, iova, iova + size})
             expected = size if self.model.remove(iova, iova + size) else 0
-            self._unmapped(lambda: self.pt.unmap(iova, size), iova, expected)
+            self._unmapped(lambda: self.pt.unmap(iova, size), iova, expected, iova + size)
 
         @rule(args=leaf(), count=st.integers(1, 5))
         def unmap_pages(self, args: tuple[int, int, int], count: int) -> None:
@@ -183,10 +188,13 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
                 k += 1
             self.model.remove(iova, iova + k * size)
             self.probes.update({iova + k * size - 1, iova + k * size})
-            self._unmapped(lambda: self.pt.unmap_pages(iova, size, count), iova, k * size)
+            self._unmapped(lambda: self.pt.unmap_pages(iova, size, count), iova, k * size,
+                           iova + size * count)
 
-        def _unmapped(self, call: Callable[[], int], iova: int, expected: int) -> None:
-            """Run an unmap; check the bytes it returns and the flushes it made."""
+        def _unmapped(self, call: Callable[[], int], iova: int, expected: int,
+                      end: int) -> None:
+            """Run an unmap of ``[iova, end)``; check the bytes it returns and the flushes it
+            made: the leaves cleared, and tables freed only where the range covers them."""
             tables = self.pt.table_count()
             self.leaves.clear()
             self.freed.clear()
@@ -194,9 +202,11 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
             assert self.leaves == ([(iova, expected)] if expected else [])
             if self.pt.table_count() < tables:  # (a split may add as many as are freed)
                 assert self.freed
+            if expected == sizes[0]:  # one page: no table lies inside it
+                assert self.pt.table_count() >= tables and not self.freed
             for start, span in self.freed:
                 assert not self.model.overlaps(start, start + span)
-                assert start < iova + expected and iova < start + span
+                assert iova <= start and start + span <= end
 
         @rule(args=leaf(), bad=st.sampled_from(["align", "size", "prot"]))
         def refused_map(self, args: tuple[int, int, int], bad: str) -> None:
@@ -219,9 +229,10 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
                     step = next(z for z in reversed(sizes)
                                 if not addr & (z - 1) and addr + z <= e)
                     self._unmapped(lambda: self.pt.unmap(addr, step),  # noqa: B023
-                                   addr, step)
+                                   addr, step, addr + step)
                     addr += step
-            assert self.mem.allocated_bytes == self.root_bytes
+            # the tables partial unmaps emptied stay, and hold no leaf
+            assert self.pt._leafless(self.pt.root, 0)
 
         def _refused(self, call: Callable[[], object], code: int) -> None:
             before = self._snapshot()
@@ -250,10 +261,12 @@ def machine_for(name: str) -> type[RuleBasedStateMachine]:
                     assert self.pt.walk(iova, Access.READ).oa == want  # type: ignore[attr-defined]
 
         @invariant()
-        def tables_are_freed(self) -> None:
+        def no_leaf_outside_the_model(self) -> None:
             if not self.model.spans:
-                assert self.mem.allocated_bytes == self.root_bytes
-                assert self.pt.table_count() == 1
+                assert self.pt._leafless(self.pt.root, 0)
+            # the table memory is exactly the tables the builder holds (none leaked)
+            held = self.mem.allocated_bytes - self.root_bytes
+            assert held == (self.pt.table_count() - 1) * self.pt._table_size
 
     PageTableMachine.__name__ = f"PageTableMachine_{name}"
     return PageTableMachine

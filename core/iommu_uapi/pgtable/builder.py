@@ -4,14 +4,18 @@ of any aligned size, block splitting, table freeing, flush callbacks, ``iova_to_
 A format describes its radix tree as a tuple of :class:`Level` (top level first) and supplies a
 few descriptor hooks; :class:`PageTableBuilder` does the rest the way Linux's io-pgtable does.
 ``map_pages(iova, paddr, pgsize, pgcount, prot)`` installs ``pgcount`` leaves of ``pgsize``
-(allocating the missing tables, writing each table's run of leaves at once);
+(allocating the missing tables, writing each table's run of leaves at once; a leaf of a
+block size replaces a table beneath it that holds no leaf, freeing that table);
 ``unmap_pages(iova, pgsize, pgcount)`` clears them (splitting a block that straddles either end
-of the range so the rest stays mapped, dropping a table whose whole span is unmapped, stopping
-at the first entry that is not mapped); ``map``/``unmap`` take any size aligned to the smallest
-page and cut it into the largest page sizes that fit, as the kernel's ``iommu_map`` does. Every
-table whose last entry goes is freed back to the table memory. Tables live in the memory in
-their real bit layout; the only bookkeeping is a count of live entries per table. Unmaps report
-what changed through the builder's :class:`~.common.FlushOps`.
+of the range so the rest stays mapped, stopping at the first entry that is not mapped);
+``map``/``unmap`` take any size aligned to the smallest page and cut it into the largest page
+sizes that fit, as the kernel's ``iommu_map`` does. As in Linux (io-pgtable-arm's unmap frees a
+table only for a block-sized unmap, intel-iommu's only for levels whose whole span is in the
+range), an unmap frees a table only when the range covers the table's whole span: a table a
+partial unmap leaves empty stays allocated for the next map. Tables live in the memory in
+their real bit layout; the only bookkeeping is a count of live entries per table. Unmaps (and
+a block map that replaces an empty table) report what changed through the builder's
+:class:`~.common.FlushOps`.
 
 Errors (``UAPIError``; nothing is changed by a refused call):
 
@@ -38,6 +42,19 @@ from .runs import Spans
 from .tree import Level, TableTree, page_chunks
 
 __all__ = ["Level", "PageTableBuilder", "page_chunks"]
+
+
+class _Placed:
+    """What a map did so far: tables created ``(parent, ptr, table)``, leaf runs written
+    ``(table, ptr, n, entries added)``, leafless tables replaced ``(ptr, desc, iova, index)``
+    (unlinked, freed only once the whole map succeeded)."""
+
+    __slots__ = ("created", "replaced", "written")
+
+    def __init__(self) -> None:
+        self.created: list[tuple[int, int, int]] = []
+        self.written: list[tuple[int, int, int, int]] = []
+        self.replaced: list[tuple[int, int, int, int]] = []
 
 
 class PageTableBuilder(TableTree):
@@ -73,15 +90,15 @@ class PageTableBuilder(TableTree):
             return
         chunks = self._chunks("map", iova, paddr, size)
         self._check_map("map", paddr, size, prot)
-        done: list[tuple[int, int, int]] = []
+        done = _Placed()
         try:
             for va, pa, pgsize, count in chunks:
-                self.map_pages(va, pa, pgsize, count, prot)
-                done.append((va, pgsize, count))
+                index = self._check_leaf("map", va, pgsize, pa, count)
+                self._place(va, pa, self._bits(index, prot), index, count, done)
         except BaseException:
-            for va, pgsize, count in reversed(done):
-                self._unmap(va, pgsize * count, self._size_index[pgsize], None)
+            self._rollback(done)
             raise
+        self._free_replaced(done)
 
     #: The former name of :meth:`map` (which now takes any aligned size).
     map_range = map
@@ -92,69 +109,85 @@ class PageTableBuilder(TableTree):
         EINVAL for a ``pgsize`` that is not a page/block size of the format."""
         index = self._check_leaf("map_pages", iova, pgsize, paddr, pgcount)
         self._check_map("map_pages", paddr, pgsize * pgcount, prot)
+        done = _Placed()
+        try:
+            self._place(iova, paddr, self._bits(index, prot), index, pgcount, done)
+        except BaseException:
+            self._rollback(done)
+            raise
+        self._free_replaced(done)
+        return pgsize * pgcount
+
+    def _bits(self, index: int, prot: int) -> int:
         key = (prot << 3) | index
         bits = self._leaf_cache.get(key)
         if bits is None:
             bits = self._leaf_cache[key] = self._leaf_bits(index, int(prot))
-        if pgcount == 1:
-            self._map_one(iova, self._encode_oa(paddr) | bits, index)
-        else:
-            self._map_run(iova, paddr, bits, index, pgcount)
-        return pgsize * pgcount
+        return bits
 
-    def _map_one(self, va: int, leaf: int, index: int) -> None:
-        read = self._read
-        table = self.root
-        created: list[tuple[int, int, int]] | None = None
-        for shift, imask, tmask, tval in self._descend[index]:
-            ptr = table + (((va >> shift) & imask) << 3)
-            desc = read(ptr)
-            if desc == 0:
-                if created is None:
-                    created = []
-                try:
-                    table = self._new_table(table, ptr, created)
-                except BaseException:
-                    self._undo(created)
-                    raise
-            elif desc & tmask == tval:
-                table = desc & self._amask if self._linear else self._table_addr(desc)
-            else:
-                raise self._overlap(va, desc)
-        shift, imask = self._leaf_at[index]
-        ptr = table + (((va >> shift) & imask) << 3)
-        old = read(ptr)
-        if old:
-            raise self._overlap(va, old)
-        self._write(ptr, leaf)
-        self._entries[table] += 1
-
-    def _map_run(self, iova: int, paddr: int, bits: int, index: int, count: int) -> None:
-        """Map ``count`` leaves at level index ``index``: first the tables each run of leaves
-        needs are found or created and every run is checked empty (a refusal frees what was
-        created and leaves every byte as it was), then each table's run is written at once."""
+    def _place(self, iova: int, paddr: int, bits: int, index: int, count: int,
+               done: _Placed) -> None:
+        """Write ``count`` leaves at level index ``index``: first the tables each run of leaves
+        needs are found or created and every run is checked free (empty, or a table holding no
+        leaf, which the leaf replaces), then each table's run is written at once. ``done``
+        records what was created, written and replaced, for :meth:`_rollback` or
+        :meth:`_free_replaced`."""
         lv = self.levels[index]
-        created: list[tuple[int, int, int]] = []
-        runs: list[tuple[int, int, int, int]] = []
+        runs: list[tuple[int, int, int, int, int]] = []
         va, pa = iova, paddr
-        try:
-            while count:
-                table = self._descend_create(va, index, created)
-                first = (va >> lv.shift) & lv.index_mask
-                n = min(count, lv.index_mask + 1 - first)
-                ptr = table + (first << 3)
-                if not self.run_empty(ptr, n):
-                    raise self._overlap(va, 0)
-                runs.append((table, ptr, pa, n))
-                va += n << lv.shift
-                pa += n << lv.shift
-                count -= n
-        except BaseException:
-            self._undo(created)
-            raise
-        for table, ptr, pa, n in runs:
-            self.write_leaves(ptr, pa, bits, lv.size, n)
-            self._entries[table] += n
+        while count:
+            table = self._descend_create(va, index, done.created)
+            first = (va >> lv.shift) & lv.index_mask
+            n = min(count, lv.index_mask + 1 - first)
+            ptr = table + (first << 3)
+            taken = 0
+            if n == 1:
+                desc = self._read(ptr)
+                if desc:
+                    taken = self._replaceable(ptr, desc, va, index, done)
+            elif not self.run_empty(ptr, n):
+                for j, desc in enumerate(self.read_run(ptr, n)):
+                    if desc:
+                        taken += self._replaceable(ptr + (j << 3), desc,
+                                                   va + (j << lv.shift), index, done)
+            runs.append((table, ptr, pa, n, n - taken))
+            va += n << lv.shift
+            pa += n << lv.shift
+            count -= n
+        for table, ptr, pa, n, added in runs:
+            if n == 1:
+                self._write(ptr, self._encode_oa(pa) | bits)
+            else:
+                self.write_leaves(ptr, pa, bits, lv.size, n)
+            self._entries[table] += added
+            done.written.append((table, ptr, n, added))
+
+    def _replaceable(self, ptr: int, desc: int, va: int, index: int, done: _Placed) -> int:
+        """A taken entry where a leaf of level index ``index`` is to go: 1 when it is a table
+        holding no leaf (noted in ``done.replaced``), else the overlap refusal."""
+        lv = self.levels[index]
+        if desc & lv.table_mask != lv.table_value or not self._leafless(
+                self._table_addr(desc), index + 1):
+            raise self._overlap(va, desc)
+        done.replaced.append((ptr, desc, va, index))
+        return 1
+
+    def _rollback(self, done: _Placed) -> None:
+        """Undo a refused map: clear the leaves written, put back the tables they replaced,
+        free the tables created; every byte is as it was."""
+        for table, ptr, n, added in reversed(done.written):
+            self.clear_run(ptr, n)
+            self._entries[table] -= added
+        for ptr, desc, _, _ in done.replaced:
+            self._write(ptr, desc)
+        self._undo(done.created)
+
+    def _free_replaced(self, done: _Placed) -> None:
+        """Free the leafless tables a map replaced by leaves, and report their spans."""
+        for _, desc, va, index in done.replaced:
+            self._free_tree(self._table_addr(desc), index + 1)
+            if self.flush is not None:
+                self.flush.table_freed(va, self.levels[index].size)
 
     def _descend_create(self, va: int, index: int, created: list[tuple[int, int, int]]) -> int:
         """The table of level index ``index`` for ``va``, creating missing tables."""
@@ -192,8 +225,10 @@ class PageTableBuilder(TableTree):
 
         A block that straddles either end of the range is first split into next-level entries
         (recursively) so the rest of it stays mapped; a table entry whose span lies inside the
-        range is dropped with everything beneath it. Tables left empty are freed. ``flush`` is
-        then called with the leaf range cleared and the spans of the tables freed.
+        range is dropped with everything beneath it. A table is freed only when the range
+        covers its whole span; one left empty by a partial unmap stays allocated (Linux's
+        io-pgtable-arm and intel-iommu do the same). ``flush`` is then called with the leaf
+        range cleared and the spans of the tables freed.
         """
         index = self._check_leaf("unmap_pages", iova, pgsize, 0, pgcount)
         if pgcount == 1:
@@ -201,8 +236,8 @@ class PageTableBuilder(TableTree):
         return self._unmap(iova, pgsize * pgcount, index, self.flush)
 
     def _unmap_one(self, va: int, size: int, index: int) -> int:
-        """One page, in the common case (tables all the way down, a leaf at the end, its table
-        not left empty); anything else goes to :meth:`_unmap`."""
+        """One page, in the common case (tables all the way down, a leaf at the end: no table
+        is freed, as none lies inside one page); anything else goes to :meth:`_unmap`."""
         read = self._read
         table = self.root
         for shift, imask, tmask, tval in self._descend[index]:
@@ -218,11 +253,10 @@ class PageTableBuilder(TableTree):
         if desc == 0:
             return 0
         lv = self.levels[index]
-        left = self._entries[table] - 1
-        if desc & lv.table_mask == lv.table_value or (left == 0 and table != self.root):
+        if desc & lv.table_mask == lv.table_value:
             return self._unmap(va, size, index, self.flush)
         self._write(ptr, 0)
-        self._entries[table] = left
+        self._entries[table] -= 1
         if self.flush is not None:
             self.flush.leaf_changed(va, size)
         return size
@@ -246,7 +280,7 @@ class PageTableBuilder(TableTree):
         leaves, freed = Spans(), Spans()
         cur = va
         while cur < end:
-            cur, more = self._clear_from(cur, end, index, leaves, freed)
+            cur, more = self._clear_from(cur, va, end, index, leaves, freed)
             if not more:
                 break
         if flush is not None:
@@ -285,10 +319,12 @@ class PageTableBuilder(TableTree):
         splits.append((ptr, desc, new))
         return new
 
-    def _clear_from(self, cur: int, end: int, index: int, leaves: Spans,
+    def _clear_from(self, cur: int, start: int, end: int, index: int, leaves: Spans,
                     freed: Spans) -> tuple[int, bool]:
-        """Clear the entries for ``[cur, end)`` within one table (or one whole block above it);
-        returns where the next table starts and whether to go on (False at a hole)."""
+        """Clear the entries for ``[cur, end)`` within one table (or one whole block above it)
+        of the unmap of ``[start, end)``; returns where the next table starts and whether to go
+        on (False at a hole: an empty entry, or a table beneath holding no leaf, which is
+        freed as the range covers it)."""
         table = self.root
         path: list[tuple[int, int, int]] = []
         for i in range(index):
@@ -303,7 +339,7 @@ class PageTableBuilder(TableTree):
                 continue
             self._write(ptr, 0)  # a block wholly inside the range (the edges were split)
             leaves.add(cur, lv.size)
-            self._drop(table, 1, path, cur, freed)
+            self._drop(table, 1, path, cur, freed, start, end)
             return cur + lv.size, True
         lv = self.levels[index]
         first = (cur >> lv.shift) & lv.index_mask
@@ -314,28 +350,45 @@ class PageTableBuilder(TableTree):
             k = descs.index(0)
         except ValueError:
             k = n
-        if k == 0:
-            return cur, False
+        hole, gone = k < n, 0
         if index + 1 < len(self.levels):
-            for j in range(k):
-                d = descs[j]
-                if d & lv.table_mask == lv.table_value:
-                    self._free_tree(self._table_addr(d), index + 1)
+            tables = [j for j in range(k) if descs[j] & lv.table_mask == lv.table_value]
+            for j in tables:
+                sub = self._table_addr(descs[j])
+                if self._leafless(sub, index + 1):
+                    # nothing is mapped beneath: a hole, yet freed as the range covers it
+                    self._free_tree(sub, index + 1)
+                    self._write(ptr + (j << 3), 0)
                     freed.add(cur + (j << lv.shift), lv.size)
-        self.clear_run(ptr, k)
-        leaves.add(cur, k << lv.shift)
-        self._drop(table, k, path, cur, freed)
-        return cur + (k << lv.shift), k == n
+                    k, hole, gone = j, True, 1
+                    break
+            for j in tables:
+                if j >= k:
+                    break
+                self._free_tree(self._table_addr(descs[j]), index + 1)
+                freed.add(cur + (j << lv.shift), lv.size)
+        if k:
+            self.clear_run(ptr, k)
+            leaves.add(cur, k << lv.shift)
+        if k + gone:
+            self._drop(table, k + gone, path, cur, freed, start, end)
+        return cur + (k << lv.shift), not hole
 
     def _drop(self, table: int, k: int, path: list[tuple[int, int, int]], va: int,
-              freed: Spans) -> None:
-        """Count ``k`` entries of ``table`` gone; free tables left empty, up to (not) the
-        root, and note the span of the highest entry cleared."""
+              freed: Spans, start: int, end: int) -> None:
+        """Count ``k`` entries of ``table`` gone; free the tables left empty whose whole span
+        lies in ``[start, end)``, up to (not) the root, and note the span of the highest entry
+        cleared."""
         entries = self._entries
         entries[table] -= k
         top = -1
         while entries[table] == 0 and path:
-            parent, ptr, i = path.pop()
+            parent, ptr, i = path[-1]
+            size = self.levels[i].size
+            base = va & -size
+            if base < start or base + size > end:
+                break
+            path.pop()
             del entries[table]
             self.mem.free(table)
             self._write(ptr, 0)
@@ -345,4 +398,3 @@ class PageTableBuilder(TableTree):
         if top >= 0:
             size = self.levels[top].size
             freed.add(va & -size, size)
-

@@ -236,8 +236,9 @@ class FlushOps(NamedTuple):
     keep its walk caches (VT-d: page-selective IOTLB invalidation with IH=1; SMMUv3: TLBI by
     VA, leaf only). ``table_freed``: the tables under the range (the span of the entry that
     pointed to them) were freed: the driver also drops the walk-cache entries that lead into
-    them (VT-d: IH=0; SMMUv3: TLBI by VA, not leaf-only). A map never calls either: it only
-    fills entries that were not present.
+    them (VT-d: IH=0; SMMUv3: TLBI by VA, not leaf-only). An unmap frees a table only when its
+    range covers the table's whole span. A map calls neither, except ``table_freed`` for a
+    block leaf that replaced a table holding no leaf (what partial unmaps leave behind).
     """
 
     leaf_changed: Callable[[int, int], None]

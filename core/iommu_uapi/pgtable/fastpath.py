@@ -5,10 +5,11 @@ its own ``map(iova, paddr, size, prot)`` and ``unmap(iova, size)``, with one bra
 size in which the levels are unrolled and the masks and limits are constants. The ``map``
 branch makes the checks of ``map_pages`` (a leaf already cached for ``prot`` means a protection
 accepted before) and writes the leaf when every table on the way is present and one the builder
-wrote, raising the overlap refusal when the entry is taken; the ``unmap`` branch clears a leaf
-whose table keeps other entries and tells the builder's flush callbacks. Anything else (a table
-to create, a block on the way, a table to drop or free, an argument to refuse, a size that is
-no page size) goes to the builder's general ``map``/``unmap``. The source is generated from the
+wrote, raising the overlap refusal when the entry holds a leaf; the ``unmap`` branch clears a
+leaf (a one-page unmap never frees a table: none lies inside one page) and tells the builder's
+flush callbacks. Anything else (a table to create, a block on the way, a table where the leaf
+goes, an argument to refuse, a size that is no page size) goes to the builder's general
+``map``/``unmap``. The source is generated from the
 builder's level table only.
 """
 
@@ -75,6 +76,8 @@ def compile_single_page(root: int, paths: tuple[PageSizePath, ...], names: Mappi
             f"            return {general_map}",
             *_walk(root, p, general_map),
             "        if d:",
+            f"            if d & {p.leaf_mask} == {p.leaf_value}:",  # a table: leafless?
+            f"                return {general_map}",
             "            raise overlap(iova, d)",
             "        write(t + (i << 3), paddr | bits)",
             "        entries[t] += 1",
@@ -85,7 +88,7 @@ def compile_single_page(root: int, paths: tuple[PageSizePath, ...], names: Mappi
             f"        if iova & {size - 1} or not 0 <= iova <= {p.ia_max}:",
             "            return general_unmap(iova, size)",
             *_walk(root, p, "general_unmap(iova, size)"),
-            f"        if not d or d & {p.leaf_mask} == {p.leaf_value} or entries[t] == 1:",
+            f"        if not d or d & {p.leaf_mask} == {p.leaf_value}:",
             "            return general_unmap(iova, size)",
             "        write(t + (i << 3), 0)",
             "        entries[t] -= 1",

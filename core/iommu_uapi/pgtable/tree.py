@@ -236,6 +236,20 @@ class TableTree(Runs):
             del self._entries[new]
             self.mem.free(new)
 
+    def _leafless(self, table: int, index: int) -> bool:
+        """Whether ``table`` (at level index ``index``) and the tables beneath it hold no leaf
+        (what partial unmaps leave behind)."""
+        if self._entries[table] == 0:
+            return True
+        if index + 1 == len(self.levels):
+            return False
+        lv = self.levels[index]
+        for desc in self.read_run(table, lv.index_mask + 1):
+            if desc and (desc & lv.table_mask != lv.table_value
+                         or not self._leafless(self._table_addr(desc), index + 1)):
+                return False
+        return True
+
     def _free_tree(self, table: int, index: int) -> None:
         """Free ``table`` (at level index ``index``) and every table beneath it."""
         lv = self.levels[index]
@@ -281,6 +295,12 @@ class TableTree(Runs):
         if nested is None or nested.mem is not host:
             nested = self._nested_walker = self._make_walker(host)
         return nested.walk(self.root, iova, access, s2, update_ad)
+
+    def free_tables(self) -> None:
+        """Free every table, the root included (io-pgtable's ``free_io_pgtable_ops``,
+        intel-iommu's ``domain_exit``): the owner is done with this page table. No flush is
+        reported; the builder is not used afterwards."""
+        self._free_tree(self.root, 0)
 
     def table_count(self) -> int:
         """How many tables (the root included) the builder currently holds."""

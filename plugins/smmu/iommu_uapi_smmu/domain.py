@@ -92,11 +92,9 @@ class SmmuDomain:
         return unmapped
 
     def release(self) -> None:
-        """Unmap everything and free the root table (the domain is being freed)."""
-        for iova, size in list(self.mappings.items()):
-            self.pt.unmap(iova, size)
+        """Free every table of the domain, the root included (the domain is being freed)."""
         self.mappings.clear()
-        self.mem.free(self.pt.root)
+        self.pt.free_tables()
 
 
 def stream_entry(domain: SmmuDomain, *, ats: bool, stall: bool = False) -> Ste:
