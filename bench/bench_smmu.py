@@ -89,7 +89,8 @@ def main() -> None:
     backend: Any = vtd[0].backend
     backend.queue.log = _NoLog()
     v = measure(*vtd, backend.caches.fl_psc.invalidate)
-    s = measure(*smmu_host(), lambda: None)  # the SMMU model has no walk caches
+    host = smmu_host()
+    s = measure(*host, host[0].backend.smmu.walks.flush)
     for key, what in (("hit", "IOTLB hit (nested PASID)"),
                       ("miss", "cold nested miss (24 descriptor reads)"),
                       ("inv", "uapi_cache_invalidate page-selective, bytes to caches")):

@@ -10,8 +10,9 @@ import pytest
 
 from iommu_uapi import checks, profiles
 from iommu_uapi.errors import UAPIError
+from iommu_uapi.model_rules import MODEL_RULES
 from iommu_uapi.profiles import Profile
-from iommu_uapi.rules import RULES, RULES_BY_ID, render_markdown
+from iommu_uapi.rules import RULES, RULES_BY_ID, UAPI_QUIRKS, render_markdown
 from iommu_uapi.testing.rule_cases import DECODERS, RULE_CASES
 from iommu_uapi.testing.rule_cases import bind_bytes as bd
 from iommu_uapi.testing.rule_cases import cache_invalidate_bytes as ci
@@ -172,5 +173,8 @@ def test_rules_doc_is_generated_from_the_table() -> None:
     assert path.read_text(encoding="utf-8") == render_markdown(), (
         "docs/rules.md is stale: run `python -m iommu_uapi.rules docs/rules.md`"
     )
-    for rule in RULES:
-        assert f"`{rule.id}`" in render_markdown()
+    text = render_markdown()
+    for item in (*RULES, *UAPI_QUIRKS, *MODEL_RULES):
+        assert f"| `{item.id}` |" in text
+    for name in profiles.BUILTIN:
+        assert f"| `{name}` |" in text

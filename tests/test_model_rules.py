@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 import iommu_uapi
-from iommu_uapi.model_rules import MODEL_RULES, MODEL_RULES_BY_ID
+from iommu_uapi import ruletable
+from iommu_uapi.model_rules import MODEL_RULES, MODEL_RULES_BY_ID, MODEL_TABLE
 from iommu_uapi.rules import RULES_BY_ID
 from iommu_uapi.testing.rule_scan import raised_rules as scan
 
@@ -52,6 +53,16 @@ def test_every_refusal_of_the_core_names_its_rule() -> None:
                     node.func.id == "UAPIError" and not any(k.arg == "rule" for k in node.keywords):
                 unnamed.append(f"{path.name}:{node.lineno}")
     assert unnamed == []
+
+
+def test_the_models_table_is_registered_and_fail_raises_its_rules() -> None:
+    assert ruletable.get_table("model") is MODEL_TABLE
+    assert all(ruletable.lookup(r.id) is r and r.profiles is None for r in MODEL_RULES)
+    for rule in MODEL_RULES:
+        if rule.errno is not None and not rule.message:  # a template wants its values
+            err = ruletable.fail(rule.id)
+            assert (err.errno, err.rule) == (rule.errno, rule.id)
+            assert err.message == f"{rule.operation}: {rule.text}"
 
 
 def test_rule_scan_takes_a_path_its_text_or_a_package_name() -> None:

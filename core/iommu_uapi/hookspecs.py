@@ -11,6 +11,10 @@ Hooks come in two groups:
   path (tables, caches, translation contexts); they never run per DMA: ``IOMMU.translate`` calls
   the translation context a hook built, directly.
 
+A ``profile`` argument is a profile's name: look the profile up with
+:func:`iommu_uapi.profiles.get` and ask it (its ``rules``, its ``quirk(...)``); never compare
+the name.
+
 Every instance hook is ``firstresult``: the backend's answer is the answer. An instance hook
 the backend does not implement makes the façade refuse the call with ``ENODEV``, as the kernel
 does for a missing ``iommu_ops`` member. Hooks raise :class:`~iommu_uapi.errors.UAPIError` to
@@ -62,8 +66,12 @@ def iommu_register_backends(register: Callable[[BackendSpec], None]) -> None:
     Called once per process when the registry is first built, on every plugin found in the
     ``iommu_uapi.backends`` entry-point group. Call ``register(BackendSpec(name=..., factory=...,
     description=...))`` for each backend; ``factory(memory, **config)`` must return a new backend
-    instance (the object holding the instance hooks). Two backends registering one name is an
-    error that names both distributions. Returns nothing.
+    instance (the object holding the instance hooks). Hand over the backend's own rule table
+    (``rules=RuleTable(...)``, :mod:`iommu_uapi.ruletable`) and any validation profiles it adds
+    (``profiles=(Profile(...),)``) with the spec: they are registered with it, so ``fail()``,
+    ``iommu-uapi rules --backend NAME`` and the profiles know them. Two backends registering
+    one name is an error that names both distributions, and so is a table or profile that
+    clashes with a registered one. Returns nothing.
     """
 
 
@@ -221,7 +229,9 @@ def iommu_cache_invalidate(domain: Domain, dev: Device, info: CacheInvalidateInf
     ``info`` has passed the core's checks of ``profile``. Translate it into the architecture's
     native commands (VT-d QI descriptors, SMMU CMDQ commands, virtio requests) and execute them
     on the backend's caches. Per ``profile``, cells the hardware cannot execute are silently
-    dropped (``linux-5.10``) or refused with ``EINVAL`` (``strict``).
+    dropped (``linux-5.10``) or refused with ``EINVAL`` (``strict``): tabulate the refusal as a
+    rule of the backend's table that names the profiles applying it, and ask
+    ``rule_id in profiles.get(profile).rules``.
     """
 
 

@@ -13,26 +13,19 @@ from __future__ import annotations
 
 import errno as _errno
 
-import msgspec
+from .ruletable import ModelRule, Rule, RuleTable, register_table
 
-__all__ = ["MODEL_RULES", "MODEL_RULES_BY_ID", "ModelRule"]
-
-
-class ModelRule(msgspec.Struct, frozen=True, gc=False):
-    """One refusal of the model: its ``id`` (``UAPIError.rule``), the ``errno`` it raises
-    (None: chosen by the caller), the part of the model that makes it and what it refuses."""
-
-    id: str
-    errno: int | None
-    where: str
-    text: str
+__all__ = ["MODEL_RULES", "MODEL_RULES_BY_ID", "MODEL_TABLE", "ModelRule"]
 
 
-def _rules(where: str, *rows: tuple[str, int | None, str]) -> tuple[ModelRule, ...]:
-    return tuple(ModelRule(rid, err, where, text) for rid, err, text in rows)
+def _rules(where: str, *rows: tuple[str, int | None, str]) -> tuple[Rule, ...]:
+    """Rules of one part of the model, the same in every profile; each names the operation
+    its id starts with."""
+    return tuple(Rule(rid, rid.split(".")[0], err, text, section=where)
+                 for rid, err, text in rows)
 
 
-MODEL_RULES: tuple[ModelRule, ...] = (
+MODEL_RULES: tuple[Rule, ...] = (
     *_rules(
         "IOMMU façade",
         ("backend.unknown", _errno.ENODEV, "no installed backend has that name"),
@@ -133,6 +126,9 @@ MODEL_RULES: tuple[ModelRule, ...] = (
          "new-backend: the files cannot be written there (the system's errno: EACCES, ENOENT, "
          "ENOTDIR, ...); what was created is removed"),
     ),
+    *(Rule("rules.exists", "rules", _errno.EEXIST,
+          "a rule table, and each rule or quirk id, is registered once",
+          "table {table} clashes with table {owner} over {ids}", section="rule tables"),),
     *_rules(
         "page tables",
         ("pgtable.access", _errno.EINVAL,
@@ -177,4 +173,11 @@ MODEL_RULES: tuple[ModelRule, ...] = (
     ),
 )
 
-MODEL_RULES_BY_ID: dict[str, ModelRule] = {r.id: r for r in MODEL_RULES}
+MODEL_TABLE = register_table(RuleTable(
+    "model", MODEL_RULES, title="Refusals of the model",
+    intro="Not checks of the kernel's UAPI layer but of the model itself, the same in every "
+          "profile (`iommu_uapi.model_rules`): the façade, the VFIO container, fault reporting, "
+          "the PASID space, memory and the page-table formats. Backends add their own (VT-d: "
+          "`vtd.*`).",
+))
+MODEL_RULES_BY_ID: dict[str, Rule] = MODEL_TABLE.by_id

@@ -322,7 +322,7 @@ class UAPIOperations:
             self.dispatch.call("iommu_page_response", dev=dev, fault=fault, msg=msg,
                                profile=profile)
         except UAPIError:
-            if profile == "linux-5.10":  # 5.10 drops the pending fault whatever the driver says
+            if profiles.get(profile).quirk("page_response.drop_on_driver_error"):
                 param.complete(fault)
             raise
         param.complete(fault)

@@ -21,16 +21,20 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from types import ModuleType
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import pluggy
 from pluggy import HookimplOpts, HookspecOpts
 
 from . import hookspecs
 from .errors import UAPIError
+
+if TYPE_CHECKING:
+    from .profiles import Profile
+    from .ruletable import RuleTable
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -55,8 +59,13 @@ class BackendSpec:
     """A backend as its plugin registers it.
 
     ``factory(memory, **config)`` returns a new backend instance (the object implementing the
-    instance hooks of :mod:`iommu_uapi.hookspecs`). ``distribution`` and ``version`` are filled
-    in by the registry from the entry point's distribution.
+    instance hooks of :mod:`iommu_uapi.hookspecs`). ``rules`` is the backend's own rule table
+    (:class:`~iommu_uapi.ruletable.RuleTable`: its refusals and the quirks its profiles select)
+    and ``profiles`` the validation profiles it adds (:class:`~iommu_uapi.profiles.Profile`);
+    the registry registers both when it registers the backend, so ``fail()`` knows the
+    backend's rule ids, ``iommu-uapi rules --backend NAME`` prints them and the profiles take
+    the rules and quirks that name them. ``distribution`` and ``version`` are filled in by the
+    registry from the entry point's distribution.
     """
 
     name: str
@@ -65,6 +74,8 @@ class BackendSpec:
     distribution: str = ""
     version: str = ""
     entry_point: str = ""
+    rules: RuleTable | None = None
+    profiles: tuple[Profile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,8 +163,8 @@ def build_registry(extra_plugins: Mapping[str, object] | None = None) -> Registr
                                                      f"{type(exc).__name__}: {exc}"))
             continue
         for spec in specs:
-            spec = BackendSpec(spec.name, spec.factory, spec.description, dist or
-                               spec.distribution, version or spec.version, ep_name)
+            spec = replace(spec, distribution=dist or spec.distribution,
+                           version=version or spec.version, entry_point=ep_name)
             other = reg.backends.get(spec.name)
             if other is not None:
                 _problem(reg, LoadProblem(ep_name, dist, (
@@ -161,12 +172,46 @@ def build_registry(extra_plugins: Mapping[str, object] | None = None) -> Registr
                     f"{other.distribution or other.entry_point!r} and "
                     f"{spec.distribution or ep_name!r}; keeping the first")))
                 continue
+            try:
+                _register_rules(spec)
+            except UAPIError as exc:
+                _problem(reg, LoadProblem(ep_name, dist, f"backend {spec.name!r}: {exc}"))
+                continue
             reg.backends[spec.name] = spec
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         _problem(reg, LoadProblem(str(getattr(exc, "plugin", "?")), "", str(exc)))
     return reg
+
+
+def _register_rules(spec: BackendSpec) -> None:
+    """Register the rule table and profiles ``spec`` hands over (again after a rebuild: an
+    equal table or profile is already there); EEXIST if they clash with registered ones, and
+    then nothing of the spec's is registered."""
+    if spec.rules is None and not spec.profiles:
+        return
+    from . import profiles, ruletable
+
+    clash = [p.name for p in spec.profiles
+             if profiles.definition(p.name) not in (None, p)]
+    if clash:
+        raise ruletable.fail("profile.exists", name=repr(clash[0]))
+    new_table = spec.rules is not None and ruletable.get_table(spec.rules.name) is None
+    if spec.rules is not None:
+        ruletable.register_table(spec.rules)
+    done: list[str] = []
+    try:
+        for p in spec.profiles:
+            if profiles.definition(p.name) is None:
+                profiles.register(p)
+                done.append(p.name)
+    except UAPIError:
+        for name in done:
+            profiles.unregister(name)
+        if new_table and spec.rules is not None:
+            ruletable.unregister_table(spec.rules.name)
+        raise
 
 
 def _problem(reg: Registry, problem: LoadProblem) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+from . import profiles
 from .abi import SizeDiscipline
 from .errors import UAPIError
 from .uapi import (
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["VfioContainer"]
 
 _SET, _UNSET = 1, 2  # VFIO_PASID_TABLE_FLAG_SET / _UNSET
-_STRICT = "strict"
 
 
 class VfioContainer:
@@ -106,7 +106,8 @@ class VfioContainer:
                 err = self._quietly(partial(self.iommu.uapi_cache_invalidate, self.domain, dev,
                                             data, profile=prof, discipline=discipline))
                 first = first or err
-            if first is not None and prof == _STRICT:
+            if first is not None and not profiles.get(prof).quirk(
+                    "vfio.cache_invalidate_ignores_errors"):
                 raise first
 
     def _bind(self, data: bytes, prof: str, discipline: SizeDiscipline | None) -> None:
@@ -116,7 +117,8 @@ class VfioContainer:
                 self.iommu.uapi_sva_bind_gpasid(self.domain, dev, data, profile=prof,
                                                 discipline=discipline)
             except UAPIError:
-                undo = done if prof == _STRICT else self.devices
+                unwind_group = profiles.get(prof).quirk("vfio.bind_unwind_group")
+                undo = self.devices if unwind_group else done
                 for other in undo:
                     self._quietly(partial(self.iommu.uapi_sva_unbind_gpasid, self.domain, other,
                                           data, profile=prof, discipline=discipline))

@@ -1,9 +1,11 @@
 """Which rule ids a package raises, and with which errno, read from its source.
 
-A backend keeps a table of its refusals (the core's are :mod:`iommu_uapi.rules` and
-:mod:`iommu_uapi.model_rules`, VT-d's ``iommu_uapi_vtd.rules``); :func:`raised_rules` lets a
-test hold the source to the table: every ``UAPIError(errno.EXXX, ..., rule="id")`` (or any call
-with a ``rule=`` keyword and an ``errno`` constant first), plus calls of the package's own
+A backend keeps a table of its refusals (a :class:`~iommu_uapi.ruletable.RuleTable`; the
+core's are :mod:`iommu_uapi.rules` and :mod:`iommu_uapi.model_rules`, VT-d's
+``iommu_uapi_vtd.rules``); :func:`raised_rules` lets a test hold the source to the table: every
+``UAPIError(errno.EXXX, ..., rule="id")`` (or any call with a ``rule=`` keyword and an ``errno``
+constant first), every ``fail("id", ...)`` (or ``table.fail("id", ...)``: its errno is the
+registered rule's, None for an id no registered table holds), plus calls of the package's own
 refusal helpers, found by parsing the package.
 """
 
@@ -15,6 +17,8 @@ import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
 
+from .. import ruletable
+
 __all__ = ["raised_rules"]
 
 
@@ -24,6 +28,15 @@ def _errno_of(node: ast.expr | None, names: Mapping[str, int]) -> int | None:
     if isinstance(node, ast.Name):
         return names.get(node.id)
     return None
+
+
+def _registered_errno(node: ast.expr) -> int | None:
+    if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+        return None
+    try:
+        return ruletable.lookup(node.value).errno
+    except KeyError:
+        return None
 
 
 def _package_dir(package: str | Path) -> Path:
@@ -61,9 +74,16 @@ def raised_rules(package: str | Path, *, helpers: Mapping[str, tuple[int, int]] 
                 continue
             rule = next((k.value for k in node.keywords if k.arg == "rule"), None)
             err = _errno_of(node.args[0], names) if node.args and rule is not None else None
-            helper = helpers.get(node.func.id) if isinstance(node.func, ast.Name) else None
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else (
+                func.attr if isinstance(func, ast.Attribute)
+                and not (isinstance(func.value, ast.Name) and func.value.id == "pytest")
+                else None)
+            helper = helpers.get(name) if isinstance(func, ast.Name) and name else None
             if helper is not None and len(node.args) > helper[0]:
                 rule, err = node.args[helper[0]], helper[1]
+            elif name == "fail" and node.args:
+                rule, err = node.args[0], _registered_errno(node.args[0])
             if isinstance(rule, ast.Constant) and isinstance(rule.value, str):
                 found.setdefault(rule.value, set()).add(err)
     return found

@@ -114,7 +114,7 @@ class SizeRuleTests:
         stays pending and the exact response then answers it), else it answers the request."""
         data, exact = sent
         call = partial(h.iommu.uapi_page_response, h.dev, data, profile=profile, discipline=d)
-        if rule_id is not None and profile in RULES_BY_ID[rule_id].profiles:
+        if rule_id is not None and RULES_BY_ID[rule_id].applies_in(profile):
             err = refusal(h, call)
             assert (err.errno, err.rule) == (RULES_BY_ID[rule_id].errno, rule_id), (
                 f"{profile} {d.name}: {err}")

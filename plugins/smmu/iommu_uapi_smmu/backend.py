@@ -354,8 +354,9 @@ class SmmuBackend(SmmuIommufd):
 
 
 def _s2_ipa(vmid: int, iova: int, size: int) -> list[Command]:
-    """TLBI_S2_IPA per 4 KiB page of the range (the leaf flag set: tables stay)."""
-    return [TlbiS2Ipa(VMID=vmid, IPA=iova + off, Leaf=True) for off in range(0, size, _PAGE)]
+    """TLBI_S2_IPA per 4 KiB page of the range, Leaf = 0: the unmap may free the tables it
+    empties, so the walk-cache entries over the range go too."""
+    return [TlbiS2Ipa(VMID=vmid, IPA=iova + off, Leaf=False) for off in range(0, size, _PAGE)]
 
 
 def _forget_ste(iommu: IOMMU, cmd: Any) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from iommu_uapi.caches import Tag
 from iommu_uapi.errors import MemoryAccessError
 
 from .cmd_check import check_command
@@ -46,6 +47,7 @@ from .cmds import (
     _RangeTlbi,
 )
 from .config import canonical_va
+from .iotlb import EL2
 from .queues import CMDQ
 from .registers import Gerror
 
@@ -69,6 +71,25 @@ def _range(cmd: _RangeTlbi, addr: int) -> tuple[int, int]:
     return (addr, _PAGE) if not cmd.TG else (addr, cmd.span)
 
 
+def _va(smmu: Smmu, cmd: Any, tag: Tag, tlbi: Callable[..., int], *args: int) -> None:
+    """An address TLBI of stage 1: the TLB's entries, and with Leaf = 0 the stage-1 walk-cache
+    entries of ``tag`` covering the address (Leaf = 1 leaves the tables cached)."""
+    start, size = _range(cmd, canonical_va(cmd.Addr))
+    tlbi(*args, start, size)
+    if not cmd.Leaf:
+        smmu.walks.stage1(tag, start, size)
+
+
+def _s2_ipa(smmu: Smmu, cmd: Any) -> None:
+    """TLBI_S2_IPA: the stage-2-only TLB entries, and with Leaf = 0 the stage-2 walk-cache
+    entries over the IPA."""
+    vmid = _vmid(smmu, cmd)
+    start, size = _range(cmd, cmd.IPA)
+    smmu.tlb.s2_ipa(vmid, start, size)
+    if not cmd.Leaf:
+        smmu.walks.stage2_range(vmid, start, size)
+
+
 def _sync(smmu: Smmu, cmd: Sync) -> None:
     if cmd.CS == SyncCs.IRQ and smmu.caps.msi and cmd.MSIAddr:
         smmu.mem.write32(cmd.MSIAddr, cmd.MSIData)
@@ -90,17 +111,18 @@ EXECUTE: dict[type[Command], Callable[[Smmu, Any], object]] = {
     CfgiSteRange: lambda s, c: s.invalidate_ste_range(c.sids),
     CfgiCd: lambda s, c: s.invalidate_cd(c.SID, c.SSID),
     CfgiCdAll: lambda s, c: s.invalidate_cd(c.SID, None),
-    TlbiNhAll: lambda s, c: s.tlb.nh_all(_vmid(s, c)),
-    TlbiNhAsid: lambda s, c: s.tlb.nh_asid(_vmid(s, c), c.ASID),
-    TlbiNhVa: lambda s, c: s.tlb.nh_va(_vmid(s, c), c.ASID, *_range(c, canonical_va(c.Addr))),
-    TlbiNhVaa: lambda s, c: s.tlb.nh_vaa(_vmid(s, c), *_range(c, canonical_va(c.Addr))),
-    TlbiS12Vmall: lambda s, c: s.tlb.s12_vmall(_vmid(s, c)),
-    TlbiS2Ipa: lambda s, c: s.tlb.s2_ipa(_vmid(s, c), *_range(c, c.IPA)),
-    TlbiNsnhAll: lambda s, c: s.tlb.nsnh_all(),
-    TlbiEl2All: lambda s, c: s.tlb.el2_all(),
-    TlbiEl2Asid: lambda s, c: s.tlb.el2_asid(c.ASID),
-    TlbiEl2Va: lambda s, c: s.tlb.el2_va(c.ASID, *_range(c, canonical_va(c.Addr))),
-    TlbiEl2Vaa: lambda s, c: s.tlb.el2_vaa(*_range(c, canonical_va(c.Addr))),
+    TlbiNhAll: lambda s, c: (s.tlb.nh_all(_vmid(s, c)), s.walks.stage1((_vmid(s, c),))),
+    TlbiNhAsid: lambda s, c: (s.tlb.nh_asid(_vmid(s, c), c.ASID),
+                              s.walks.stage1((_vmid(s, c), c.ASID))),
+    TlbiNhVa: lambda s, c: _va(s, c, (_vmid(s, c), c.ASID), s.tlb.nh_va, _vmid(s, c), c.ASID),
+    TlbiNhVaa: lambda s, c: _va(s, c, (_vmid(s, c),), s.tlb.nh_vaa, _vmid(s, c)),
+    TlbiS12Vmall: lambda s, c: (s.tlb.s12_vmall(_vmid(s, c)), s.walks.vmall(_vmid(s, c))),
+    TlbiS2Ipa: _s2_ipa,
+    TlbiNsnhAll: lambda s, c: (s.tlb.nsnh_all(), s.walks.nsnh_all()),
+    TlbiEl2All: lambda s, c: (s.tlb.el2_all(), s.walks.stage1((EL2,))),
+    TlbiEl2Asid: lambda s, c: (s.tlb.el2_asid(c.ASID), s.walks.stage1((EL2, c.ASID))),
+    TlbiEl2Va: lambda s, c: _va(s, c, (EL2, c.ASID), s.tlb.el2_va, c.ASID),
+    TlbiEl2Vaa: lambda s, c: _va(s, c, (EL2,), s.tlb.el2_vaa),
     AtcInv: lambda s, c: s.pcie.atc_inv(c),
     PriResp: lambda s, c: s.pcie.pri_resp(c),
     Resume: _resume,

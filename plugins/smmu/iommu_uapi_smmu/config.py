@@ -14,8 +14,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from iommu_uapi.memory import PhysicalMemory
-from iommu_uapi.pgtable.common import FaultKind, Stage2Translate, TableMemory, WalkFault
-from iommu_uapi.pgtable.lpae import LPAEConfig, LPAEWalker, S1Desc, stage2
+from iommu_uapi.pgtable.common import (
+    FaultKind,
+    Stage2Translate,
+    TableMemory,
+    WalkFault,
+    bind_stage2,
+)
+from iommu_uapi.pgtable.lpae import LPAEConfig, LPAEWalker, S1Desc
 from iommu_uapi.uapi.consts import FaultPerm
 
 from .cd import Cd, check_cd, s1_config
@@ -24,6 +30,7 @@ from .events import ConfigFault, EventType
 from .idr import SmmuCaps
 from .iotlb import EL2
 from .ste import Ste, SteConfig, Strw, check_ste, s2_config
+from .walkcache import SmmuWalkCaches
 
 __all__ = ["AccessFlagView", "Half", "Stage1", "StreamConfig", "canonical_va"]
 
@@ -144,13 +151,16 @@ class StreamConfig:
     stream's TLB entries (0 when stage 2 is not implemented, :data:`~.iotlb.EL2` for an EL2
     stream); ``s2`` the stage-2 translate
     function (stage 2 or nested); ``cd_table`` the CD table (stage 1 or nested; its IPAs are
-    translated by ``s2`` when nested); ``record_s2``/``stall_s2``: STE.S2R/S2S.
+    translated by ``s2`` when nested); ``record_s2``/``stall_s2``: STE.S2R/S2S. ``s2_walk`` is
+    ``s2`` through the SMMU's stage-2 walk cache (``walks``; ``s2`` itself without one or with
+    S2HA), what translation walks use.
     """
 
-    __slots__ = ("caps", "cd_table", "config", "mem", "record_s2", "s2", "s2_cfg", "sid",
-                 "ste", "vmid")
+    __slots__ = ("caps", "cd_table", "config", "mem", "record_s2", "s2", "s2_cfg", "s2_walk",
+                 "sid", "ste", "vmid")
 
-    def __init__(self, sid: int, ste: Ste, caps: SmmuCaps, mem: PhysicalMemory) -> None:
+    def __init__(self, sid: int, ste: Ste, caps: SmmuCaps, mem: PhysicalMemory,
+                 walks: SmmuWalkCaches | None = None) -> None:
         why = check_ste(ste, caps)
         if why is not None:
             raise ConfigFault(EventType.C_BAD_STE, f"StreamID {sid:#x}: ILLEGAL STE: {why}")
@@ -166,10 +176,13 @@ class StreamConfig:
             self.vmid = ste.S2VMID if caps.s2p and translating else 0
         self.s2_cfg: LPAEConfig | None = None
         self.s2: Stage2Translate | None = None
+        self.s2_walk: Stage2Translate | None = None
         if ste.stage2:
             self.s2_cfg = s2_config(ste, caps)
-            self.s2 = stage2(_tables(mem, ste.S2AFFD), ste.S2TTB, self.s2_cfg,
-                             update_ad=ste.S2HA)
+            walker = LPAEWalker(_tables(mem, ste.S2AFFD), self.s2_cfg)
+            self.s2 = self.s2_walk = bind_stage2(walker, ste.S2TTB, ste.S2HA)
+            if walks is not None and not ste.S2HA:
+                self.s2_walk = walks.stage2(walker, ste.S2TTB, self.vmid)
         self.record_s2 = ste.S2R
         self.cd_table = CdTable(mem, ste, self.s2) if ste.stage1 else None
 

@@ -51,16 +51,14 @@ class SmmuContext:
         s1, stream = self.s1, self.stream
         try:
             if s1 is not None:
-                half, va = s1.select(iova, access)
-                assert half.walker is not None
-                res = half.walker.walk(half.root, va, access, stream.s2, s1.cd.HA)
+                res = self.smmu.walk_stage1(s1, stream, s1.tlb_key(iova), iova, access)
                 why = s1.denies(access, res.perm)
                 if why is not None:
                     raise WalkFault(FaultKind.PERMISSION, stage=1, level=3, addr=iova,
                                     access=access, denied=access & RWX, message=why)
             else:
-                assert stream.s2 is not None
-                res = stream.s2(iova, access)
+                assert stream.s2_walk is not None
+                res = stream.s2_walk(iova, access)
         except WalkFault as wf:
             txn = Txn(stream.sid, self.ssid, iova, access)
             raise translation_fault(self.smmu._walk_fault(txn, wf, s1, stream), txn) from None

@@ -11,7 +11,8 @@ to the event queue when it is enabled.
 
 The SMMU caches what it reads, in the core's caches: decoded STEs by StreamID and CDs by
 (StreamID, SSID) in configuration caches until a CFGI command drops them, leaf translations in
-its TLB (:mod:`.iotlb`) until a TLBI does. Software drives it through
+its TLB (:mod:`.iotlb`) and the table descriptors its walks read in walk caches per stage and
+granule (:mod:`.walkcache`) until a TLBI does. Software drives it through
 :meth:`Smmu.write_register`: a write of CMDQ_PROD (or of GERRORN acknowledging a command-queue
 error) makes it consume the command queue (:mod:`.cmdq`).
 """
@@ -24,7 +25,7 @@ from msgspec.structs import replace
 
 from iommu_uapi.caches import ConfigCache, TLBEntry
 from iommu_uapi.memory import PhysicalMemory
-from iommu_uapi.pgtable.common import RWX, FaultKind, WalkFault
+from iommu_uapi.pgtable.common import RWX, FaultKind, WalkFault, WalkResult
 from iommu_uapi.translation import Translation
 from iommu_uapi.uapi.consts import FaultPerm
 
@@ -48,6 +49,7 @@ from .registers import Cr0, Gerror, Reg, RegisterFile, StrtabBase, StrtabBaseCfg
 from .reports import Txn, config_event, walk_event
 from .ste import Eats, S1Dss, SteConfig
 from .strtab import StreamTable
+from .walkcache import SmmuWalkCaches
 
 __all__ = ["Smmu"]
 
@@ -77,6 +79,8 @@ class Smmu:
         #: Outcome of each CMD_RESUME retry, oldest first (a Translation or the SmmuFault).
         self.resumed: list[Translation | SmmuFault] = []
         self.tlb: SmmuTlb = SmmuTlb()
+        #: The stage-1 and stage-2 walk caches (:mod:`.walkcache`).
+        self.walks: SmmuWalkCaches = SmmuWalkCaches()
         #: The endpoints' ATCs and page-request groups.
         self.pcie: PcieSide = PcieSide(self)
         #: Why the command queue last stopped (empty until an error).
@@ -121,7 +125,7 @@ class Smmu:
         if stream is not None:
             return stream, 0
         ste, reads = self.stream_table().fetch(sid)
-        stream = StreamConfig(sid, ste, self.caps, self.mem)
+        stream = StreamConfig(sid, ste, self.caps, self.mem, self.walks)
         self.ste_cache.fill(sid, stream)
         return stream, reads
 
@@ -237,12 +241,10 @@ class Smmu:
                                reads)
         try:
             if s1 is not None:
-                half, va = s1.select(addr, access)
-                assert half.walker is not None
-                res = half.walker.walk(half.root, va, access, stream.s2, s1.cd.HA)
+                res = self.walk_stage1(s1, stream, key, addr, access)
             else:
-                assert stream.s2 is not None
-                res = stream.s2(addr, access)
+                assert stream.s2_walk is not None
+                res = stream.s2_walk(addr, access)
         except WalkFault as fault:
             raise self._walk_fault(txn, fault, s1, stream) from None
         size = res.page_size
@@ -250,6 +252,19 @@ class Smmu:
                                                 res.global_))
         self._post_checks(txn, s1, stream, res.perm)
         return Translation(res.oa, size, res.perm, res.reads + res.s2_reads, reads)
+
+    def walk_stage1(self, s1: Stage1, stream: StreamConfig, key: int, addr: int,
+                    access: int) -> WalkResult:
+        """The stage-1 walk of ``addr`` (``key`` its TLB form) over the stream's stage 2,
+        through the walk caches (uncached when CD.HA updates Access flags); raises
+        :class:`WalkFault`."""
+        half, va = s1.select(addr, access)
+        walker = half.walker
+        assert walker is not None
+        if s1.cd.HA:
+            return walker.walk(half.root, va, access, stream.s2, True)
+        return self.walks.walk_stage1(walker, half.root, (stream.vmid, s1.asid), key, va,
+                                      access, stream.s2_walk)
 
     def _post_checks(self, txn: Txn, s1: Stage1 | None, stream: StreamConfig,
                      perm: int) -> None:

@@ -76,7 +76,8 @@ class CachedSmmu(RuleBasedStateMachine):
         page = pages[k % len(pages)]
         self.tables[table].unmap(page << 12, 4096)
         self.mapped[table].discard(page)
-        self.rig.submit(TlbiNhVa(VMID=0, ASID=table + 1, Addr=page << 12, Leaf=True), Sync())
+        # the unmap frees the tables it empties: Leaf = 0 drops the walk caches' entries too
+        self.rig.submit(TlbiNhVa(VMID=0, ASID=table + 1, Addr=page << 12, Leaf=False), Sync())
 
     @rule(table=st.sampled_from([0, 1]))
     def unmap_all(self, table: int) -> None:
@@ -98,7 +99,7 @@ class CachedSmmu(RuleBasedStateMachine):
             page = pages[k % len(pages)]
             self.s2.unmap(page << 12, 4096)
             self.s2_mapped.discard(page)
-            self.rig.submit(TlbiS2Ipa(VMID=5, IPA=page << 12, Leaf=True), Sync())
+            self.rig.submit(TlbiS2Ipa(VMID=5, IPA=page << 12, Leaf=False), Sync())
 
     @rule(sid=st.sampled_from(SIDS), table=st.sampled_from([0, 1]))
     def switch_table(self, sid: int, table: int) -> None:

@@ -62,6 +62,7 @@ from .qi import (
 )
 from .reasons import VtdFault
 from .registers import Cap, Ecap, VtdConfig, cap_value, ecap_value, modern_server
+from .rules import VTD_TABLE
 from .status import StatusRegisters
 from .sync_queue import SyncQueue
 from .tables import ScalableTables
@@ -418,4 +419,5 @@ def iommu_register_backends(register: Any) -> None:
     """Register the ``vtd`` backend."""
     register(BackendSpec(name="vtd", factory=VtdBackend,
                          description="Intel VT-d, scalable mode: nested translation, queued "
-                                     "invalidation, fault recording, page requests"))
+                                     "invalidation, fault recording, page requests",
+                         rules=VTD_TABLE))

@@ -2,15 +2,17 @@
 
 A hazard is something a real kernel did that leaves a removed translation reachable after the
 call that removed it returned. The model keeps each one in the profiles listed here (the
-``linux-5.10`` profile is that kernel, flaws included) and never in ``strict``; the code asks
-:func:`has_hazard` rather than comparing profile names, and ``docs/isolation.md`` describes each
-hazard with its evidence and the test that shows it.
+``linux-5.10`` profile is that kernel, flaws included) and never in ``strict``. Each hazard is a
+quirk of the VT-d rule table (:mod:`.rules`), so the profiles carry it; the code asks
+:func:`has_hazard`, which asks the profile, and ``docs/isolation.md`` describes each hazard with
+its evidence and the test that shows it.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from iommu_uapi import profiles
 from iommu_uapi.rules import LINUX_5_10
 
 __all__ = ["HAZARDS", "UNBIND_KEEPS_GLOBALS", "UNMAP_KEEPS_NESTED_ATC", "Hazard", "has_hazard"]
@@ -52,6 +54,7 @@ HAZARDS: dict[str, Hazard] = {h.id: h for h in (
 )}
 
 
-def has_hazard(profile: str, hazard: str) -> bool:
-    """Whether profile ``profile`` reproduces hazard ``hazard`` (an id of :data:`HAZARDS`)."""
-    return profile in HAZARDS[hazard].profiles
+def has_hazard(profile: profiles.ProfileLike, hazard: str) -> bool:
+    """Whether profile ``profile`` reproduces hazard ``hazard`` (an id of :data:`HAZARDS`, a
+    quirk of the VT-d table)."""
+    return profiles.get(profile).quirk(HAZARDS[hazard].id) is True

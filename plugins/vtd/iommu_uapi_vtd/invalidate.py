@@ -24,9 +24,7 @@ stale entry.
 
 from __future__ import annotations
 
-import errno
-
-from iommu_uapi.errors import UAPIError
+from iommu_uapi import profiles
 from iommu_uapi.features import CacheCell
 from iommu_uapi.hw.ats import ats_size_encoding
 from iommu_uapi.uapi import CacheInvalidateInfo
@@ -40,6 +38,7 @@ from .qi import (
     PasidIotlbGranularity,
     PasidIotlbInv,
 )
+from .rules import fail
 
 __all__ = ["QI_GRANULARITY", "SUPPORTED_CELLS", "DevTlbTarget", "guest_invalidation"]
 
@@ -114,16 +113,19 @@ def _refused(info: CacheInvalidateInfo) -> list[str]:
 
 
 def guest_invalidation(info: CacheInvalidateInfo, *, did: int, devtlb: DevTlbTarget | None,
-                       mamv: int, profile: str) -> list[Descriptor]:
+                       mamv: int, profile: profiles.ProfileLike) -> list[Descriptor]:
     """The descriptors the driver submits for ``info`` on a domain with id ``did``; ``devtlb``
-    is the device's ATS target (None: ATS not enabled). ``strict`` refuses a cell the table
-    marks None with ``EINVAL``; otherwise such a cell ends the list."""
-    strict = profile == "strict"
-    if strict:
+    is the device's ATS target (None: ATS not enabled). A profile applying
+    ``vtd.cache_invalidate.cell`` (``strict``) refuses a cell the table marks None with
+    ``EINVAL``; otherwise such a cell ends the list. Without the
+    ``vtd.cache_invalidate.psi_beyond_mamv`` quirk a range beyond CAP.MAMV is widened to a
+    domain-selective invalidation."""
+    prof = profiles.get(profile)
+    widen = not prof.quirk("vtd.cache_invalidate.psi_beyond_mamv")
+    if "vtd.cache_invalidate.cell" in prof.rules:
         refused = _refused(info)
         if refused:
-            raise UAPIError(errno.EINVAL, "cache_invalidate: VT-d has no descriptor for "
-                            + ", ".join(refused), rule="vtd.cache_invalidate.cell")
+            raise fail("vtd.cache_invalidate.cell", cells=", ".join(refused))
     granu = info.granularity
     pasid = addr = order = 0
     leaf = False
@@ -147,7 +149,7 @@ def guest_invalidation(info: CacheInvalidateInfo, *, did: int, devtlb: DevTlbTar
         if qg is None:
             break  # linux-5.10: logged, loop left, success returned
         if bit == _IOTLB:
-            out.append(_pasid_iotlb(did, pasid, qg, addr, order, leaf, mamv, strict))
+            out.append(_pasid_iotlb(did, pasid, qg, addr, order, leaf, mamv, widen))
             if devtlb is None:
                 continue
         if devtlb is not None:  # DEV_IOTLB, or the IOTLB case falling through
@@ -159,10 +161,10 @@ def guest_invalidation(info: CacheInvalidateInfo, *, did: int, devtlb: DevTlbTar
 
 
 def _pasid_iotlb(did: int, pasid: int, qg: int, addr: int, order: int, leaf: bool, mamv: int,
-                 strict: bool) -> Descriptor:
+                 widen: bool) -> Descriptor:
     if qg == QI_GRAN_NONG_PASID:
         return PasidIotlbInv(G=QI_GRAN_NONG_PASID, DID=did, PASID=pasid & _PASID_MASK)
-    if strict and order > mamv:
+    if widen and order > mamv:
         return IotlbInv(G=IotlbGranularity.DOMAIN, DID=did)
     # UNCERTAIN: the driver computes 1 << order in a C int; above order 30 the result is
     # undefined. The model encodes AM = order (the field holds 6 bits; the order is at most 52).

@@ -6,15 +6,17 @@ software reads from PQH to PQT (:meth:`PageRequestQueue.take`). When the queue i
 is set and the request is not queued; a request that ends its group (LPIG) is answered by the
 hardware itself. :func:`to_uapi_fault` is what ``intel_svm_prq_report`` reports for a descriptor,
 :func:`page_group_response` what ``intel_svm_page_response`` sends back (type 9 descriptor).
-Both take ``mode``: ``"linux-5.10"`` keeps the driver's quirks, ``"strict"`` corrects them.
+Both take ``mode``, a profile (by name or as an object): its quirks ``vtd.prq.addr_page_number``
+and ``vtd.page_response.raw_code`` (on in ``linux-5.10``) keep the driver's behaviour, and a
+profile without them (``strict``) corrects it.
 """
 
 from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from typing import Literal
 
+from iommu_uapi import profiles
 from iommu_uapi.errors import MemoryAccessError, UAPIError
 from iommu_uapi.hw.ring import Ring
 from iommu_uapi.memory import PAGE_SIZE, PhysicalMemory
@@ -23,6 +25,7 @@ from iommu_uapi.uapi.fault import Fault, FaultPageRequest
 
 from .bits import Field, Record, bit
 from .qi import TYPE_LO, PageGroupResponse, ResponseCode
+from .rules import fail
 from .status import EventControl
 
 __all__ = [
@@ -40,8 +43,8 @@ __all__ = [
 #: Linux never checks it); the model writes 1 and does not check it either.
 PAGE_REQUEST_TYPE = 1
 
-Mode = Literal["linux-5.10", "strict"]
-_MODES = ("linux-5.10", "strict")
+#: What ``mode`` takes: a profile, by name or as an object.
+Mode = profiles.ProfileLike
 
 
 class PageRequestDesc(Record, frozen=True, gc=False):
@@ -258,21 +261,15 @@ class PageRequestQueue:
         return self._ppr
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in _MODES:
-        raise UAPIError(errno.EINVAL, f"page requests: mode {mode!r} is not one of {_MODES}",
-                        rule="vtd.prq-mode")
-
-
-def to_uapi_fault(desc: PageRequestDesc, *, mode: Mode = "linux-5.10") -> Fault:
+def to_uapi_fault(desc: PageRequestDesc, *, mode: Mode = profiles.DEFAULT) -> Fault:
     """The page-request fault the Linux driver reports for ``desc``.
 
     LPIG sets LAST_PAGE; a present PASID sets PASID_VALID and RESPONSE_NEEDS_PASID; private data
     sets PRIV_DATA and LAST_PAGE (so the core keeps the request pending) and is copied. ``addr``
-    is the page *number* in ``linux-5.10`` (the driver forgot the shift) and the page's byte
-    address in ``strict``.
+    is the page *number* under the ``vtd.prq.addr_page_number`` quirk (``linux-5.10``: the
+    driver forgot the shift) and the page's byte address otherwise (``strict``).
     """
-    _check_mode(mode)
+    page_number = profiles.get(mode).quirk("vtd.prq.addr_page_number")
     flags = PageRequestFlags(0)
     if desc.LPIG:
         flags |= PageRequestFlags.LAST_PAGE
@@ -286,7 +283,7 @@ def to_uapi_fault(desc: PageRequestDesc, *, mode: Mode = "linux-5.10") -> Fault:
     for name, p in _PERM_BITS.items():
         if getattr(desc, name):
             perm |= p
-    addr = desc.ADDR >> 12 if mode == "linux-5.10" else desc.ADDR
+    addr = desc.ADDR >> 12 if page_number else desc.ADDR
     prm = FaultPageRequest(flags=int(flags), pasid=desc.PASID, grpid=desc.PRGI, perm=int(perm),
                            addr=addr, private_data=private)
     return Fault(type=FaultType.PAGE_REQ, prm=prm)
@@ -301,17 +298,18 @@ _STRICT_CODE = {
 
 
 def page_group_response(prm: FaultPageRequest, rid: int, code: int, *,
-                        mode: Mode = "linux-5.10") -> PageGroupResponse | None:
+                        mode: Mode = profiles.DEFAULT) -> PageGroupResponse | None:
     """The type-9 descriptor the driver sends for a response ``code`` to request ``prm``
     (the reported record) from requester ``rid``; None when nothing is sent (the request was
     neither last in its group nor carried private data).
 
-    ``linux-5.10`` copies ``code`` into the descriptor unchanged and unmasked, as the driver
-    does: UAPI FAILURE (2) goes out as the reserved code 2, and a code above 0xF spills into
-    the RID and PASID fields. ``strict`` encodes SUCCESS/INVALID/FAILURE as 0/1/0xF and refuses
-    any other code with EINVAL.
+    Under the ``vtd.page_response.raw_code`` quirk (``linux-5.10``) ``code`` goes into the
+    descriptor unchanged and unmasked, as the driver does: UAPI FAILURE (2) goes out as the
+    reserved code 2, and a code above 0xF spills into the RID and PASID fields. Without it
+    (``strict``) SUCCESS/INVALID/FAILURE are encoded as 0/1/0xF and any other code is refused
+    with EINVAL.
     """
-    _check_mode(mode)
+    raw_code = profiles.get(mode).quirk("vtd.page_response.raw_code")
     if not isinstance(rid, int) or not 0 <= rid <= 0xFFFF:
         raise UAPIError(errno.EINVAL, f"page response: requester id {rid!r} is not 16-bit",
                         rule="vtd.prq-rid")
@@ -323,13 +321,12 @@ def page_group_response(prm: FaultPageRequest, rid: int, code: int, *,
     private = PageRequestFlags.PRIV_DATA in flags
     if not last and not private:
         return None
-    if mode == "strict":
-        if code not in _STRICT_CODE:
-            raise UAPIError(errno.EINVAL, f"page response: code {code} is not SUCCESS, "
-                            "INVALID or FAILURE", rule="vtd.prq-code")
-        encoded = int(_STRICT_CODE[PageResponseCode(code)])
-    else:
+    if raw_code:
         encoded = code
+    else:
+        if code not in _STRICT_CODE:
+            raise fail("vtd.prq-code", code=code)
+        encoded = int(_STRICT_CODE[PageResponseCode(code)])
     layout = PageGroupResponse.LAYOUT
     qw0 = (layout["PASID"].put(prm.pasid & 0xFFFFF) | layout["RID"].put(rid)
            | layout["PP"].put(PageRequestFlags.PASID_VALID in flags)

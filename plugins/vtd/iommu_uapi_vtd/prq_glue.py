@@ -18,9 +18,11 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable, Container
 
+from iommu_uapi import profiles
 from iommu_uapi.device import Device
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.memory import PhysicalMemory
+from iommu_uapi.profiles import Profile
 from iommu_uapi.uapi import Fault, PageResponse
 from iommu_uapi.uapi.consts import FaultPerm, PageRequestFlags
 
@@ -41,9 +43,10 @@ _PASID_LIMIT = 1 << 20
 _CONTEXT_LEVEL = SmFaultReason.PASID_DIR_ACCESS
 
 
-def mode_of(profile: str) -> Mode:
-    """The conversion mode of a profile (``strict``; anything else behaves as 5.10)."""
-    return "strict" if profile == "strict" else "linux-5.10"
+def mode_of(profile: Mode) -> Profile:
+    """The profile whose quirks the conversions follow (any registered profile: its
+    ``vtd.prq.*`` and ``vtd.page_response.*`` quirks decide, not its name)."""
+    return profiles.get(profile)
 
 
 class PageRequests:

@@ -101,9 +101,10 @@ class SyncQueue(InvalidationQueue):
         image = self._images.get(d)
         if image is None:
             fields = ADDRESS_FIELDS.get(type(d))
-            if fields is not None:
-                return self._address_image(d, fields)
-            image = b"".join(q.to_bytes(8, "little") for q in d.qwords()[: self._nq])
+            if fields is not None:  # a new address: placed into its template, then memoised
+                image = self._address_image(d, fields)
+            else:
+                image = b"".join(q.to_bytes(8, "little") for q in d.qwords()[: self._nq])
             if len(self._images) >= _MEMO_LIMIT:
                 self._images.clear()
             self._images[d] = image
@@ -188,9 +189,14 @@ class SyncQueue(InvalidationQueue):
         done = 0
         try:
             for image in batch:
-                known = decoded.get(image) or self._address_decode(image)
-                if known is None:  # never decoded under this queue: the general path does it
-                    break
+                known = decoded.get(image)
+                if known is None:  # a new address decoded from its template, then memoised
+                    known = self._address_decode(image)
+                    if known is None:  # never decoded under this queue: the general path
+                        break
+                    if len(decoded) >= _MEMO_LIMIT:
+                        decoded.clear()
+                    decoded[image] = known
                 desc, execute = known
                 dropped = execute(self)
                 log.append(_new_log(LogRecord, (((head + done) & slots) << shift, desc,

@@ -11,14 +11,15 @@ from __future__ import annotations
 import errno
 from typing import Any
 
+from iommu_uapi import profiles
 from iommu_uapi.device import Device, Domain
-from iommu_uapi.errors import UAPIError
 from iommu_uapi.features import CacheCell, Capabilities, FailureReport, Feature
 from iommu_uapi.hookspecs import hookimpl
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable.common import WalkFault
 from iommu_uapi.pgtable.vtd_sl import SLConfig, SLPageTable
 from iommu_uapi.plugins import BackendSpec
+from iommu_uapi.ruletable import Rule, RuleTable, fail
 from iommu_uapi.tlb import TLBEntry
 from iommu_uapi.translation import TranslationFault
 from iommu_uapi.uapi import CacheInvalidateInfo, Fault, FaultUnrecoverable
@@ -31,6 +32,15 @@ from iommu_uapi.uapi.consts import (
 )
 
 DOMAIN_FLUSH = CacheCell(CacheType.IOTLB, InvGranularity.DOMAIN)
+
+#: The backend's own refusals (section 7), handed over with its spec (section 8).
+RULES = RuleTable("simple", [
+    Rule("simple.config", "simple", errno.EINVAL, "the factory takes no configuration",
+         "unknown configuration {keys}"),
+    Rule("simple.cell", "cache_invalidate", errno.EINVAL,
+         "a cache type x granularity cell the unit does not execute",
+         "only {cell} is executed", profiles=(profiles.STRICT,)),
+], title="simple backend rules")
 
 
 class Context:
@@ -61,8 +71,7 @@ class Backend:
 
     def __init__(self, memory: PhysicalMemory, **config: Any) -> None:
         if config:
-            raise UAPIError(errno.EINVAL, f"simple: unknown configuration {sorted(config)}",
-                            rule="simple.config")
+            raise fail("simple.config", keys=sorted(config))
         self.memory = memory
         self.cfg = SLConfig(aw=2, haw=48)
         self.iommu: Any = None
@@ -132,13 +141,12 @@ class Backend:
         if info.cache & CacheType.IOTLB and info.granularity == InvGranularity.DOMAIN:
             self.iommu.iotlb.invalidate((domain.id,))
             return
-        if profile == "strict":
-            raise UAPIError(errno.EINVAL, f"simple: only {DOMAIN_FLUSH} is executed",
-                            rule="simple.cell")
+        if "simple.cell" in profiles.get(profile).rules:
+            raise fail("simple.cell", cell="IOTLB x DOMAIN")
 
 
 @hookimpl
 def iommu_register_backends(register: Any) -> None:
     """Register the simple backend."""
     register(BackendSpec(name="simple", factory=Backend,
-                         description="single-stage IOMMU (tutorial)"))
+                         description="single-stage IOMMU (tutorial)", rules=RULES))

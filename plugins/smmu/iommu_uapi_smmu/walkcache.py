@@ -1,0 +1,185 @@
+"""The SMMU's walk caches: the table descriptors its walks used, per stage and granule.
+
+Stage-1 entries are tagged ``(VMID, ASID)`` and held under the VA in the form the TLB keeps it
+(:meth:`~.config.Stage1.tlb_key`, so the TTB1 half never aliases TTB0); the value is the next
+table's address (an IPA when nested) with the hierarchical controls of the descriptors above it
+(PXNTable, UXNTable, APTable) in bits 3:0. Stage-2 entries are tagged ``(VMID,)`` and held under
+the IPA; the value is the next table's PA. A walk starts below the deepest entry covering its
+input (one lookup per stage and walk) and its ``reads`` count only the descriptors read. The
+table descriptors a translation read are cached when it completes (a faulting one caches
+nothing): the stage-2 walks of one nested translation do not hit in each other's entries, so a
+cold nested miss on 4 KiB tables, 4 levels each stage, reads 24 descriptors. Walk-cache level
+``L`` holds LPAE level ``4 - L`` table descriptors (level 2 -> 2, level 0 -> 4, level -1 -> 5).
+
+What drops them (hw-formats 2.6.2): TLBI_NH_VA / NH_VAA / EL2_VA / EL2_VAA with Leaf = 0 the
+stage-1 entries covering the address (Leaf = 1 keeps them, as the architecture permits, so a
+table changed under a leaf-only invalidation stays in use); TLBI_NH_ASID, NH_ALL, EL2_ASID,
+EL2_ALL the stage-1 entries of the tag; TLBI_S2_IPA with Leaf = 0 the stage-2 entries over the
+IPA; TLBI_S12_VMALL both stages of the VMID; TLBI_NSNH_ALL every non-hyp entry. CFGI_* do not
+touch them. A walk that updates Access flags (CD.HA, STE.S2HA) goes the full way uncached.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from iommu_uapi.caches import Tag, WalkCache
+from iommu_uapi.pgtable.common import Stage2Translate, WalkResult
+from iommu_uapi.pgtable.lpae import LPAEWalker
+
+from .iotlb import EL2
+
+__all__ = ["CachedStage2", "SmmuWalkCaches", "table_levels"]
+
+#: the low bits of a stage-1 value holding the inherited controls (tables are 4 KiB aligned)
+_CONTROLS = 0xF
+
+
+def table_levels(walker: LPAEWalker) -> tuple[int, ...]:
+    """The walk-cache levels of ``walker``'s table descriptors, lowest (deepest) first."""
+    return tuple(4 - lv for lv in reversed(walker.walk_levels[:-1]))
+
+
+def _non_hyp(tag: Tag) -> bool:
+    return tag[0] != EL2
+
+
+class CachedStage2:
+    """``s2(ipa, access)`` over the stage-2 tables at ``root`` through ``cache`` under
+    ``(VMID,)``: a drop-in for the plain stage-2 translate function."""
+
+    __slots__ = ("_levels", "_start", "cache", "owner", "root", "tag", "walker")
+
+    def __init__(self, owner: SmmuWalkCaches, walker: LPAEWalker, root: int,
+                 cache: WalkCache, vmid: int) -> None:
+        self.owner = owner
+        self.walker = walker
+        self.root = root
+        self.cache = cache
+        self.tag: Tag = (vmid,)
+        self._levels = table_levels(walker)
+        self._start = walker.walk_levels[0]
+
+    def __call__(self, ipa: int, access: int) -> WalkResult:
+        """Translate ``ipa``: from the deepest cached table descriptor covering it, else from
+        S2TTB; the table descriptors read are cached when the translation completes (at once
+        for a stage-2-only one)."""
+        cache, tag = self.cache, self.tag
+        hit = cache.deepest(tag, ipa, self._levels)
+        if hit is None:
+            table, level = self.root, self._start
+        else:
+            table, level = hit[1], 5 - hit[0]
+        path: list[tuple[int, int, int]] = []
+        res = self.walker.walk_partial(table, level, ipa, access, None, path=path)
+        if path:
+            pending = self.owner.pending
+            if pending is None:
+                _fill(cache, tag, ipa, path)
+            else:  # one entry per (level, prefix): the walks of a translation share tables
+                shifts = cache.shifts
+                for lv, next_table, _ in path:
+                    pending[(4 - lv, ipa >> shifts[4 - lv])] = next_table
+        return res
+
+    def fill_pending(self, pending: dict[tuple[int, int], int]) -> None:
+        """Cache the table descriptors the stage-2 walks of a nested translation read."""
+        cache, tag = self.cache, self.tag
+        fill, shifts = cache.fill, cache.shifts
+        for (level, prefix), next_table in pending.items():
+            fill(tag, level, prefix << shifts[level], next_table)
+
+
+def _fill(cache: WalkCache, tag: Tag, addr: int, path: list[tuple[int, int, int]]) -> None:
+    fill = cache.fill
+    for lv, next_table, below in path:
+        fill(tag, 4 - lv, addr, next_table | below)
+
+
+class SmmuWalkCaches:
+    """The stage-1 and stage-2 walk caches of one SMMU, one :class:`WalkCache` per granule
+    and stage, and the TLBI semantics on them."""
+
+    def __init__(self) -> None:
+        #: stage-1 walk caches by granule, tagged (VMID, ASID)
+        self.s1: dict[int, WalkCache] = {}
+        #: stage-2 walk caches by granule, tagged (VMID,)
+        self.s2: dict[int, WalkCache] = {}
+        self._levels: dict[tuple[int, ...], tuple[int, ...]] = {}
+        #: the stage-2 table descriptors read by the nested translation under way, by
+        #: (walk-cache level, prefix) (None: no nested translation under way)
+        self.pending: dict[tuple[int, int], int] | None = None
+
+    def _cache(self, caches: dict[int, WalkCache], granule: int) -> WalkCache:
+        cache = caches.get(granule)
+        if cache is None:
+            cache = caches[granule] = WalkCache(granule)
+        return cache
+
+    def stage2(self, walker: LPAEWalker, root: int, vmid: int) -> Stage2Translate:
+        """The cached stage-2 translate function of the tables at ``root`` for ``vmid``."""
+        return CachedStage2(self, walker, root, self._cache(self.s2, walker.cfg.granule), vmid)
+
+    def walk_stage1(self, walker: LPAEWalker, root: int, tag: Tag, key: int, va: int,
+                    access: int, s2: Stage2Translate | None) -> WalkResult:
+        """Walk ``va`` (the walker's input; ``key`` the VA the cache holds it under) from the
+        deepest cached stage-1 table descriptor of ``tag`` covering ``key``, else from
+        ``root``; the descriptors read at both stages are cached once it completes."""
+        cache = self.s1.get(walker.cfg.granule)
+        if cache is None:
+            cache = self._cache(self.s1, walker.cfg.granule)
+        walk_levels = walker.walk_levels
+        levels = self._levels.get(walk_levels)
+        if levels is None:
+            levels = self._levels[walk_levels] = table_levels(walker)
+        hit = cache.deepest(tag, key, levels)
+        if hit is None:
+            table, level, inherited = root, walk_levels[0], 0
+        else:
+            value = hit[1]
+            table, level, inherited = value & ~_CONTROLS, 5 - hit[0], value & _CONTROLS
+        path: list[tuple[int, int, int]] = []
+        if s2 is None:
+            res = walker.walk_partial(table, level, va, access, None, inherited=inherited,
+                                      path=path)
+            _fill(cache, tag, key, path)
+            return res
+        pending: dict[tuple[int, int], int] = {}
+        self.pending = pending
+        try:
+            res = walker.walk_partial(table, level, va, access, s2, inherited=inherited,
+                                      path=path)
+        finally:
+            self.pending = None
+        if path:
+            _fill(cache, tag, key, path)
+        if pending:  # only a CachedStage2 records into it
+            cast("CachedStage2", s2).fill_pending(pending)
+        return res
+
+    # -- invalidation (TLBI_*) ----------------------------------------------------------------
+
+    def stage1(self, prefix: Tag, addr: int | None = None, size: int | None = None) -> int:
+        """Drop the stage-1 entries whose tag starts with ``prefix`` (covering
+        ``[addr, addr + size)`` when ``addr`` is given)."""
+        return sum(c.invalidate(prefix, addr, size) for c in self.s1.values())
+
+    def stage2_range(self, vmid: int, addr: int | None = None, size: int | None = None) -> int:
+        """Drop the stage-2 entries of ``vmid`` (covering the IPA range when given)."""
+        return sum(c.invalidate((vmid,), addr, size) for c in self.s2.values())
+
+    def vmall(self, vmid: int) -> int:
+        """TLBI_S12_VMALL: both stages of ``vmid``."""
+        return self.stage1((vmid,)) + self.stage2_range(vmid)
+
+    def nsnh_all(self) -> int:
+        """TLBI_NSNH_ALL: every non-hyp entry of both stages."""
+        return (sum(c.invalidate((), where=_non_hyp) for c in self.s1.values())
+                + sum(c.invalidate(()) for c in self.s2.values()))
+
+    def flush(self) -> int:
+        """Drop every entry of both stages."""
+        return sum(c.flush() for c in (*self.s1.values(), *self.s2.values()))
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in (*self.s1.values(), *self.s2.values()))
