@@ -25,7 +25,7 @@ from iommu_uapi.iommufd import (
     IommuHwptVtdS1Invalidate,
     IommuViommuArmSmmuv3Invalidate,
 )
-from iommu_uapi.rules import RULES_BY_ID
+from iommu_uapi.iommufd.rules import IOMMUFD_TABLE
 
 LAYOUTS = {
     IommuHwInfo: (40, {"size": (0, 4), "flags": (4, 4), "dev_id": (8, 4), "data_len": (12, 4),
@@ -78,7 +78,7 @@ def test_every_size_rule_is_in_the_table(cls: type) -> None:
     kinds = ("copy_minsz", "argsz_minsz", "copy_rest", "tail_nonzero") if cls in SIZED else (
         "len_min", "tail_nonzero")
     for kind in kinds:
-        assert f"iommufd.{cls.OP}.{kind}" in RULES_BY_ID
+        assert f"iommufd.{cls.OP}.{kind}" in IOMMUFD_TABLE
 
 
 def _sized(cls: type, size: int, total: int, tail: int = 0) -> bytearray:

@@ -2,20 +2,20 @@
 
 iommufd has one set of rules (no profiles): the conventions of reference kernel-uapi.md f (a
 larger ``size`` needs a zero tail, else E2BIG; an unknown value in a known field EOPNOTSUPP; a
-bad value EINVAL; an unknown object ENOENT) and each command's own checks. The rules are added
-to the core's table (:data:`iommu_uapi.rules.RULES_BY_ID`) when this module is imported, so
-:func:`iommu_uapi.rules.fail` raises them like any other.
+bad value EINVAL; an unknown object ENOENT) and each command's own checks. The table
+(:data:`IOMMUFD_TABLE`, named ``iommufd``) is registered when this module is imported, so
+:func:`iommu_uapi.rules.fail` raises its rules like any other.
 """
 
 from __future__ import annotations
 
 import errno as _errno
 
-from ..rules import RULES_BY_ID, Rule
+from ..ruletable import Rule, RuleTable, register_table
 
-__all__ = ["IOMMUFD_RULES", "render_markdown"]
+__all__ = ["IOMMUFD_RULES", "IOMMUFD_TABLE", "render_markdown"]
 
-_BOTH = ("linux-5.10", "strict")
+_BOTH = None  # one set of rules: every profile applies them
 _SRC = "f"
 E = _errno
 
@@ -193,10 +193,10 @@ IOMMUFD_RULES: tuple[Rule, ...] = (
        "cookie {cookie} names no pending group"),
 )
 
-for _rule in IOMMUFD_RULES:
-    if _rule.id in RULES_BY_ID:  # pragma: no cover - a table typo
-        raise RuntimeError(f"duplicate rule id {_rule.id}")
-    RULES_BY_ID[_rule.id] = _rule
+#: The iommufd rules as a registered table
+IOMMUFD_TABLE: RuleTable = register_table(RuleTable(
+    "iommufd", IOMMUFD_RULES, title="iommufd",
+    intro="The successor API's refusals (reference kernel-uapi.md f); every profile."))
 
 
 def render_markdown() -> str:
@@ -204,6 +204,6 @@ def render_markdown() -> str:
     from ..errors import errno_name
 
     lines = ["| id | errno | rule |", "|---|---|---|"]
-    lines += [f"| `{r.id}` | {errno_name(r.errno)} | {r.text.replace('|', chr(92) + '|')} |"
+    lines += [f"| `{r.id}` | {errno_name(r.errno or 0)} | {r.text.replace('|', chr(92) + '|')} |"
               for r in IOMMUFD_RULES]
     return "\n".join(lines) + "\n"
