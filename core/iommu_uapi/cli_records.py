@@ -26,17 +26,19 @@ class UsageError(Exception):
 
 
 def record_types() -> dict[str, type[CRecord]]:
-    """Every UAPI record by Python name and by C name (``CacheInvalidateInfo``,
-    ``iommu_cache_invalidate_info``), case-insensitively keyed in lower case."""
-    from . import uapi
+    """Every UAPI record, the 2020 ones and iommufd's, by Python name and by C name
+    (``CacheInvalidateInfo``, ``iommu_cache_invalidate_info``, ``iommu_hwpt_alloc``),
+    case-insensitively keyed in lower case."""
+    from . import iommufd, uapi
 
     found: dict[str, type[CRecord]] = {}
-    for name in dir(uapi):
-        obj = getattr(uapi, name)
-        if isinstance(obj, type) and issubclass(obj, CRecord) and obj is not CRecord:
-            found[name.lower()] = obj
-            found[obj.CNAME.lower()] = obj
-            found[obj.CNAME.lower().removeprefix("struct ")] = obj
+    for module in (uapi, iommufd):
+        for name in dir(module):
+            obj = getattr(module, name)
+            if isinstance(obj, type) and issubclass(obj, CRecord) and obj is not CRecord:
+                found[name.lower()] = obj
+                found[obj.CNAME.lower()] = obj
+                found[obj.CNAME.lower().removeprefix("struct ")] = obj
     return found
 
 

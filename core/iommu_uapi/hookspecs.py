@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from .abi import CRecord
     from .device import Device, Domain
+    from .errors import UAPIError
     from .features import Capabilities
     from .guest import GuestFormat
     from .iommu import IOMMU
@@ -303,6 +305,115 @@ def iommu_guest_formats() -> Sequence[GuestFormat]:
     suite binds or attaches with exactly these records and expects translation through the
     tables. Return an empty sequence when no guest can nest on this backend (not implementing
     the hook means the same). Raises nothing.
+    """
+
+
+# --- Instance: iommufd (the successor API, iommu_uapi.iommufd) -----------------------------------
+
+
+@hookspec(firstresult=True)
+def iommu_hw_info(dev: Device) -> tuple[int, CRecord]:
+    """Describe the hardware behind ``dev`` for ``IOMMU_GET_HW_INFO``.
+
+    Called once per ``IOMMU_GET_HW_INFO`` call, after the command struct passed its checks and
+    ``dev_id`` named a bound device. Return ``(data_type, record)``: the
+    ``enum iommu_hw_info_type`` value (``INTEL_VTD`` 1, ``ARM_SMMUV3`` 2) and the vendor struct
+    (:class:`~iommu_uapi.iommufd.IommuHwInfoVtd`: the CAP and ECAP registers as the unit reports
+    them; :class:`~iommu_uapi.iommufd.IommuHwInfoArmSmmuv3`: SMMU_IDR0..5, IIDR, AIDR). The core
+    writes the record at ``data_uptr`` (truncated to, or zero-filled up to, ``data_len``) and
+    derives ``out_max_pasid_log2`` and ``out_capabilities`` from the declared
+    :class:`~iommu_uapi.features.Capabilities` and the device. Raises nothing; a backend
+    without the hook reports type NONE and is refused with EOPNOTSUPP.
+    """
+
+
+@hookspec(firstresult=True)
+def iommu_hwpt_nested_alloc(parent: Domain, dev: Device, data_type: int, data: CRecord) -> object:
+    """Allocate a nested HWPT (stage 1) over the nesting parent ``parent`` (``IOMMU_HWPT_ALLOC``
+    with vendor data).
+
+    Called after the core checked the command, found ``parent`` (a domain in nesting mode made
+    for a ``NEST_PARENT`` HWPT) and copied ``data`` (the vendor struct of ``data_type``:
+    :class:`~iommu_uapi.iommufd.IommuHwptVtdS1`, :class:`~iommu_uapi.iommufd.IommuHwptArmSmmuv3`)
+    under the iommufd size rules. Apply the driver's allocation checks (unknown flags or a
+    non-zero reserved field EOPNOTSUPP, a bad value EINVAL, a ``data_type`` the backend does not
+    build EOPNOTSUPP, forbidden STE fields EIO) and return the backend's state of the nested
+    HWPT (opaque to the core, passed back to the other iommufd hooks). Nothing reaches the
+    hardware until a device attaches. Raises :class:`~iommu_uapi.errors.UAPIError`.
+    """
+
+
+@hookspec(firstresult=True)
+def iommu_hwpt_nested_attach(parent: Domain, dev: Device, pasid: int | None,
+                             nested: object) -> None:
+    """Install the nested configuration ``nested`` for requests of ``dev`` with ``pasid`` (None:
+    requests without PASID) in the backend's real structures.
+
+    Called when a device attaches to a nested HWPT. ``dev`` is attached to ``parent`` (the core
+    attached it first for a RID attach). Program the structures the hardware reads (VT-d: a
+    nested PASID entry, the same entry a guest PASID bind writes; SMMUv3: the STE with the
+    guest's stage-1 fields over the parent's stage 2) and flush the configuration caches the
+    way the driver does. Apply the driver's attach-time checks (VT-d: address width, SRE/EAFE
+    against ECAP: EINVAL). A refusal changes nothing. Raises
+    :class:`~iommu_uapi.errors.UAPIError`.
+    """
+
+
+@hookspec(firstresult=True)
+def iommu_hwpt_nested_detach(parent: Domain, dev: Device, pasid: int | None,
+                             nested: object) -> None:
+    """Remove the nested configuration of ``dev`` and ``pasid`` installed by
+    :func:`iommu_hwpt_nested_attach`: a PASID attach is torn down as an unbind, a RID attach
+    goes back to the parent's stage 2 alone. Called on detach and before a device or HWPT is
+    destroyed. Never fails on a configuration the attach hook installed.
+    """
+
+
+@hookspec(firstresult=True)
+def iommu_hwpt_invalidate(parent: Domain, nested: object, data_type: int,
+                          targets: Sequence[tuple[Device, int | None]],
+                          entries: Sequence[CRecord]) -> tuple[int, UAPIError | None]:
+    """Execute the vendor invalidation ``entries`` of a nested HWPT (``IOMMU_HWPT_INVALIDATE``).
+
+    Called with the entries the core copied (in order, up to the first one it could not copy)
+    and ``targets``: every (device, PASID) the nested HWPT is attached at. For each entry in
+    order apply the driver's checks (VT-d ``iommu_hwpt_vtd_s1_invalidate``: unknown flags or a
+    non-zero reserved field EOPNOTSUPP, an unaligned address EINVAL) and issue the native
+    commands a guest invalidation issues (VT-d: the same PASID-based IOTLB and device-TLB
+    descriptors as ``iommu_cache_invalidate``). Stop at the first refused entry. Return
+    ``(handled, refusal)``: how many entries were executed and the refusal of the next one
+    (None when all were). Executed entries stay executed: that is the partial completion the
+    core reports in ``entry_num``.
+    """
+
+
+
+@hookspec(firstresult=True)
+def iommu_viommu_alloc(parent: Domain, dev: Device, viommu_type: int) -> object:
+    """Allocate a virtual IOMMU of ``viommu_type`` (``enum iommu_viommu_type``, e.g.
+    ``ARM_SMMUV3`` 1) over the nesting parent ``parent`` (``IOMMU_VIOMMU_ALLOC``).
+
+    Called after the core found ``parent`` (a domain made for a ``NEST_PARENT`` HWPT) and the
+    device ``dev`` that names the physical IOMMU. Return the backend's state of the vIOMMU (its
+    VMID and what the guest's commands are checked against); raise
+    :class:`~iommu_uapi.errors.UAPIError` EOPNOTSUPP for a type the backend does not model. A
+    backend without this hook has no vIOMMU (the core refuses with EOPNOTSUPP).
+    """
+
+
+@hookspec(firstresult=True)
+def iommu_viommu_invalidate(parent: Domain, viommu: object, vdevs: dict[int, Device],
+                            entries: Sequence[CRecord]) -> tuple[int, UAPIError | None]:
+    """Execute guest invalidation commands through a vIOMMU (``IOMMU_HWPT_INVALIDATE`` on a
+    vIOMMU id; SMMUv3: raw 16-byte CMDQ commands,
+    :class:`~iommu_uapi.iommufd.IommuViommuArmSmmuv3Invalidate`).
+
+    ``vdevs`` maps the guest's virtual IDs (StreamIDs) to the devices of the vIOMMU's vDEVICEs:
+    a command naming a SID is executed for the physical device behind it. Only the opcodes the
+    kernel allows are executed (SMMUv3: TLBI_NSNH_ALL, TLBI_NH_VA, TLBI_NH_VAA, TLBI_NH_ALL,
+    TLBI_NH_ASID, ATC_INV, CFGI_CD, CFGI_CD_ALL; anything else, or an unknown virtual SID, is
+    EIO). Stop at the first refused entry and return ``(handled, refusal)`` as
+    :func:`iommu_hwpt_invalidate` does.
     """
 
 

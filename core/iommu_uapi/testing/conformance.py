@@ -35,6 +35,7 @@ from ..vfio import VfioContainer
 from .assertions import errno_of, need, outcome, refusal, refused_unchanged
 from .concurrency import ConcurrencyTests
 from .harness import GUEST_VA, READ, WRITE, Harness
+from .iommufd_area import IommufdTests
 from .isolation import IsolationTests
 from .rule_tests import PROFILES, RULE_ENTRY_POINTS, RuleTests
 from .sizes import SizeRuleTests
@@ -47,6 +48,7 @@ __all__ = [
     "FaultTests",
     "FuzzTests",
     "InvalidationTests",
+    "IommufdTests",
     "IsolationTests",
     "NegotiationTests",
     "PasidTests",

@@ -52,6 +52,7 @@ from .domain import SmmuDomain, s2_geometry, stream_entry
 from .guest import SMMU_GUEST
 from .host import HostDriver
 from .idr import SmmuCaps, StallModel
+from .iommufd import SmmuIommufd
 from .nested import STRICT, GuestScope, check_attach, guest_invalidation, pasid_of
 from .pri_glue import page_request, page_response
 from .smmu import Smmu
@@ -84,7 +85,7 @@ _FAILURES = {op: FailureReport.ERROR_INTERRUPT for op in (
     "cache_invalidate", "attach_pasid_table", "detach_pasid_table", "page_response")}
 
 
-class SmmuBackend:
+class SmmuBackend(SmmuIommufd):
     """One SMMUv3 (see the module docstring). ``memory`` is where its tables live."""
 
     name = "smmuv3"

@@ -42,8 +42,9 @@ from .gpasid import check_bind, nested_entry_for
 from .guest import BIND_ARGSZ_MIN, VTD_GUEST
 from .hazards import UNBIND_KEEPS_GLOBALS, UNMAP_KEEPS_NESTED_ATC, has_hazard
 from .invalidate import SUPPORTED_CELLS, DevTlbTarget, guest_invalidation
+from .iommufd import VtdIommufd
 from .linked_caches import AtcDeviceTlbs, forget_contexts, linked_caches
-from .pasid_entry import second_level_entry
+from .pasid_entry import PasidEntry, second_level_entry
 from .prq_glue import PageRequests
 from .qi import (
     ContextCacheGranularity,
@@ -82,7 +83,7 @@ def _einval(message: str, rule: str) -> UAPIError:
     return UAPIError(errno.EINVAL, message, rule=rule)
 
 
-class VtdBackend:
+class VtdBackend(VtdIommufd):
     """One VT-d unit (see the module docstring). ``memory`` is where its tables live."""
 
     name = "vtd"
@@ -307,7 +308,11 @@ class VtdBackend:
         assert self.iommu is not None
         check_bind(dev, domain, data, argsz, self.iommu.pasids, self.binds)
         entry = nested_entry_for(self.cfg, self.tables, domain, dev, data)
-        hpasid = data.hpasid
+        self.install_nested(domain, dev, data.hpasid, entry)
+
+    def install_nested(self, domain: Domain, dev: Device, hpasid: int, entry: PasidEntry) -> None:
+        """Write the nested PASID entry of (dev, hpasid) over a non-present one and flush as
+        ``intel_pasid_setup_nested`` does; the PASID is then bound to ``domain``."""
         self.tables.set_pasid(dev.sid, hpasid, entry)
         descs: list[Descriptor] = [
             PasidCacheInv(G=PasidCacheGranularity.PASID, DID=entry.DID, PASID=hpasid)]
@@ -321,6 +326,11 @@ class VtdBackend:
     def iommu_sva_unbind_gpasid(self, domain: Domain, dev: Device, pasid: int) -> None:
         assert self.iommu is not None
         self.iommu.pasids.owner(pasid)      # EINVAL out of range, ENOENT not allocated
+        self.remove_nested(domain, dev, pasid)
+
+    def remove_nested(self, domain: Domain, dev: Device, pasid: int) -> None:
+        """Tear down the bound PASID entry of (dev, pasid) as ``intel_svm_unbind_gpasid``
+        does, and drain its page requests; nothing when it is not bound."""
         if self.binds.pop((dev.sid, pasid), None) is None:
             return
         entry = self.tables.read_pasid(dev.sid, pasid)

@@ -15,6 +15,7 @@ import iommu_uapi_vtd
 from iommu_uapi import plugins, profiles, ruletable
 from iommu_uapi.cli import main
 from iommu_uapi.errors import ENOTSUPP, UAPIError
+from iommu_uapi.iommufd.rules import IOMMUFD_TABLE
 from iommu_uapi.profiles import Profile
 from iommu_uapi.testing.rule_scan import raised_rules as scan
 from iommu_uapi.uapi import CacheInvalidateInfo, InvAddrInfo, InvGranu
@@ -44,6 +45,8 @@ def test_every_rule_the_backend_raises_is_tabulated_with_its_errno() -> None:
     raised = raised_rules()
     assert len(raised) >= 50
     for rule, errnos in raised.items():
+        if rule in IOMMUFD_TABLE:  # the iommufd hooks raise the core's iommufd rules
+            continue
         assert rule in VTD_RULES_BY_ID, f"{rule} is raised but not in iommu_uapi_vtd.rules"
         assert errnos == {VTD_RULES_BY_ID[rule].errno}, rule
     assert [r.id for r in VTD_RULES if r.id not in raised] == []

@@ -25,6 +25,10 @@ class TestInvalidation(conformance.InvalidationTests):
     """Invalidation completeness."""
 
 
+class TestIommufd(conformance.IommufdTests):
+    """iommufd: HW_INFO, nested HWPTs, array invalidation, both generations agreeing."""
+
+
 class TestIsolation(conformance.IsolationTests):
     """Isolation between domains and PASIDs."""
 

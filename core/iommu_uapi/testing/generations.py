@@ -1,0 +1,165 @@
+"""Both generations, one model: the same guest workload through the 2020 calls
+(:class:`~.harness.Harness`: ``sva_bind_gpasid``, ``cache_invalidate``, unbind) and through
+iommufd (:class:`~.iommufd_rig.IommufdRig`: nested HWPTs attached at PASIDs,
+``IOMMU_HWPT_INVALIDATE``, detach) on identical hosts of one backend.
+
+After every step the observation is the DMA outcomes of the step, the IOTLB and device-TLB
+contents, and the faults reported; :func:`compare_generations` lists where they differ. One
+nested HWPT per PASID, as a VMM allocates one per guest PASID-table entry, so an invalidation of
+a HWPT covers exactly what the 2020 invalidation of that PASID covers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..features import CacheCell
+from ..translation import TranslationFault
+from ..uapi.consts import CacheType, InvGranularity
+from .harness import READ, WRITE, Harness
+from .iommufd_rig import U64_MAX, IommufdRig
+
+__all__ = ["Observation", "compare_generations", "run_2020", "run_iommufd"]
+
+#: One step: (DMA outcomes, IOTLB entries, device-TLB entries, faults reported so far)
+Observation = tuple[Any, ...]
+_VAS = [0x7000_0000_0000 + (i << 21) + (i << 12) for i in range(6)]
+_ADDR = CacheCell(CacheType.IOTLB, InvGranularity.ADDR)
+_PASID = CacheCell(CacheType.IOTLB, InvGranularity.PASID)
+_DEV_ADDR = CacheCell(CacheType.IOTLB | CacheType.DEV_IOTLB, InvGranularity.ADDR)
+
+
+class _Host(Protocol):
+    """What the workload reads of either rig."""
+
+    iommu: Any
+    dev: Any
+    dev2: Any
+    vm: Any
+
+    def gmap(self, va: int, gpa: int | None = None, prot: int = ...) -> int: ...
+    def gunmap(self, va: int) -> None: ...
+
+
+class _Ops(Protocol):
+    """The guest's requests, spoken in one generation."""
+
+    def enter(self, pasid: int, dev: Any) -> None: ...
+    def leave(self, pasid: int, dev: Any) -> None: ...
+    def flush_page(self, pasid: int, dev: Any, va: int, pages: int, devtlb: bool) -> None: ...
+    def flush_pasid(self, pasid: int, dev: Any) -> None: ...
+
+
+def _dma(h: _Host, dev: Any, va: int, pasid: int | None, access: int) -> tuple[Any, ...]:
+    try:
+        t = h.iommu.translate(dev, va, pasid=pasid, access=access)
+        return ("paddr", t.paddr, t.table_reads)
+    except TranslationFault as exc:
+        f = exc.fault
+        return ("fault",) if f is None else ("fault", int(f.type), int(f.event.reason))
+
+
+def _observe(h: _Host, dmas: list[tuple[Any, ...]]) -> Observation:
+    io = h.iommu
+    atc = None if h.dev.atc is None else sorted(map(repr, h.dev.atc.entries.items()))
+    return (dmas, sorted(map(repr, io.iotlb.entries.items())), atc,
+            [(d.sid, f.to_bytes()) for d, f in io.fault_log])
+
+
+def _workload(h: _Host, ops: _Ops) -> list[Observation]:
+    out: list[Observation] = []
+    a, b = h.vm.alloc(), h.vm.alloc()
+    for va in _VAS[:4]:
+        h.gmap(va)
+    ops.enter(a, h.dev2)
+    ops.enter(b, h.dev)
+    out.append(_observe(h, [_dma(h, h.dev2, va + 0x18, a, READ) for va in _VAS]
+                        + [_dma(h, h.dev, va, b, WRITE) for va in _VAS[:3]]))
+    h.gunmap(_VAS[1])
+    h.gmap(_VAS[1])
+    out.append(_observe(h, [_dma(h, h.dev2, _VAS[1], a, READ)]))  # stale: still cached
+    ops.flush_page(a, h.dev2, _VAS[1], 1, False)
+    out.append(_observe(h, [_dma(h, h.dev2, _VAS[1], a, READ)]))
+    h.gunmap(_VAS[0])
+    h.gmap(_VAS[0])
+    ops.flush_page(b, h.dev, _VAS[0], 4, True)
+    out.append(_observe(h, [_dma(h, h.dev, _VAS[0], b, READ)]))
+    h.gunmap(_VAS[2])
+    ops.flush_pasid(a, h.dev2)
+    out.append(_observe(h, [_dma(h, h.dev2, va, a, READ) for va in _VAS[:4]]))
+    ops.leave(a, h.dev2)
+    out.append(_observe(h, [_dma(h, h.dev2, _VAS[0], a, READ), _dma(h, h.dev, _VAS[0], b,
+                                                                      READ)]))
+    ops.leave(b, h.dev)
+    out.append(_observe(h, [_dma(h, h.dev, _VAS[0], b, READ),
+                            _dma(h, h.dev2, 0x10_0000_0000, None, READ)]))
+    return out
+
+
+class _Gen2020:
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+
+    def enter(self, pasid: int, dev: Any) -> None:
+        self.h.bind(pasid, dev)
+
+    def leave(self, pasid: int, dev: Any) -> None:
+        self.h.unbind(pasid, dev)
+
+    def flush_page(self, pasid: int, dev: Any, va: int, pages: int, devtlb: bool) -> None:
+        info = Harness.inv_info(_DEV_ADDR if devtlb else _ADDR, pasid, va, pages)
+        self.h.invalidate(info, dev)
+
+    def flush_pasid(self, pasid: int, dev: Any) -> None:
+        self.h.invalidate(Harness.inv_info(_PASID, pasid), dev)
+
+
+class _GenIommufd:
+    def __init__(self, r: IommufdRig) -> None:
+        self.r = r
+        self.hwpts: dict[int, int] = {}
+
+    def enter(self, pasid: int, dev: Any) -> None:
+        self.hwpts[pasid] = self.r.enter(pasid, dev)
+
+    def leave(self, pasid: int, dev: Any) -> None:
+        self.r.leave(self.hwpts.pop(pasid), pasid, dev)
+
+    def _run(self, pasid: int, addr: int, npages: int) -> None:
+        handled, error = self.r.invalidate(self.hwpts[pasid], [self.r.vtd_entry(addr, npages)])
+        if error is not None:
+            raise error
+        assert handled == 1
+
+    def flush_page(self, pasid: int, dev: Any, va: int, pages: int, devtlb: bool) -> None:
+        del dev, devtlb  # the device TLB follows ATS, as the kernel flushes it
+        self._run(pasid, va, pages)
+
+    def flush_pasid(self, pasid: int, dev: Any) -> None:
+        del dev
+        self._run(pasid, 0, U64_MAX)
+
+
+def run_2020(backend: str, profile: str = "strict") -> list[Observation]:
+    """The workload through the 2020 calls on a fresh host of ``backend``."""
+    h = Harness(backend, profile=profile)
+    return _workload(h, _Gen2020(h))
+
+
+def run_iommufd(backend: str, profile: str = "strict") -> list[Observation]:
+    """The workload through iommufd on a fresh host of ``backend``."""
+    r = IommufdRig(backend, profile=profile)
+    return _workload(r, _GenIommufd(r))
+
+
+def compare_generations(backend: str, profile: str = "strict",
+                        runs: tuple[Callable[[str, str], list[Observation]], ...] = (
+                            run_2020, run_iommufd)) -> list[str]:
+    """Run both generations on ``backend`` under ``profile``; the steps where they differ, as
+    readable lines (none: the same translations, caches and faults)."""
+    old, new = (run(backend, profile) for run in runs)
+    names = ("DMA outcomes", "IOTLB", "device TLB", "faults")
+    return [f"step {i}: {name}: 2020 {x!r} / iommufd {y!r}"
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for name, x, y in zip(names, a, b, strict=True) if x != y]
