@@ -349,7 +349,6 @@ NOT_PROFILES = {
 #: Modules that still compare profile names, to be moved onto their table's rules and quirks;
 #: the test fails once one no longer does, so the list only shrinks.
 STILL_COMPARING = {
-    "plugins/smmu/iommu_uapi_smmu/backend.py", "plugins/smmu/iommu_uapi_smmu/nested.py",
     "plugins/virtio_iommu/iommu_uapi_virtio_iommu/nesting.py",
 }
 
