@@ -25,6 +25,8 @@ __all__ = ["SMMU_QUIRKS", "SMMU_RULES", "SMMU_RULES_BY_ID", "SMMU_TABLE", "rende
 
 _E = _errno.EINVAL
 _MODEL, _BACKEND = "the hardware model", "the smmuv3 backend"
+#: v15's own refusals apply under every profile that has the quirk naming them (so their
+#: ``profiles`` is every profile); the checks strict adds are strict's rules.
 _V15, _STRICT = (LINUX_5_10,), (STRICT,)
 
 
@@ -65,7 +67,8 @@ SMMU_RULES: tuple[Rule, ...] = tuple(
         ("smmu.attach_table.not_nested", _E, "d.5 step 4: the domain's stage is not NESTED"),
         ("smmu.attach_table.config", _E, "d.5 step 5: config is not TRANSLATE, BYPASS or ABORT"),
         ("smmu.attach_table.s1_replace", _E,
-         "linux-5.10: TRANSLATE while stage 1 is already set (S1->S1 replacement)", *_V15),
+         "smmu.quirk.s1_replace_refused (linux-5.10): TRANSLATE while stage 1 is already set "
+         "(S1->S1 replacement)"),
         ("smmu.attach_table.pasid_bits", _E,
          "linux-5.10: pasid_bits != 0 (a single CD only); strict: beyond IDR1.SSIDSIZE"),
         ("smmu.attach_table.s1fmt", _E,
@@ -77,10 +80,12 @@ SMMU_RULES: tuple[Rule, ...] = tuple(
         ("smmu.inv.not_finalised", _E, "d.5 step 1: no SMMU bound to the domain yet"),
         ("smmu.inv.version", _E, "d.5 step 1: version is not 1"),
         ("smmu.inv.cache", _errno.ENOENT,
-         "linux-5.10 (d.5 step 2): the PASID-cache or DEV_IOTLB bit set", *_V15),
-        ("smmu.inv.no_iotlb", _E, "linux-5.10 (d.5 step 2): the IOTLB bit not set", *_V15),
+         "smmu.quirk.iotlb_only (linux-5.10, d.5 step 2): the PASID-cache or DEV_IOTLB bit set"),
+        ("smmu.inv.no_iotlb", _E,
+         "smmu.quirk.iotlb_only (linux-5.10, d.5 step 2): the IOTLB bit not set"),
         ("smmu.inv.pasid_flag", _errno.ENOENT,
-         "linux-5.10 (d.5 step 3): PASID or address granularity with the PASID flag", *_V15),
+         "smmu.quirk.pasid_flag_refused (linux-5.10, d.5 step 3): PASID or address "
+         "granularity with the PASID flag"),
         ("smmu.inv.archid", _E,
          "d.5 step 3: PASID granularity without ARCHID (and, under strict, without PASID)"),
         ("smmu.inv.granule", _E, "d.5 step 3: address granularity, granule_size not a power of "
