@@ -186,7 +186,8 @@ class DataPath:
             if pasid is None:
                 entry = dev._rid.get(iova >> 12)
             elif pasid.__class__ is int:
-                entry = dev._paths.get(pasid, _NO_BUCKET).get(iova >> 12)
+                bucket = dev._paths.get(pasid)  # a default argument would cost ~30 ns here
+                entry = bucket.get(iova >> 12) if bucket is not None else None
             else:
                 entry = None
             if entry is not None:

@@ -203,3 +203,14 @@ def test_any_damage_is_read_or_refused_by_a_trace_rule(flips: list[tuple[int, in
     except UAPIError as err:
         assert err.rule in TRACE_RULES
         assert err.errno == TRACE_RULES[err.rule].errno
+
+
+def test_the_trace_rules_are_a_registered_table() -> None:
+    """``fail`` raises every trace rule with its errno, as for the core's own tables."""
+    from iommu_uapi.ruletable import fail, tables
+    from iommu_uapi.trace import TRACE_TABLE
+
+    assert TRACE_TABLE in tables()
+    for rule in TRACE_RULES.values():
+        err = fail(rule.id)
+        assert (err.errno, err.rule) == (rule.errno, rule.id)

@@ -97,7 +97,7 @@ class WalkCache(CacheCounters):
         one (give them lowest first: the deepest entry skips the most reads), as ``(level,
         value)``; one hit or one miss is counted."""
         cached = self._tags.get(tag)
-        if cached is not None:
+        if cached:  # an emptied tag keeps an empty dict: nothing to probe
             shifts = self.shifts
             for level in levels:
                 entries = cached.get(level)
@@ -126,6 +126,42 @@ class WalkCache(CacheCounters):
         if entries is None:
             entries = levels[level] = {}
         prefix = iova >> self.shifts[level]
+        if not self._slots:  # unbounded: a store (and a count)
+            if prefix not in entries:
+                self._size += 1
+            entries[prefix] = value
+            self.fills += 1
+            return
+        self._fill_slot(tag, level, prefix, entries, value)
+
+    def fill_prefixes(self, tag: Tag, entries: Mapping[tuple[int, int], int]) -> None:
+        """Cache several entries of ``tag`` given as ``{(level, prefix): value}`` (one fill
+        each, as :meth:`fill` of an address under ``prefix``)."""
+        if not entries:
+            return
+        levels = self._tags.get(tag)
+        if levels is None:
+            levels = self._tags[tag] = {}
+            self._index.add(tag)
+        bounded = bool(self._slots)
+        added = 0
+        for (level, prefix), value in entries.items():
+            at = levels.get(level)
+            if at is None:
+                at = levels[level] = {}
+            if bounded:
+                self._fill_slot(tag, level, prefix, at, value)
+                continue
+            if prefix not in at:
+                added += 1
+            at[prefix] = value
+        if not bounded:
+            self._size += added
+            self.fills += len(entries)
+
+    def _fill_slot(self, tag: Tag, level: int, prefix: int, entries: dict[int, int],
+                   value: int) -> None:
+        """A fill of a finite cache: admission (and an eviction) or a touch."""
         if prefix not in entries:
             slots = self._slots.get(level)
             if slots is not None:

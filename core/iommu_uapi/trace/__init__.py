@@ -14,7 +14,7 @@ See ``docs/traces.md``.
 
 from __future__ import annotations
 
-from .errors import TRACE_RULES, TraceRule
+from .errors import TRACE_RULES, TRACE_TABLE
 from .events import EVENT_TYPES, FORMAT_VERSION, Event, Header
 from .format import TraceInfo, TraceReader, TraceWriter, encode_events, trace_info
 from .geometry import TRACE_PRESETS, parse_geometry, trace_preset
@@ -28,6 +28,7 @@ __all__ = [
     "FORMAT_VERSION",
     "TRACE_PRESETS",
     "TRACE_RULES",
+    "TRACE_TABLE",
     "WORKLOADS",
     "CacheStats",
     "ContextStats",
@@ -39,7 +40,6 @@ __all__ = [
     "Replayer",
     "TraceInfo",
     "TraceReader",
-    "TraceRule",
     "TraceWriter",
     "encode_events",
     "make_iommu",

@@ -21,10 +21,8 @@ touch them. A walk that updates Access flags (CD.HA, STE.S2HA) goes the full way
 
 from __future__ import annotations
 
-from typing import cast
-
 from iommu_uapi.caches import Tag, WalkCache
-from iommu_uapi.pgtable.common import Stage2Translate, WalkResult
+from iommu_uapi.pgtable.common import Stage2Translate, WalkFault, WalkResult
 from iommu_uapi.pgtable.lpae import LPAEWalker
 
 from .iotlb import EL2
@@ -48,7 +46,8 @@ class CachedStage2:
     """``s2(ipa, access)`` over the stage-2 tables at ``root`` through ``cache`` under
     ``(VMID,)``: a drop-in for the plain stage-2 translate function."""
 
-    __slots__ = ("_levels", "_start", "cache", "owner", "root", "tag", "walker")
+    __slots__ = ("_deep", "_leaf_level", "_levels", "_start", "cache", "owner", "root", "tag",
+                 "walker")
 
     def __init__(self, owner: SmmuWalkCaches, walker: LPAEWalker, root: int,
                  cache: WalkCache, vmid: int) -> None:
@@ -59,11 +58,42 @@ class CachedStage2:
         self.tag: Tag = (vmid,)
         self._levels = table_levels(walker)
         self._start = walker.walk_levels[0]
+        #: the shift of the inputs sharing one last-level table (None: a one-level walk)
+        self._deep = cache.shifts[self._levels[0]] if self._levels else None
+        self._leaf_level = walker.walk_levels[-1]
 
     def __call__(self, ipa: int, access: int) -> WalkResult:
         """Translate ``ipa``: from the deepest cached table descriptor covering it, else from
         S2TTB; the table descriptors read are cached when the translation completes (at once
         for a stage-2-only one)."""
+        pending = self.owner.pending
+        if pending is None:
+            return self._walk(ipa, access, None)
+        deep = self._deep
+        if deep is None:
+            return self._walk(ipa, access, pending)
+        seen = self.owner.seen.get(ipa >> deep)
+        if seen is None or self.cache.sees_hits:
+            return self._walk(ipa, access, pending)
+        # An earlier stage-2 walk of this translation went through the same last-level table:
+        # the descriptors above it are the ones it read (the tables do not change within one
+        # translation, nor do the walk caches: their fills wait for its end), so this walk
+        # looks up, starts and reads as that one did, and only the leaf is read here again.
+        table, above, hit = seen
+        if hit:
+            self.cache.hits += 1
+        else:
+            self.cache.misses += 1
+        try:
+            res = self.walker.walk_partial(table, self._leaf_level, ipa, access)
+        except WalkFault as f:
+            f.reads += above
+            raise
+        return WalkResult(res.oa, res.page_size, res.perm, res.level, res.reads + above,
+                          res.s2_reads, res.global_)
+
+    def _walk(self, ipa: int, access: int,
+              pending: dict[tuple[int, int], int] | None) -> WalkResult:
         cache, tag = self.cache, self.tag
         hit = cache.deepest(tag, ipa, self._levels)
         if hit is None:
@@ -72,28 +102,32 @@ class CachedStage2:
             table, level = hit[1], 5 - hit[0]
         path: list[tuple[int, int, int]] = []
         res = self.walker.walk_partial(table, level, ipa, access, None, path=path)
-        if path:
-            pending = self.owner.pending
-            if pending is None:
+        if pending is None:
+            if path:
                 _fill(cache, tag, ipa, path)
-            else:  # one entry per (level, prefix): the walks of a translation share tables
-                shifts = cache.shifts
-                for lv, next_table, _ in path:
-                    pending[(4 - lv, ipa >> shifts[4 - lv])] = next_table
+            return res
+        last, deep = self._leaf_level, self._deep
+        if path:  # one entry per (level, prefix): the walks of a translation share tables
+            shifts = cache.shifts
+            for lv, next_table, _ in path:
+                pending[(4 - lv, ipa >> shifts[4 - lv])] = next_table
+            if deep is not None and path[-1][0] == last - 1:
+                self.owner.seen[ipa >> deep] = (path[-1][1], last - level, hit is not None)
+        elif deep is not None and level == last and hit is not None:
+            self.owner.seen[ipa >> deep] = (table, 0, True)
         return res
 
     def fill_pending(self, pending: dict[tuple[int, int], int]) -> None:
         """Cache the table descriptors the stage-2 walks of a nested translation read."""
-        cache, tag = self.cache, self.tag
-        fill, shifts = cache.fill, cache.shifts
-        for (level, prefix), next_table in pending.items():
-            fill(tag, level, prefix << shifts[level], next_table)
+        self.cache.fill_prefixes(self.tag, pending)
 
 
 def _fill(cache: WalkCache, tag: Tag, addr: int, path: list[tuple[int, int, int]]) -> None:
-    fill = cache.fill
+    shifts = cache.shifts
+    entries = {}
     for lv, next_table, below in path:
-        fill(tag, 4 - lv, addr, next_table | below)
+        entries[(4 - lv, addr >> shifts[4 - lv])] = next_table | below
+    cache.fill_prefixes(tag, entries)
 
 
 class SmmuWalkCaches:
@@ -109,6 +143,11 @@ class SmmuWalkCaches:
         #: the stage-2 table descriptors read by the nested translation under way, by
         #: (walk-cache level, prefix) (None: no nested translation under way)
         self.pending: dict[tuple[int, int], int] | None = None
+        self._pending: dict[tuple[int, int], int] = {}  # the one pending is, reused
+        #: by the inputs' prefix under one last-level stage-2 table, the first stage-2
+        #: walk of the nested translation under way through it: (the table, the descriptors
+        #: read above it, whether its lookup hit)
+        self.seen: dict[int, tuple[int, int, bool]] = {}
 
     def _cache(self, caches: dict[int, WalkCache], granule: int) -> WalkCache:
         cache = caches.get(granule)
@@ -142,19 +181,23 @@ class SmmuWalkCaches:
         if s2 is None:
             res = walker.walk_partial(table, level, va, access, None, inherited=inherited,
                                       path=path)
-            _fill(cache, tag, key, path)
+            if path:
+                _fill(cache, tag, key, path)
             return res
-        pending: dict[tuple[int, int], int] = {}
+        pending = self._pending
         self.pending = pending
         try:
             res = walker.walk_partial(table, level, va, access, s2, inherited=inherited,
                                       path=path)
+            if path:
+                _fill(cache, tag, key, path)
+            if pending:  # only a CachedStage2 records into it
+                s2c: CachedStage2 = s2  # type: ignore[assignment]
+                s2c.cache.fill_prefixes(s2c.tag, pending)
         finally:
             self.pending = None
-        if path:
-            _fill(cache, tag, key, path)
-        if pending:  # only a CachedStage2 records into it
-            cast("CachedStage2", s2).fill_pending(pending)
+            pending.clear()
+            self.seen.clear()
         return res
 
     # -- invalidation (TLBI_*) ----------------------------------------------------------------
@@ -162,11 +205,19 @@ class SmmuWalkCaches:
     def stage1(self, prefix: Tag, addr: int | None = None, size: int | None = None) -> int:
         """Drop the stage-1 entries whose tag starts with ``prefix`` (covering
         ``[addr, addr + size)`` when ``addr`` is given)."""
-        return sum(c.invalidate(prefix, addr, size) for c in self.s1.values())
+        n = 0
+        for c in self.s1.values():
+            if len(c):
+                n += c.invalidate(prefix, addr, size)
+        return n
 
     def stage2_range(self, vmid: int, addr: int | None = None, size: int | None = None) -> int:
         """Drop the stage-2 entries of ``vmid`` (covering the IPA range when given)."""
-        return sum(c.invalidate((vmid,), addr, size) for c in self.s2.values())
+        n = 0
+        for c in self.s2.values():
+            if len(c):
+                n += c.invalidate((vmid,), addr, size)
+        return n
 
     def vmall(self, vmid: int) -> int:
         """TLBI_S12_VMALL: both stages of ``vmid``."""
@@ -179,7 +230,12 @@ class SmmuWalkCaches:
 
     def flush(self) -> int:
         """Drop every entry of both stages."""
-        return sum(c.flush() for c in (*self.s1.values(), *self.s2.values()))
+        n = 0
+        for caches in (self.s1, self.s2):
+            for c in caches.values():
+                if len(c):
+                    n += c.flush()
+        return n
 
     def __len__(self) -> int:
         return sum(len(c) for c in (*self.s1.values(), *self.s2.values()))

@@ -84,6 +84,30 @@ def test_nested_4k_cold_miss_reads_24_and_a_warm_miss_in_the_same_2m_region_read
     assert rig.iommu.translate(rig.dev2, VA + 0x1789).table_reads == 0  # TLB hit, untouched
 
 
+def test_nested_miss_counts_one_lookup_per_walk_and_one_fill_per_descriptor() -> None:
+    rig = Rig("linux-5.10")
+    rig.gmap()
+    rig.enter(0)
+    walks = _walks(rig)
+    rig.iommu.translate(rig.dev2, VA)  # the caches of the 4 KiB granule exist
+    rig.iommu.iotlb.flush()
+    walks.flush()
+    s1, s2 = walks.s1[4096], walks.s2[4096]
+    for c in (s1, s2):
+        c.reset_counters()
+    assert rig.iommu.translate(rig.dev2, VA).table_reads == 24
+    # one lookup per walk: stage 1 once, stage 2 for four table IPAs and the output; the
+    # stage-2 walks of one translation share three table descriptors, filled once each
+    assert (s1.misses, s1.hits, s1.fills, len(s1)) == (1, 0, 3, 3)
+    assert (s2.misses, s2.hits, s2.fills, len(s2)) == (5, 0, 3, 3)
+    walks.stage1((rig.domain.data.vmid,))  # stage 1 cold again, stage 2 warm
+    rig.iommu.iotlb.flush()
+    # stage 1 reads its 4 descriptors, each of the 5 stage-2 walks its leaf alone
+    assert rig.iommu.translate(rig.dev2, VA).table_reads == 4 + 5
+    assert (s1.misses, s1.hits, s1.fills) == (2, 0, 6)
+    assert (s2.misses, s2.hits, s2.fills) == (5, 5, 3)
+
+
 @pytest.mark.parametrize("granule", [16384, 65536])
 def test_16k_and_64k_granules_cache_per_granule(granule: int) -> None:
     rig = Rig("strict", granule=granule, s2_granule=granule, s2_ias=48)

@@ -10,7 +10,6 @@ address space WALK_EABT. An SMMU model turns them into its event records.
 from __future__ import annotations
 
 import errno
-from functools import partial
 
 from ...errors import MemoryAccessError, UAPIError
 from ...memory import ZERO_QUADS
@@ -25,7 +24,6 @@ from ..common import (
     WalkResult,
     bad_access,
     bind_stage2,
-    continued,
     inline_pages,
     page_getter,
     plans_from,
@@ -40,6 +38,7 @@ _READ, _WRITE, _PRIV = int(FaultPerm.READ), int(FaultPerm.WRITE), int(FaultPerm.
 _PAGE_BASE = -4096
 _RWX_OF = tuple(a & RWX for a in range(16))
 _NG = S1Desc.NG  # read by the fast path as a module global (one lookup)
+_CONTROLS_SHIFT = TableDesc.CONTROLS_SHIFT
 
 
 class LPAEWalker:
@@ -140,6 +139,7 @@ class LPAEWalker:
             mark = 0 if path is None else len(path)
             get = self._get
             addr_mask = self._addr_mask
+            s1 = self._s1
             at, below = table, inherited
             for shift, imask, tmask, lmask, lwant, leaf in steps:
                 ptr = at + (((iova >> shift) & imask) << 3)
@@ -147,8 +147,8 @@ class LPAEWalker:
                 if desc & tmask == 3:
                     at = desc & addr_mask
                     if path is not None:
-                        if self._s1:
-                            below |= (desc >> TableDesc.CONTROLS_SHIFT) & 0xF
+                        if s1:
+                            below |= (desc >> _CONTROLS_SHIFT) & 0xF
                         path.append((level, at, below))
                         level += 1
                     continue
@@ -163,8 +163,15 @@ class LPAEWalker:
             if path is not None:
                 level -= len(path) - mark
                 del path[mark:]  # the full walk below records the path again
-        return continued(partial(self._walk, table, iova, access, s2, False, level, inherited,
-                                 path), skipped)
+        if not skipped:  # from the root: the full walk's counts as they are
+            return self._walk(table, iova, access, s2, False, level, inherited, path)
+        try:
+            r = self._walk(table, iova, access, s2, False, level, inherited, path)
+        except WalkFault as f:
+            f.reads -= skipped
+            raise
+        return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads - skipped, r.s2_reads,
+                          r.global_)
 
     def _walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None,
               update_ad: bool, start: int | None = None, inherited: int = 0,
