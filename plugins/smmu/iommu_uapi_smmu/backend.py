@@ -12,7 +12,9 @@ drops. Translation contexts (:mod:`.context`) walk straight in the model.
 ``sva_bind_gpasid`` does not exist on the SMMU: the hook is not implemented, so the core refuses
 it (ENODEV) and negotiation never offers BIND_PGTBL. Capabilities follow the instance's profile:
 ``linux-5.10`` promises the domain-wide IOTLB invalidation alone (v15 refuses the PASID flag
-and every cache but the IOTLB), ``strict`` every cell the header defines.
+and every cache but the IOTLB: the quirks ``smmu.quirk.pasid_flag_refused`` and
+``smmu.quirk.iotlb_only`` of :data:`~.rules.SMMU_TABLE`), ``strict`` every cell the header
+defines.
 
 Configuration (``IOMMU("smmuv3", s2_granule=16384, s2_ias=40, ril=False, ...)``): the stage-2
 granule and input size of every domain, and any :class:`~.idr.SmmuCaps` field.
@@ -24,6 +26,7 @@ import errno
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from iommu_uapi import profiles
 from iommu_uapi.device import Device, Domain
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.features import CacheCell, Capabilities, FailureReport, Feature
@@ -53,8 +56,9 @@ from .guest import SMMU_GUEST
 from .host import HostDriver
 from .idr import SmmuCaps, StallModel
 from .iommufd import SmmuIommufd
-from .nested import STRICT, GuestScope, check_attach, guest_invalidation, pasid_of
+from .nested import GuestScope, check_attach, guest_invalidation, pasid_of
 from .pri_glue import page_request, page_response
+from .rules import SMMU_TABLE
 from .smmu import Smmu
 from .ste import Ste
 
@@ -67,10 +71,9 @@ _MEMO_LIMIT = 4096
 _PASID_CACHE = int(CacheType.PASID)
 _ATC_ALL = 52
 
-#: The cells each profile executes on every valid record of a NESTED domain. v15 refuses a
-#: record with the PASID flag (ENOENT) and every cache but the IOTLB (ENOENT): of the cells the
-#: header defines only the domain-wide IOTLB invalidation never fails.
-_CELLS_5_10 = frozenset({CacheCell(CacheType.IOTLB, InvGranularity.DOMAIN)})
+#: The cells executed on every valid record of a NESTED domain, and those a profile's quirk
+#: refuses. v15 refuses a record with the PASID flag (ENOENT) and every cache but the IOTLB
+#: (ENOENT): of the cells the header defines only the domain-wide IOTLB invalidation never fails.
 _CELLS_STRICT = frozenset({
     CacheCell(CacheType.IOTLB, InvGranularity.DOMAIN),
     CacheCell(CacheType.IOTLB, InvGranularity.PASID),
@@ -80,6 +83,12 @@ _CELLS_STRICT = frozenset({
 })
 _CELLS_ATS = frozenset({CacheCell(CacheType.DEV_IOTLB, InvGranularity.PASID),
                         CacheCell(CacheType.DEV_IOTLB, InvGranularity.ADDR)})
+_CELLS_REFUSED = {
+    "smmu.quirk.iotlb_only": frozenset(c for c in _CELLS_STRICT | _CELLS_ATS
+                                       if c.cache != CacheType.IOTLB),
+    "smmu.quirk.pasid_flag_refused": frozenset({CacheCell(CacheType.IOTLB, InvGranularity.PASID),
+                                                CacheCell(CacheType.IOTLB, InvGranularity.ADDR)}),
+}
 #: How a failure of each operation reaches an SMMU guest: command errors on its own queue.
 _FAILURES = {op: FailureReport.ERROR_INTERRUPT for op in (
     "cache_invalidate", "attach_pasid_table", "detach_pasid_table", "page_response")}
@@ -111,7 +120,7 @@ class SmmuBackend(SmmuIommufd):
         self._vmids: set[int] = set()
         #: ASIDs the SMMU used per (VMID, SubstreamID): what a PASID-selective flush reaches
         self.asids: dict[tuple[int, int], set[int]] = {}
-        self.profile = "linux-5.10"
+        self.profile: str = profiles.DEFAULT
         self._inv_memo: dict[tuple[object, ...], list[Command]] = {}
 
     def __repr__(self) -> str:
@@ -142,15 +151,17 @@ class SmmuBackend(SmmuIommufd):
     @hookimpl
     def iommu_capabilities(self) -> Capabilities:
         caps = self.caps
-        strict = self.profile == STRICT
+        profile = profiles.get(self.profile)
         features = Feature.SYSWIDE_PASID if caps.ssidsize else Feature(0)
         cells: frozenset[CacheCell] = frozenset()
         if caps.s1p and caps.s2p:
             features |= Feature.BIND_PASID_TABLE | Feature.CACHE_INVLD
         if caps.pri or caps.stall_model == StallModel.STALL_AND_TERMINATE:
             features |= Feature.PAGE_REQUEST
-            cells = _CELLS_STRICT | (_CELLS_ATS if caps.ats else frozenset()) if strict \
-                else _CELLS_5_10
+            cells = _CELLS_STRICT | (_CELLS_ATS if caps.ats else frozenset())
+            for quirk, refused in _CELLS_REFUSED.items():
+                if profile.quirk(quirk):
+                    cells -= refused
         sizes = 0
         for block in self.geometry_sizes():
             sizes |= block
@@ -377,4 +388,4 @@ def iommu_register_backends(register: Any) -> None:
     """Register the ``smmuv3`` backend."""
     register(BackendSpec(name="smmuv3", factory=SmmuBackend,
                          description="Arm SMMUv3: nested stage 1 from a guest CD table over "
-                                     "stage 2, command queue, events"))
+                                     "stage 2, command queue, events", rules=SMMU_TABLE))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterable, Mapping
 
+from iommu_uapi import profiles
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.pasid_tables.smmuv3 import CD_SIZE, L1CD_SIZE, L2_SHIFT, S1Fmt
 from iommu_uapi.uapi import CacheInvalidateInfo, PasidTableConfig
@@ -94,12 +95,12 @@ def check_attach(domain: SmmuDomain, cfg: PasidTableConfig, caps: SmmuCaps,
         raise UAPIError(errno.EINVAL, f"attach_pasid_table: config {cfg.config} is not "
                         "TRANSLATE, BYPASS or ABORT",
                         rule="smmu.attach_table.config")
-    strict = profile == STRICT
-    if domain.s1 is not None and not strict:
+    quirk = profiles.get(profile).quirk
+    if domain.s1 is not None and quirk("smmu.quirk.s1_replace_refused"):
         raise UAPIError(errno.EINVAL, "attach_pasid_table: stage 1 is already set (S1->S1 "
                         "replacement)",
                         rule="smmu.attach_table.s1_replace")
-    if not strict:
+    if quirk("smmu.quirk.single_cd"):
         if cfg.pasid_bits:
             raise UAPIError(errno.EINVAL, f"attach_pasid_table: pasid_bits {cfg.pasid_bits}: "
                             "only a single CD "
@@ -166,9 +167,9 @@ class GuestScope:
 def _global(scope: GuestScope, profile: str) -> list[Command]:
     """The global stage-1 invalidation: v15 issues TLBI_NSNH_ALL (every VMID); strict keeps to
     the domain's stage-1 entries (TLBI_NH_ALL of its VMID)."""
-    if profile == STRICT:
-        return [TlbiNhAll(VMID=scope.vmid)]
-    return [TlbiNsnhAll()]
+    if profiles.get(profile).quirk("smmu.quirk.global_all_vmids"):
+        return [TlbiNsnhAll()]
+    return [TlbiNhAll(VMID=scope.vmid)]
 
 
 def nh_va_range(vmid: int, asid: int, addr: int, size: int, leaf: bool,
@@ -214,9 +215,9 @@ def guest_invalidation(info: CacheInvalidateInfo, scope: GuestScope,
     if info.version != 1:
         raise UAPIError(errno.EINVAL, f"cache_invalidate: version {info.version} is not 1",
                         rule="smmu.inv.version")
-    strict = profile == STRICT
+    iotlb_only = profiles.get(profile).quirk("smmu.quirk.iotlb_only")
     extra = info.cache & (_PASID_CACHE | _DEV_IOTLB)
-    if extra and not strict:
+    if extra and iotlb_only:
         raise UAPIError(errno.ENOENT, f"cache_invalidate: cache {info.cache:#x} "
                         "names the PASID cache or the "
                         "device TLB", rule="smmu.inv.cache")
@@ -226,7 +227,7 @@ def guest_invalidation(info: CacheInvalidateInfo, scope: GuestScope,
         out += _pasid_cache(info, scope)
     if info.cache & _IOTLB:
         out += _iotlb(info, scope, profile)
-    elif not strict:
+    elif iotlb_only:
         raise UAPIError(errno.EINVAL, "cache_invalidate: the IOTLB bit is not set",
                         rule="smmu.inv.no_iotlb")
     if info.cache & _DEV_IOTLB and scope.atc_sid is not None:
@@ -257,12 +258,12 @@ def _pasid_cache(info: CacheInvalidateInfo, scope: GuestScope) -> list[Command]:
 
 
 def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[Command]:
-    strict = profile == STRICT
+    pasid_refused = profiles.get(profile).quirk("smmu.quirk.pasid_flag_refused")
     granu = info.granularity
     if granu == _G_PASID:
         p = info.granu.pasid_info
         if p.flags & _P_PASID:
-            if not strict:
+            if pasid_refused:
                 raise UAPIError(errno.ENOENT, "cache_invalidate: PASID-selective invalidation "
                                 "(PASID flag)",
                                 rule="smmu.inv.pasid_flag")
@@ -278,7 +279,7 @@ def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[C
         a = info.granu.addr_info
         targets: list[int]
         if a.flags & _A_PASID:
-            if not strict:
+            if pasid_refused:
                 raise UAPIError(errno.ENOENT, "cache_invalidate: address invalidation with the "
                                 "PASID flag",
                                 rule="smmu.inv.pasid_flag")

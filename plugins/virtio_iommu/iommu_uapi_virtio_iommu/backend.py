@@ -61,7 +61,9 @@ from .mappings import Mapping, MappingTable
 from .nested import S1_OAS, NestedContext, nested_context
 from .nesting import CELLS, invalidate_request, table_of, wire_format
 from .pri import encode_page_resp
-from .rules import refusal
+from .profiles import DEVICE_PROFILES, table_bit
+from .profiles import get as get_profile
+from .rules import VIRTIO_TABLE, refusal
 from .tables import SharedTable
 from .translate import _fault
 
@@ -115,7 +117,7 @@ class VirtioBackend:
         self.memory = memory
         profile = config.pop("device_profile", "rfc2021")
         regions = config.pop("reserved_regions", ())
-        tables = profile == "rfc2021" or getattr(profile, "table_bit", None) is not None
+        tables = table_bit(get_profile(profile)) is not None
         features = (QEMU_OFFERED & ~VirtioFeature.BYPASS_CONFIG) | VirtioFeature.ATTACH_TABLE \
             if tables else QEMU_OFFERED
         self.device = VirtioIommuDevice(profile=profile, features=features, bypass=0,
@@ -353,4 +355,5 @@ def iommu_register_backends(register: Any) -> None:
     """Register the ``virtio-iommu`` backend."""
     register(BackendSpec(name="virtio-iommu", factory=VirtioBackend,
                          description="virtio-iommu: requests as bytes with a status for every "
-                                     "operation, domains and mappings, PROBE, fault events"))
+                                     "operation, domains and mappings, PROBE, fault events",
+                         rules=VIRTIO_TABLE, profiles=DEVICE_PROFILES))

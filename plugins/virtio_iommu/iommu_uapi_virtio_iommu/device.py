@@ -29,7 +29,7 @@ from .layouts import HEAD, READABLE, TAIL_SIZE, RequestType, Status, encode_tail
 from .mappings import Mapping as DomainMapping
 from .pri import PageRequests
 from .probe import ReservedRegion, validate_regions
-from .profiles import Profile, Quirk, get
+from .profiles import Profile, Quirk, get, table_bit
 from .rules import refusal
 from .tables import TABLE_HANDLERS, TABLE_READABLE
 
@@ -103,8 +103,8 @@ class VirtioIommuDevice:
         self.profile = get(profile)
         self.offered = validate_offer(
             features, forbid_both_bypass="virtio.device.both_bypass" in self.profile.rules,
-            table_bit=self.profile.table_bit)
-        tables = self.profile.table_bit is not None
+            table_bit=table_bit(self.profile))
+        tables = table_bit(self.profile) is not None
         #: the device-readable layouts and handlers of the request types this profile knows
         self.readable = {**READABLE, **TABLE_READABLE} if tables else READABLE
         self.handlers = {**HANDLERS, **TABLE_HANDLERS} if tables else HANDLERS
@@ -157,7 +157,7 @@ class VirtioIommuDevice:
         self.domains: dict[int, Domain] = {}
         self.attached: dict[int, Domain] = {}
         self.records: set[int] = set()  # QEMU's endpoint records (Quirk.ENDPOINT_RECORDS)
-        self.endpoint_records = Quirk.ENDPOINT_RECORDS in self.profile.quirks
+        self.endpoint_records = bool(self.profile.quirk(Quirk.ENDPOINT_RECORDS))
         self.mapping_count = 0
         self.broken: str | None = None  # why the device needs a reset (virtio_error)
         self._faults: dict[int, FaultParam] = {}
@@ -198,7 +198,7 @@ class VirtioIommuDevice:
         if rule is None:
             self.bypass = value
             self._bypass_changed()
-        elif Quirk.ERRORS_BREAK_DEVICE in self.profile.quirks:
+        elif self.profile.quirk(Quirk.ERRORS_BREAK_DEVICE):
             self.broken = rule
         return rule
 
@@ -219,11 +219,11 @@ class VirtioIommuDevice:
     @property
     def wire_offered(self) -> int:
         """The feature bits as a driver reads them (ATTACH_TABLE at the profile's bit)."""
-        return to_wire(self.offered, self.profile.table_bit)
+        return to_wire(self.offered, table_bit(self.profile))
 
     def negotiate_wire(self, bits: int) -> Feature:
         """FEATURES_OK with the driver's wire ``bits``."""
-        return self.negotiate_features(from_wire(bits, self.profile.table_bit))
+        return self.negotiate_features(from_wire(bits, table_bit(self.profile)))
 
     def config_dropped(self, domain: Domain, pasid: int | None) -> None:
         """Tell the listeners that the cached configuration of ``domain``'s endpoints (of
@@ -242,12 +242,12 @@ class VirtioIommuDevice:
 
     def handle(self, readable: bytes, writable_len: int) -> Reply:
         """:meth:`request` with the status and the rule that decided it."""
-        quirks = self.profile.quirks
+        quirk = self.profile.quirk
         if self.broken is not None:
             return Reply(b"", None, "virtio.request.broken", f"device needs reset: {self.broken}")
         if len(readable) < HEAD.size or writable_len < TAIL_SIZE:
             out = refuse("virtio.request.short", readable=len(readable), writable=writable_len)
-            if Quirk.ERRORS_BREAK_DEVICE in quirks:
+            if quirk(Quirk.ERRORS_BREAK_DEVICE):
                 self.broken = out.rule
             return Reply(b"", None, out.rule, out.message)
         rtype = readable[0]
@@ -275,14 +275,14 @@ class VirtioIommuDevice:
         if out.status is None:
             return Reply(b"", None, out.rule, out.message)
         tail = encode_tail(out.status)
-        if Quirk.REPLY_AT_START in self.profile.quirks:
+        if self.profile.quirk(Quirk.REPLY_AT_START):
             return Reply(tail, out.status, out.rule, out.message)
         return Reply(bytes(writable_len - TAIL_SIZE) + tail, out.status, out.rule, out.message)
 
     def _probe_reply(self, out: Outcome, writable_len: int) -> Reply:
         """PROBE's reply: the properties area zero-filled after the list, then the tail."""
         area = writable_len - TAIL_SIZE
-        if Quirk.REPLY_AT_START in self.profile.quirks:
+        if self.profile.quirk(Quirk.REPLY_AT_START):
             if area < self.probe_size:  # QEMU asserts: the VMM aborts
                 fail = refuse("virtio.probe.buffer_abort", have=writable_len,
                               need=self.probe_size + TAIL_SIZE)

@@ -77,7 +77,7 @@ def attach(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
     if not low <= domain_id <= high and "virtio.attach.domain_range" in rules:
         return refuse("virtio.attach.domain_range", domain=domain_id, low=low, high=high)
     bypass = bool(flags & AttachFlags.BYPASS)
-    if Quirk.ATTACH_DETACHES_FIRST in dev.profile.quirks:
+    if dev.profile.quirk(Quirk.ATTACH_DETACHES_FIRST):
         return _attach_detach_first(dev, domain_id, endpoint, bypass)
     old = dev.attached.get(endpoint)
     target = dev.domains.get(domain_id)
@@ -157,7 +157,7 @@ def detach(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
     _, _, domain_id, endpoint, _ = fields
     assert isinstance(domain_id, int) and isinstance(endpoint, int)
     known = endpoint in dev.endpoints
-    if Quirk.ENDPOINT_RECORDS in dev.profile.quirks:
+    if dev.profile.quirk(Quirk.ENDPOINT_RECORDS):
         known = endpoint in dev.records
     if not known:
         return refuse("virtio.detach.endpoint", endpoint=endpoint)
@@ -255,7 +255,7 @@ def unmap(dev: VirtioIommuDevice, fields: tuple[int | bytes, ...]) -> Outcome:
             split = mapping
             break
         victims.append(mapping)
-    if split is not None and Quirk.UNMAP_NOT_ATOMIC not in dev.profile.quirks:
+    if split is not None and not dev.profile.quirk(Quirk.UNMAP_NOT_ATOMIC):
         victims = []  # the spec: a split refuses the whole request
     txn = HostTxn(dev.host)
     for mapping in victims:

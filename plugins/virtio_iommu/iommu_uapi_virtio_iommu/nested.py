@@ -67,7 +67,8 @@ def _report(dev: VirtioIommuDevice, endpoint: int, pasid: int, iova: int, access
     native = Reason.UNKNOWN if rule == "virtio.dma.cd" else Reason.MAPPING
     record = FaultRecord(native, FaultFlags.ADDRESS, endpoint, iova)
     stop = dev.events.push(record.to_bytes(),
-                           break_on_small=Quirk.ERRORS_BREAK_DEVICE in dev.profile.quirks)
+                           break_on_small=bool(dev.profile.quirk(
+                               Quirk.ERRORS_BREAK_DEVICE)))
     if stop == "virtio.event.small_buffer":
         dev.broken = stop
     generic = Fault(type=FaultType.DMA_UNRECOV, event=FaultUnrecoverable(

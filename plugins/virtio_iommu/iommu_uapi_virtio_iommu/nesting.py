@@ -5,7 +5,8 @@ PSTF_ARM_SMMU_V3, the config's S1Fmt, S1DSS, table pointer and PASID bits as S1C
 ``cache_invalidate`` becomes one INVALIDATE for the cells it can express (:data:`CELLS`): the
 IOTLB at every granularity, the PASID (CD) cache by domain and by PASID. The device has no ATS
 endpoint, so no device-TLB cell is declared. A record naming a cell outside :data:`CELLS` is
-refused (``strict``) or has that cache dropped (``linux-5.10``).
+refused (``strict``) or has that cache dropped (``linux-5.10``: the quirk
+``virtio.quirk.drop_inexpressible_cells`` of :data:`~.rules.VIRTIO_TABLE`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from __future__ import annotations
 import errno
 from typing import Final
 
+from iommu_uapi import profiles
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.features import CacheCell
-from iommu_uapi.rules import STRICT
 from iommu_uapi.uapi import CacheInvalidateInfo, PasidTableConfig
 from iommu_uapi.uapi.consts import (
     IOMMU_PASID_FORMAT_SMMUV3,
@@ -77,7 +78,7 @@ def invalidate_request(domain: int, info: CacheInvalidateInfo, profile: str) -> 
                         "INVALIDATE's le32", rule="virtio.backend.pasid_width")
     unknown = [CacheType(b) for b in (CacheType.IOTLB, CacheType.DEV_IOTLB, CacheType.PASID)
                if info.cache & b and CacheCell(CacheType(b), granu) not in CELLS]
-    if unknown and profile == STRICT:
+    if unknown and not profiles.get(profile).quirk("virtio.quirk.drop_inexpressible_cells"):
         raise UAPIError(errno.EINVAL, "cache_invalidate: INVALIDATE cannot express "
                         f"{', '.join(f'{c.name}x{granu.name}' for c in unknown)}",
                         rule="virtio.backend.cell")

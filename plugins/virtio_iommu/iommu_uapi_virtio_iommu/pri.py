@@ -64,7 +64,8 @@ class PageRequests:
                                                         else 0)
         record = FaultRecord(FaultReason.MAPPING, flags, endpoint, addr, pasid or 0)
         stop = dev.events.push(record.to_bytes(),
-                               break_on_small=Quirk.ERRORS_BREAK_DEVICE in dev.profile.quirks)
+                               break_on_small=bool(dev.profile.quirk(
+                               Quirk.ERRORS_BREAK_DEVICE)))
         if stop == "virtio.event.small_buffer":
             dev.broken = stop
 

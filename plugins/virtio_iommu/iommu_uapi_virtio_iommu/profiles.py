@@ -1,80 +1,82 @@
 """The device's profiles: ``spec`` (the normative text), ``qemu`` (QEMU's device) and
-``rfc2021`` (the spec with the Jan 2021 RFC's nesting requests).
+``rfc2021`` (the spec with the Jan 2021 RFC's nesting requests), as the core's
+:class:`~iommu_uapi.profiles.Profile` s.
 
-A profile is the set of rule ids it applies (the ``profiles`` column of :mod:`.rules`) plus a set
-of named :class:`Quirk` s: behaviours that differ in more than whether a check runs. The device
-asks ``quirk in profile.quirks``; no code compares profile names.
+A profile's rules are the rows of :mod:`.rules` that name it (the ``profiles`` column) and its
+quirks those of :data:`~.rules.VIRTIO_QUIRKS` that name it: behaviours that differ in more than
+whether a check runs. The device asks ``profile.quirk(Quirk.X)``; no code compares profile
+names. ``spec`` and ``qemu`` have no base: they describe the device, not the nesting UAPI's
+validation (``linux-5.10``/``strict``, which the backend's hooks receive), and ``qemu`` drops
+checks the spec makes, so it cannot start from ``spec``'s rules. ``rfc2021`` is ``spec`` plus
+the RFC's rows and its ATTACH_TABLE wire bit, so it is based on ``spec``.
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
-import msgspec
+from iommu_uapi import profiles as _core
+from iommu_uapi.profiles import Profile
 
-from .rules import QEMU, RFC2021, RULES, SPEC, refusal
+from .rules import QEMU, RFC2021, SPEC, VIRTIO_TABLE, refusal
 
-__all__ = ["PROFILES", "Profile", "Quirk", "get"]
-
-
-class Quirk(Enum):
-    """A behaviour of QEMU's virtio-iommu (as of 0522be9a) that deviates from the spec."""
-
-    #: virtio_error: a short request, a bad ``bypass`` write, a too small event buffer or a
-    #: too small PROBE buffer leave the device needing a reset (it handles no more requests).
-    ERRORS_BREAK_DEVICE = "errors-break-device"
-    #: the reply is written from the start of the device-writable part (the tail right after
-    #: PROBE's properties), used length = the bytes written; the spec puts the tail at the end.
-    REPLY_AT_START = "reply-at-start"
-    #: endpoint records exist from the first ATTACH until reset: DETACH of an endpoint never
-    #: attached is S_NOENT, and its DMA faults with R_UNKNOWN rather than R_DOMAIN.
-    ENDPOINT_RECORDS = "endpoint-records"
-    #: ATTACH detaches the endpoint (deleting a domain left empty, mappings included) before it
-    #: looks at the target domain: a kind mismatch leaves the endpoint detached, and re-ATTACH
-    #: of a domain's only endpoint to that domain recreates the domain empty.
-    ATTACH_DETACHES_FIRST = "attach-detaches-first"
-    #: UNMAP removes fully covered mappings in address order and stops with S_RANGE at the first
-    #: split one, keeping the removals made before it.
-    UNMAP_NOT_ATOMIC = "unmap-not-atomic"
+__all__ = ["PROFILES", "Profile", "Quirk", "get", "table_bit"]
 
 
-class Profile(msgspec.Struct, frozen=True, gc=False):
-    """A named behaviour of the device: the rule ids it applies, its quirks, and the wire bit
-    of the nesting draft's ATTACH_TABLE feature (None: the profile has no nesting requests)."""
+class Quirk(StrEnum):
+    """A behaviour of QEMU's virtio-iommu (as of 0522be9a) that deviates from the spec; each
+    value is the id of a quirk of :data:`~.rules.VIRTIO_TABLE` (its text there)."""
 
-    name: str
-    description: str
-    rules: frozenset[str]
-    quirks: frozenset[Quirk]
-    table_bit: int | None = None
-
-
-def _profile(name: str, description: str, quirks: frozenset[Quirk]) -> Profile:
-    return Profile(name, description, frozenset(r.id for r in RULES if name in r.profiles),
-                   quirks)
+    ERRORS_BREAK_DEVICE = "virtio.quirk.errors_break_device"
+    REPLY_AT_START = "virtio.quirk.reply_at_start"
+    ENDPOINT_RECORDS = "virtio.quirk.endpoint_records"
+    ATTACH_DETACHES_FIRST = "virtio.quirk.attach_detaches_first"
+    UNMAP_NOT_ATOMIC = "virtio.quirk.unmap_not_atomic"
 
 
-PROFILES: dict[str, Profile] = {
-    SPEC: _profile(SPEC, "the normative text of the virtio spec (5.13): every MUST and SHOULD "
-                   "of the device, statuses chosen where the spec names none", frozenset()),
-    QEMU: _profile(QEMU, "QEMU's hw/virtio/virtio-iommu.c: no reserved-byte, alignment, "
-                   "input-range or RESV_MEM checks, S_UNSUPP for unknown types, endpoint "
-                   "records, detach-first ATTACH, non-atomic UNMAP, virtio_error on bad input",
-                   frozenset(Quirk)),
-    RFC2021: Profile(
-        RFC2021, "the spec, and the Jan 2021 RFC's table sharing (closest to Linux's 2020 "
-        "nesting UAPI): ATTACH_TABLE with the Arm SMMUv3 PASID-table format, INVALIDATE and "
-        "PAGE_RESP; its ATTACH_TABLE feature is bit 6, so BYPASS_CONFIG is not offered",
-        frozenset(r.id for r in RULES if SPEC in r.profiles or RFC2021 in r.profiles),
-        frozenset(), table_bit=6),
-}
+#: The quirk holding the wire bit of ATTACH_TABLE (an int) in a profile with nesting requests.
+TABLE_BIT = "virtio.quirk.attach_table_bit"
+
+#: The device's profiles as handed to the core (with the backend's spec, and on import).
+DEVICE_PROFILES: tuple[Profile, ...] = (
+    Profile(SPEC, "the normative text of the virtio spec (5.13): every MUST and SHOULD of the "
+            "device, statuses chosen where the spec names none"),
+    Profile(QEMU, "QEMU's hw/virtio/virtio-iommu.c: no reserved-byte, alignment, input-range "
+            "or RESV_MEM checks, S_UNSUPP for unknown types, endpoint records, detach-first "
+            "ATTACH, non-atomic UNMAP, virtio_error on bad input"),
+    Profile(RFC2021, "the spec, and the Jan 2021 RFC's table sharing (closest to Linux's 2020 "
+            "nesting UAPI): ATTACH_TABLE with the Arm SMMUv3 PASID-table format, INVALIDATE "
+            "and PAGE_RESP; its ATTACH_TABLE feature is bit 6, so BYPASS_CONFIG is not offered",
+            quirks={TABLE_BIT: 6}, base=SPEC),
+)
+
+
+def _register() -> dict[str, Profile]:
+    assert VIRTIO_TABLE.name  # the table is registered before the profiles take its rules
+    out = {}
+    for p in DEVICE_PROFILES:
+        if _core.definition(p.name) is None:
+            _core.register(p)
+        out[p.name] = _core.get(p.name)
+    return out
+
+
+#: The device's profiles by name, with the rules and quirks the tables give them.
+PROFILES: dict[str, Profile] = _register()
+
+
+def table_bit(profile: Profile) -> int | None:
+    """The wire bit of ATTACH_TABLE in ``profile`` (None: it has no nesting requests)."""
+    bit = profile.quirk(TABLE_BIT)
+    return None if isinstance(bit, bool) or not isinstance(bit, int) else bit
 
 
 def get(profile: str | Profile) -> Profile:
-    """The profile named ``profile`` (a :class:`Profile` is returned as is); EINVAL if unknown."""
+    """The device profile named ``profile``, or ``profile`` itself with the tables' rules and
+    quirks merged in; EINVAL (``virtio.profile.unknown``) for a name that is not a device
+    profile."""
     if isinstance(profile, Profile):
-        return profile
-    found = PROFILES.get(profile)
-    if found is None:
+        return _core.get(profile)
+    if profile not in PROFILES:
         raise refusal("virtio.profile.unknown", name=profile)
-    return found
+    return _core.get(profile)

@@ -20,11 +20,13 @@ from typing import Final
 import msgspec
 
 from iommu_uapi.errors import UAPIError, errno_name
+from iommu_uapi.profiles import LINUX_5_10
+from iommu_uapi.ruletable import Quirk, Rule, RuleTable, register_table
 
 from .layouts import Status, status_errno
 
-__all__ = ["BOTH", "QEMU", "RFC2021", "RULES", "RULES_BY_ID", "SPEC", "VirtioRule", "refusal",
-           "render_markdown"]
+__all__ = ["BOTH", "QEMU", "RFC2021", "RULES", "RULES_BY_ID", "SPEC", "VIRTIO_QUIRKS",
+           "VIRTIO_TABLE", "VirtioRule", "refusal", "render_markdown"]
 
 SPEC: Final = "spec"
 QEMU: Final = "qemu"
@@ -419,6 +421,55 @@ RULES: tuple[VirtioRule, ...] = (
 
 RULES_BY_ID: dict[str, VirtioRule] = {r.id: r for r in RULES}
 
+#: The behaviours the profiles select beyond whether a check runs: QEMU's deviations from the
+#: spec (on in ``qemu``), the wire bit of the draft's ATTACH_TABLE (``rfc2021`` sets it to 6)
+#: and, for the nesting UAPI's validation profiles, what ``linux-5.10`` does with a cell
+#: INVALIDATE cannot express.
+VIRTIO_QUIRKS: tuple[Quirk, ...] = (
+    Quirk("virtio.quirk.errors_break_device",
+          "virtio_error: a short request, a bad bypass write, a too small event buffer or a "
+          "too small PROBE buffer leave the device needing a reset (it handles no more "
+          "requests)", _Q, source="hw/virtio/virtio.c virtio_error"),
+    Quirk("virtio.quirk.reply_at_start",
+          "the reply is written from the start of the device-writable part (the tail right "
+          "after PROBE's properties), used length = the bytes written; the spec puts the tail "
+          "at the end", _Q, source="virtio_iommu_handle_command"),
+    Quirk("virtio.quirk.endpoint_records",
+          "endpoint records exist from the first ATTACH until reset: DETACH of an endpoint "
+          "never attached is S_NOENT, and its DMA faults with R_UNKNOWN rather than R_DOMAIN",
+          _Q, source="virtio_iommu_get_endpoint"),
+    Quirk("virtio.quirk.attach_detaches_first",
+          "ATTACH detaches the endpoint (deleting a domain left empty, mappings included) "
+          "before it looks at the target domain: a kind mismatch leaves the endpoint detached, "
+          "and re-ATTACH of a domain's only endpoint to that domain recreates it empty",
+          _Q, source="virtio_iommu_attach"),
+    Quirk("virtio.quirk.unmap_not_atomic",
+          "UNMAP removes fully covered mappings in address order and stops with S_RANGE at "
+          "the first split one, keeping the removals made before it", _Q,
+          source="virtio_iommu_unmap"),
+    Quirk("virtio.quirk.attach_table_bit",
+          "the feature bit the draft's ATTACH_TABLE takes on the wire (False: the profile has "
+          "no nesting requests)", source="Jan 2021 RFC"),
+    Quirk("virtio.quirk.drop_inexpressible_cells",
+          "cache_invalidate drops the caches of a record INVALIDATE cannot express (the "
+          "device TLB, the PASID cache by address) and sends the rest; strict refuses the "
+          "record (virtio.backend.cell)", (LINUX_5_10,), source="d.3"),
+)
+
+#: The table in the core's form (a :class:`VirtioRule` also carries the wire status, which the
+#: core's :class:`~iommu_uapi.ruletable.Rule` has no field for), registered on import and
+#: handed over with the backend's spec: ``fail("virtio....")`` raises its rules and the
+#: profiles (:mod:`.profiles`) take their rules and quirks from it.
+VIRTIO_TABLE: Final = register_table(RuleTable(
+    "virtio-iommu",
+    [Rule(r.id, r.operation, r.errno, r.text, r.message, r.profiles, r.source,
+          section=r.operation) for r in RULES],
+    quirks=VIRTIO_QUIRKS, title="The virtio-iommu device and driver",
+    intro="Every refusal of the virtio-iommu device (virtio spec 5.13, QEMU's device) and of "
+          "its driver behind the nesting UAPI (`iommu_uapi_virtio_iommu.rules`), by the device "
+          "profiles that apply it; the wire statuses are in `plugins/virtio_iommu/RULES.md`.",
+))
+
 
 def refusal(rule_id: str, **values: object) -> UAPIError:
     """The :class:`UAPIError` of a Python-API rule, its message filled with ``values``."""
@@ -446,6 +497,11 @@ def render_markdown() -> str:
         err = errno_name(r.errno) if r.errno is not None else "-"
         lines.append(f"| `{r.id}` | {r.operation} | {st} | {err} | {', '.join(r.profiles)} "
                      f"| {r.text} |")
+    lines += ["", "## Quirks", "", "| quirk | on in | otherwise | behaviour | source |",
+              "|---|---|---|---|---|"]
+    lines += [f"| `{q.id}` | {', '.join(q.profiles) or '-'} | {q.default!r} | {q.text} "
+              f"| {q.source} |" for q in VIRTIO_QUIRKS]
+    lines += ["", "`rfc2021` (based on `spec`) sets `virtio.quirk.attach_table_bit` to 6."]
     return "\n".join(lines) + "\n"
 
 

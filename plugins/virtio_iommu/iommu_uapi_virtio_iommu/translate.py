@@ -88,7 +88,8 @@ def _fault(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int, reason
     exception's ``reason`` starts with the rule id."""
     record = FaultRecord(reason, flags | FaultFlags.ADDRESS, endpoint, iova)
     stop = dev.events.push(record.to_bytes(),
-                           break_on_small=Quirk.ERRORS_BREAK_DEVICE in dev.profile.quirks)
+                           break_on_small=bool(dev.profile.quirk(
+                               Quirk.ERRORS_BREAK_DEVICE)))
     if stop == "virtio.event.small_buffer":
         dev.broken = stop
     generic = Fault(type=FaultType.DMA_UNRECOV, event=FaultUnrecoverable(

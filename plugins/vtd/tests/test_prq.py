@@ -115,7 +115,7 @@ def test_linux_510_code_spills_into_the_requester_id() -> None:
 
 
 @pytest.mark.parametrize(("args", "kw"), [((0x10000, 0), {}), ((1, -1), {}), ((1, 1 << 32), {}),
-                                          ((1, 0), {"mode": "qemu"})])
+                                          ((1, 0), {"mode": "linux-9.9"})])
 def test_response_refuses_bad_input(args: tuple[int, int], kw: dict[str, str]) -> None:
     with pytest.raises(UAPIError):
         page_group_response(FaultPageRequest(flags=int(F.LAST_PAGE)), *args, **kw)  # type: ignore[arg-type]
