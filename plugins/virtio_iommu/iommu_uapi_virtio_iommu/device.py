@@ -33,10 +33,27 @@ from .profiles import Profile, Quirk, get, table_bit
 from .rules import refusal
 from .tables import TABLE_HANDLERS, TABLE_READABLE
 
-__all__ = ["DEFAULT_PAGE_SIZE_MASK", "Reply", "VirtioIommuDevice"]
+__all__ = ["DEFAULT_PAGE_SIZE_MASK", "MAX_WRITABLE", "Reply", "VirtioIommuDevice"]
 
 #: QEMU's default page_size_mask on a 4 KiB-page target.
 DEFAULT_PAGE_SIZE_MASK = ~0xFFF & U64_MAX
+#: The largest device-writable part :meth:`VirtioIommuDevice.request` takes: the model returns
+#: the writable part whole, so its size is bounded (a PROBE buffer is a few hundred bytes).
+MAX_WRITABLE = 1 << 20
+
+
+def _request_bytes(readable: object) -> bytes:
+    """``readable`` as bytes, or ``virtio.request.buffer`` (EFAULT) for what is not a
+    contiguous bytes-like object."""
+    if isinstance(readable, bytes):
+        return readable
+    try:
+        view = memoryview(readable)  # type: ignore[arg-type]
+    except TypeError:
+        raise refusal("virtio.request.buffer", kind=type(readable).__name__) from None
+    if not view.contiguous:
+        raise refusal("virtio.request.buffer", kind="non-contiguous memoryview")
+    return view.tobytes()
 
 
 class Reply(NamedTuple):
@@ -241,7 +258,15 @@ class VirtioIommuDevice:
         return self.handle(readable, writable_len).written
 
     def handle(self, readable: bytes, writable_len: int) -> Reply:
-        """:meth:`request` with the status and the rule that decided it."""
+        """:meth:`request` with the status and the rule that decided it.
+
+        A ``readable`` that is not a bytes-like object, or a ``writable_len`` that is not an
+        int from 0 to :data:`MAX_WRITABLE`, is a misuse of this API rather than a request: it
+        is refused with :class:`~iommu_uapi.errors.UAPIError` (``virtio.request.buffer``,
+        ``virtio.request.writable_len``) and changes nothing."""
+        readable = _request_bytes(readable)
+        if writable_len.__class__ is not int or not 0 <= writable_len <= MAX_WRITABLE:
+            raise refusal("virtio.request.writable_len", value=writable_len)
         quirk = self.profile.quirk
         if self.broken is not None:
             return Reply(b"", None, "virtio.request.broken", f"device needs reset: {self.broken}")

@@ -301,6 +301,16 @@ RULES: tuple[VirtioRule, ...] = (
          "write of {size} bytes at offset {offset}", _B),
     ),
     *_api(
+        "request queue",
+        ("virtio.request.buffer", _errno.EFAULT,
+         "request() takes the device-readable part as a bytes-like object (bytes, bytearray, "
+         "a contiguous memoryview)", "readable part of type {kind}", _B),
+        ("virtio.request.writable_len", _errno.EINVAL,
+         "request() takes the device-writable part's size as an int from 0 to "
+         "MAX_WRITABLE (1 MiB: the model returns the writable part whole)",
+         "writable part size {value!r}", _B),
+    ),
+    *_api(
         "event queue",
         ("virtio.event.no_buffer", None,
          "no event buffer is available: the event is dropped (QEMU drops it with an error "

@@ -155,3 +155,37 @@ def test_probe_properties_that_do_not_fit_are_inval(profile: str) -> None:
     reply = send(dev, L.encode_probe(1), 34)
     refused(reply, "virtio.probe.overflow", Status.INVAL)
     assert reply.written[:30] == bytes(30)
+
+
+@pytest.mark.parametrize("readable", [None, "ATTACH", 7, [1, 0, 0, 0], memoryview(bytes(40))[::2]])
+def test_a_readable_part_that_is_not_bytes_like_is_refused_unchanged(profile: str,
+                                                                     readable: object) -> None:
+    """virtio.request.buffer: a misuse of the Python API, not a request: EFAULT, no reply."""
+    from iommu_uapi.errors import UAPIError
+
+    dev = device(profile)
+    ok(send(dev, L.encode_attach(7, 1)))
+    before = state(dev)
+    with pytest.raises(UAPIError) as err:
+        dev.request(readable, 4)  # type: ignore[arg-type]
+    assert (err.value.errno, err.value.rule) == (14, "virtio.request.buffer")
+    assert state(dev) == before
+    assert dev.request(bytearray(L.encode_attach(7, 2)), 4)[-4:] == dev.request(
+        memoryview(L.encode_attach(7, 2)), 4)[-4:]
+
+
+@pytest.mark.parametrize("writable", ["4", 4.0, True, -1, (1 << 20) + 1, 1 << 64])
+def test_a_writable_size_that_is_not_a_bounded_int_is_refused_unchanged(profile: str,
+                                                                      writable: object) -> None:
+    """virtio.request.writable_len: the model returns the writable part whole, so its size is
+    an int from 0 to MAX_WRITABLE; anything else is EINVAL and changes nothing."""
+    from iommu_uapi.errors import UAPIError
+    from iommu_uapi_virtio_iommu.device import MAX_WRITABLE
+
+    dev = device(profile)
+    before = state(dev)
+    with pytest.raises(UAPIError) as err:
+        dev.request(L.encode_attach(7, 1), writable)  # type: ignore[arg-type]
+    assert (err.value.errno, err.value.rule) == (22, "virtio.request.writable_len")
+    assert state(dev) == before
+    ok(send(dev, L.encode_attach(7, 1), MAX_WRITABLE))  # the bound itself is a request
