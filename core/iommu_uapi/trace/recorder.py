@@ -63,6 +63,11 @@ HOOK_EVENTS: dict[str, Callable[[Mapping[str, Any]], Event]] = {
     "iommu_detach_dev": lambda k: DetachDevice(k["domain"].id, k["dev"].sid),
     "iommu_map": lambda k: Map(k["domain"].id, k["iova"], k["paddr"], k["size"], k["prot"]),
     "iommu_unmap": lambda k: Unmap(k["domain"].id, k["iova"], k["size"]),
+    # the range calls: one Map/Unmap of the whole range (replayed through the façade's map,
+    # which cuts it into the same page sizes)
+    "iommu_map_pages": lambda k: Map(k["domain"].id, k["iova"], k["paddr"],
+                                     k["pgsize"] * k["pgcount"], k["prot"]),
+    "iommu_unmap_pages": lambda k: Unmap(k["domain"].id, k["iova"], k["pgsize"] * k["pgcount"]),
     "iommu_sva_bind_gpasid": lambda k: Bind(k["domain"].id, k["dev"].sid, _bytes(k["data"])),
     "iommu_sva_unbind_gpasid": lambda k: Unbind(k["domain"].id, k["dev"].sid, k["pasid"]),
     "iommu_cache_invalidate": lambda k: Invalidate(k["domain"].id, k["dev"].sid,
