@@ -30,7 +30,7 @@ from ..common import (
     restage,
 )
 from .bits import OA52_HI, OA52_HI_SHIFT, S1Desc, S2Desc, TableDesc, s1_key, s2_key, table_key
-from .config import LPAEConfig, fast_plans, geometry
+from .config import LPAEConfig, LStep, fast_plans, geometry
 
 __all__ = ["LPAEWalker", "stage2", "walk"]
 
@@ -89,7 +89,11 @@ class LPAEWalker:
         stage 2.
         """
         steps = self._fast.get(access)
-        if steps is not None and s2 is None and not update_ad and 0 <= iova < self._limit:
+        if steps is not None and not update_ad and 0 <= iova < self._limit:
+            if s2 is not None:
+                if self._s1:
+                    return self._nested(steps, root, self._start, iova, access, s2, 0, None)
+                return self._walk(root, iova, access, s2, update_ad)  # refused there
             # The common case, read inline from the page view; anything else (a fault, AF=0, a
             # table control, a permission the leaf refuses) leaves it for the full walk below.
             get = self._get
@@ -135,6 +139,9 @@ class LPAEWalker:
                             f"level {level} from {table:#x}", rule="pgtable.start")
         skipped = level - self._start
         steps = self._fast_from[level].get(access) if not inherited & self._controls else None
+        if steps is not None and s2 is not None and self._s1 and 0 <= iova < self._limit:
+            return self._nested(steps, table, level, iova, access, s2, skipped, path,
+                                inherited)
         if steps is not None and s2 is None and 0 <= iova < self._limit:
             mark = 0 if path is None else len(path)
             get = self._get
@@ -173,11 +180,73 @@ class LPAEWalker:
         return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads - skipped, r.s2_reads,
                           r.global_)
 
+    def _nested(self, steps: tuple[LStep, ...], table: int, level: int, iova: int,
+                access: int, s2: Stage2Translate, skipped: int,
+                path: list[tuple[int, int, int]] | None, inherited: int = 0) -> WalkResult:
+        """The common case of a nested walk from ``table`` (of level ``level``, ``skipped``
+        levels below the start): each descriptor's IPA through ``s2`` once, the descriptor
+        read inline at its PA, no object built per level. A stage-2 fault is reported as the
+        full walk reports it; any other departure from the common case hands the walk over to
+        the full walk at the level it reached, the stage-2 translation of that level's
+        descriptor included."""
+        access = ACCESS_INTS[access]
+        rwx = _RWX_OF[access]
+        get = self._get
+        addr_mask = self._addr_mask
+        s2_reads = 0
+        s2_class = "ROOT" if level == self._start else "TT"
+        below = inherited
+        for shift, imask, tmask, lmask, lwant, leaf in steps:
+            ptr = table + (((iova >> shift) & imask) << 3)
+            try:
+                r2 = s2(ptr, _READ)
+            except WalkFault as f:
+                raise restage(f, s2_class=s2_class, addr=ptr, access=access, level=f.level,
+                              reads=level - self._start - skipped,
+                              s2_reads=s2_reads) from None
+            s2_class = "TT"
+            hptr = r2.oa
+            s2_reads += r2.reads
+            desc = get(hptr & _PAGE_BASE, ZERO_QUADS)[(hptr >> 3) & 0x1FF]
+            if desc & tmask == 3:
+                table = desc & addr_mask
+                if path is not None:
+                    below |= (desc >> _CONTROLS_SHIFT) & 0xF
+                    path.append((level, table, below))
+                level += 1
+                continue
+            if desc & lmask == lwant:
+                oa_mask, offset, size, lv, reads, perm_of = leaf
+                perm = perm_of[((desc >> 6) & 3) | ((desc >> 51) & 0xC)]
+                if perm & rwx == rwx:
+                    oa = (desc & oa_mask) | (iova & offset)
+                    try:
+                        out = s2(oa, rwx)
+                    except WalkFault as f:
+                        raise restage(f, s2_class="IN", addr=oa, access=access, level=f.level,
+                                      reads=reads - skipped, s2_reads=s2_reads) from None
+                    return WalkResult(out.oa, size if size < out.page_size else out.page_size,
+                                      perm & (out.perm | _PRIV), lv, reads - skipped,
+                                      s2_reads + out.reads, not desc & _NG)
+            break
+        else:  # pragma: no cover - level 3 holds no tables
+            raise AssertionError("unreachable: level 3 holds no tables")
+        try:
+            r = self._walk(table, iova, access, s2, False, level, inherited, path,
+                           (hptr, s2_reads))
+        except WalkFault as f:
+            f.reads -= skipped
+            raise
+        return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads - skipped, r.s2_reads,
+                          r.global_) if skipped else r
+
     def _walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None,
               update_ad: bool, start: int | None = None, inherited: int = 0,
-              path: list[tuple[int, int, int]] | None = None) -> WalkResult:
+              path: list[tuple[int, int, int]] | None = None,
+              resume: tuple[int, int] | None = None) -> WalkResult:
         """The full walk: every check in the architecture's order, nested walks, HTTU (and
-        the continuation of :meth:`walk_partial`)."""
+        the continuation of :meth:`walk_partial` and of the nested fast path, which gives in
+        ``resume`` the PA of the first descriptor and the stage-2 reads made so far)."""
         if s2 is not None and not self._s1:
             raise UAPIError(errno.EINVAL, "LPAE stage 2: stage-2 tables are not translated by "
                             "another stage", rule="lpae.nested")
@@ -202,6 +271,9 @@ class LPAEWalker:
             ptr = table + (((iova >> shift) & imask) << 3)
             if s2 is None:
                 hptr = ptr
+            elif resume is not None:  # translated by the fast path
+                (hptr, s2_reads), resume = resume, None
+                s2_class = "TT"
             else:
                 try:
                     r2 = s2(ptr, _READ)
