@@ -79,7 +79,8 @@ class Half(NamedTuple):
 class Stage1:
     """The stage-1 regime of one CD (legal under the capability set it was built with)."""
 
-    __slots__ = ("abort", "asid", "cd", "halves", "record", "stall")
+    __slots__ = ("abort", "asid", "cd", "ha", "halves", "post_checks", "record", "stall",
+                 "tbi")
 
     def __init__(self, cd: Cd, caps: SmmuCaps, mem: PhysicalMemory, *, s1stalld: bool) -> None:
         why = check_cd(cd, caps, s1stalld=s1stalld)
@@ -101,11 +102,19 @@ class Stage1:
         self.stall = cd.S
         # TERM_MODEL = 1: a terminated transaction always aborts (CD.A is not honoured)
         self.abort = cd.A or caps.term_model
+        #: whether :meth:`denies` can refuse anything (CD.WXN or CD.PAN set)
+        self.post_checks = bool(cd.WXN or cd.PAN)
+        #: CD.HA: the walks update Access flags (and go uncached)
+        self.ha = bool(cd.HA)
+        #: whether either half ignores the top byte (TBI0, TBI1)
+        self.tbi = bool(cd.TBI0 or cd.TBI1)
 
     def tlb_key(self, va: int) -> int:
         """The address a TLB holds ``va`` under: with TBI for its half the top byte is ignored,
         so ``va`` is taken as bits 55:0 sign-extended from bit 55 (the form TLBI addresses are
         matched in)."""
+        if not self.tbi:
+            return va
         n = (va >> 55) & 1
         if not self.halves[n].tbi:
             return va

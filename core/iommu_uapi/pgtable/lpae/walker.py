@@ -30,7 +30,8 @@ from ..common import (
     restage,
 )
 from .bits import OA52_HI, OA52_HI_SHIFT, S1Desc, S2Desc, TableDesc, s1_key, s2_key, table_key
-from .config import LPAEConfig, LStep, fast_plans, geometry
+from .config import LPAEConfig, fast_plans, geometry
+from .fast import leaf_steps, nested_walk, walk_leaf
 
 __all__ = ["LPAEWalker", "stage2", "walk"]
 
@@ -75,6 +76,12 @@ class LPAEWalker:
         # the fast plans of walks that start at each level (walk_partial), cut once here
         self._fast_from = plans_from(self._fast, self.walk_levels)
         self._get = page_getter(pages)
+        # the last level's step of every plan (walk_leaf), and how a table there is aligned
+        self._leaf_plan = leaf_steps(self._fast, cfg.stage)
+        self._leaf_misalign = (self._root_align if self._start == 3 else cfg.granule) - 1
+
+    _nested = nested_walk
+    walk_leaf = walk_leaf
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
              update_ad: bool = False) -> WalkResult:
@@ -179,66 +186,6 @@ class LPAEWalker:
             raise
         return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads - skipped, r.s2_reads,
                           r.global_)
-
-    def _nested(self, steps: tuple[LStep, ...], table: int, level: int, iova: int,
-                access: int, s2: Stage2Translate, skipped: int,
-                path: list[tuple[int, int, int]] | None, inherited: int = 0) -> WalkResult:
-        """The common case of a nested walk from ``table`` (of level ``level``, ``skipped``
-        levels below the start): each descriptor's IPA through ``s2`` once, the descriptor
-        read inline at its PA, no object built per level. A stage-2 fault is reported as the
-        full walk reports it; any other departure from the common case hands the walk over to
-        the full walk at the level it reached, the stage-2 translation of that level's
-        descriptor included."""
-        access = ACCESS_INTS[access]
-        rwx = _RWX_OF[access]
-        get = self._get
-        addr_mask = self._addr_mask
-        s2_reads = 0
-        s2_class = "ROOT" if level == self._start else "TT"
-        below = inherited
-        for shift, imask, tmask, lmask, lwant, leaf in steps:
-            ptr = table + (((iova >> shift) & imask) << 3)
-            try:
-                r2 = s2(ptr, _READ)
-            except WalkFault as f:
-                raise restage(f, s2_class=s2_class, addr=ptr, access=access, level=f.level,
-                              reads=level - self._start - skipped,
-                              s2_reads=s2_reads) from None
-            s2_class = "TT"
-            hptr = r2.oa
-            s2_reads += r2.reads
-            desc = get(hptr & _PAGE_BASE, ZERO_QUADS)[(hptr >> 3) & 0x1FF]
-            if desc & tmask == 3:
-                table = desc & addr_mask
-                if path is not None:
-                    below |= (desc >> _CONTROLS_SHIFT) & 0xF
-                    path.append((level, table, below))
-                level += 1
-                continue
-            if desc & lmask == lwant:
-                oa_mask, offset, size, lv, reads, perm_of = leaf
-                perm = perm_of[((desc >> 6) & 3) | ((desc >> 51) & 0xC)]
-                if perm & rwx == rwx:
-                    oa = (desc & oa_mask) | (iova & offset)
-                    try:
-                        out = s2(oa, rwx)
-                    except WalkFault as f:
-                        raise restage(f, s2_class="IN", addr=oa, access=access, level=f.level,
-                                      reads=reads - skipped, s2_reads=s2_reads) from None
-                    return WalkResult(out.oa, size if size < out.page_size else out.page_size,
-                                      perm & (out.perm | _PRIV), lv, reads - skipped,
-                                      s2_reads + out.reads, not desc & _NG)
-            break
-        else:  # pragma: no cover - level 3 holds no tables
-            raise AssertionError("unreachable: level 3 holds no tables")
-        try:
-            r = self._walk(table, iova, access, s2, False, level, inherited, path,
-                           (hptr, s2_reads))
-        except WalkFault as f:
-            f.reads -= skipped
-            raise
-        return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads - skipped, r.s2_reads,
-                          r.global_) if skipped else r
 
     def _walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None,
               update_ad: bool, start: int | None = None, inherited: int = 0,
