@@ -53,8 +53,14 @@ class SmmuContext:
         s1, stream = self.s1, self.stream
         try:
             if s1 is not None:
-                res = self.smmu.walk_stage1(s1, stream, s1.tlb_key(iova), iova, access,
-                                            self.tag)
+                if s1.ha:  # Access flags updated: the uncached walk
+                    res = self.smmu.walk_stage1(s1, stream, iova, iova, access)
+                else:
+                    half, va = s1.select(iova, access)
+                    assert half.walker is not None
+                    res = self.smmu.walks.walk_stage1(half.walker, half.root, self.tag,
+                                                      s1.tlb_key(iova), va, access,
+                                                      stream.s2_walk)
                 why = s1.denies(access, res.perm) if s1.post_checks else None
                 if why is not None:
                     raise WalkFault(FaultKind.PERMISSION, stage=1, level=3, addr=iova,

@@ -254,17 +254,17 @@ class Smmu:
         return Translation(res.oa, size, res.perm, res.reads + res.s2_reads, reads)
 
     def walk_stage1(self, s1: Stage1, stream: StreamConfig, key: int, addr: int,
-                    access: int, tag: tuple[int, int] | None = None) -> WalkResult:
+                    access: int) -> WalkResult:
         """The stage-1 walk of ``addr`` (``key`` its TLB form) over the stream's stage 2,
-        through the walk caches (uncached when CD.HA updates Access flags) under ``tag``
-        (default: the stream's VMID and the CD's ASID); raises :class:`WalkFault`."""
+        through the walk caches (uncached when CD.HA updates Access flags); raises
+        :class:`WalkFault`."""
         half, va = s1.select(addr, access)
         walker = half.walker
         assert walker is not None
         if s1.ha:
             return walker.walk(half.root, va, access, stream.s2, True)
-        return self.walks.walk_stage1(walker, half.root, tag or (stream.vmid, s1.asid), key,
-                                      va, access, stream.s2_walk)
+        return self.walks.walk_stage1(walker, half.root, (stream.vmid, s1.asid), key, va,
+                                      access, stream.s2_walk)
 
     def _post_checks(self, txn: Txn, s1: Stage1 | None, stream: StreamConfig,
                      perm: int) -> None:

@@ -51,8 +51,8 @@ class CachedStage2:
     """``s2(ipa, access)`` over the stage-2 tables at ``root`` through ``cache`` under
     ``(VMID,)``: a drop-in for the plain stage-2 translate function."""
 
-    __slots__ = ("_deep", "_leaf", "_leaf_level", "_levels", "_sees_hits", "_start", "cache",
-                 "owner", "root", "tag", "walker")
+    __slots__ = ("_deep", "_keys", "_leaf", "_leaf_level", "_levels", "_pending", "_seen",
+                 "_seen_shift", "_start", "cache", "owner", "root", "tag", "walker")
 
     def __init__(self, owner: SmmuWalkCaches, walker: LPAEWalker, root: int,
                  cache: WalkCache, vmid: int) -> None:
@@ -67,20 +67,29 @@ class CachedStage2:
         self._deep = cache.shifts[self._levels[0]] if self._levels else None
         self._leaf_level = walker.walk_levels[-1]
         self._leaf = walker.walk_leaf
-        self._sees_hits = cache.sees_hits  # fixed by the cache's geometry
+        # the prefix the walks of one translation share a last-level table under (None: they
+        # do not use the seen path: a one-level walk, or a cache whose policy sees each hit)
+        self._seen_shift = None if cache.sees_hits else self._deep
+        self._seen = owner.seen  # cleared after each translation, never replaced
+        self._pending = owner._pending  # likewise
+        #: per LPAE level of a table descriptor, its walk-cache level and prefix shift
+        self._keys = {4 - lv: (lv, cache.shifts[lv]) for lv in self._levels}
 
     def __call__(self, ipa: int, access: int) -> WalkResult:
         """Translate ``ipa``: from the deepest cached table descriptor covering it, else from
         S2TTB; the table descriptors read are cached when the translation completes (at once
         for a stage-2-only one)."""
-        owner = self.owner
-        pending = owner.pending
-        deep = self._deep
-        if pending is None or deep is None or self._sees_hits:
-            return self._walk(ipa, access, pending)
-        seen = owner.seen.get(ipa >> deep)
+        if self.owner.pending is None:
+            return self._walk(ipa, access, None)
+        return self.nested(ipa, access)
+
+    def nested(self, ipa: int, access: int) -> WalkResult:
+        """What :meth:`__call__` does while a nested translation is under way (the stage-2
+        translate function :meth:`SmmuWalkCaches.walk_stage1` hands the stage-1 walker)."""
+        shift = self._seen_shift
+        seen = None if shift is None else self._seen.get(ipa >> shift)
         if seen is None:
-            return self._walk(ipa, access, pending)
+            return self._walk(ipa, access, self._pending)
         # An earlier stage-2 walk of this translation went through the same last-level table:
         # the descriptors above it are the ones it read (the tables do not change within one
         # translation, nor do the walk caches: their fills wait for its end), so this walk
@@ -108,13 +117,14 @@ class CachedStage2:
             return res
         last, deep = self._leaf_level, self._deep
         if path:  # one entry per (level, prefix): the walks of a translation share tables
-            shifts = cache.shifts
+            keys = self._keys
             for lv, next_table, _ in path:
-                pending[(4 - lv, ipa >> shifts[4 - lv])] = next_table
+                wl, shift = keys[lv]
+                pending[(wl, ipa >> shift)] = next_table
             if deep is not None and path[-1][0] == last - 1:
-                self.owner.seen[ipa >> deep] = (path[-1][1], last - level, hit is not None)
+                self._seen[ipa >> deep] = (path[-1][1], last - level, hit is not None)
         elif deep is not None and level == last and hit is not None:
-            self.owner.seen[ipa >> deep] = (table, 0, True)
+            self._seen[ipa >> deep] = (table, 0, True)
         return res
 
     def fill_pending(self, pending: dict[tuple[int, int], int]) -> None:
@@ -184,8 +194,9 @@ class SmmuWalkCaches:
                 _fill(cache, tag, key, path)
             return res
         pending = self.pending = self._pending
+        nested = s2.nested if s2.__class__ is CachedStage2 else s2
         try:
-            res = walker.walk_partial(table, level, va, access, s2, inherited=inherited,
+            res = walker.walk_partial(table, level, va, access, nested, inherited=inherited,
                                       path=path)
         except BaseException:
             pending.clear()  # a faulting translation caches nothing

@@ -44,10 +44,9 @@ def nested_walk(w: LPAEWalker, steps: tuple[LStep, ...], table: int, level: int,
     access = ACCESS_INTS[access]
     rwx = _RWX_OF[access]
     get = w._get
+    zero = ZERO_QUADS
     addr_mask = w._addr_mask
-    start = w._start
     s2_reads = 0
-    s2_class = "ROOT" if level == start else "TT"
     below = inherited
     hptr = 0
     for shift, imask, tmask, lmask, lwant, leaf in steps:
@@ -55,12 +54,13 @@ def nested_walk(w: LPAEWalker, steps: tuple[LStep, ...], table: int, level: int,
         try:
             r2 = s2(ptr, _READ)
         except WalkFault as f:
-            raise restage(f, s2_class=s2_class, addr=ptr, access=access, level=f.level,
-                          reads=level - start - skipped, s2_reads=s2_reads) from None
-        s2_class = "TT"
+            # the start level's descriptor lies in the table S1ContextPtr/TTB names (ROOT)
+            raise restage(f, s2_class="ROOT" if level == w._start else "TT", addr=ptr,
+                          access=access, level=f.level, reads=level - w._start - skipped,
+                          s2_reads=s2_reads) from None
         hptr = r2.oa
         s2_reads += r2.reads
-        desc = get(hptr & _PAGE_BASE, ZERO_QUADS)[(hptr >> 3) & 0x1FF]
+        desc = get(hptr & _PAGE_BASE, zero)[(hptr >> 3) & 0x1FF]
         if desc & tmask == 3:
             table = desc & addr_mask
             if path is not None:
