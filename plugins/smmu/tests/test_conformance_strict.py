@@ -55,3 +55,8 @@ class TestPasids(conformance.PasidTests):
 
 class TestFuzz(conformance.FuzzTests):
     """Bounded fuzzing of the user-bytes entry points."""
+
+
+class TestStateful(conformance.StatefulTests):
+    """The backend against the reference model, its guest PASIDs entered through the CD
+    table."""
