@@ -9,6 +9,7 @@ must be equal.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import pytest
@@ -87,10 +88,10 @@ def test_lpae_nested_fast_and_full_walks_agree(data: st.DataObject, access: int)
         want_path: list[tuple[int, int, int]] = []
         calls_fast.clear()
         calls_full.clear()
-        got = outcome(lambda: fast.walk_partial(
-            table, level, iova, access, _recording(s2_fast, calls_fast), path=got_path))
-        want = outcome(lambda: full.walk_partial(
-            table, level, iova, access, _recording(s2_full, calls_full), path=want_path))
+        got = outcome(partial(fast.walk_partial, table, level, iova, access,
+                              _recording(s2_fast, calls_fast), path=got_path))
+        want = outcome(partial(full.walk_partial, table, level, iova, access,
+                               _recording(s2_full, calls_full), path=want_path))
         assert (got, got_path, calls_fast) == (want, want_path, calls_full)
 
 
