@@ -61,7 +61,10 @@ class GuestFormat:
     guest context enters; ``global_pages`` whether the guest's tables can mark a leaf global
     (``Prot.GLOBAL``: x86 G, LPAE nG=0) and the IOMMU caches such a leaf as global (kept by
     non-global invalidations); ``single_context`` (``PASID_TABLE`` only) whether the table
-    holds one context, which DMA without PASID reaches (see the module docstring).
+    holds one context, which DMA without PASID reaches (see the module docstring);
+    ``host_stage2`` whether the host keeps mapping and unmapping the domain's stage 2 while the
+    guest's contexts translate over it (False: virtio-iommu's table sharing, where a domain
+    that shares a guest table takes no MAP or UNMAP).
     Subclasses implement :meth:`tables` and, per ``entry``, :meth:`bind_data` or
     :meth:`pasid_table` and :meth:`write_entry`.
     """
@@ -70,15 +73,17 @@ class GuestFormat:
     entry: GuestEntry
     global_pages: bool
     single_context: bool
+    host_stage2: bool
 
     def __init__(self, format: int, entry: GuestEntry, *, global_pages: bool = False,
-                 single_context: bool = False) -> None:
+                 single_context: bool = False, host_stage2: bool = True) -> None:
         if single_context and entry is not GuestEntry.PASID_TABLE:
             raise ValueError("only a guest PASID table can hold a single context")
         self.format = format
         self.entry = entry
         self.global_pages = global_pages
         self.single_context = single_context
+        self.host_stage2 = host_stage2
 
     def __repr__(self) -> str:
         single = ", single context" if self.single_context else ""
