@@ -58,9 +58,9 @@ class SmmuContext:
                 else:
                     half, va = s1.select(iova, access)
                     assert half.walker is not None
-                    res = self.smmu.walks.walk_stage1(half.walker, half.root, self.tag,
-                                                      s1.tlb_key(iova), va, access,
-                                                      stream.s2_walk)
+                    res = self.smmu.walks.walk_stage1(
+                        half.walker, half.root, self.tag, s1.tlb_key(iova) if s1.tbi else iova,
+                        va, access, stream.s2_walk)
                 why = s1.denies(access, res.perm) if s1.post_checks else None
                 if why is not None:
                     raise WalkFault(FaultKind.PERMISSION, stage=1, level=3, addr=iova,
