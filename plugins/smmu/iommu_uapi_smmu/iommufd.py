@@ -32,7 +32,7 @@ from iommu_uapi.iommufd import (
     IommuViommuArmSmmuv3Invalidate,
     ViommuType,
 )
-from iommu_uapi.iommufd.arm_smmuv3 import VSTE_FIELDS
+from iommu_uapi.iommufd.arm_smmuv3 import VSTE_FIELDS, VcmdOpcode
 from iommu_uapi.rules import fail
 from iommu_uapi.uapi import PasidSmmuv3, PasidTableConfig, PasidTableVendor
 from iommu_uapi.uapi.consts import IOMMU_PASID_FORMAT_SMMUV3, PasidConfig
@@ -67,9 +67,7 @@ _EATS_OK = frozenset({int(Eats.ABORT), int(Eats.FULL)})
 _W = (1 << 64) - 1
 
 #: The guest commands a vIOMMU passes on
-ALLOWED_OPCODES = frozenset({Opcode.TLBI_NSNH_ALL, Opcode.TLBI_NH_VA, Opcode.TLBI_NH_VAA,
-                             Opcode.TLBI_NH_ALL, Opcode.TLBI_NH_ASID, Opcode.ATC_INV,
-                             Opcode.CFGI_CD, Opcode.CFGI_CD_ALL})
+ALLOWED_OPCODES = frozenset(Opcode[op.name] for op in VcmdOpcode)
 _TAGGED = frozenset({int(Opcode.TLBI_NH_VA), int(Opcode.TLBI_NH_VAA), int(Opcode.TLBI_NH_ALL),
                      int(Opcode.TLBI_NH_ASID)})
 _BY_SID = frozenset({int(Opcode.ATC_INV), int(Opcode.CFGI_CD), int(Opcode.CFGI_CD_ALL)})
