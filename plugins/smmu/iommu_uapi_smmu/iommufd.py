@@ -62,6 +62,7 @@ _S1CDMAX = VSTE_FIELDS["S1CDMax"]
 _S1FMT = VSTE_FIELDS["S1Fmt"]
 _S1DSS = VSTE_FIELDS["S1DSS"]
 _ATC_ALL = 52
+_MEMO_LIMIT = 4096
 _CONFIGS = frozenset({int(SteConfig.ABORT), int(SteConfig.BYPASS), int(SteConfig.S1_TRANS)})
 _EATS_OK = frozenset({int(Eats.ABORT), int(Eats.FULL)})
 _W = (1 << 64) - 1
@@ -159,12 +160,27 @@ class SmmuNested:
 
 
 class SmmuViommu:
-    """A vIOMMU of the SMMU: the VMID its guest's TLBIs are tagged with."""
+    """A vIOMMU of the SMMU: the VMID its guest's TLBIs are tagged with, and the host
+    commands of the words seen before (commands are immutable records)."""
 
-    __slots__ = ("vmid",)
+    __slots__ = ("decoded", "vmid")
 
     def __init__(self, vmid: int) -> None:
         self.vmid = vmid
+        self.decoded: dict[tuple[int, int], Command] = {}
+
+    def commands(self, words: Sequence[tuple[int, int]]) -> list[Command]:
+        """The host commands of ``words`` (decoded once per distinct pair)."""
+        memo = self.decoded
+        out: list[Command] = []
+        for pair in words:
+            cmd = memo.get(pair)
+            if cmd is None:
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                cmd = memo[pair] = decode_command(pair[0] | pair[1] << 64)
+            out.append(cmd)
+        return out
 
 
 class SmmuIommufd:
@@ -246,5 +262,5 @@ class SmmuIommufd:
         words, error = guest_commands(entries, viommu.vmid,
                                       {v: d.sid for v, d in vdevs.items()})
         if words:
-            self.issue([decode_command(w0 | w1 << 64) for w0, w1 in words])
+            self.issue(viommu.commands(words))
         return len(words), error
