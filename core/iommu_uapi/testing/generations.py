@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from ..caches import ConfigCache
 from ..features import CacheCell
+from ..iommufd import IommuHwptPageResponse, IommuHwptPgfault, PageResponseCode
 from ..translation import TranslationFault
 from ..uapi.consts import CacheType, InvGranularity
 from .harness import READ, WRITE, Harness
@@ -60,6 +61,7 @@ class _Ops(Protocol):
     def leave(self, pasid: int, dev: Any) -> None: ...
     def flush_page(self, pasid: int, dev: Any, va: int, pages: int, devtlb: bool) -> None: ...
     def flush_pasid(self, pasid: int, dev: Any) -> None: ...
+    def respond(self, pasid: int, dev: Any, grpid: int) -> None: ...
 
 
 def _dma(h: _Host, dev: Any, va: int, pasid: int | None, access: int) -> tuple[Any, ...]:
@@ -121,6 +123,12 @@ def _workload(h: _Host, ops: _Ops) -> list[Observation]:
     h.gunmap(_VAS[2])
     ops.flush_pasid(a, h.dev2)
     out.append(_observe(h, [_dma(h, h.dev2, va, a, READ) for va in _VAS[:4]]))
+    if h.dev.pri:  # the device asks for a page; the guest answers the group
+        h.iommu.page_request(h.dev, _VAS[2] + 0x40, pasid=b, access=WRITE, grpid=7)
+        waiting = len(list(h.iommu.pending_page_requests(h.dev)))
+        ops.respond(b, h.dev, 7)
+        out.append(_observe(h, [("page requests", waiting,
+                                 len(list(h.iommu.pending_page_requests(h.dev))))]))
     ops.leave(a, h.dev2)
     out.append(_observe(h, [_dma(h, h.dev2, _VAS[0], a, READ), _dma(h, h.dev, _VAS[0], b,
                                                                       READ)]))
@@ -147,14 +155,21 @@ class _Gen2020:
     def flush_pasid(self, pasid: int, dev: Any) -> None:
         self.h.invalidate(Harness.inv_info(_PASID, pasid), dev)
 
+    def respond(self, pasid: int, dev: Any, grpid: int) -> None:
+        self.h.iommu.uapi_page_response(dev, self.h.response(grpid, pasid))
+
 
 class _GenIommufd:
     def __init__(self, r: IommufdRig) -> None:
         self.r = r
         self.objs: dict[int, int] = {}
+        #: the fault object the ATS device's contexts report to (the 2020 harness registers
+        #: a fault handler for that device)
+        self.fault_id, self.fault_fd = r.client.fault_alloc()
 
     def enter(self, pasid: int, dev: Any) -> None:
-        self.objs[pasid] = self.r.enter(pasid, dev)
+        fault_id = self.fault_id if dev is self.r.dev else 0
+        self.objs[pasid] = self.r.enter(pasid, dev, fault_id=fault_id)
 
     def leave(self, pasid: int, dev: Any) -> None:
         self.r.leave(self.objs.pop(pasid), pasid, dev)
@@ -172,6 +187,14 @@ class _GenIommufd:
     def flush_pasid(self, pasid: int, dev: Any) -> None:
         del dev
         self._run(pasid, self.r.entries.whole(self.r.tag(pasid)))
+
+    def respond(self, pasid: int, dev: Any, grpid: int) -> None:
+        del dev
+        raw = self.r.fd.read(self.fault_fd, 40 * 64)
+        records = [IommuHwptPgfault.from_bytes(raw[i:i + 40]) for i in range(0, len(raw), 40)]
+        cookie = next(rec.cookie for rec in records if (rec.pasid, rec.grpid) == (pasid, grpid))
+        self.r.fd.write(self.fault_fd, IommuHwptPageResponse(
+            cookie=cookie, code=int(PageResponseCode.SUCCESS)).to_bytes())
 
 
 def run_2020(backend: str, profile: str = "strict") -> list[Observation]:

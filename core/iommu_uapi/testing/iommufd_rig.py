@@ -171,7 +171,9 @@ class IommufdRig:
 
     def enter(self, pasid: int, dev: Device | None = None, *, fault_id: int = 0) -> int:
         """Make ``pasid`` of ``dev`` translate through the guest's tables; returns the object
-        the guest invalidates the context through (its nested HWPT, or the vIOMMU)."""
+        the guest invalidates the context through (its nested HWPT, or the vIOMMU). With
+        ``fault_id``, the context's page requests go to that fault object (through a guest
+        PASID table: those of every PASID of the device)."""
         return self._mode.enter(self, pasid, dev, fault_id)
 
     def leave(self, obj: int, pasid: int, dev: Device | None = None) -> None:
@@ -260,11 +262,22 @@ class _PasidTable:
                                          for e in rig.entries.table_entry(vsid, pasid)])
 
     @staticmethod
+    def _with_fault(rig: IommufdRig, dev: Device | None, fault_id: int) -> None:
+        """Give ``dev`` a nested HWPT (the same guest STE) that reports to ``fault_id``: the
+        page requests of every PASID of its CD table go there."""
+        dev_id = rig.dev_id_of(dev)
+        old = rig.nested_of[dev_id]
+        hwpt = rig.nested(fault_id=fault_id)
+        rig.fd.detach(dev_id)
+        rig.fd.attach(dev_id, hwpt)
+        rig.nested_of[dev_id] = hwpt
+        rig.client.destroy(old)
+
+    @staticmethod
     def enter(rig: IommufdRig, pasid: int, dev: Device | None, fault_id: int) -> int:
-        del dev
         assert rig.table is not None and rig.viommu is not None
         if fault_id:
-            raise ValueError("a PASID-table guest's faults go with its device's nested HWPT")
+            _PasidTable._with_fault(rig, dev, fault_id)
         rig.format.write_entry(rig.guest, rig.table, pasid, rig.gpt.root)
         _PasidTable._table_entry(rig, pasid)
         return rig.viommu

@@ -16,6 +16,9 @@ from iommu_uapi.iommufd import (
     HwptDataType,
     HwptInvalidateDataType,
     IommuFd,
+    IommuHwptPageResponse,
+    IommuHwptPgfault,
+    PageResponseCode,
     ViommuType,
 )
 from iommu_uapi.iommufd.arm_smmuv3 import (
@@ -221,3 +224,61 @@ def test_a_lost_or_mistagged_smmu_invalidation_is_a_difference(
 
 def test_the_smmu_runs_are_deterministic() -> None:
     assert run_2020("smmuv3") == run_2020("smmuv3")
+
+
+# -- page requests through a fault object ------------------------------------------------------
+
+
+def _faulting_rig() -> tuple[IommufdRig, int]:
+    r = IommufdRig("smmuv3")
+    fault_id, fd = r.client.fault_alloc()
+    r.gmap(VA)
+    r.enter(5, r.dev, fault_id=fault_id)
+    r.enter(6, r.dev)
+    return r, fd
+
+
+def _records(raw: bytes) -> list[IommuHwptPgfault]:
+    return [IommuHwptPgfault.from_bytes(raw[i:i + 40]) for i in range(0, len(raw), 40)]
+
+
+def test_page_requests_of_every_pasid_of_the_cd_table_reach_the_fault_object() -> None:
+    """The nested HWPT of the device's RID holds the guest's whole CD table: requests of any
+    PASID go to its fault object (the kernel's user_pasid_table)."""
+    r, fd = _faulting_rig()
+    r.iommu.page_request(r.dev, VA + 0x40, pasid=5, access=2, grpid=3)
+    r.iommu.page_request(r.dev, VA, pasid=6, grpid=4)
+    recs = _records(r.fd.read(fd, 120))
+    assert [(x.dev_id, x.pasid, x.grpid) for x in recs] == [(r.dev_id, 5, 3), (r.dev_id, 6, 4)]
+    assert recs[0].addr == VA and recs[0].perm == 2
+
+
+@pytest.mark.parametrize(("code", "resp"), [(PageResponseCode.SUCCESS, 0b10),   # SUCC
+                                            (PageResponseCode.INVALID, 0b00)])  # DENY
+def test_a_response_is_the_smmus_pri_resp(code: PageResponseCode, resp: int) -> None:
+    r, fd = _faulting_rig()
+    r.iommu.page_request(r.dev, VA, pasid=5, grpid=3)
+    (rec,) = _records(r.fd.read(fd, 40))
+    assert r.fd.write(fd, IommuHwptPageResponse(cookie=rec.cookie, code=code).to_bytes()) == 8
+    assert not list(r.iommu.pending_page_requests(r.dev))
+    sent = next(c for c in r.iommu.backend.host.last  # type: ignore[attr-defined]
+                if isinstance(c, cmds.PriResp))
+    assert (sent.SID, sent.SSV, sent.SSID, sent.PRGI, sent.Resp) == (r.dev.sid, True, 5, 3, resp)
+
+
+def test_detaching_the_rid_answers_every_pasids_groups_invalid() -> None:
+    r, fd = _faulting_rig()
+    r.iommu.page_request(r.dev, VA, pasid=5, grpid=3)
+    r.iommu.page_request(r.dev, VA, pasid=6, grpid=4)
+    r.fd.detach(r.dev_id)
+    assert not list(r.iommu.pending_page_requests(r.dev))
+    assert r.fd.read(fd, 80) == b""
+    answered = [c for c in r.iommu.backend.host.history  # type: ignore[attr-defined]
+                if isinstance(c, cmds.PriResp)]
+    assert {(c.SSID, c.PRGI, c.Resp) for c in answered} == {(5, 3, 0b00), (6, 4, 0b00)}  # DENY
+
+
+def test_an_unanswered_page_request_is_a_difference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(generations._GenIommufd, "respond", lambda self, pasid, dev, g: None)
+    diffs = compare_generations("smmuv3", "strict")
+    assert any("DMA outcomes" in d and "page requests" in d for d in diffs)
