@@ -1,7 +1,8 @@
 """What a VMM says to iommufd for each kind of hardware, as tables keyed by the hardware type
 ``IOMMU_GET_HW_INFO`` reports (never by a backend's name): the data of a nested HWPT
 (:data:`NESTED_DATA_FOR`), the vIOMMU a guest's commands go through (:data:`VIOMMU_FOR`), and
-the invalidation entries a guest's requests become (:data:`ENTRIES_FOR`).
+the invalidation entries a guest's requests become (:data:`ENTRIES_FOR`); and, keyed by the
+guest PASID-table format, where the guest's TLB tag of a PASID is (:data:`TAG_FOR`).
 
 * VT-d (``IOMMU_HWPT_DATA_VTD_S1``): one nested HWPT per guest PASID, the guest's first level
   as its data; entries ``iommu_hwpt_vtd_s1_invalidate`` on that HWPT (the kernel flushes the
@@ -15,7 +16,7 @@ the invalidation entries a guest's requests become (:data:`ENTRIES_FOR`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from ..abi import CRecord
 from ..guest import GuestFormat
@@ -29,10 +30,12 @@ from ..iommufd import (
     VtdS1Flags,
 )
 from ..iommufd.arm_smmuv3 import VcmdOpcode, atc_span, vcmd, vste_from_table
+from ..memory import GuestMemory, PhysicalMemory
+from ..pasid_tables.smmuv3 import CdTableReader
 from ..uapi import PasidTableConfig
-from ..uapi.consts import VtdGpasidFlags
+from ..uapi.consts import IOMMU_PASID_FORMAT_SMMUV3, VtdGpasidFlags
 
-__all__ = ["ENTRIES_FOR", "NESTED_DATA_FOR", "U64_MAX", "VIOMMU_FOR", "EntryKit",
+__all__ = ["ENTRIES_FOR", "NESTED_DATA_FOR", "TAG_FOR", "U64_MAX", "VIOMMU_FOR", "EntryKit",
            "NestedData"]
 
 U64_MAX = (1 << 64) - 1
@@ -119,4 +122,18 @@ ENTRIES_FOR: dict[int, EntryKit] = {
         _smmu_atc,
         lambda vsid, pasid: [vcmd(VcmdOpcode.CFGI_CD, SID=vsid, SSID=pasid)],
         lambda: vcmd(VcmdOpcode.CFGI_CD, SID=0xFFFF_FFFF, SSID=0)),  # no such vDEVICE
+}
+
+
+def _cd_asid(guest: GuestMemory, table: PasidTableConfig, pasid: int) -> int:
+    """The ASID of the CD the guest wrote for ``pasid`` in its CD table (read by GPA)."""
+    reader = CdTableReader(cast(PhysicalMemory, guest), table.base_ptr, table.pasid_bits,
+                           table.vendor_data.smmuv3.s1fmt)
+    return reader.fetch(pasid).cd.ASID
+
+
+#: guest PASID-table format -> (guest memory, the table, PASID) -> the tag the guest's TLB
+#: invalidations of that PASID name
+TAG_FOR: dict[int, Callable[[GuestMemory, PasidTableConfig, int], int]] = {
+    IOMMU_PASID_FORMAT_SMMUV3: _cd_asid,
 }

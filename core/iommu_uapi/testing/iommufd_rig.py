@@ -25,7 +25,7 @@ fixed the 5.10 quirks (a page request reports its address, not its page number).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from ..abi import CRecord
 from ..device import Device
@@ -35,12 +35,11 @@ from ..guest import GuestEntry, GuestFormat, GuestTables
 from ..iommu import IOMMU
 from ..iommufd import Client, HwptAllocFlags, IommuFd, IommuHwptVtdS1Invalidate
 from ..memory import GuestMemory, PhysicalMemory
-from ..pasid_tables.smmuv3 import CdTableReader
 from ..translation import Translation
 from ..uapi import PasidTableConfig
 from ..uapi.consts import CacheType
 from .harness import GUEST_RAM_GPA, GUEST_RAM_HPA, GUEST_RAM_SIZE, READ, RW, usable_format
-from .iommufd_kits import ENTRIES_FOR, NESTED_DATA_FOR, U64_MAX, VIOMMU_FOR, EntryKit
+from .iommufd_kits import ENTRIES_FOR, NESTED_DATA_FOR, TAG_FOR, U64_MAX, VIOMMU_FOR, EntryKit
 
 __all__ = ["ENTRIES_FOR", "FIRST_VSID", "NESTED_DATA_FOR", "U64_MAX", "VIOMMU_FOR",
            "VMM_RAM_VA", "EntryKit", "IommufdRig", "no_iommufd_reason"]
@@ -146,13 +145,9 @@ class IommufdRig:
 
     def tag(self, pasid: int) -> int:
         """The guest's tag of ``pasid``'s context in the IOMMU's TLB: the ASID of the CD the
-        guest wrote for it (PASID-table guests), else the PASID."""
-        if self.table is None:
-            return pasid
-        t = self.table
-        reader = CdTableReader(cast(PhysicalMemory, self.guest), t.base_ptr, t.pasid_bits,
-                               t.vendor_data.smmuv3.s1fmt)
-        return reader.fetch(pasid).cd.ASID
+        guest wrote for it (PASID-table guests, :data:`~.iommufd_kits.TAG_FOR`), else the
+        PASID."""
+        return self._mode.tag(self, pasid)
 
     # -- iommufd -------------------------------------------------------------------------------
 
@@ -164,8 +159,7 @@ class IommufdRig:
         """A nested HWPT over the guest's tables: allocated with the PASID flag when contexts
         enter per PASID, else the guest STE a device is attached to."""
         dtype, data = self.nested_data()
-        flags = (HwptAllocFlags.PASID if self.table is None else 0) | (
-            HwptAllocFlags.FAULT_ID_VALID if fault_id else 0)
+        flags = self._mode.nested_flags | (HwptAllocFlags.FAULT_ID_VALID if fault_id else 0)
         return self.client.hwpt_alloc(self.dev_id, self.parent, int(flags), data, dtype,
                                       fault_id)
 
@@ -218,6 +212,13 @@ class IommufdRig:
 class _PerPasid:
     """Guest contexts entering per PASID: a nested HWPT each, attached at the PASID."""
 
+    nested_flags = HwptAllocFlags.PASID
+
+    @staticmethod
+    def tag(rig: IommufdRig, pasid: int) -> int:
+        del rig
+        return pasid
+
     @staticmethod
     def setup(rig: IommufdRig, viommu_type: int | None) -> None:
         del rig, viommu_type
@@ -237,11 +238,20 @@ class _PerPasid:
 class _PasidTable:
     """Guest contexts entering through the guest's PASID table (see the module docstring)."""
 
+    nested_flags = HwptAllocFlags(0)
+
+    @staticmethod
+    def tag(rig: IommufdRig, pasid: int) -> int:
+        assert rig.table is not None
+        return TAG_FOR[rig.table.format](rig.guest, rig.table, pasid)
+
     @staticmethod
     def setup(rig: IommufdRig, viommu_type: int | None) -> None:
         if viommu_type is None:
             raise LookupError("the hardware's guests invalidate through no vIOMMU type known")
         rig.table = rig.format.pasid_table(rig.guest)
+        if rig.table.format not in TAG_FOR:
+            raise LookupError(f"no reader of the guest PASID-table format {rig.table.format}")
         c = rig.client
         for n, dev_id in enumerate((rig.dev_id, rig.dev2_id)):
             hwpt = rig.nested()
