@@ -10,12 +10,7 @@ import statistics
 import timeit
 
 from iommu_uapi.features import CacheCell
-from iommu_uapi.iommufd import (
-    Cmd,
-    HwptInvalidateDataType,
-    IommuHwptInvalidate,
-    IommuHwptVtdS1Invalidate,
-)
+from iommu_uapi.iommufd import Cmd, IommuHwptInvalidate
 from iommu_uapi.testing.harness import Harness
 from iommu_uapi.testing.iommufd_rig import IommufdRig
 from iommu_uapi.uapi.consts import CacheType, InvGranularity
@@ -39,38 +34,24 @@ def old_generation(backend: str = "vtd", profile: str = "linux-5.10") -> dict[st
             "ubuf": info}
 
 
-def new_generation(entries: int) -> dict[str, object]:
-    """A nested HWPT attached at a PASID of dev2 and an array of ``entries`` one-page entries
-    in user memory, with the command struct that names it."""
-    r = IommufdRig("vtd", profile="linux-5.10")
+def new_generation(entries: int, backend: str = "vtd", profile: str = "linux-5.10"
+                   ) -> dict[str, object]:
+    """A guest context entered on dev2 (VT-d: a nested HWPT at a PASID; SMMUv3: a CD, the
+    vIOMMU the object) and an array of ``entries`` one-page entries in user memory (VT-d
+    ``iommu_hwpt_vtd_s1_invalidate``, SMMUv3 TLBI_NH_VA of the CD's ASID), with the command
+    struct that names it."""
+    r = IommufdRig(backend, profile=profile)
     r.gmap(VA)
-    hwpt = r.enter(PASID, r.dev2)
+    obj = r.enter(PASID, r.dev2)
     r.translate(VA, PASID, dev=r.dev2)
     base = 0x6000_0000_0000
     r.fd.user.mmap(base, 0x10000)
-    r.fd.user.write(base, IommuHwptVtdS1Invalidate(addr=VA, npages=1).to_bytes() * entries)
-    cmd = IommuHwptInvalidate(size=32, hwpt_id=hwpt, data_uptr=base, entry_len=24,
-                              entry_num=entries)
+    (entry,) = r.entries.page(r.tag(PASID), VA, 1)
+    r.fd.user.write(base, entry.to_bytes() * entries)
+    cmd = IommuHwptInvalidate(size=32, hwpt_id=obj, data_uptr=base, entry_len=entry.SIZE,
+                              entry_num=entries, data_type=r.entries.data_type)
     return {"ioctl": r.fd.ioctl, "code": int(Cmd.HWPT_INVALIDATE),
             "buf": bytearray(cmd.to_bytes())}
-
-
-def smmu_new_generation(entries: int) -> dict[str, object]:
-    """A guest CD on the SMMU and an array of ``entries`` TLBI_NH_VA commands of one page for
-    its ASID, sent to the vIOMMU."""
-    r = IommufdRig("smmuv3")
-    r.gmap(VA)
-    viommu = r.enter(PASID, r.dev2)
-    r.translate(VA, PASID, dev=r.dev2)
-    base = 0x6000_0000_0000
-    r.fd.user.mmap(base, 0x10000)
-    (cmd,) = r.entries.page(r.tag(PASID), VA, 1)
-    r.fd.user.write(base, cmd.to_bytes() * entries)
-    inv = IommuHwptInvalidate(size=32, hwpt_id=viommu, data_uptr=base, entry_len=16,
-                              entry_num=entries,
-                              data_type=int(HwptInvalidateDataType.VIOMMU_ARM_SMMUV3))
-    return {"ioctl": r.fd.ioctl, "code": int(Cmd.HWPT_INVALIDATE),
-            "buf": bytearray(inv.to_bytes())}
 
 
 def _interleaved(old_env: dict[str, object], new_env: dict[str, object], number: int,
@@ -98,8 +79,8 @@ def main() -> None:
     print(f"iommufd HWPT_INVALIDATE, 64 entries:        {batch:7.2f} us per call, "
           f"{batch / 64:.2f} us per entry ({r64:.2f}x, target <= {TARGET}x)")
     smmu_old = old_generation("smmuv3", "strict")
-    sold, ssingle, s1 = _interleaved(smmu_old, smmu_new_generation(1), 2000, 1)
-    _, sbatch, s64 = _interleaved(smmu_old, smmu_new_generation(64), 2000, 64)
+    sold, ssingle, s1 = _interleaved(smmu_old, new_generation(1, "smmuv3", "strict"), 2000, 1)
+    _, sbatch, s64 = _interleaved(smmu_old, new_generation(64, "smmuv3", "strict"), 2000, 64)
     print(f"SMMUv3 2020 uapi_cache_invalidate (1 page): {sold:7.2f} us per call")
     print(f"SMMUv3 vIOMMU HWPT_INVALIDATE, 1 command:   {ssingle:7.2f} us per call ({s1:.2f}x)")
     print(f"SMMUv3 vIOMMU HWPT_INVALIDATE, 64 commands: {sbatch:7.2f} us per call, "
