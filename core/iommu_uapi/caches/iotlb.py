@@ -234,6 +234,20 @@ class TLB(CacheCounters):
             counts[kind] = counts.get(kind, 0) + dropped
         return dropped
 
+    def invalidate_page(self, tag: Tag, iova: int) -> int:
+        """:meth:`invalidate` of the one tag ``tag`` (not a prefix) over the 4 KiB page holding
+        ``iova``, global entries included: one lookup in the tag's bucket (and its large-page
+        index when it has one). Returns how many entries were dropped."""
+        bucket = self._buckets.get(tag)
+        if not bucket:
+            return 0
+        page = iova & -_PAGE
+        dropped = self._drop_range(tag, page, page + _PAGE, True)
+        if dropped:
+            counts = self.dropped
+            counts["page"] = counts.get("page", 0) + dropped
+        return dropped
+
     def _drop_tag(self, tag: Tag, include_global: bool) -> int:
         bucket = self._buckets[tag]
         n = len(bucket)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from iommu_uapi.memory import PhysicalMemory
 
+from .cmd_codec import CommandEncoder
 from .cmdq import run_batch
 from .cmds import Command, Sync
 from .pri import PageRequest
@@ -44,7 +45,6 @@ PRIQ_LOG2 = 8
 _CMD_SIZE = 16
 #: how many recent commands :attr:`HostDriver.history` keeps
 HISTORY = 512
-_MEMO_LIMIT = 4096
 _SYNC = Sync()
 
 
@@ -61,8 +61,8 @@ class HostDriver:
         self.priq = mem.alloc(16 << PRIQ_LOG2)
         self._wrap = (2 << CMDQ_LOG2) - 1
         self._slots = (1 << CMDQ_LOG2) - 1
-        #: command -> its 16-byte image (commands are immutable records)
-        self._images: dict[Command, bytes] = {}
+        #: the images of the commands issued (commands are immutable records)
+        self.encoder = CommandEncoder()
         self._prod = 0
         #: commands the SMMU refused (CMDQ_CONS.ERR), in order
         self.errors: list[int] = []
@@ -100,19 +100,12 @@ class HostDriver:
             return ok
         ok = True
         batch = [*cmds, _SYNC]
-        images = self._images
-        raw: list[bytes] = []
-        for cmd in batch:
-            image = images.get(cmd)
-            if image is None:
-                if len(images) >= _MEMO_LIMIT:
-                    images.clear()
-                image = images[cmd] = cmd.to_bytes()
-            raw.append(image)
+        encode = self.encoder.image
+        raw = [encode(cmd) for cmd in batch]
         self.issued += len(batch)
         self.last = batch
         self.history.extend(batch)
-        if run_batch(self.smmu, raw):  # the one-pass path of commands seen before
+        if run_batch(self.smmu, raw):  # the one-pass path of an idle queue
             self._prod = self.smmu.queues.cmdq.prod
             return True
         for image in raw:
