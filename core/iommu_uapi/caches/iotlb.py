@@ -241,11 +241,23 @@ class TLB(CacheCounters):
         bucket = self._buckets.get(tag)
         if not bucket:
             return 0
-        page = iova & -_PAGE
-        dropped = self._drop_range(tag, page, page + _PAGE, True)
-        if dropped:
-            counts = self.dropped
-            counts["page"] = counts.get("page", 0) + dropped
+        vpn = iova >> _SHIFT
+        if tag in self._large:
+            dropped = self._drop_range(tag, vpn << _SHIFT, (vpn + 1) << _SHIFT, True)
+            if not dropped:
+                return 0
+        else:  # every entry of the tag is a 4 KiB page under its own page number
+            entry = bucket.pop(vpn, None)
+            if entry is None:
+                return 0
+            self._size -= 1
+            if entry[4]:
+                self._unindex(tag, vpn, entry)
+            if self._slots is not None:
+                self._slots.discard((tag, vpn), vpn)
+            dropped = 1
+        counts = self.dropped
+        counts["page"] = counts.get("page", 0) + dropped
         return dropped
 
     def _drop_tag(self, tag: Tag, include_global: bool) -> int:

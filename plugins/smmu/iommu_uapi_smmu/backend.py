@@ -53,7 +53,7 @@ from .cmds import AtcInv, CfgiCd, CfgiCdAll, CfgiSte, Command, TlbiS2Ipa, TlbiS1
 from .context import SmmuContext, build_context
 from .domain import SmmuDomain, s2_geometry, stream_entry
 from .guest import SMMU_GUEST, SMMU_SINGLE_CD_GUEST
-from .host import HostDriver
+from .host import Batch, HostDriver
 from .idr import SmmuCaps, StallModel
 from .iommufd import SmmuIommufd
 from .nested import GuestScope, check_attach, guest_invalidation, pasid_of
@@ -70,6 +70,8 @@ _PAGE = 4096
 _MEMO_LIMIT = 4096
 _PASID_CACHE = int(CacheType.PASID)
 _ATC_ALL = 52
+_NONE: frozenset[int] = frozenset()
+_Forgets = tuple[tuple[Callable[["IOMMU", Any], None], Command], ...]
 
 #: The cells executed on every valid record of a NESTED domain, and those a profile's quirk
 #: refuses. v15 refuses a record with the PASID flag (ENOENT) and every cache but the IOTLB
@@ -119,9 +121,9 @@ class SmmuBackend(SmmuIommufd):
         self.iommu: IOMMU | None = None
         self._vmids: set[int] = set()
         #: ASIDs the SMMU used per (VMID, SubstreamID): what a PASID-selective flush reaches
-        self.asids: dict[tuple[int, int], set[int]] = {}
+        self.asids: dict[tuple[int, int], frozenset[int]] = {}
         self.profile: str = profiles.DEFAULT
-        self._inv_memo: dict[tuple[object, ...], list[Command]] = {}
+        self._inv_memo: dict[tuple[object, ...], tuple[tuple[Batch, ...], _Forgets]] = {}
 
     def __repr__(self) -> str:
         return f"SmmuBackend({self.caps!r})"
@@ -132,12 +134,15 @@ class SmmuBackend(SmmuIommufd):
         """Issue ``cmds`` and a CMD_SYNC; the core's contexts built from configuration a
         CFGI_* dropped are forgotten with it."""
         cmds = cmds if isinstance(cmds, list) else list(cmds)
-        ok = self.host.issue(cmds)
+        return self._issue(self.host.prepare(cmds), _forgets(cmds))
+
+    def _issue(self, batches: tuple[Batch, ...],
+               forgets: tuple[tuple[Callable[[IOMMU, Any], None], Command], ...]) -> bool:
+        """Submit prepared ``batches``, then forget what their CFGI_* commands dropped."""
+        ok = self.host.submit(batches)
         if self.iommu is not None:
-            for cmd in cmds:
-                forget = _FORGET.get(type(cmd))
-                if forget is not None:
-                    forget(self.iommu, cmd)
+            for forget, cmd in forgets:
+                forget(self.iommu, cmd)
         return ok
 
     # -- life cycle and description -----------------------------------------------------------
@@ -332,20 +337,21 @@ class SmmuBackend(SmmuIommufd):
         atc = dev.sid if dev.ats and self.caps.ats else None
         # The commands are a function of the record, the profile, the VMID, the ATS device, the
         # ASIDs held for the PASID it names and (PASID cache only) the domain's streams:
-        # memoised on exactly those.
+        # memoised on exactly those, prepared for the queue.
         pasid = pasid_of(info)
         held = self.asids.get((data.vmid, pasid)) if pasid is not None else None
         streams = tuple(d.sid for d in domain.devices) if info.cache & _PASID_CACHE else None
-        key = (info, profile, data.vmid, atc, frozenset(held) if held else None, streams)
-        cmds = self._inv_memo.get(key)
-        if cmds is None:
+        key = (info, profile, data.vmid, atc, held, streams)
+        issue = self._inv_memo.get(key)
+        if issue is None:
             scope = GuestScope(data.vmid, (d.sid for d in domain.devices), atc, self.caps.ril,
                                self.asids)
             cmds = guest_invalidation(info, scope, profile)
+            issue = (self.host.prepare(cmds), _forgets(cmds))
             if len(self._inv_memo) >= _MEMO_LIMIT:
                 self._inv_memo.clear()
-            self._inv_memo[key] = cmds
-        self.issue(cmds)
+            self._inv_memo[key] = issue
+        self._issue(*issue)
 
     # -- page requests ----------------------------------------------------------------------------
 
@@ -367,7 +373,10 @@ class SmmuBackend(SmmuIommufd):
                                   access: int) -> SmmuContext:
         ctx = build_context(self.smmu, dev.sid, pasid, iova, access, dev.atc)
         if ctx.s1 is not None:
-            self.asids.setdefault((ctx.stream.vmid, pasid or 0), set()).add(ctx.asid)
+            key = (ctx.stream.vmid, pasid or 0)
+            held = self.asids.get(key, _NONE)
+            if ctx.asid not in held:
+                self.asids[key] = held | {ctx.asid}
         return ctx
 
 
@@ -388,6 +397,12 @@ def _forget_cd(iommu: IOMMU, cmd: Any) -> None:
 #: CFGI_* -> the core contexts built from what it drops.
 _FORGET: dict[type, Callable[[IOMMU, Any], None]] = {
     CfgiSte: _forget_ste, CfgiCdAll: _forget_ste, CfgiCd: _forget_cd}
+
+
+def _forgets(cmds: Iterable[Command]) -> _Forgets:
+    """What to forget of the core's contexts after ``cmds`` ran: each CFGI_* with its
+    forgetting."""
+    return tuple((forget, cmd) for cmd in cmds if (forget := _FORGET.get(type(cmd))))
 
 
 @hookimpl
