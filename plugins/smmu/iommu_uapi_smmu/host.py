@@ -109,6 +109,9 @@ class HostDriver:
         cmds = list(cmds)
         step = self._slots - 1
         encode = self.encoder.image
+        if len(cmds) < step:  # one batch
+            batch = (*cmds, _SYNC)
+            return (Batch(batch, tuple([encode(cmd) for cmd in batch])),)
         out: list[Batch] = []
         for start in range(0, max(len(cmds), 1), step):
             batch = (*cmds[start:start + step], _SYNC)

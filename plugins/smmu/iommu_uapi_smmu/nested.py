@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from iommu_uapi import profiles
 from iommu_uapi.errors import UAPIError
@@ -139,6 +140,31 @@ def _strict_stage1(cfg: PasidTableConfig, caps: SmmuCaps) -> GuestStage1:
 # -- cache_invalidate ------------------------------------------------------------------------
 
 
+class _Quirks(NamedTuple):
+    """What a profile decides of the invalidation quirks."""
+
+    iotlb_only: bool
+    pasid_refused: bool
+    global_all_vmids: bool
+
+
+#: profile name -> (the registered profile asked, its decisions): asked again when the name
+#: resolves to another profile object (a profile registered anew, a rule table added)
+_DECIDED: dict[str, tuple[profiles.Profile, _Quirks]] = {}
+
+
+def _quirks(profile: str) -> _Quirks:
+    """The invalidation quirks of ``profile``."""
+    p = profiles.get(profile)
+    found = _DECIDED.get(p.name)
+    if found is None or found[0] is not p:
+        quirk = p.quirk
+        found = _DECIDED[p.name] = (p, _Quirks(
+            bool(quirk("smmu.quirk.iotlb_only")), bool(quirk("smmu.quirk.pasid_flag_refused")),
+            bool(quirk("smmu.quirk.global_all_vmids"))))
+    return found[1]
+
+
 class GuestScope:
     """What an invalidation reaches: the domain's VMID, the streams using its CD table
     (``sids``, read only by the PASID-cache cells), the requesting device's ATS StreamID (None
@@ -168,7 +194,7 @@ class GuestScope:
 def _global(scope: GuestScope, profile: str) -> list[Command]:
     """The global stage-1 invalidation: v15 issues TLBI_NSNH_ALL (every VMID); strict keeps to
     the domain's stage-1 entries (TLBI_NH_ALL of its VMID)."""
-    if profiles.get(profile).quirk("smmu.quirk.global_all_vmids"):
+    if _quirks(profile).global_all_vmids:
         return [TlbiNsnhAll()]
     return [TlbiNhAll(VMID=scope.vmid)]
 
@@ -212,7 +238,7 @@ def guest_invalidation(info: CacheInvalidateInfo, scope: GuestScope,
     if info.version != 1:
         raise UAPIError(errno.EINVAL, f"cache_invalidate: version {info.version} is not 1",
                         rule="smmu.inv.version")
-    iotlb_only = profiles.get(profile).quirk("smmu.quirk.iotlb_only")
+    iotlb_only = _quirks(profile).iotlb_only
     extra = info.cache & (_PASID_CACHE | _DEV_IOTLB)
     if extra and iotlb_only:
         raise UAPIError(errno.ENOENT, f"cache_invalidate: cache {info.cache:#x} "
@@ -255,7 +281,7 @@ def _pasid_cache(info: CacheInvalidateInfo, scope: GuestScope) -> list[Command]:
 
 
 def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[Command]:
-    pasid_refused = profiles.get(profile).quirk("smmu.quirk.pasid_flag_refused")
+    pasid_refused = _quirks(profile).pasid_refused
     granu = info.granularity
     if granu == _G_PASID:
         p = info.granu.pasid_info
