@@ -65,11 +65,23 @@ class Dispatch:
                             f"{self.backend_name!r} does not implement it", rule="op.missing")
         return getattr(self.hook, hook)(**kwargs)
 
+    @property
+    def features(self) -> int:
+        """The backend's declared features (``Feature`` bits as a plain int)."""
+        return self._features
+
+    @features.setter
+    def features(self, features: int) -> None:
+        self._features = features
+        # the operations the gate lets through: implemented, and the feature they need declared
+        self._provided = frozenset(
+            n for n in self.ops
+            if (feature := OP_FEATURE.get(n)) is None or features & feature)
+
     def gate(self, hook: str) -> None:
         """Refuse (``ENODEV``, before user memory is read) an operation the backend lacks: no
         implementation, or the feature it needs is not declared."""
-        feature = OP_FEATURE.get(hook)
-        if hook not in self.ops or (feature is not None and not self.features & feature):
+        if hook not in self._provided:
             raise UAPIError(errno.ENODEV, f"{hook.removeprefix('iommu_')}: backend "
                             f"{self.backend_name!r} does not provide it", rule="op.missing")
 

@@ -181,9 +181,10 @@ class UAPIOperations:
                               discipline: SizeDiscipline | None = None) -> None:
         """``iommu_uapi_cache_invalidate`` from user bytes (``iommu_cache_invalidate_info``)."""
         self.dispatch.gate("iommu_cache_invalidate")
-        profile = self.profile_of(profile)
+        facade = self.facade
+        profile = facade.profile if profile is None else profiles.get(profile).name
         info = CacheInvalidateInfo.from_user(ubuf, profile=profile,
-                                             discipline=discipline or self.facade.discipline)
+                                             discipline=discipline or facade.discipline)
         self._invalidate(domain, dev, info, profile)
 
     def cache_invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo, *,
@@ -196,8 +197,9 @@ class UAPIOperations:
 
     def _invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo,
                     profile: str) -> None:
-        self._domain(domain)
-        self._dev(dev)
+        facade = self.facade
+        known_domain(facade.domains, domain)
+        known_device(facade.devices, dev)
         self.dispatch.call("iommu_cache_invalidate", domain=domain, dev=dev, info=info,
                            profile=profile)
 
