@@ -106,6 +106,24 @@ def _size_order(granule_size: int, nb_granules: int) -> int:
     return 0 if pages <= 1 else (pages - 1).bit_length()
 
 
+#: By profile name: (whether ``vtd.cache_invalidate.cell`` applies, whether a range beyond
+#: CAP.MAMV is widened), what the profile decides for every call; emptied when profiles change.
+_POLICIES: dict[str, tuple[bool, bool]] = {}
+profiles.on_change(_POLICIES.clear)
+
+
+def _policy(profile: profiles.ProfileLike) -> tuple[bool, bool]:
+    """(check the cells, widen beyond MAMV) under ``profile``."""
+    found = _POLICIES.get(profile) if type(profile) is str else None
+    if found is None:
+        prof = profiles.get(profile)
+        found = ("vtd.cache_invalidate.cell" in prof.rules,
+                 not prof.quirk("vtd.cache_invalidate.psi_beyond_mamv"))
+        if type(profile) is str:
+            _POLICIES[profile] = found
+    return found
+
+
 def _refused(info: CacheInvalidateInfo) -> list[str]:
     granu = InvGranularity(info.granularity)
     return [f"{bit.name} x {granu.name}" for bit in _CACHE_BITS
@@ -120,9 +138,9 @@ def guest_invalidation(info: CacheInvalidateInfo, *, did: int, devtlb: DevTlbTar
     ``EINVAL``; otherwise such a cell ends the list. Without the
     ``vtd.cache_invalidate.psi_beyond_mamv`` quirk a range beyond CAP.MAMV is widened to a
     domain-selective invalidation."""
-    prof = profiles.get(profile)
-    widen = not prof.quirk("vtd.cache_invalidate.psi_beyond_mamv")
-    if "vtd.cache_invalidate.cell" in prof.rules:
+    policy = _POLICIES.get(profile) if type(profile) is str else None
+    check_cells, widen = _policy(profile) if policy is None else policy
+    if check_cells:
         refused = _refused(info)
         if refused:
             raise fail("vtd.cache_invalidate.cell", cells=", ".join(refused))
