@@ -62,12 +62,12 @@ def _build(call: Callable[..., Any], target: str, name: str) -> Callable[..., An
             spec.append(f"{p.name}{default}")
             args.append(p.name)
     source = (f"def {name}(self, /, {', '.join(spec)}):\n"
-              "    lock = self.lock\n"
-              "    lock.acquire()\n"
+              "    _lock = self.lock\n"
+              "    _lock.acquire()\n"
               "    try:\n"
               f"        return _call({target}, {', '.join(args)})\n"
               "    finally:\n"
-              "        lock.release()\n")
+              "        _lock.release()\n")
     exec(source, env)  # the source is built above from a signature
     method: Callable[..., Any] = env[name]
     return method

@@ -69,6 +69,25 @@ _CACHE_BITS = (CacheType.IOTLB, CacheType.DEV_IOTLB, CacheType.PASID)
 _QG = {(int(c), int(g)): qg for (c, g), qg in QI_GRANULARITY.items()}
 _IOTLB = int(CacheType.IOTLB)
 _BITS = tuple(int(b) for b in _CACHE_BITS)
+_ALL_BITS = sum(_BITS)
+
+
+def _steps(cache: int, granu: int) -> tuple[tuple[int, int], ...]:
+    """The (cache bit, descriptor granularity) cells the driver executes for ``cache`` at
+    ``granu``, lowest bit first, up to the first cell it cannot express (where its loop ends)."""
+    out = []
+    for bit in _BITS:
+        if cache & bit:
+            qg = _QG[(bit, granu)]
+            if qg is None:
+                break
+            out.append((bit, qg))
+    return tuple(out)
+
+
+#: By (cache bits, granularity): the cells executed, as :func:`_steps` gives them.
+_STEPS = {(cache, int(g)): _steps(cache, int(g))
+          for cache in range(_ALL_BITS + 1) for g in InvGranularity}
 _PAGE_SHIFT = 12
 _U64 = (1 << 64) - 1
 _PASID_MASK = 0xFFFFF
@@ -156,16 +175,12 @@ def guest_invalidation(info: CacheInvalidateInfo, *, did: int, devtlb: DevTlbTar
         if ai.flags & _A_PASID:
             pasid = ai.pasid
         addr = ai.addr
-        order = _size_order(ai.granule_size, ai.nb_granules)
+        pages = ((ai.granule_size * ai.nb_granules) & _U64) >> _PAGE_SHIFT  # _size_order
+        order = 0 if pages <= 1 else (pages - 1).bit_length()
         leaf = bool(ai.flags & _A_LEAF)
     out: list[Descriptor] = []
-    cache = info.cache
-    for bit in _BITS:
-        if not cache & bit:
-            continue
-        qg = _QG[(bit, granu)]
-        if qg is None:
-            break  # linux-5.10: logged, loop left, success returned
+    # linux-5.10: a cell without a descriptor is logged and ends the loop, success returned
+    for bit, qg in _STEPS.get((info.cache & _ALL_BITS, granu), ()):
         if bit == _IOTLB:
             out.append(_pasid_iotlb(did, pasid, qg, addr, order, leaf, mamv, widen))
             if devtlb is None:
