@@ -281,8 +281,10 @@ class DataPath:
             if fault.fault is not None:
                 self._report_fault(dev, fault.fault)
             raise
+        if entry.__class__ is not tuple:
+            entry = tuple(entry)  # type: ignore[assignment]  # the fields, as the caches store them
         self.iotlb.fill(ctx.tag, iova, entry)
         if ctx.atc is not None:
             ctx.atc.fill((pasid,), iova, entry)
-        return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, reads,
-                           config_reads)
+        base, size, paddr, perm, _ = entry
+        return Translation(paddr + iova - base, size, perm, reads, config_reads)
