@@ -9,7 +9,9 @@ is called directly (:func:`~iommu_uapi.plugins.direct_dispatch`, ~40 ns instead 
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from .errors import UAPIError
@@ -38,6 +40,9 @@ class Dispatch:
 
     ``ops`` is the set of instance hooks the backend implements; ``features`` the backend's
     declared features (set once its capabilities are known), which :meth:`gate` checks.
+    ``hooks`` has one attribute per instance hook, the callable that :meth:`call` would reach
+    (the backend's implementation itself while nothing monitors hook calls): a control path
+    calls ``dispatch.hooks.iommu_x(...)`` for the cost of the implementation's own call.
     """
 
     def __init__(self, backend: object, name: str) -> None:
@@ -53,6 +58,25 @@ class Dispatch:
         self._monitored = tracing()
         self._direct: dict[str, Callable[..., Any]] = (
             {} if self._monitored else direct_dispatch(self.pm, backend))
+        self.hooks = self._hooks()
+
+    def _hooks(self) -> SimpleNamespace:
+        """Each instance hook as the one callable :meth:`call` reaches for it: the backend's own
+        implementation (see ``_direct``), pluggy's hook caller, or ``op.missing``."""
+        table: dict[str, Callable[..., Any]] = {}
+        for name in instance_hook_names():
+            direct = self._direct.get(name)
+            if direct is not None:
+                table[name] = direct
+            elif name in self.ops:
+                table[name] = getattr(self.hook, name)
+            else:
+                table[name] = functools.partial(self._missing, name)
+        return SimpleNamespace(**table)
+
+    def _missing(self, hook: str, **kwargs: Any) -> Any:
+        raise UAPIError(errno.ENODEV, f"{hook.removeprefix('iommu_')}: backend "
+                        f"{self.backend_name!r} does not implement it", rule="op.missing")
 
     def call(self, hook: str, **kwargs: Any) -> Any:
         """Call instance hook ``hook``; ``ENODEV`` (rule ``op.missing``) when the backend does
@@ -61,8 +85,7 @@ class Dispatch:
         if direct is not None:
             return direct(**kwargs)
         if hook not in self.ops:
-            raise UAPIError(errno.ENODEV, f"{hook.removeprefix('iommu_')}: backend "
-                            f"{self.backend_name!r} does not implement it", rule="op.missing")
+            return self._missing(hook)
         return getattr(self.hook, hook)(**kwargs)
 
     @property
@@ -91,3 +114,4 @@ class Dispatch:
         if hasattr(observer, "before") or hasattr(observer, "after"):
             self._monitored = True
         self._direct = {} if self._monitored else direct_dispatch(self.pm, self.backend)
+        self.hooks = self._hooks()
