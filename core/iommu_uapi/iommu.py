@@ -155,8 +155,8 @@ class IOMMU(DataPath):
 
     def _build_context(self, dev: Device, pasid: int | None, iova: int,
                        access: int) -> TranslationContext:
-        ctx: TranslationContext = self.dispatch.call(
-            "iommu_translation_context", dev=dev, pasid=pasid, iova=iova, access=access)
+        ctx: TranslationContext = self.dispatch.hooks.iommu_translation_context(
+            dev=dev, pasid=pasid, iova=iova, access=access)
         return ctx
 
     def _dev(self, dev: Device) -> Device:
