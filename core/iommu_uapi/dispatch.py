@@ -50,9 +50,10 @@ class Dispatch:
         self.backend_name = name
         self.pm = instance_manager(backend, name)
         self.hook = self.pm.hook
-        self.ops = frozenset(n for n in instance_hook_names()
-                             if callable(getattr(backend, n, None)))
-        self.features = 0
+        self._names = instance_hook_names()
+        self.ops = frozenset(n for n in self._names if callable(getattr(backend, n, None)))
+        self._features = 0
+        self._provided: frozenset[str] = frozenset(n for n in self.ops if n not in OP_FEATURE)
         # hooks only the backend sees, called without pluggy's machinery; emptied for good
         # once anything monitors hook calls
         self._monitored = tracing()
@@ -64,7 +65,7 @@ class Dispatch:
         """Each instance hook as the one callable :meth:`call` reaches for it: the backend's own
         implementation (see ``_direct``), pluggy's hook caller, or ``op.missing``."""
         table: dict[str, Callable[..., Any]] = {}
-        for name in instance_hook_names():
+        for name in self._names:
             direct = self._direct.get(name)
             if direct is not None:
                 table[name] = direct
