@@ -177,9 +177,11 @@ class SyncQueue(InvalidationQueue):
         if self.status.fsts & _FSTS_IQE or ring.stopped or ring.prod != head or \
                 self.iqt != (head & slots) << shift:
             return self._submit_and_recover(descriptors)
+        images, batch = self._images, []
         try:
-            image_of = self._image
-            batch = [image_of(d) for d in descriptors]  # type: ignore[arg-type]
+            for d in descriptors:
+                image = images.get(d)  # type: ignore[arg-type]
+                batch.append(self._image(d) if image is None else image)  # type: ignore[arg-type]
         except Exception:  # raw qwords, or a field that does not fit: the general path
             return self._submit_and_recover(descriptors)
         if not ring.produce_all(batch):
