@@ -53,8 +53,8 @@ def address_is_free(cls: type[Command], caps: SmmuCaps) -> bool:
 
 
 class CommandEncoder:
-    """The driver's images of the commands it issues, memoised per command, address-bearing
-    ones from their templates."""
+    """The driver's images of the commands it issues: address-bearing ones from their
+    templates, the others memoised per command."""
 
     __slots__ = ("_images", "_templates")
 
@@ -63,7 +63,10 @@ class CommandEncoder:
         self._templates: dict[Command, int] = {}
 
     def image(self, cmd: Command) -> bytes:
-        """The 16 bytes of ``cmd`` (the record's field refusal when a value does not fit)."""
+        """The 16 bytes of ``cmd`` (the record's field refusal when a value does not fit); an
+        address-bearing command straight from its template (its addresses seldom repeat)."""
+        if type(cmd) in _FIELD:
+            return self.encode(cmd)
         image = self._images.get(cmd)
         if image is None:
             image = self.encode(cmd)

@@ -66,8 +66,8 @@ def prepare(host: HostDriver, cmds: Iterable[Command]) -> Prepared:
     """``cmds`` prepared by ``host`` (a field that does not fit is refused here, before
     anything is written)."""
     cmds = cmds if isinstance(cmds, list) else list(cmds)
-    return Prepared(host.prepare(cmds),
-                    tuple((forget, cmd) for cmd in cmds if (forget := FORGET.get(type(cmd)))))
+    return Prepared(host.prepare(cmds), tuple(
+        [(forget, cmd) for cmd in cmds if (forget := FORGET.get(type(cmd))) is not None]))
 
 
 class GuestInvalidations:
