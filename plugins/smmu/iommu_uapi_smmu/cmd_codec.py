@@ -82,7 +82,8 @@ class CommandEncoder:
             return cmd.to_bytes()
         name, field = spec
         addr = getattr(cmd, name)
-        if type(addr) is not int or not field.fits(addr):
+        if type(addr) is not int or addr < 0 or addr & ((1 << field.unit) - 1) or \
+                addr >> (field.unit + field.width):
             return cmd.to_bytes()  # the record codec refuses it, or converts it, as ever
         template = _replace(cmd, **{name: 0})
         word = self._templates.get(template)

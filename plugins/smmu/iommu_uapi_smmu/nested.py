@@ -191,10 +191,10 @@ class GuestScope:
         return self.held.get((self.vmid, ssid), ())
 
 
-def _global(scope: GuestScope, profile: str) -> list[Command]:
+def _global(scope: GuestScope, quirks: _Quirks) -> list[Command]:
     """The global stage-1 invalidation: v15 issues TLBI_NSNH_ALL (every VMID); strict keeps to
     the domain's stage-1 entries (TLBI_NH_ALL of its VMID)."""
-    if _quirks(profile).global_all_vmids:
+    if quirks.global_all_vmids:
         return [TlbiNsnhAll()]
     return [TlbiNhAll(VMID=scope.vmid)]
 
@@ -238,7 +238,8 @@ def guest_invalidation(info: CacheInvalidateInfo, scope: GuestScope,
     if info.version != 1:
         raise UAPIError(errno.EINVAL, f"cache_invalidate: version {info.version} is not 1",
                         rule="smmu.inv.version")
-    iotlb_only = _quirks(profile).iotlb_only
+    quirks = _quirks(profile)
+    iotlb_only = quirks.iotlb_only
     extra = info.cache & (_PASID_CACHE | _DEV_IOTLB)
     if extra and iotlb_only:
         raise UAPIError(errno.ENOENT, f"cache_invalidate: cache {info.cache:#x} "
@@ -249,7 +250,7 @@ def guest_invalidation(info: CacheInvalidateInfo, scope: GuestScope,
     if info.cache & _PASID_CACHE:
         out += _pasid_cache(info, scope)
     if info.cache & _IOTLB:
-        out += _iotlb(info, scope, profile)
+        out += _iotlb(info, scope, quirks)
     elif iotlb_only:
         raise UAPIError(errno.EINVAL, "cache_invalidate: the IOTLB bit is not set",
                         rule="smmu.inv.no_iotlb")
@@ -280,8 +281,8 @@ def _pasid_cache(info: CacheInvalidateInfo, scope: GuestScope) -> list[Command]:
     return [CfgiCd(SID=sid, SSID=ssid, Leaf=False) for sid in scope.sids]
 
 
-def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[Command]:
-    pasid_refused = _quirks(profile).pasid_refused
+def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, quirks: _Quirks) -> list[Command]:
+    pasid_refused = quirks.pasid_refused
     granu = info.granularity
     if granu == _G_PASID:
         p = info.granu.pasid_info
@@ -309,7 +310,7 @@ def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[C
             targets = sorted(set(scope.asids(a.pasid)) | (
                 {a.archid} if a.flags & _A_ARCHID else set()))
         elif not a.flags & _A_ARCHID:
-            return _global(scope, profile)
+            return _global(scope, quirks)
         else:
             targets = [a.archid]
         gsize = a.granule_size
@@ -323,7 +324,7 @@ def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[C
         for asid in targets:
             out += nh_va_range(scope.vmid, asid, a.addr, size, leaf, scope.ril)
         return out
-    return _global(scope, profile)
+    return _global(scope, quirks)
 
 
 def _dev_iotlb(info: CacheInvalidateInfo, scope: GuestScope) -> list[Command]:
