@@ -289,7 +289,8 @@ class VtdBackend(VtdIommufd):
         per ATS device), as ``iommu_unmap``'s gather is synced once."""
         data: VtdDomain = domain.data
         if unmapped:
-            targets = [t for d in domain.devices if (t := self._devtlb_target(d)) is not None]
+            targets = [DevTlbTarget(d.sid) for d in domain.devices if d.ats] if self.cfg.dt \
+                else []
             descs = data.flush_range(self.cfg, iova, unmapped, targets)
             if targets and not has_hazard(self._profile(), UNMAP_KEEPS_NESTED_ATC):
                 descs += _nested_atc_flush(targets, {sid for sid, _ in self.binds})

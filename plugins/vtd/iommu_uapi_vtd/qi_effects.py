@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AddressEffect", "Effect", "bind", "bind_address"]
 
+_PAGE = 1 << 12
 #: A bound descriptor: executes it on the queue's unit, returns the cache entries it removed.
 Effect = Callable[["InvalidationQueue"], int]
 #: A template's effect: executes a descriptor of that template (its address fields read from
@@ -104,7 +105,8 @@ def _iotlb_page(t: IotlbInv) -> AddressEffect:
     def run(q: InvalidationQueue, d: IotlbInv) -> int:
         # SL-only/PT translations of the range go; first-level and nested translations of the
         # DID may derive from the changed second-level range at any input address, so all go.
-        base, size = page_range(d.ADDR, d.AM)
+        size = _PAGE << d.AM  # page_range, inline
+        base = d.ADDR & -size
         c = q.caches
         n = c.iotlb.invalidate(sl, base, size) + c.iotlb.invalidate(fl)
         if not d.IH:

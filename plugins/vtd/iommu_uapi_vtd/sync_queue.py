@@ -28,7 +28,8 @@ caller. :meth:`SyncQueue.run` does the same and keeps the refused descriptors in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 import msgspec
@@ -72,23 +73,53 @@ ADDRESS_FIELDS: dict[type[Descriptor], tuple[str, ...]] = {
 #: By type: the address fields zero (a template's).
 _ZEROS = {cls: {f: False if cls.LAYOUT[f].width == 1 else 0 for f in fields}
           for cls, fields in ADDRESS_FIELDS.items()}
-#: By type: how each address field is placed, ``(name, shift, unit, limit)``: a value fits when
-#: it is a multiple of ``1 << unit`` below ``limit``, and goes to ``(value >> unit) << shift``.
-_PLACES = {cls: tuple((f, cls.LAYOUT[f].shift, cls.LAYOUT[f].unit,
-                       1 << (cls.LAYOUT[f].width + cls.LAYOUT[f].unit)) for f in fields)
-           for cls, fields in ADDRESS_FIELDS.items()}
+
+#: Places a descriptor's address fields: their bits in place, ``ValueError`` when one does not
+#: fit (or, for AM, exceeds the limit the placer was made with).
+Placer = Callable[[Descriptor], int]
+
+
+def _placer(cls: type[Descriptor], am_limit: int) -> Placer:
+    """The :data:`Placer` of ``cls``'s address fields (two or three, see ``ADDRESS_FIELDS``): a
+    value fits when it is a multiple of its field's unit below the field's limit; AM also stays
+    within ``am_limit``."""
+    names = ADDRESS_FIELDS[cls]
+    layout = cls.LAYOUT
+    specs = [(layout[n].shift, layout[n].unit,
+              min(1 << (layout[n].width + layout[n].unit), am_limit + 1 if n == "AM" else 1 << 64))
+             for n in names]
+    get = operator.attrgetter(*names)
+    (s0, u0, l0), (s1, u1, l1) = specs[0], specs[1]
+    m0, m1 = (1 << u0) - 1, (1 << u1) - 1
+    if len(specs) == 2:
+        def place2(d: Descriptor) -> int:
+            a, b = get(d)
+            if not (0 <= a < l0 and 0 <= b < l1) or a & m0 or b & m1:
+                raise ValueError(f"{cls.__name__}: an address field does not fit")
+            bits: int = (a >> u0) << s0 | (b >> u1) << s1
+            return bits
+        return place2
+    s2, u2, l2 = specs[2]
+    m2 = (1 << u2) - 1
+
+    def place3(d: Descriptor) -> int:
+        a, b, c = get(d)
+        if not (0 <= a < l0 and 0 <= b < l1 and 0 <= c < l2) or a & m0 or b & m1 or c & m2:
+            raise ValueError(f"{cls.__name__}: an address field does not fit")
+        bits: int = (a >> u0) << s0 | (b >> u1) << s1 | (c >> u2) << s2
+        return bits
+    return place3
 
 
 class _Template(NamedTuple):
     """A prepared template: its image (address fields zero), the bits of an address that the
-    hardware refuses (reserved under the unit's capabilities), whether it checks AM against
-    MAMV, how the address fields are placed, and its bound effect (None: the hardware refuses
-    the template itself, so every descriptor of it goes the general way)."""
+    hardware refuses (reserved under the unit's capabilities), how the address fields are
+    placed, and its bound effect (None: the hardware refuses the template itself, so every
+    descriptor of it is decoded and refused)."""
 
     image: int
     refused: int
-    has_am: bool
-    places: tuple[tuple[str, int, int, int], ...]
+    place: Placer
     effect: AddressEffect | None
 
 
@@ -144,18 +175,17 @@ class SyncQueue(InvalidationQueue):
             else:
                 if decoded == template:
                     effect = bind_address(decoded)
-            places = _PLACES[cls]
             refused = cls.reserved_mask(self.cfg) | ~self._image_mask
-            prepared = _Template(value, refused, "AM" in cls.LAYOUT, places, effect)
+            prepared = _Template(value, refused, _placer(cls, self.cfg.mamv), effect)
         self._templates[template] = prepared
         return prepared
 
     def _prepare(self, d: Descriptor) -> tuple[bytes, Descriptor, AddressEffect | None]:
         """The image of ``d`` to write at IQT, and, when the hardware's decode of that image
         is ``d`` itself, the effect that executes it (else None: the image is decoded).
-        ``ValueError`` when ``d`` cannot be written (the general path refuses it)."""
-        cls = d.__class__
-        zeros = _ZEROS.get(cls)
+        ``ValueError`` when ``d`` cannot be written, or has an AM above MAMV (the general path
+        writes it and the hardware refuses it)."""
+        zeros = _ZEROS.get(d.__class__)
         if zeros is None:
             return self._image(d), d, None
         template = _replace(d, **zeros)
@@ -164,16 +194,9 @@ class SyncQueue(InvalidationQueue):
             t = self._template(template)
             if t is None:
                 raise ValueError("a template field does not fit")
-        bits = 0
-        for name, shift, unit, limit in t.places:
-            value = getattr(d, name)
-            if not 0 <= value < limit or value & ((1 << unit) - 1):
-                raise ValueError(f"{name} {value!r} does not fit")
-            bits |= (value >> unit) << shift
+        bits = t.place(d)
         image = (t.image | bits).to_bytes(self._stride, "little")
-        if t.effect is None or bits & t.refused or (t.has_am and d.AM > self.cfg.mamv):  # type: ignore[attr-defined]
-            return image, d, None
-        return image, d, t.effect
+        return image, d, None if bits & t.refused else t.effect
 
     def run(self, descriptors: Sequence[Descriptor | Sequence[int]]) -> int:  # type: ignore[override]
         """Submit ``descriptors`` and process the queue to the tail (see the module docstring);
