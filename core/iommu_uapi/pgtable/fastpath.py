@@ -71,7 +71,8 @@ def compile_single_page(root: int, paths: tuple[PageSizePath, ...], names: Mappi
     map_src = ["def map(iova, paddr, size, prot):",
                "    global " + ", ".join(f"prot{n}, bits{n}" for n in range(len(paths)))]
     unmap_src = ["def unmap(iova, size):"]
-    for n, p in enumerate(paths):
+    # the smallest page first: a one-page map or unmap is mostly of the smallest size
+    for n, p in sorted(enumerate(paths), key=lambda np: np[1].shift):
         size = 1 << p.shift
         general_map = "general_map(iova, paddr, size, prot)"
         map_src += [

@@ -294,7 +294,7 @@ class VtdBackend(VtdIommufd):
             descs = data.flush_range(self.cfg, iova, unmapped, targets)
             if targets and not has_hazard(self._profile(), UNMAP_KEEPS_NESTED_ATC):
                 descs += _nested_atc_flush(targets, {sid for sid, _ in self.binds})
-            self.run(descs)
+            self.queue.run(descs)
         return unmapped
 
     @hookimpl

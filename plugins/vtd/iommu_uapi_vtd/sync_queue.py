@@ -221,6 +221,15 @@ class SyncQueue(InvalidationQueue):
             plan = [prepare(d) for d in descriptors]  # type: ignore[arg-type]
         except Exception:  # raw qwords, or a field that does not fit: the general path
             return self._submit_and_recover(descriptors)
+        if len(plan) == 1:  # one invalidation (an unmap's flush): produced and executed here
+            image, desc, effect = plan[0]
+            if effect is not None and ring.produce_all((image,)):
+                self.iqt = (ring.prod & slots) << shift
+                self.log.append(_new_log(LogRecord, ((head & slots) << shift, desc,
+                                                     effect(self, desc))))
+                ring.cons = ring.prod
+                self.executed += 1
+                return 0
         if not ring.produce_all([image for image, _, _ in plan]):
             return self._submit_and_recover(descriptors)
         self.iqt = (ring.prod & slots) << shift
