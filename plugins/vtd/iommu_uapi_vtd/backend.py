@@ -290,9 +290,12 @@ class VtdBackend(VtdIommufd):
         data: VtdDomain = domain.data
         if unmapped:
             targets = [DevTlbTarget(d.sid) for d in domain.devices if d.ats] if self.cfg.dt \
-                else []
+                else None
+            if not targets:  # the IOTLB invalidation alone, from the domain's template
+                self.queue.run_one(*data.iotlb_flush(iova, unmapped))
+                return unmapped
             descs = data.flush_range(self.cfg, iova, unmapped, targets)
-            if targets and not has_hazard(self._profile(), UNMAP_KEEPS_NESTED_ATC):
+            if not has_hazard(self._profile(), UNMAP_KEEPS_NESTED_ATC):
                 descs += _nested_atc_flush(targets, {sid for sid, _ in self.binds})
             self.queue.run(descs)
         return unmapped

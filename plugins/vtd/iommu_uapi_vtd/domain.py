@@ -112,23 +112,32 @@ class VtdDomain:
                 self.max_addr = iova
         return unmapped
 
-    def flush_range(self, cfg: VtdConfig, iova: int, size: int,
-                    devtlbs: list[DevTlbTarget]) -> list[Descriptor]:
-        """``iommu_flush_iotlb_psi`` and ``iommu_flush_dev_iotlb`` after an unmap: one
+    def iotlb_flush(self, iova: int, size: int) -> tuple[IotlbInv, IotlbInv]:
+        """``iommu_flush_iotlb_psi`` after an unmap of ``[iova, iova + size)``: one
         page-selective IOTLB invalidation covering the range (the smallest naturally aligned
         block of pages that holds it: address mask ``AM`` up to MAMV), domain-selective when
-        PSI is missing or the range needs a mask above MAMV; then a device-TLB invalidation of
-        the same block per ATS device."""
+        PSI is missing or the range needs a mask above MAMV; with its template (the same
+        descriptor with the address fields zero), built once for the domain."""
         first, last = iova >> _PAGE_SHIFT, (iova + max(size, 1) - 1) >> _PAGE_SHIFT
         mask = (first ^ last).bit_length()  # the block of 2**mask pages holding both ends
         if mask > self._mamv:  # beyond MAMV, or no PSI (-1)
-            out: list[Descriptor] = [self._dsi]
-        else:
-            out = [_replace(self._psi, AM=mask, ADDR=(first >> mask) << (_PAGE_SHIFT + mask))]
-        for t in devtlbs:
-            addr, s = ats_size_encoding(iova, mask)
-            out.append(DevTlbInv(MIP=t.qdep & 0x1F, SID=t.sid, PFSID_LO=t.pfsid & 0xF,
-                                 PFSID_HI=t.pfsid >> 4, S=s, ADDR=addr))
+            return self._dsi, self._dsi
+        return (_replace(self._psi, AM=mask, ADDR=(first >> mask) << (_PAGE_SHIFT + mask)),
+                self._psi)
+
+    def flush_range(self, cfg: VtdConfig, iova: int, size: int,
+                    devtlbs: list[DevTlbTarget]) -> list[Descriptor]:
+        """``iommu_flush_iotlb_psi`` and ``iommu_flush_dev_iotlb`` after an unmap: the IOTLB
+        invalidation of :meth:`iotlb_flush`, then a device-TLB invalidation of the same block
+        per ATS device (``cfg`` is the unit's, whose PSI and MAMV the domain was built with)."""
+        out: list[Descriptor] = [self.iotlb_flush(iova, size)[0]]
+        if devtlbs:
+            first, last = iova >> _PAGE_SHIFT, (iova + max(size, 1) - 1) >> _PAGE_SHIFT
+            mask = (first ^ last).bit_length()
+            for t in devtlbs:
+                addr, s = ats_size_encoding(iova, mask)
+                out.append(DevTlbInv(MIP=t.qdep & 0x1F, SID=t.sid, PFSID_LO=t.pfsid & 0xF,
+                                     PFSID_HI=t.pfsid >> 4, S=s, ADDR=addr))
         return out
 
     def release(self) -> None:

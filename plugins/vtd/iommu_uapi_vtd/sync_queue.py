@@ -210,6 +210,44 @@ class SyncQueue(InvalidationQueue):
         without reading them back. Anything else (raw quadwords, a field that does not fit, no
         room, a queue error) goes through :meth:`submit` and :meth:`process`.
         """
+        if len(descriptors) == 1:
+            d = descriptors[0]
+            zeros = _ZEROS.get(d.__class__)
+            if zeros is not None:
+                return self.run_one(d, _replace(d, **zeros))  # type: ignore[arg-type]
+        return self._run_batch(descriptors)
+
+    def run_one(self, d: Descriptor, template: Descriptor) -> int:
+        """:meth:`run` of the one address-carrying descriptor ``d`` of ``template`` (``d`` with
+        its address fields zero, see ``ADDRESS_FIELDS``: a driver keeps one per domain, PASID
+        or device), without building the template again: an idle queue takes its image at IQT
+        and executes it at once as the hardware would; anything else goes the way of
+        :meth:`run`."""
+        ring = self.ring
+        head = ring.cons
+        shift, slots = self._shift, self._slot_mask
+        if not (self.status.fsts & _FSTS_IQE or ring.stopped or ring.prod != head
+                or self.iqt != (head & slots) << shift):
+            t = self._templates.get(template)
+            if t is None:
+                t = self._template(template)
+            if t is not None and t.effect is not None:
+                try:
+                    bits = t.place(d)
+                except ValueError:
+                    bits = -1
+                if bits >= 0 and not bits & t.refused and ring.produce_all(
+                        ((t.image | bits).to_bytes(self._stride, "little"),)):
+                    self.iqt = (ring.prod & slots) << shift
+                    self.log.append(_new_log(LogRecord, ((head & slots) << shift, d,
+                                                         t.effect(self, d))))
+                    ring.cons = ring.prod  # the hardware caught up with IQT
+                    self.executed += 1
+                    return 0
+        return self._run_batch((d,))
+
+    def _run_batch(self, descriptors: Sequence[Descriptor | Sequence[int]]) -> int:
+        """:meth:`run` of any batch (see there)."""
         ring = self.ring
         head = ring.cons
         shift, slots = self._shift, self._slot_mask
@@ -221,15 +259,6 @@ class SyncQueue(InvalidationQueue):
             plan = [prepare(d) for d in descriptors]  # type: ignore[arg-type]
         except Exception:  # raw qwords, or a field that does not fit: the general path
             return self._submit_and_recover(descriptors)
-        if len(plan) == 1:  # one invalidation (an unmap's flush): produced and executed here
-            image, desc, effect = plan[0]
-            if effect is not None and ring.produce_all((image,)):
-                self.iqt = (ring.prod & slots) << shift
-                self.log.append(_new_log(LogRecord, ((head & slots) << shift, desc,
-                                                     effect(self, desc))))
-                ring.cons = ring.prod
-                self.executed += 1
-                return 0
         if not ring.produce_all([image for image, _, _ in plan]):
             return self._submit_and_recover(descriptors)
         self.iqt = (ring.prod & slots) << shift
