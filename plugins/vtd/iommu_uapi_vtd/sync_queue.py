@@ -212,9 +212,8 @@ class SyncQueue(InvalidationQueue):
         """
         if len(descriptors) == 1:
             d = descriptors[0]
-            zeros = _ZEROS.get(d.__class__)
-            if zeros is not None:
-                return self.run_one(d, _replace(d, **zeros))  # type: ignore[arg-type]
+            if isinstance(d, Descriptor) and (zeros := _ZEROS.get(d.__class__)) is not None:
+                return self.run_one(d, _replace(d, **zeros))
         return self._run_batch(descriptors)
 
     def run_one(self, d: Descriptor, template: Descriptor) -> int:
