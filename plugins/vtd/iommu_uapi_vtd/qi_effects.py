@@ -44,7 +44,6 @@ from .qi import (
     PasidDevTlbInv,
     PasidIotlbGranularity,
     PasidIotlbInv,
-    page_range,
 )
 
 if TYPE_CHECKING:
@@ -52,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AddressEffect", "Effect", "bind", "bind_address"]
 
-_PAGE = 1 << 12
+_PAGE = 1 << 12  # the ranges of page-selective invalidations are qi.page_range's
 #: A bound descriptor: executes it on the queue's unit, returns the cache entries it removed.
 Effect = Callable[["InvalidationQueue"], int]
 #: A template's effect: executes a descriptor of that template (its address fields read from
@@ -184,7 +183,8 @@ def _pasid_iotlb_page(t: PasidIotlbInv) -> AddressEffect:
     tag, psc = ("fl", t.DID, t.PASID), (t.DID, t.PASID)
 
     def run(q: InvalidationQueue, d: PasidIotlbInv) -> int:
-        base, size = page_range(d.ADDR, d.AM)
+        size = _PAGE << d.AM  # page_range, inline
+        base = d.ADDR & -size
         c = q.caches
         if d.IH:    # only leaves changed: the paging-structure caches stay
             return c.iotlb.invalidate(tag, base, size)

@@ -18,7 +18,9 @@ prepared once: its image encoded and decoded by the hardware's rules, and its ef
 the queue as the template's image with the address fields placed, and the hardware side checks
 what the general decode would check of those fields (their reserved bits under this unit's
 capabilities, AM against MAMV): what it decodes is then the descriptor itself, which is executed
-and logged without decoding the image again. Nothing is memoised per address. The queue memory,
+and logged without decoding the image again. A driver's stream of new addresses
+(:meth:`SyncQueue.run_one`) memoises nothing per address; :meth:`SyncQueue.run` remembers the
+image of a single descriptor it is given, so a repeated one costs a lookup. The queue memory,
 IQH/IQT, the log and the caches end up exactly as after the general submit and process.
 
 When the hardware refuses a descriptor (FSTS.IQE), the Linux driver overwrites it with its wait
@@ -133,6 +135,8 @@ class SyncQueue(InvalidationQueue):
         super().__init__(mem, cfg, caches, status=status, **kwargs)  # type: ignore[arg-type]
         self.lost = []
         self._images: dict[Descriptor, bytes] = {}
+        # a single address-carrying descriptor run() was given -> its image and effect
+        self._repeats: dict[Descriptor, tuple[bytes, AddressEffect]] = {}
         # template descriptor -> its preparation (None: its image cannot be encoded)
         self._templates: dict[Descriptor, _Template | None] = {}
         self._stride = self.stride
@@ -208,42 +212,67 @@ class SyncQueue(InvalidationQueue):
         any other decoded from its image (memoised). Nothing runs between the writes and these
         fetches, so each fetch returns the image just written: it is used as the fetched bytes
         without reading them back. Anything else (raw quadwords, a field that does not fit, no
-        room, a queue error) goes through :meth:`submit` and :meth:`process`.
+        room, a queue error) goes through :meth:`submit` and :meth:`process`. A single
+        address-carrying descriptor given again (a guest repeating an invalidation) finds its
+        image remembered.
         """
-        if len(descriptors) == 1:
+        if len(descriptors) == 1 and descriptors[0].__class__ in _ZEROS:
             d = descriptors[0]
-            if isinstance(d, Descriptor) and (zeros := _ZEROS.get(d.__class__)) is not None:
-                return self.run_one(d, _replace(d, **zeros))
+            known = self._repeats.get(d)
+            if known is None:
+                known = self._placed(d, _replace(d, **_ZEROS[d.__class__]))
+                if known is None:
+                    return self._run_batch((d,))
+                if len(self._repeats) >= _MEMO_LIMIT:
+                    self._repeats.clear()
+                self._repeats[d] = known
+            if self._one(d, *known):
+                return 0
+            return self._run_batch((d,))
         return self._run_batch(descriptors)
 
     def run_one(self, d: Descriptor, template: Descriptor) -> int:
         """:meth:`run` of the one address-carrying descriptor ``d`` of ``template`` (``d`` with
         its address fields zero, see ``ADDRESS_FIELDS``: a driver keeps one per domain, PASID
-        or device), without building the template again: an idle queue takes its image at IQT
-        and executes it at once as the hardware would; anything else goes the way of
-        :meth:`run`."""
+        or device), without building the template again and remembering nothing of ``d`` (a
+        stream of new addresses): an idle queue takes its image at IQT and executes it at once
+        as the hardware would; anything else goes the way of :meth:`run`."""
+        known = self._placed(d, template)
+        if known is not None and self._one(d, *known):
+            return 0
+        return self._run_batch((d,))
+
+    def _placed(self, d: Descriptor, template: Descriptor) -> tuple[bytes, AddressEffect] | None:
+        """The image of ``d`` (of ``template``) and the effect that executes it, when the
+        hardware's decode of that image is ``d`` itself; None otherwise (a field that does not
+        fit, a bit the hardware refuses, a template it refuses)."""
+        t = self._templates.get(template)
+        if t is None:
+            t = self._template(template)
+        if t is None or t.effect is None:
+            return None
+        try:
+            bits = t.place(d)
+        except ValueError:
+            return None
+        if bits & t.refused:
+            return None
+        return (t.image | bits).to_bytes(self._stride, "little"), t.effect
+
+    def _one(self, d: Descriptor, image: bytes, effect: AddressEffect) -> bool:
+        """Write ``image`` at IQT of an idle queue and execute it as ``d``; False (nothing
+        done) when the queue is not idle (IQE, stopped, work pending) or has no room."""
         ring = self.ring
         head = ring.cons
         shift, slots = self._shift, self._slot_mask
-        if not (self.status.fsts & _FSTS_IQE or ring.stopped or ring.prod != head
-                or self.iqt != (head & slots) << shift):
-            t = self._templates.get(template)
-            if t is None:
-                t = self._template(template)
-            if t is not None and t.effect is not None:
-                try:
-                    bits = t.place(d)
-                except ValueError:
-                    bits = -1
-                if bits >= 0 and not bits & t.refused and ring.produce_all(
-                        ((t.image | bits).to_bytes(self._stride, "little"),)):
-                    self.iqt = (ring.prod & slots) << shift
-                    self.log.append(_new_log(LogRecord, ((head & slots) << shift, d,
-                                                         t.effect(self, d))))
-                    ring.cons = ring.prod  # the hardware caught up with IQT
-                    self.executed += 1
-                    return 0
-        return self._run_batch((d,))
+        if self.status.fsts & _FSTS_IQE or ring.stopped or ring.prod != head or \
+                self.iqt != (head & slots) << shift or not ring.produce_all((image,)):
+            return False
+        self.iqt = (ring.prod & slots) << shift
+        self.log.append(_new_log(LogRecord, ((head & slots) << shift, d, effect(self, d))))
+        ring.cons = ring.prod  # the hardware caught up with IQT
+        self.executed += 1
+        return True
 
     def _run_batch(self, descriptors: Sequence[Descriptor | Sequence[int]]) -> int:
         """:meth:`run` of any batch (see there)."""

@@ -142,16 +142,41 @@ def test_new_addresses_take_the_template_path_and_match_the_general_queue(
 
 
 def test_new_addresses_memoise_nothing_per_address() -> None:
-    """A stream of new addresses of one template prepares that template once and memoises no
-    image and no decode per address; every one is executed and logged as itself."""
+    """A driver's stream of new addresses of one template (run_one) prepares that template once
+    and memoises no image and no decode per address; run() remembers a bounded number of the
+    single descriptors it is given. Every one is executed and logged as itself."""
     from iommu_uapi_vtd.sync_queue import _MEMO_LIMIT
 
     q = SyncQueue(PhysicalMemory(), CFG, populated())
+    template = IotlbInv(G=3, DID=5)
+    for page in range(_MEMO_LIMIT + 100):
+        assert q.run_one(IotlbInv(G=3, DID=5, ADDR=page << 12), template) == 0
+    assert len(q._templates) == 1 and not q._images and not q._decoded and not q._repeats
+    assert q.log[-1].descriptor == IotlbInv(G=3, DID=5, ADDR=(_MEMO_LIMIT + 99) << 12)
     for page in range(_MEMO_LIMIT + 100):
         assert q.run([IotlbInv(G=3, DID=5, ADDR=page << 12)]) == 0
-    assert len(q._templates) == 1 and not q._images and not q._decoded
-    assert q.log[-1].descriptor == IotlbInv(G=3, DID=5, ADDR=(_MEMO_LIMIT + 99) << 12)
-    assert q.executed == _MEMO_LIMIT + 100
+    assert 0 < len(q._repeats) <= _MEMO_LIMIT and len(q._templates) == 1
+    assert q.executed == 2 * (_MEMO_LIMIT + 100)
+
+
+def test_run_one_matches_the_general_queue_for_any_address() -> None:
+    """run_one with the template of each address descriptor (AM up to MAMV + 2: those above
+    are refused by the hardware and lost) leaves what the general queue leaves."""
+    fast_caches, slow_caches = populated(), populated()
+    fast = SyncQueue(PhysicalMemory(), CFG, fast_caches)
+    slow = InvalidationQueue(PhysicalMemory(), CFG, slow_caches)
+    for kind in range(4):
+        for am in range(CFG.mamv + 3):
+            for flag in (False, True):
+                d = address_descriptor(kind, 0x12345 << am, am, flag)
+                template = address_descriptor(kind, 0, 0, False)
+                assert fast.run_one(d, template) == general_run(slow, [d])
+                assert snapshot(fast_caches) == snapshot(slow_caches)
+                assert queue_memory(fast) == queue_memory(slow)
+                assert (fast.head, fast.tail, fast.iqt) == (slow.head, slow.tail, slow.iqt)
+    assert [(r.offset, r.descriptor, r.dropped) for r in fast.log] == \
+        [(r.offset, r.descriptor, r.dropped) for r in slow.log]
+    assert fast.status.fault_events == slow.status.fault_events and fast.lost
 
 
 def test_a_new_address_is_neither_encoded_nor_decoded_from_scratch() -> None:
