@@ -18,9 +18,10 @@ view; VT-d's unmap flush is the domain's page-selective template with the addres
 (``SyncQueue.run_one``): its image is written into the invalidation queue at IQT and executed
 as the hardware would decode it, IQH/IQT, the log and the caches as after the general path.
 
-Measured (2-core EPYC VM, CPython 3.11, other work running; min of the rounds, medians
-vary by up to 2x with the load): map 1.45 us (6.4x the floor; 2.5 us, 10.8x before),
-unmap 4.4 us (10.5 us before), ring cycle 10.4 us (15x; 23.9 us, 34x before), 1 GiB 0.02 s.
+Measured (2-core EPYC VM, CPython 3.11, other work running; medians of the quietest of four
+runs, which vary by up to 2x with the load): map 1.5 us (6.4x the floor; 2.5 us, 10.8x
+before), unmap 4.5 us (10.5 us before), ring cycle 10.7 us (15x; 23.9 us, 34x before),
+1 GiB 0.02 s.
 Where a ring cycle goes (us, min of 9 rounds of 4000 cycles, by difference of nested calls):
 
 * map 1.7: leaf store through the compiled path 0.8, the domain's bookkeeping 0.15, the hook
