@@ -10,6 +10,7 @@ import pytest
 
 from iommu_uapi import checks, profiles
 from iommu_uapi.errors import UAPIError
+from iommu_uapi.iommufd.rules import IOMMUFD_RULES
 from iommu_uapi.model_rules import MODEL_RULES
 from iommu_uapi.profiles import Profile
 from iommu_uapi.rules import RULES, RULES_BY_ID, UAPI_QUIRKS, render_markdown
@@ -174,7 +175,21 @@ def test_rules_doc_is_generated_from_the_table() -> None:
         "docs/rules.md is stale: run `python -m iommu_uapi.rules docs/rules.md`"
     )
     text = render_markdown()
-    for item in (*RULES, *UAPI_QUIRKS, *MODEL_RULES):
+    for item in (*RULES, *UAPI_QUIRKS, *MODEL_RULES, *IOMMUFD_RULES):
         assert f"| `{item.id}` |" in text
     for name in profiles.BUILTIN:
         assert f"| `{name}` |" in text
+
+
+def test_rules_doc_lists_every_iommufd_rule_with_its_errno() -> None:
+    """The successor API's refusals are in docs/rules.md like the others."""
+    from iommu_uapi.errors import errno_name
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "rules.md").read_text(
+        encoding="utf-8")
+    assert "\n## iommufd\n" in text
+    section = text.split("\n## iommufd\n", 1)[1]
+    for rule in IOMMUFD_RULES:
+        row = next((line for line in section.splitlines() if f"| `{rule.id}` |" in line), None)
+        assert row is not None, f"docs/rules.md lacks {rule.id}"
+        assert errno_name(rule.errno or 0) in row

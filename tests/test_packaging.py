@@ -79,3 +79,15 @@ def test_the_bench_extra_is_what_the_benchmarks_import() -> None:
     assert third_party <= extra | core, third_party - extra - core
     ini = tox_sections()
     assert "-e .[bench]" in ini["testenv:bench"]["deps"]
+
+
+def test_every_backends_iommufd_tests_run_in_its_tox_environment() -> None:
+    """tests/iommufd drive VT-d (py311-vtd); the SMMUv3's iommufd tests live with its plugin's
+    tests, which py311-smmu runs (so does the suite's iommufd area, against smmuv3)."""
+    ini = tox_sections()
+    generic = ini["testenv"]["commands"]
+    assert "vtd: pytest -p no:cacheprovider tests/trace/test_backends.py tests/iommufd" in generic
+    smmu = ini["testenv:py311-smmu"]["commands"]
+    assert "{posargs:plugins/smmu/tests}" in smmu and "--iommu-backend smmuv3" in smmu
+    held = {p.name for p in (ROOT / "plugins" / "smmu" / "tests").glob("test_iommufd*.py")}
+    assert {"test_iommufd.py", "test_iommufd_nested.py"} <= held

@@ -354,7 +354,9 @@ def iommu_hwpt_nested_attach(parent: Domain, dev: Device, pasid: int | None,
     nested PASID entry, the same entry a guest PASID bind writes; SMMUv3: the STE with the
     guest's stage-1 fields over the parent's stage 2) and flush the configuration caches the
     way the driver does. Apply the driver's attach-time checks (VT-d: address width, SRE/EAFE
-    against ECAP: EINVAL). A refusal changes nothing. Raises
+    against ECAP: EINVAL). Several nested HWPTs may share one parent, and one nested HWPT may
+    serve several devices: the configuration installed is ``dev``'s alone (SMMUv3: one guest
+    STE per stream), the parent's other devices keep theirs. A refusal changes nothing. Raises
     :class:`~iommu_uapi.errors.UAPIError`.
     """
 

@@ -249,9 +249,11 @@ RULES_BY_ID: dict[str, Rule] = UAPI_TABLE.by_id
 
 
 def render_markdown() -> str:
-    """``docs/rules.md``: the core's UAPI rules and quirks, the built-in profiles, then the
-    model's own refusals (:mod:`iommu_uapi.model_rules`)."""
+    """``docs/rules.md``: the core's UAPI rules and quirks, the built-in profiles, the
+    model's own refusals (:mod:`iommu_uapi.model_rules`), then the successor API's
+    (:mod:`iommu_uapi.iommufd.rules`)."""
     from . import profiles
+    from .iommufd.rules import IOMMUFD_TABLE
     from .model_rules import MODEL_TABLE
 
     return _render(
@@ -260,7 +262,7 @@ def render_markdown() -> str:
         "`iommu-uapi rules --backend NAME` adds a backend's own table (VT-d's is "
         "`plugins/vtd/RULES.md`).",
         [UAPI_TABLE, profiles.render_markdown(profiles.BUILTIN, (UAPI_TABLE, MODEL_TABLE)),
-         MODEL_TABLE],
+         MODEL_TABLE, IOMMUFD_TABLE],
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import UAPIError
+from ..features import Feature
 from ..rules import fail
 from ..uapi import Fault
 from ..uapi.consts import PageRequestFlags
@@ -136,10 +137,21 @@ class Attach(ObjectStore):
     # -- page requests to fault objects --------------------------------------------------------
 
     def _queue_for(self, dev_id: int, fault: Fault) -> FaultQueue | None:
+        """The fault object of the HWPT the request's (device, PASID) is attached to. A
+        backend whose guests own the PASID table (``Feature.BIND_PASID_TABLE``: an SMMUv3 CD
+        table) sends the requests of a PASID attached to nothing to the nested HWPT of the
+        device's RID, whose guest table holds every PASID (the kernel's
+        ``user_pasid_table``)."""
         prm = fault.prm
         pasid = prm.pasid if prm.flags & PageRequestFlags.PASID_VALID else None
         hwpt = self.attached.get((dev_id, pasid))
+        if hwpt is None and pasid is not None and self._user_pasid_table():
+            rid = self.attached.get((dev_id, None))
+            hwpt = rid if rid is not None and rid.nested else None
         return None if hwpt is None else hwpt.fault
+
+    def _user_pasid_table(self) -> bool:
+        return bool(self.iommu.capabilities.features & Feature.BIND_PASID_TABLE)
 
     def _route_faults(self, dev: Device, dev_id: int) -> None:
         """Make this context the device's fault consumer (once per device)."""
@@ -162,15 +174,22 @@ class Attach(ObjectStore):
         self.iommu.unregister_fault_handler(dev)
 
     def _answer_pending(self, queue: FaultQueue, dev: Device, pasid: int | None) -> None:
-        """Answer with INVALID the groups of ``dev`` at ``pasid`` nobody answered."""
+        """Answer with INVALID the groups of ``dev`` at ``pasid`` nobody answered (detaching
+        the RID from a guest-owned PASID table: the groups of every PASID it served)."""
+        every = pasid is None and self._user_pasid_table()
+
+        def covered(p: int | None) -> bool:
+            return p == pasid or every
+
         for cookie, (owner, fault) in list(queue.waiting.items()):
             prm = fault.prm
             p = prm.pasid if prm.flags & PageRequestFlags.PASID_VALID else None
-            if owner is dev and p == pasid:
+            if owner is dev and covered(p):
                 queue.write(IommuHwptPageResponse(
                     cookie=cookie, code=int(PageResponseCode.INVALID)).to_bytes())
+        dev_id = self._dev_id_of(dev)
         queue.queue = type(queue.queue)(r for r in queue.queue if not (
-            r.dev_id == self._dev_id_of(dev) and (r.pasid if r.flags & 1 else None) == pasid))
+            r.dev_id == dev_id and covered(r.pasid if r.flags & 1 else None)))
 
     def _dev_id_of(self, dev: Device) -> int:
         return next(o.id for o in self.objects.values()

@@ -237,7 +237,7 @@ class SmmuBackend(SmmuIommufd):
         cmds: list[Command] = []
         for dev in devices:
             self.host.write_ste(dev.sid, stream_entry(data, ats=dev.ats and self.caps.ats,
-                                                      stall=self._stalls(dev)))
+                                                      stall=self._stalls(dev), sid=dev.sid))
             cmds.append(CfgiSte(SID=dev.sid, Leaf=True))
         self.issue(cmds)
 
@@ -253,6 +253,7 @@ class SmmuBackend(SmmuIommufd):
 
     @hookimpl
     def iommu_detach_dev(self, domain: Domain, dev: Device) -> None:
+        domain.data.streams.pop(dev.sid, None)
         self.host.write_ste(dev.sid, Ste())
         cmds: list[Command] = [CfgiSte(SID=dev.sid, Leaf=True)]
         if dev.ats and self.caps.ats:
@@ -270,7 +271,7 @@ class SmmuBackend(SmmuIommufd):
         if unmapped:
             # Nested entries are held by guest VA: no IPA names them, so a nested domain drops
             # the whole VMID; a stage-2 domain the IPA range.
-            cmds: list[Command] = ([TlbiS12Vmall(VMID=data.vmid)] if data.s1 is not None
+            cmds: list[Command] = ([TlbiS12Vmall(VMID=data.vmid)] if data.guest_stage1
                                    else _s2_ipa(data.vmid, iova, unmapped))
             cmds += [AtcInv(SID=d.sid, Size=_ATC_ALL) for d in domain.devices
                      if d.ats and self.caps.ats]

@@ -12,6 +12,7 @@ from enum import IntEnum
 from typing import Any, ClassVar
 
 from iommu_uapi.hw.bits import Field, bit
+from iommu_uapi.iommufd.arm_smmuv3 import VCMD_FIELDS
 
 from .idr import SmmuCaps
 from .record import SmmuRecord
@@ -107,10 +108,14 @@ class CommandError(Exception):
         self.cerror = cerror
 
 
-#: Fields shared by several layouts, each named once.
-F_SSEC, F_SSV, F_SSID, F_SID = bit(10), bit(11), Field(12, 20), Field(32, 32)
-F_NUM, F_SCALE, F_VMID, F_ASID = Field(12, 5), Field(20, 5), Field(32, 16), Field(48, 16)
-F_LEAF, F_TTL, F_TG, F_ADDR = bit(64), Field(72, 2), Field(74, 2), Field(76, 52, 12)
+#: Fields shared by several layouts, each named once: those a guest's commands may carry where
+#: iommufd's uAPI names them, SSec (the Secure world's, no guest's) here.
+F_SSEC = bit(10)
+F_SSV, F_SSID, F_SID = VCMD_FIELDS["SSV"], VCMD_FIELDS["SSID"], VCMD_FIELDS["SID"]
+F_NUM, F_SCALE, F_VMID, F_ASID = (VCMD_FIELDS["NUM"], VCMD_FIELDS["SCALE"], VCMD_FIELDS["VMID"],
+                                  VCMD_FIELDS["ASID"])
+F_LEAF, F_TTL, F_TG, F_ADDR = (VCMD_FIELDS["Leaf"], VCMD_FIELDS["TTL"], VCMD_FIELDS["TG"],
+                               VCMD_FIELDS["Addr"])
 RANGE_FIELDS = {"NUM": F_NUM, "SCALE": F_SCALE, "TTL": F_TTL, "TG": F_TG}
 
 

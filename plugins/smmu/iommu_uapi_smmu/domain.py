@@ -6,6 +6,10 @@ level with its concatenated tables) is the backend's configuration. The STE of a
 :func:`stream_entry`: stage 2 only, nested (stage 1 from the guest's CD table at the IPA
 ``base_ptr``, stage 2 from the domain), bypass of stage 1 (stage 2 only) or abort, exactly the
 ``arm_smmu_write_strtab_ent`` cases of the nested series.
+
+The guest's stage 1 is the domain's (one CD table for every stream: the 2020 PASID-table
+attach) unless a stream has its own (:attr:`SmmuDomain.streams`: an iommufd nested HWPT, one
+guest STE per device, over the shared stage 2 and VMID).
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ class SmmuDomain:
     """One host domain: VMID, stage-2 tables, nesting state and the guest table attached."""
 
     __slots__ = ("abort", "finalised", "geometry", "mappings", "mem", "nesting", "oas", "pt",
-                 "s1", "vmid")
+                 "s1", "streams", "vmid")
 
     def __init__(self, vmid: int, mem: PhysicalMemory, geometry: S2Geometry, oas: int) -> None:
         self.vmid = vmid
@@ -78,6 +82,15 @@ class SmmuDomain:
         self.s1: tuple[int, int, int, int] | None = None
         #: ABORT configured by the guest
         self.abort = False
+        #: StreamID -> that stream's own guest configuration (stage 1 or None, abort), which
+        #: replaces :attr:`s1` and :attr:`abort` for it (a nested HWPT attached to the stream)
+        self.streams: dict[int, tuple[tuple[int, int, int, int] | None, bool]] = {}
+
+    @property
+    def guest_stage1(self) -> bool:
+        """Whether a guest stage 1 translates any stream of the domain (its TLB entries are
+        then held by guest VA, which no IPA names)."""
+        return self.s1 is not None or any(s1 is not None for s1, _ in self.streams.values())
 
     def map(self, iova: int, paddr: int, size: int, prot: int) -> None:
         """Map in the stage-2 tables (the builder refuses overlap and misalignment)."""
@@ -97,18 +110,21 @@ class SmmuDomain:
         self.pt.free_tables()
 
 
-def stream_entry(domain: SmmuDomain, *, ats: bool, stall: bool = False) -> Ste:
-    """The STE of a stream attached to ``domain`` (see the module docstring); ``stall``: the
-    stream may stall (STE.S1STALLD = 0, the guest's CD.S decides)."""
-    if domain.abort:
+def stream_entry(domain: SmmuDomain, *, ats: bool, stall: bool = False,
+                 sid: int | None = None) -> Ste:
+    """The STE of stream ``sid`` attached to ``domain`` (see the module docstring); ``stall``:
+    the stream may stall (STE.S1STALLD = 0, the guest's CD.S decides)."""
+    s1, abort = domain.streams.get(sid, (domain.s1, domain.abort)) if sid is not None else (
+        domain.s1, domain.abort)
+    if abort:
         return Ste(V=True, Config=SteConfig.ABORT)
     geo = domain.geometry
     s2 = dict(S2VMID=domain.vmid, S2T0SZ=64 - geo.ias, S2SL0=geo.sl0, S2TG=S2TG[geo.granule],
               S2PS=PS_CODE[domain.oas], S2AA64=True, S2R=True, S2TTB=domain.pt.root,
               EATS=Eats.FULL if ats else Eats.ABORT)
-    if domain.s1 is None:
+    if s1 is None:
         return Ste(V=True, Config=SteConfig.S2_TRANS, **s2)  # type: ignore[arg-type]
-    base, cdmax, fmt, dss = domain.s1
+    base, cdmax, fmt, dss = s1
     return Ste(V=True, Config=SteConfig.NESTED, S1ContextPtr=base, S1CDMax=cdmax,
                S1Fmt=fmt if cdmax else 0, S1DSS=dss if cdmax else 0, S1STALLD=not stall,
                **s2)  # type: ignore[arg-type]

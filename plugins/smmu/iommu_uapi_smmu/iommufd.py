@@ -9,8 +9,10 @@ Every field is named in :mod:`.ste` and :mod:`.cmd_layout`. The hooks (:class:`S
 base class of the backend) reuse the 2020 paths where the hardware does the same: a nested HWPT
 attached to a stream is the nested STE a guest PASID-table attach installs (``check_attach``,
 then the backend's STE write, CFGI_STE and the guest's TLB flush); the guest's commands go
-through the backend's command queue. The stage-1 configuration is the parent domain's, as in
-the 2020 model: one nested HWPT per parent at a time.
+through the backend's command queue. Each stream attached to a nested HWPT has its own guest
+STE (:attr:`~.domain.SmmuDomain.streams`), as the kernel keeps one vSTE per device: several
+nested HWPTs share one nesting parent (its stage 2 and VMID) and each device translates
+through its own CD table.
 """
 
 from __future__ import annotations
@@ -30,15 +32,16 @@ from iommu_uapi.iommufd import (
     IommuViommuArmSmmuv3Invalidate,
     ViommuType,
 )
+from iommu_uapi.iommufd.arm_smmuv3 import VSTE_FIELDS, VcmdOpcode
 from iommu_uapi.rules import fail
 from iommu_uapi.uapi import PasidSmmuv3, PasidTableConfig, PasidTableVendor
 from iommu_uapi.uapi.consts import IOMMU_PASID_FORMAT_SMMUV3, PasidConfig
 
 from .cmd_layout import F_SID, F_VMID, OPCODE, Opcode
-from .cmds import Command, decode_command
+from .cmds import AtcInv, Command, TlbiS12Vmall, decode_command
 from .idr import SmmuCaps, id_registers
 from .nested import STRICT, check_attach
-from .ste import Eats, Ste, SteConfig
+from .ste import Eats, SteConfig
 
 if TYPE_CHECKING:
     from iommu_uapi.iommu import IOMMU
@@ -48,25 +51,24 @@ if TYPE_CHECKING:
 __all__ = ["ALLOWED_OPCODES", "ALLOWED_STE_FIELDS", "SmmuIommufd", "SmmuNested", "SmmuViommu",
            "guest_commands", "hw_info", "nested_ste"]
 
-#: The guest STE fields a nested HWPT may carry (words 0 and 1)
-ALLOWED_STE_FIELDS = ("V", "Config", "S1Fmt", "S1ContextPtr", "S1CDMax", "S1DSS", "S1CIR",
-                      "S1COR", "S1CSH", "S1STALLD", "EATS")
-_ALLOWED_MASK = sum(Ste.LAYOUT[name].mask for name in ALLOWED_STE_FIELDS)
-_V = Ste.LAYOUT["V"]
-_CONFIG = Ste.LAYOUT["Config"]
-_EATS = Ste.LAYOUT["EATS"]
-_S1CTX = Ste.LAYOUT["S1ContextPtr"]
-_S1CDMAX = Ste.LAYOUT["S1CDMax"]
-_S1FMT = Ste.LAYOUT["S1Fmt"]
-_S1DSS = Ste.LAYOUT["S1DSS"]
+#: The guest STE fields a nested HWPT may carry (words 0 and 1): the uAPI's list
+ALLOWED_STE_FIELDS = tuple(VSTE_FIELDS)
+_ALLOWED_MASK = sum(f.mask for f in VSTE_FIELDS.values())
+_V = VSTE_FIELDS["V"]
+_CONFIG = VSTE_FIELDS["Config"]
+_EATS = VSTE_FIELDS["EATS"]
+_S1CTX = VSTE_FIELDS["S1ContextPtr"]
+_S1CDMAX = VSTE_FIELDS["S1CDMax"]
+_S1FMT = VSTE_FIELDS["S1Fmt"]
+_S1DSS = VSTE_FIELDS["S1DSS"]
+_ATC_ALL = 52
+_MEMO_LIMIT = 4096
 _CONFIGS = frozenset({int(SteConfig.ABORT), int(SteConfig.BYPASS), int(SteConfig.S1_TRANS)})
 _EATS_OK = frozenset({int(Eats.ABORT), int(Eats.FULL)})
 _W = (1 << 64) - 1
 
 #: The guest commands a vIOMMU passes on
-ALLOWED_OPCODES = frozenset({Opcode.TLBI_NSNH_ALL, Opcode.TLBI_NH_VA, Opcode.TLBI_NH_VAA,
-                             Opcode.TLBI_NH_ALL, Opcode.TLBI_NH_ASID, Opcode.ATC_INV,
-                             Opcode.CFGI_CD, Opcode.CFGI_CD_ALL})
+ALLOWED_OPCODES = frozenset(Opcode[op.name] for op in VcmdOpcode)
 _TAGGED = frozenset({int(Opcode.TLBI_NH_VA), int(Opcode.TLBI_NH_VAA), int(Opcode.TLBI_NH_ALL),
                      int(Opcode.TLBI_NH_ASID)})
 _BY_SID = frozenset({int(Opcode.ATC_INV), int(Opcode.CFGI_CD), int(Opcode.CFGI_CD_ALL)})
@@ -158,12 +160,27 @@ class SmmuNested:
 
 
 class SmmuViommu:
-    """A vIOMMU of the SMMU: the VMID its guest's TLBIs are tagged with."""
+    """A vIOMMU of the SMMU: the VMID its guest's TLBIs are tagged with, and the host
+    commands of the words seen before (commands are immutable records)."""
 
-    __slots__ = ("vmid",)
+    __slots__ = ("decoded", "vmid")
 
     def __init__(self, vmid: int) -> None:
         self.vmid = vmid
+        self.decoded: dict[tuple[int, int], Command] = {}
+
+    def commands(self, words: Sequence[tuple[int, int]]) -> list[Command]:
+        """The host commands of ``words`` (decoded once per distinct pair)."""
+        memo = self.decoded
+        out: list[Command] = []
+        for pair in words:
+            cmd = memo.get(pair)
+            if cmd is None:
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                cmd = memo[pair] = decode_command(pair[0] | pair[1] << 64)
+            out.append(cmd)
+        return out
 
 
 class SmmuIommufd:
@@ -172,12 +189,12 @@ class SmmuIommufd:
     caps: SmmuCaps
     iommu: IOMMU | None
     profile: str
-    _iommufd_nested: dict[int, tuple[SmmuNested, int]]
 
     if TYPE_CHECKING:
+        asids: dict[tuple[int, int], set[int]]
+
         def issue(self, cmds: Iterable[Command]) -> bool: ...
         def _install(self, domain: Domain, devices: Iterable[Device]) -> None: ...
-        def _flush_guest(self, data: SmmuDomain, domain: Domain) -> None: ...
 
     @hookimpl
     def iommu_hw_info(self, dev: Device) -> tuple[int, CRecord]:
@@ -197,45 +214,36 @@ class SmmuIommufd:
     @hookimpl
     def iommu_hwpt_nested_attach(self, parent: Domain, dev: Device, pasid: int | None,
                                  nested: SmmuNested) -> None:
+        """Install the nested HWPT's guest STE for ``dev``'s stream alone: stage 1 from its CD
+        table over the parent's stage 2, the other streams of the parent untouched."""
         if pasid is not None:
             raise fail("iommufd.attach.pasid_paging", pt_id="a nested SMMUv3 HWPT (its "
                        "PASIDs are the guest's CD table)")
         data: SmmuDomain = parent.data
-        held = self._nested_of().get(parent.id)
-        if held is not None and held[0] is not nested:
-            raise fail("iommufd.attach.busy", dev_id=dev.sid, pasid=None,
-                       pt_id="another nested HWPT on the same parent")
-        s1, abort = check_attach(data, nested.table_config(), self.caps, STRICT)
-        data.s1, data.abort = s1, abort
-        self._nested_of()[parent.id] = (nested, (held[1] if held else 0) + 1)
+        data.streams[dev.sid] = check_attach(data, nested.table_config(), self.caps, STRICT)
         self._install(parent, [dev])
-        self._flush_guest(data, parent)
+        self._flush_stream(data, dev)
 
     @hookimpl
     def iommu_hwpt_nested_detach(self, parent: Domain, dev: Device, pasid: int | None,
                                  nested: SmmuNested) -> None:
+        """Give ``dev``'s stream back the parent's configuration (stage 2 only)."""
         del pasid, nested
         data: SmmuDomain = parent.data
-        held = self._nested_of().pop(parent.id, None)
-        if held is not None and held[1] > 1:  # other streams keep the parent's stage 1
-            self._nested_of()[parent.id] = (held[0], held[1] - 1)
-            saved = data.s1, data.abort
-            data.s1, data.abort = None, False
-            self._install(parent, [dev])
-            data.s1, data.abort = saved
-            return
-        data.s1, data.abort = None, False
+        data.streams.pop(dev.sid, None)
         self._install(parent, [dev])
-        self._flush_guest(data, parent)
+        self._flush_stream(data, dev)
 
-    def _nested_of(self) -> dict[int, tuple[SmmuNested, int]]:
-        """The nested HWPT installed on each parent domain (by id) and how many streams use
-        it."""
-        table: dict[int, tuple[SmmuNested, int]] | None = getattr(self, "_iommufd_nested", None)
-        if table is None:
-            table = {}
-            self._iommufd_nested = table
-        return table
+    def _flush_stream(self, data: SmmuDomain, dev: Device) -> None:
+        """The translations a stream's old guest STE gave go with it: the VMID's stage-1
+        entries (tagged by ASID, which CD table gave them is not recorded) and the stream's
+        ATC."""
+        cmds: list[Command] = [TlbiS12Vmall(VMID=data.vmid)]
+        if dev.ats and self.caps.ats:
+            cmds.append(AtcInv(SID=dev.sid, Size=_ATC_ALL))
+        self.issue(cmds)
+        for key in [k for k in self.asids if k[0] == data.vmid]:
+            del self.asids[key]
 
     @hookimpl
     def iommu_viommu_alloc(self, parent: Domain, dev: Device, viommu_type: int) -> SmmuViommu:
@@ -254,5 +262,5 @@ class SmmuIommufd:
         words, error = guest_commands(entries, viommu.vmid,
                                       {v: d.sid for v, d in vdevs.items()})
         if words:
-            self.issue([decode_command(w0 | w1 << 64) for w0, w1 in words])
+            self.issue(viommu.commands(words))
         return len(words), error

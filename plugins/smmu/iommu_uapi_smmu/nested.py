@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 
 from iommu_uapi import profiles
 from iommu_uapi.errors import UAPIError
+from iommu_uapi.iommufd.arm_smmuv3 import atc_span
 from iommu_uapi.pasid_tables.smmuv3 import CD_SIZE, L1CD_SIZE, L2_SHIFT, S1Fmt
 from iommu_uapi.uapi import CacheInvalidateInfo, PasidTableConfig
 from iommu_uapi.uapi.consts import (
@@ -200,12 +201,8 @@ def nh_va_range(vmid: int, asid: int, addr: int, size: int, leaf: bool,
 def _atc_inv(sid: int, ssid: int | None, addr: int | None, size: int) -> AtcInv:
     if addr is None:
         return AtcInv(SID=sid, SSV=ssid is not None, SSID=ssid or 0, Size=_ATC_ALL)
-    span = max(_PAGE, size)
-    order = (span - 1).bit_length() - 12
-    while (addr >> (12 + order)) != ((addr + span - 1) >> (12 + order)):
-        order += 1
-    return AtcInv(SID=sid, SSV=ssid is not None, SSID=ssid or 0,
-                  Addr=addr & -(_PAGE << order), Size=min(order, _ATC_ALL))
+    start, order = atc_span(addr, size)
+    return AtcInv(SID=sid, SSV=ssid is not None, SSID=ssid or 0, Addr=start, Size=order)
 
 
 def guest_invalidation(info: CacheInvalidateInfo, scope: GuestScope,

@@ -14,6 +14,7 @@ from enum import IntEnum
 
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.hw.bits import Field, bit
+from iommu_uapi.iommufd.arm_smmuv3 import VSTE_FIELDS
 from iommu_uapi.pasid_tables.smmuv3 import S1Fmt
 from iommu_uapi.pgtable.lpae import LPAEConfig
 
@@ -95,17 +96,10 @@ class Ste(SmmuRecord, frozen=True, gc=False):
 
     BITS = 512
     LAYOUT = {
-        "V": bit(0),
-        "Config": Field(1, 3),
-        "S1Fmt": Field(4, 2),
-        "S1ContextPtr": Field(6, 50, 6),  # CD table address (IPA when nested), bits 55:6
-        "S1CDMax": Field(59, 5),
-        "S1DSS": Field(64, 2),
-        "S1CIR": Field(66, 2),
-        "S1COR": Field(68, 2),
-        "S1CSH": Field(70, 2),
-        "S1STALLD": bit(91),
-        "EATS": Field(92, 2),
+        # V, Config, S1Fmt, S1ContextPtr (the CD table, an IPA when nested: bits 55:6),
+        # S1CDMax, S1DSS, S1CIR, S1COR, S1CSH, S1STALLD, EATS: the fields a guest STE may
+        # hold, named where iommufd's uAPI names them
+        **VSTE_FIELDS,
         "STRW": Field(94, 2),
         "MemAttr": Field(96, 4),
         "MTCFG": bit(100),

@@ -11,6 +11,12 @@ from iommu_uapi.testing.harness import Harness
 
 
 @pytest.fixture
+def iommu_backend_name() -> str:
+    """The backend under test, whatever --iommu-backend says."""
+    return "smmuv3"
+
+
+@pytest.fixture
 def harness() -> Harness:
     """A strict host-and-guest rig on the SMMU."""
     return Harness("smmuv3", profile="strict")
@@ -39,6 +45,11 @@ class TestBindLifecycle(conformance.BindLifecycleTests):
 
 class TestInvalidation(conformance.InvalidationTests):
     """Invalidation completeness."""
+
+
+class TestIommufd(conformance.IommufdTests):
+    """iommufd: nested HWPTs carrying the guest STE, commands through the vIOMMU, both
+    generations agreeing."""
 
 
 class TestIsolation(conformance.IsolationTests):
