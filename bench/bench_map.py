@@ -31,7 +31,7 @@ Where a ring cycle goes (us, min of 9 rounds of 4000 cycles, by difference of ne
 * unmap 5.4: leaf clear 0.7, bookkeeping 0.2, the flush 3.1 (descriptor from the template 0.35,
   its image placed and checked 0.4, written into the queue 0.55, the IOTLB, first-level and
   paging-structure invalidations 1.1 (0.75 with nothing cached), the queue's state checks,
-  IQH/IQT and log 0.7), the hook 0.7, the façade 0.7.
+  IQH/IQT and log 0.7), the hook 0.6, the façade 0.7.
 
 The targets (4x, 8x) are out of reach of a pure-Python model that keeps the tables in memory
 in their bit layout and runs every flush through a real queue: the floor stores one list item
