@@ -143,21 +143,23 @@ class WalkCache(CacheCounters):
         if levels is None:
             levels = self._tags[tag] = {}
             self._index.add(tag)
-        bounded = bool(self._slots)
+        if self._slots:
+            for (level, prefix), value in entries.items():
+                at = levels.get(level)
+                if at is None:
+                    at = levels[level] = {}
+                self._fill_slot(tag, level, prefix, at, value)
+            return
         added = 0
         for (level, prefix), value in entries.items():
             at = levels.get(level)
             if at is None:
                 at = levels[level] = {}
-            if bounded:
-                self._fill_slot(tag, level, prefix, at, value)
-                continue
             if prefix not in at:
                 added += 1
             at[prefix] = value
-        if not bounded:
-            self._size += added
-            self.fills += len(entries)
+        self._size += added
+        self.fills += len(entries)
 
     def _fill_slot(self, tag: Tag, level: int, prefix: int, entries: dict[int, int],
                    value: int) -> None:
@@ -248,9 +250,14 @@ class WalkCache(CacheCounters):
     def flush(self) -> int:
         """Drop everything; returns how many entries were dropped."""
         n = self._size
+        if not n:
+            return 0
         for levels in self._tags.values():
             levels.clear()
-        for slots in self._slots.values():
-            slots.clear()
+        if self._slots:
+            for slots in self._slots.values():
+                slots.clear()
         self._size = 0
-        return self._count_drop("global", n)
+        dropped = self.dropped
+        dropped["global"] = dropped.get("global", 0) + n
+        return n

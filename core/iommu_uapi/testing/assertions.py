@@ -16,15 +16,19 @@ __all__ = ["errno_of", "need", "outcome", "refusal", "refused_unchanged"]
 
 
 def need(h: Harness, feature: Feature | None = None, cell: CacheCell | None = None,
-         nesting: bool = False, entry: GuestEntry | None = None) -> None:
+         nesting: bool = False, entry: GuestEntry | None = None, pasids: bool = False) -> None:
     """Skip the running test unless the backend declares ``feature``/``cell``, a guest can nest
-    (``nesting``), or guest contexts enter by ``entry`` (which implies nesting)."""
+    (``nesting``), guest contexts enter by ``entry``, or (``pasids``) the guest has contexts
+    told apart by the PASID their DMA carries (the last two imply nesting)."""
     if feature is not None and not h.caps.features & feature:
         pytest.skip(f"backend does not declare feature {feature.name}")
     if cell is not None and cell not in h.caps.cache_cells:
         pytest.skip(f"backend does not declare cache cell {cell}")
-    if (nesting or entry is not None) and not h.nesting:
+    if (nesting or entry is not None or pasids) and not h.nesting:
         pytest.skip(f"no guest can nest: {no_guest_reason(h.iommu)}")
+    if pasids and h.single_context:
+        pytest.skip(f"the guest format {h.format!r} holds a single context, reached by DMA "
+                    f"without PASID ({h.caps.profiles[0]} profile)")
     if entry is not None and h.entry is not entry:
         pytest.skip(f"guest contexts enter by {h.entry.value if h.entry else None}, "
                     f"not {entry.value}")

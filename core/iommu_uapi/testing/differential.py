@@ -30,6 +30,9 @@ def can_run(h: Harness) -> str | None:
     """None if ``h``'s backend can run the workload, else the reason it cannot."""
     if h.entry is None:
         return no_guest_reason(h.iommu)
+    if h.single_context:
+        return (f"no guest format with contexts told apart by PASID: {h.format!r} holds a "
+                "single context")
     missing = [str(c) for c in _CELLS if c not in h.caps.cache_cells]
     return f"lacks {', '.join(missing)}" if missing else None
 

@@ -7,8 +7,11 @@ and a guest that builds its own stage-1 tables in guest memory. What the guest b
 contexts enter the IOMMU come from the backend's ``iommu_guest_formats`` hook
 (:mod:`iommu_uapi.guest`): the harness uses the first format whose entry the backend declares,
 and :meth:`Harness.enter`/:meth:`Harness.leave` bind a PASID (``sva_bind_gpasid``) or write
-and invalidate its entry in the guest PASID table it attached (``attach_pasid_table``). Tests
-then speak the UAPI: bind bytes, invalidation records, page responses.
+and invalidate its entry in the guest PASID table it attached (``attach_pasid_table``). A
+single-context table (:attr:`~iommu_uapi.guest.GuestFormat.single_context`) is attached when
+its one context enters and detached when it leaves, and its DMA carries no PASID: the
+``pasid`` a test names the context by is not sent. Tests then speak the UAPI: bind bytes,
+invalidation records, page responses.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ def no_guest_reason(iommu: IOMMU) -> str:
 def _declared(iommu: IOMMU, fmt: GuestFormat) -> bool:
     caps = iommu.capabilities
     feature, cells = _ENTRY_NEEDS[fmt.entry]
+    if fmt.single_context:  # its attach and detach make changes visible: no invalidation
+        cells = frozenset()
     if not caps.features & feature or not cells <= caps.cache_cells:
         return False
     return fmt.entry is not GuestEntry.BIND_GPASID or fmt.format in caps.formats
@@ -137,11 +142,14 @@ class Harness:
         self.gpt: GuestTables | None = None
         #: the guest PASID table attached to the domain (PASID_TABLE entry only)
         self.table: PasidTableConfig | None = None
+        #: whether the guest PASID table is attached (a single-context one while it is entered)
+        self.table_attached = False
         if self.format is not None:
             self.gpt = self.format.tables(self.guest)
             if self.format.entry is GuestEntry.PASID_TABLE:
                 self.table = self.format.pasid_table(self.guest)
-                self.iommu.uapi_attach_pasid_table(self.domain, self.table.to_bytes())
+                if not self.format.single_context:
+                    self._attach_table()
         self.vm = self.iommu.pasid_set("guest", quota=64)
         self.handled: list[Any] = []
         self.iommu.register_fault_handler(self.dev, self.handled.append)
@@ -150,6 +158,21 @@ class Harness:
     def entry(self) -> GuestEntry | None:
         """How a guest context enters (None: no guest can nest)."""
         return None if self.format is None else self.format.entry
+
+    @property
+    def single_context(self) -> bool:
+        """Whether the guest has one context, which DMA without PASID reaches."""
+        return self.format is not None and self.format.single_context
+
+    def _attach_table(self) -> None:
+        assert self.table is not None
+        self.iommu.uapi_attach_pasid_table(self.domain, self.table.to_bytes())
+        self.table_attached = True
+
+    def _detach_table(self) -> None:
+        if self.table_attached:
+            self.iommu.detach_pasid_table(self.domain)
+            self.table_attached = False
 
     # -- the guest ------------------------------------------------------------------------------
 
@@ -205,6 +228,10 @@ class Harness:
         fmt = self._format(GuestEntry.PASID_TABLE)
         assert self.gpt is not None and self.table is not None
         fmt.write_entry(self.guest, self.table, pasid, self.gpt.root)
+        if fmt.single_context:  # the guest's STE changes: the VMM attaches the table anew
+            self._detach_table()
+            self._attach_table()
+            return
         self._invalidate_all(CacheType.PASID, pasid)
 
     def leave(self, pasid: int, dev: Device | None = None) -> None:
@@ -216,6 +243,9 @@ class Harness:
         fmt = self._format(GuestEntry.PASID_TABLE)
         assert self.table is not None
         fmt.write_entry(self.guest, self.table, pasid, None)
+        if fmt.single_context:
+            self._detach_table()
+            return
         self._invalidate_all(CacheType.PASID, pasid)
         self._invalidate_all(CacheType.IOTLB, pasid)
 
@@ -226,7 +256,10 @@ class Harness:
 
     def translate(self, va: int, pasid: int | None = None, access: int = READ,
                   dev: Device | None = None) -> Translation:
-        """One DMA of ``dev`` (default: the ATS device)."""
+        """One DMA of ``dev`` (default: the ATS device), with ``pasid`` (a single-context
+        guest's DMA carries none)."""
+        if self.single_context:
+            pasid = None
         return self.iommu.translate(dev or self.dev, va, pasid=pasid, access=access)
 
     def invalidate(self, info: CacheInvalidateInfo, dev: Device | None = None) -> None:

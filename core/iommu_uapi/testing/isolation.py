@@ -72,7 +72,7 @@ class IsolationTests:
             harness.iommu.translate(dev, GUEST_RAM_PROBE)
 
     def test_pasids_are_isolated(self, harness: Harness) -> None:
-        need(harness, nesting=True)
+        need(harness, pasids=True)
         a, b = harness.vm.alloc(), harness.vm.alloc()
         harness.gmap(VA)
         harness.enter(a, harness.dev2)
@@ -84,7 +84,7 @@ class IsolationTests:
                                                                     harness: Harness) -> None:
         """A stage-2 unmap of a guest page: no device, ATS or not, translates it afterwards,
         through a guest PASID or without one (an ATS device's PASID entries included)."""
-        need(harness, nesting=True)
+        need(harness, pasids=True)  # DMA without PASID sees stage 2
         need_ats(harness)
         under(harness, STRICT)
         pasid = harness.vm.alloc()

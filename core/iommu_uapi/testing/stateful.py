@@ -1,11 +1,19 @@
 """A hypothesis state machine driving a backend and a reference model in lock-step.
 
-Rules: allocate, bind, unbind and free PASIDs; map, unmap and remap guest pages (guest PTE
+Rules: allocate, enter, leave and free PASIDs; map, unmap and remap guest pages (guest PTE
 changes, with or without the guest's invalidation); unmap and remap guest RAM at stage 2 (the
 host domain's own tables); detach and re-attach the device; invalidate with every negotiated
 cell; translate with and without a PASID; send garbage; and, when the backend declares PASID
 tables, attach (stage 1 bypassed or aborting), detach and send garbage to a guest PASID table of
 a second domain.
+
+A guest context enters the way the backend's guest format says (:mod:`iommu_uapi.guest`): bound
+with ``sva_bind_gpasid`` (a second bind, or one through a detached device, is refused and
+changes nothing; a detached device loses its bindings), or written into the guest PASID table
+attached to the domain and made visible with a PASID-cache invalidation (the table belongs to
+the domain: a detached device's PASIDs translate again once it is attached; a PASID leaves
+before it is freed, as a guest driver clears its entry). The machine needs contexts told apart
+by PASID (not a single-context table).
 
 The model keeps, for each (PASID, guest address), the answer the tables give now, plus the old
 answers the architecture still allows: after a guest PTE change and before an invalidation that
@@ -39,43 +47,41 @@ from hypothesis.stateful import (
 
 from ..errors import UAPIError
 from ..features import CacheCell, Feature
+from ..guest import GuestEntry, GuestFormat
 from ..translation import TranslationFault
-from ..uapi.consts import CacheType, InvGranularity, PasidConfig
-from .harness import GUEST_RAM_HPA, READ, RW, Harness
-from .rule_cases import pasid_table_bytes
+from ..uapi.consts import CacheType, InvGranularity
+from .harness import READ, RW, Harness
+from .stateful_tables import FAULT, PasidTableDomainRules
 
 __all__ = ["FAULT", "BackendModelMachine", "machine_for"]
 
-#: The model's name for "this access faults".
-FAULT = -1
 _BASE_VA = 0x5555_0000_0000
 #: Where a guest-RAM page remapped at stage 2 moves to (host memory outside guest RAM).
 _MOVED_HPA = 0x3_0000_0000
-#: The second device (with its own domain) that a guest PASID table is attached for.
-_TABLE_SID = 0x0318
-#: GPAs the PASID-table domain maps at stage 2 (to the harness's guest RAM pages).
-_TABLE_GPAS = tuple(range(0, 0x4000, 0x1000))
-_TABLE_CONFIGS = (PasidConfig.BYPASS, PasidConfig.ABORT)
 
 
-class BackendModelMachine(RuleBasedStateMachine):
+class BackendModelMachine(PasidTableDomainRules, RuleBasedStateMachine):
     """Bind to a harness with :func:`machine_for`; ``backend`` and ``profile`` are class
     attributes set there."""
 
     backend: str = ""
     profile: str = "linux-5.10"
+    base_va = _BASE_VA
+    guest_format: GuestFormat | None = None
 
     pasids = Bundle("pasids")
     vas = Bundle("vas")
 
     def __init__(self) -> None:
         super().__init__()
-        self.h = Harness(self.backend, profile=self.profile)
+        self.h = Harness(self.backend, profile=self.profile, guest_format=self.guest_format)
         caps = self.h.caps
         self.cells = sorted((c for c in caps.cache_cells if c.cache == CacheType.IOTLB and
                              c.granularity != InvGranularity.DOMAIN), key=str)
         self.tables = bool(caps.features & Feature.BIND_PASID_TABLE)
-        require = Feature.BIND_PGTBL | Feature.CACHE_INVLD
+        #: contexts are bound (else written into the domain's guest PASID table)
+        self.binds = self.h.entry is GuestEntry.BIND_GPASID
+        require = Feature.CACHE_INVLD | (Feature.BIND_PGTBL if self.binds else 0)
         self.h.iommu.negotiate(require | (Feature.BIND_PASID_TABLE if self.tables else 0),
                                self.cells)
         self.dev = self.h.dev2  # no device TLB: the IOTLB alone is modelled
@@ -89,13 +95,8 @@ class BackendModelMachine(RuleBasedStateMachine):
         self.fresh_may_fault: set[int] = set()  # PASIDs whose non-leaf caches may be stale
         self.seen: set[int] = set()  # every guest VA ever mapped
         self.seen_gpas: set[int] = set()  # every guest page ever mapped by a guest PTE
-        self.table_config = 0  # the PASID-table domain's stage-1 config (0: no table)
         if self.tables:
-            self.tdom = self.h.iommu.domain_alloc(nesting=True)
-            self.tdev = self.h.iommu.add_device(_TABLE_SID)
-            self.h.iommu.attach_device(self.tdom, self.tdev)
-            for gpa in _TABLE_GPAS:
-                self.h.iommu.map(self.tdom, gpa, GUEST_RAM_HPA + gpa, 0x1000, RW)
+            self.table_domain()
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -129,9 +130,11 @@ class BackendModelMachine(RuleBasedStateMachine):
 
     @rule(pasid=pasids)
     def bind(self, pasid: int) -> None:
+        """Enter ``pasid``: bind it (refused unchanged when bound, or the device detached) or
+        write its guest PASID-table entry (accepted again and again, attached or not)."""
         if pasid not in self.allocated:
             return
-        if pasid in self.bound or not self.attached:
+        if self.binds and (pasid in self.bound or not self.attached):
             before = self.h.snapshot()
             try:
                 self.h.bind(pasid, self.dev)
@@ -140,7 +143,7 @@ class BackendModelMachine(RuleBasedStateMachine):
                 return
             raise AssertionError(f"binding PASID {pasid} (bound: {pasid in self.bound}, "
                                  f"device attached: {self.attached}) was accepted")
-        self.h.bind(pasid, self.dev)
+        self.h.enter(pasid, self.dev)
         self.bound.add(pasid)
         for addr in list(self.gpa_of)[:4]:
             self.translate(pasid, addr)
@@ -149,7 +152,7 @@ class BackendModelMachine(RuleBasedStateMachine):
     def unbind(self, pasid: int) -> None:
         if pasid not in self.allocated:
             return
-        self.h.unbind(pasid, self.dev)  # never fails on valid input (attached or not)
+        self.h.leave(pasid, self.dev)  # never fails on valid input (attached or not)
         self.bound.discard(pasid)
         self._forget(pasid)
 
@@ -157,6 +160,8 @@ class BackendModelMachine(RuleBasedStateMachine):
     def free(self, pasid: int) -> None:
         if pasid not in self.allocated:
             return
+        if not self.binds and pasid in self.bound:
+            self.h.leave(pasid, self.dev)  # the guest clears the entry of a PASID it frees
         self.h.iommu.free_pasid(pasid, self.h.vm)  # never fails on a valid, allocated PASID
         self.allocated.discard(pasid)
         self.bound.discard(pasid)
@@ -245,20 +250,23 @@ class BackendModelMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.attached)
     @rule(pasid=pasids)
     def detach(self, pasid: int) -> None:
-        """Detach the device: its guest PASIDs are unbound first, every DMA of it then faults,
-        and binding ``pasid`` to it is refused until it is attached again."""
+        """Detach the device: every DMA of it then faults; its bound PASIDs are unbound first
+        and binding ``pasid`` to it is refused until it is attached again (the entries of a
+        guest PASID table stay: entering ``pasid`` is accepted)."""
         self.h.iommu.detach_device(self.h.domain, self.dev)
         self.attached = False
-        for bound in list(self.bound):
-            self._forget(bound)
-        self.bound.clear()
-        assert self.h.iommu.bound_pasids(self.dev) == []
+        if self.binds:
+            for bound in list(self.bound):
+                self._forget(bound)
+            self.bound.clear()
+            assert self.h.iommu.bound_pasids(self.dev) == []
         self.bind(pasid)
 
     @precondition(lambda self: not self.attached)
     @rule()
     def attach(self) -> None:
-        """Attach the device again: requests without PASID see stage 2; no PASID is bound."""
+        """Attach the device again: requests without PASID see stage 2; no PASID is bound
+        (the PASIDs entered in the domain's guest PASID table translate again)."""
         self.h.iommu.attach_device(self.h.domain, self.dev)
         self.attached = True
 
@@ -288,6 +296,7 @@ class BackendModelMachine(RuleBasedStateMachine):
     def garbage(self, data: bytes, unbind: bool) -> None:
         """Random bytes to the invalidation (or the unbind) entry point: refused unchanged, or
         accepted as some valid request, after which the model allows what it may have done."""
+        unbind = unbind and self.binds
         before = self.h.snapshot()
         send = self.h.iommu.uapi_sva_unbind_gpasid if unbind else \
             self.h.iommu.uapi_cache_invalidate
@@ -301,47 +310,6 @@ class BackendModelMachine(RuleBasedStateMachine):
                 self.bound.discard(pasid)
                 self._forget(pasid)
 
-    # -- the guest PASID table of the second domain ----------------------------------------------
-
-    @precondition(lambda self: self.tables)
-    @rule(config=st.sampled_from((0, *_TABLE_CONFIGS)))
-    def table(self, config: int) -> None:
-        """Attach a PASID-table config whose stage 1 bypasses or aborts (the same config in a
-        format the backend does not declare is refused first, changing nothing), or (0) detach
-        the table, which never fails on valid input."""
-        if config:
-            fmt = max(self.h.caps.formats, default=0) + 1
-            before = self.h.snapshot()
-            try:
-                self.h.iommu.uapi_attach_pasid_table(
-                    self.tdom, pasid_table_bytes(config=config, fmt=fmt))
-            except UAPIError:
-                assert self.h.snapshot() == before, "a refused PASID-table attach changed state"
-            else:
-                raise AssertionError(f"a PASID table of undeclared format {fmt} was attached")
-            self.h.iommu.uapi_attach_pasid_table(self.tdom, pasid_table_bytes(config=config))
-        else:
-            self.h.iommu.detach_pasid_table(self.tdom)
-        self.table_config = config
-
-    @precondition(lambda self: self.tables)
-    @rule(offset=st.integers(0, 35), value=st.integers(0, 255),
-          config=st.sampled_from(_TABLE_CONFIGS))
-    def table_garbage(self, offset: int, value: int, config: PasidConfig) -> None:
-        """A config with one byte changed (or the buffer cut there): refused unchanged, or
-        accepted as some config, which is then detached."""
-        good = pasid_table_bytes(config=config)
-        data = good[:offset] + bytes([value]) + good[offset + 1:] if offset < 32 else \
-            good[:offset - 4]
-        before = self.h.snapshot()
-        try:
-            self.h.iommu.uapi_attach_pasid_table(self.tdom, data)
-        except UAPIError:
-            assert self.h.snapshot() == before, "a refused PASID-table attach changed state"
-            return
-        self.h.iommu.detach_pasid_table(self.tdom)
-        self.table_config = 0
-
     # -- DMA -----------------------------------------------------------------------------------
 
     @rule(pasid=pasids, va=vas)
@@ -350,8 +318,9 @@ class BackendModelMachine(RuleBasedStateMachine):
             got = self.h.translate(va, pasid, READ, self.dev).paddr
         except TranslationFault:
             got = FAULT
-        if pasid not in self.bound:
-            assert got == FAULT, f"PASID {pasid} is not bound but {va:#x} translated"
+        if pasid not in self.bound or not self.attached:
+            assert got == FAULT, (f"PASID {pasid} is not entered (or its device detached) but "
+                                  f"{va:#x} translated")
             return
         allowed = {self._now(va)} | self.stale.get((pasid, va), set())
         self._check(got, allowed, f"PASID {pasid} {va:#x}")
@@ -378,26 +347,10 @@ class BackendModelMachine(RuleBasedStateMachine):
             want = self._host_page(gpa) if self.attached else FAULT
             self._check(self._translate_gpa(self.dev, gpa), {want}, f"no PASID {gpa:#x}")
 
-    @invariant()
-    def the_pasid_table_domain_agrees_with_the_model(self) -> None:
-        """Stage 1 bypassed (or no table): requests without PASID see stage 2; aborted: every
-        request faults. Requests with a PASID never translate there (nothing is bound)."""
-        if not self.tables:
-            return
-        for gpa in _TABLE_GPAS:
-            want = FAULT if self.table_config == PasidConfig.ABORT else GUEST_RAM_HPA + gpa
-            got = self._translate_gpa(self.tdev, gpa)
-            self._check(got, {want}, f"table domain ({self.table_config}) {gpa:#x}")
-        for pasid in sorted(self.allocated):
-            try:
-                self.h.iommu.translate(self.tdev, _BASE_VA, pasid=pasid)
-            except TranslationFault:
-                continue
-            raise AssertionError(f"PASID {pasid} translated on the PASID-table device")
-
-
-def machine_for(backend: str, profile: str = "linux-5.10") -> Any:
-    """A :class:`BackendModelMachine` subclass bound to ``backend``; run it with
+def machine_for(backend: str, profile: str = "linux-5.10",
+                guest_format: GuestFormat | None = None) -> Any:
+    """A :class:`BackendModelMachine` subclass bound to ``backend`` (under ``profile``, its
+    guests in ``guest_format``: None, the first the backend declares); run it with
     ``run_state_machine_as_test(machine_for(name))``."""
     return type(f"ModelOf{backend.title()}", (BackendModelMachine,),
-                {"backend": backend, "profile": profile})
+                {"backend": backend, "profile": profile, "guest_format": guest_format})

@@ -52,7 +52,7 @@ from iommu_uapi.uapi.consts import (
 from .cmds import AtcInv, CfgiCd, CfgiCdAll, CfgiSte, Command, TlbiS2Ipa, TlbiS12Vmall
 from .context import SmmuContext, build_context
 from .domain import SmmuDomain, s2_geometry, stream_entry
-from .guest import SMMU_GUEST
+from .guest import SMMU_GUEST, SMMU_SINGLE_CD_GUEST
 from .host import HostDriver
 from .idr import SmmuCaps, StallModel
 from .iommufd import SmmuIommufd
@@ -156,12 +156,12 @@ class SmmuBackend(SmmuIommufd):
         cells: frozenset[CacheCell] = frozenset()
         if caps.s1p and caps.s2p:
             features |= Feature.BIND_PASID_TABLE | Feature.CACHE_INVLD
-        if caps.pri or caps.stall_model == StallModel.STALL_AND_TERMINATE:
-            features |= Feature.PAGE_REQUEST
             cells = _CELLS_STRICT | (_CELLS_ATS if caps.ats else frozenset())
             for quirk, refused in _CELLS_REFUSED.items():
                 if profile.quirk(quirk):
                     cells -= refused
+        if caps.pri or caps.stall_model == StallModel.STALL_AND_TERMINATE:
+            features |= Feature.PAGE_REQUEST
         sizes = 0
         for block in self.geometry_sizes():
             sizes |= block
@@ -189,7 +189,13 @@ class SmmuBackend(SmmuIommufd):
 
     @hookimpl
     def iommu_guest_formats(self) -> Sequence[GuestFormat]:
-        return (SMMU_GUEST,) if self.caps.s1p and self.caps.s2p else ()
+        if not (self.caps.s1p and self.caps.s2p):
+            return ()
+        if profiles.get(self.profile).quirk("smmu.quirk.single_cd"):
+            return (SMMU_SINGLE_CD_GUEST,)
+        # strict: a CD per SubstreamID when the SMMU has substreams, and the single CD
+        return (SMMU_GUEST, SMMU_SINGLE_CD_GUEST) if self.caps.ssidsize else \
+            (SMMU_SINGLE_CD_GUEST,)
 
     # -- devices and domains ------------------------------------------------------------------
 

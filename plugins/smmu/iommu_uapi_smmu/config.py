@@ -79,7 +79,8 @@ class Half(NamedTuple):
 class Stage1:
     """The stage-1 regime of one CD (legal under the capability set it was built with)."""
 
-    __slots__ = ("abort", "asid", "cd", "halves", "record", "stall")
+    __slots__ = ("_select", "abort", "asid", "cd", "ha", "halves", "post_checks", "record",
+                 "stall", "tbi")
 
     def __init__(self, cd: Cd, caps: SmmuCaps, mem: PhysicalMemory, *, s1stalld: bool) -> None:
         why = check_cd(cd, caps, s1stalld=s1stalld)
@@ -97,15 +98,34 @@ class Stage1:
                 walker = LPAEWalker(_tables(mem, cd.AFFD), s1_config(cd, n, caps))
                 halves.append(Half(walker, ttb, 64 - tsz, tbi))
         self.halves = (halves[0], halves[1])
+        #: per half, what :meth:`select` tests: (the half, the VA bits below the top byte or
+        #: all, the input size, what the bits above it must hold, the input mask); a half
+        #: EPD disables or whose TTB lies beyond the output size never passes
+        self._select = tuple(self._selector(n, h) for n, h in enumerate(self.halves))
         self.record = cd.R
         self.stall = cd.S
         # TERM_MODEL = 1: a terminated transaction always aborts (CD.A is not honoured)
         self.abort = cd.A or caps.term_model
+        #: whether :meth:`denies` can refuse anything (CD.WXN or CD.PAN set)
+        self.post_checks = bool(cd.WXN or cd.PAN)
+        #: CD.HA: the walks update Access flags (and go uncached)
+        self.ha = bool(cd.HA)
+        #: whether either half ignores the top byte (TBI0, TBI1)
+        self.tbi = bool(cd.TBI0 or cd.TBI1)
+
+    @staticmethod
+    def _selector(n: int, half: Half) -> tuple[Half, int, int, int, int]:
+        top = 56 if half.tbi else 64
+        usable = half.walker is not None and not half.root >> half.walker.cfg.oas
+        want = (((1 << (top - half.ias)) - 1) if n else 0) if usable else -1
+        return half, (1 << top) - 1, half.ias, want, (1 << half.ias) - 1
 
     def tlb_key(self, va: int) -> int:
         """The address a TLB holds ``va`` under: with TBI for its half the top byte is ignored,
         so ``va`` is taken as bits 55:0 sign-extended from bit 55 (the form TLBI addresses are
         matched in)."""
+        if not self.tbi:
+            return va
         n = (va >> 55) & 1
         if not self.halves[n].tbi:
             return va
@@ -127,6 +147,13 @@ class Stage1:
         a VA outside both regions, or in a half with EPD = 1, is F_TRANSLATION without a walk, a
         TTBx beyond the effective IPS is F_ADDR_SIZE."""
         n = (va >> 55) & 1
+        half, top_mask, ias, want, in_mask = self._select[n]
+        if (va & top_mask) >> ias == want:
+            return half, va & in_mask
+        return self._outside(n, va, access)
+
+    def _outside(self, n: int, va: int, access: int) -> tuple[Half, int]:
+        """:meth:`select`'s checks in their order, for a VA that is not the common case."""
         half = self.halves[n]
         top = 56 if half.tbi else 64
         above = (va & ((1 << top) - 1)) >> half.ias

@@ -23,6 +23,8 @@ from .ste import Eats, SteConfig
 
 __all__ = ["SmmuContext", "build_context", "translation_fault"]
 
+_new_tuple = tuple.__new__  # builds a TLBEntry without NamedTuple's keyword handling
+
 
 def translation_fault(fault: SmmuFault, txn: Txn) -> TranslationFault:
     """The core's fault for a transaction the SMMU terminated."""
@@ -51,8 +53,15 @@ class SmmuContext:
         s1, stream = self.s1, self.stream
         try:
             if s1 is not None:
-                res = self.smmu.walk_stage1(s1, stream, s1.tlb_key(iova), iova, access)
-                why = s1.denies(access, res.perm)
+                if s1.ha:  # Access flags updated: the uncached walk
+                    res = self.smmu.walk_stage1(s1, stream, iova, iova, access)
+                else:
+                    half, va = s1.select(iova, access)
+                    assert half.walker is not None
+                    res = self.smmu.walks.walk_stage1(
+                        half.walker, half.root, self.tag, s1.tlb_key(iova) if s1.tbi else iova,
+                        va, access, stream.s2_walk)
+                why = s1.denies(access, res.perm) if s1.post_checks else None
                 if why is not None:
                     raise WalkFault(FaultKind.PERMISSION, stage=1, level=3, addr=iova,
                                     access=access, denied=access & RWX, message=why)
@@ -63,7 +72,8 @@ class SmmuContext:
             txn = Txn(stream.sid, self.ssid, iova, access)
             raise translation_fault(self.smmu._walk_fault(txn, wf, s1, stream), txn) from None
         size = res.page_size
-        return (TLBEntry(iova & -size, size, res.oa & -size, res.perm, res.global_),
+        return (_new_tuple(TLBEntry, (iova & -size, size, res.oa & -size, res.perm,
+                                      res.global_)),
                 res.reads + res.s2_reads)
 
 

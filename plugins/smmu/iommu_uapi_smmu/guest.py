@@ -7,6 +7,11 @@ the VMM attaches the whole table once with ``attach_pasid_table`` (format
 ``IOMMU_PASID_FORMAT_SMMUV3``, config TRANSLATE, S1DSS bypass so traffic without a PASID sees
 the host's stage 2 alone). A PASID then enters by the guest writing its CD (and, first, the L2
 table's L1 descriptor) and invalidating the PASID cache (CFGI_CD on the host).
+
+With ``pasid_bits`` 0 the table is a single CD (:data:`SMMU_SINGLE_CD_GUEST`), what the nested
+series' attach takes: the guest's STE has S1CDMax = 0, its one context is reached by DMA without
+a SubstreamID, and it enters by the VMM attaching the table after the guest wrote the CD (the
+guest's CFGI_STE) and leaves by the VMM detaching it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from iommu_uapi.uapi.consts import IOMMU_PASID_FORMAT_SMMUV3, PasidConfig
 
 from .ste import S1Dss
 
-__all__ = ["SMMU_GUEST", "SmmuGuestFormat", "guest_cd"]
+__all__ = ["SMMU_GUEST", "SMMU_SINGLE_CD_GUEST", "SmmuGuestFormat", "guest_cd"]
 
 #: CD.TG0 encoding per granule
 _TG0 = {4096: 0b00, 65536: 0b01, 16384: 0b10}
@@ -39,7 +44,8 @@ class SmmuGuestFormat(GuestFormat):
 
     def __init__(self, pasid_bits: int = 10, s1fmt: S1Fmt = S1Fmt.TWO_LEVEL_4K,
                  granule: int = 4096) -> None:
-        super().__init__(IOMMU_PASID_FORMAT_SMMUV3, GuestEntry.PASID_TABLE)
+        super().__init__(IOMMU_PASID_FORMAT_SMMUV3, GuestEntry.PASID_TABLE,
+                         single_context=pasid_bits == 0)
         self.pasid_bits = pasid_bits
         self.s1fmt = s1fmt
         self.granule = granule
@@ -70,7 +76,9 @@ class SmmuGuestFormat(GuestFormat):
     def cd_address(self, guest: GuestMemory, cfg: PasidTableConfig, pasid: int) -> int:
         """The GPA of ``pasid``'s CD in the table ``cfg`` attaches (an L2 table allocated and
         linked when missing)."""
-        fmt = S1Fmt(cfg.vendor_data.smmuv3.s1fmt) if cfg.pasid_bits else S1Fmt.LINEAR
+        if not cfg.pasid_bits:  # a single CD: S1CDMax = 0, whatever the PASID
+            return cfg.base_ptr
+        fmt = S1Fmt(cfg.vendor_data.smmuv3.s1fmt)
         if fmt == S1Fmt.LINEAR:
             return cfg.base_ptr + pasid * CD_SIZE
         shift = L2_SHIFT[fmt]
@@ -82,5 +90,7 @@ class SmmuGuestFormat(GuestFormat):
         return desc.L2Ptr + (pasid & ((1 << shift) - 1)) * CD_SIZE
 
 
-#: The guest format the backend describes.
+#: The guest format the backend describes under ``strict``: a CD per PASID.
 SMMU_GUEST = SmmuGuestFormat()
+#: The single-CD guest format, the one the nested series (``linux-5.10``) accepts.
+SMMU_SINGLE_CD_GUEST = SmmuGuestFormat(pasid_bits=0, s1fmt=S1Fmt.LINEAR)

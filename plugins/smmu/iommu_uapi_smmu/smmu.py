@@ -261,7 +261,7 @@ class Smmu:
         half, va = s1.select(addr, access)
         walker = half.walker
         assert walker is not None
-        if s1.cd.HA:
+        if s1.ha:
             return walker.walk(half.root, va, access, stream.s2, True)
         return self.walks.walk_stage1(walker, half.root, (stream.vmid, s1.asid), key, va,
                                       access, stream.s2_walk)

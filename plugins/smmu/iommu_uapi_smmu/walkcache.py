@@ -22,7 +22,7 @@ touch them. A walk that updates Access flags (CD.HA, STE.S2HA) goes the full way
 from __future__ import annotations
 
 from iommu_uapi.caches import Tag, WalkCache
-from iommu_uapi.pgtable.common import Stage2Translate, WalkFault, WalkResult
+from iommu_uapi.pgtable.common import Stage2Translate, WalkResult
 from iommu_uapi.pgtable.lpae import LPAEWalker
 
 from .iotlb import EL2
@@ -35,7 +35,12 @@ _CONTROLS = 0xF
 
 def table_levels(walker: LPAEWalker) -> tuple[int, ...]:
     """The walk-cache levels of ``walker``'s table descriptors, lowest (deepest) first."""
-    return tuple(4 - lv for lv in reversed(walker.walk_levels[:-1]))
+    return _TABLE_LEVELS[walker.walk_levels[0]]
+
+
+#: by the LPAE level a walk starts at (-1..3), the walk-cache levels of its table descriptors
+#: (LPAE levels start..2), lowest first
+_TABLE_LEVELS = {start: tuple(4 - lv for lv in range(2, start - 1, -1)) for start in range(-1, 4)}
 
 
 def _non_hyp(tag: Tag) -> bool:
@@ -46,8 +51,8 @@ class CachedStage2:
     """``s2(ipa, access)`` over the stage-2 tables at ``root`` through ``cache`` under
     ``(VMID,)``: a drop-in for the plain stage-2 translate function."""
 
-    __slots__ = ("_deep", "_leaf_level", "_levels", "_start", "cache", "owner", "root", "tag",
-                 "walker")
+    __slots__ = ("_deep", "_keys", "_leaf", "_leaf_level", "_levels", "_pending", "_seen",
+                 "_seen_shift", "_start", "cache", "owner", "root", "tag", "walker")
 
     def __init__(self, owner: SmmuWalkCaches, walker: LPAEWalker, root: int,
                  cache: WalkCache, vmid: int) -> None:
@@ -61,20 +66,30 @@ class CachedStage2:
         #: the shift of the inputs sharing one last-level table (None: a one-level walk)
         self._deep = cache.shifts[self._levels[0]] if self._levels else None
         self._leaf_level = walker.walk_levels[-1]
+        self._leaf = walker.walk_leaf
+        # the prefix the walks of one translation share a last-level table under (None: they
+        # do not use the seen path: a one-level walk, or a cache whose policy sees each hit)
+        self._seen_shift = None if cache.sees_hits else self._deep
+        self._seen = owner.seen  # cleared after each translation, never replaced
+        self._pending = owner._pending  # likewise
+        #: per LPAE level of a table descriptor, its walk-cache level and prefix shift
+        self._keys = {4 - lv: (lv, cache.shifts[lv]) for lv in self._levels}
 
     def __call__(self, ipa: int, access: int) -> WalkResult:
         """Translate ``ipa``: from the deepest cached table descriptor covering it, else from
         S2TTB; the table descriptors read are cached when the translation completes (at once
         for a stage-2-only one)."""
-        pending = self.owner.pending
-        if pending is None:
+        if self.owner.pending is None:
             return self._walk(ipa, access, None)
-        deep = self._deep
-        if deep is None:
-            return self._walk(ipa, access, pending)
-        seen = self.owner.seen.get(ipa >> deep)
-        if seen is None or self.cache.sees_hits:
-            return self._walk(ipa, access, pending)
+        return self.nested(ipa, access)
+
+    def nested(self, ipa: int, access: int) -> WalkResult:
+        """What :meth:`__call__` does while a nested translation is under way (the stage-2
+        translate function :meth:`SmmuWalkCaches.walk_stage1` hands the stage-1 walker)."""
+        shift = self._seen_shift
+        seen = None if shift is None else self._seen.get(ipa >> shift)
+        if seen is None:
+            return self._walk(ipa, access, self._pending)
         # An earlier stage-2 walk of this translation went through the same last-level table:
         # the descriptors above it are the ones it read (the tables do not change within one
         # translation, nor do the walk caches: their fills wait for its end), so this walk
@@ -84,13 +99,7 @@ class CachedStage2:
             self.cache.hits += 1
         else:
             self.cache.misses += 1
-        try:
-            res = self.walker.walk_partial(table, self._leaf_level, ipa, access)
-        except WalkFault as f:
-            f.reads += above
-            raise
-        return WalkResult(res.oa, res.page_size, res.perm, res.level, res.reads + above,
-                          res.s2_reads, res.global_)
+        return self._leaf(table, ipa, access, above)
 
     def _walk(self, ipa: int, access: int,
               pending: dict[tuple[int, int], int] | None) -> WalkResult:
@@ -108,13 +117,14 @@ class CachedStage2:
             return res
         last, deep = self._leaf_level, self._deep
         if path:  # one entry per (level, prefix): the walks of a translation share tables
-            shifts = cache.shifts
+            keys = self._keys
             for lv, next_table, _ in path:
-                pending[(4 - lv, ipa >> shifts[4 - lv])] = next_table
+                wl, shift = keys[lv]
+                pending[(wl, ipa >> shift)] = next_table
             if deep is not None and path[-1][0] == last - 1:
-                self.owner.seen[ipa >> deep] = (path[-1][1], last - level, hit is not None)
+                self._seen[ipa >> deep] = (path[-1][1], last - level, hit is not None)
         elif deep is not None and level == last and hit is not None:
-            self.owner.seen[ipa >> deep] = (table, 0, True)
+            self._seen[ipa >> deep] = (table, 0, True)
         return res
 
     def fill_pending(self, pending: dict[tuple[int, int], int]) -> None:
@@ -139,7 +149,7 @@ class SmmuWalkCaches:
         self.s1: dict[int, WalkCache] = {}
         #: stage-2 walk caches by granule, tagged (VMID,)
         self.s2: dict[int, WalkCache] = {}
-        self._levels: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._all: list[WalkCache] = []  # the caches of both, as flush visits them
         #: the stage-2 table descriptors read by the nested translation under way, by
         #: (walk-cache level, prefix) (None: no nested translation under way)
         self.pending: dict[tuple[int, int], int] | None = None
@@ -153,6 +163,7 @@ class SmmuWalkCaches:
         cache = caches.get(granule)
         if cache is None:
             cache = caches[granule] = WalkCache(granule)
+            self._all.append(cache)
         return cache
 
     def stage2(self, walker: LPAEWalker, root: int, vmid: int) -> Stage2Translate:
@@ -164,16 +175,14 @@ class SmmuWalkCaches:
         """Walk ``va`` (the walker's input; ``key`` the VA the cache holds it under) from the
         deepest cached stage-1 table descriptor of ``tag`` covering ``key``, else from
         ``root``; the descriptors read at both stages are cached once it completes."""
-        cache = self.s1.get(walker.cfg.granule)
+        granule = walker.cfg.granule
+        cache = self.s1.get(granule)
         if cache is None:
-            cache = self._cache(self.s1, walker.cfg.granule)
-        walk_levels = walker.walk_levels
-        levels = self._levels.get(walk_levels)
-        if levels is None:
-            levels = self._levels[walk_levels] = table_levels(walker)
-        hit = cache.deepest(tag, key, levels)
+            cache = self._cache(self.s1, granule)
+        start = walker.walk_levels[0]
+        hit = cache.deepest(tag, key, _TABLE_LEVELS[start])
         if hit is None:
-            table, level, inherited = root, walk_levels[0], 0
+            table, level, inherited = root, start, 0
         else:
             value = hit[1]
             table, level, inherited = value & ~_CONTROLS, 5 - hit[0], value & _CONTROLS
@@ -184,20 +193,25 @@ class SmmuWalkCaches:
             if path:
                 _fill(cache, tag, key, path)
             return res
-        pending = self._pending
-        self.pending = pending
+        pending = self.pending = self._pending
+        nested = s2.nested if s2.__class__ is CachedStage2 else s2
         try:
-            res = walker.walk_partial(table, level, va, access, s2, inherited=inherited,
+            res = walker.walk_partial(table, level, va, access, nested, inherited=inherited,
                                       path=path)
-            if path:
-                _fill(cache, tag, key, path)
-            if pending:  # only a CachedStage2 records into it
-                s2c: CachedStage2 = s2  # type: ignore[assignment]
-                s2c.cache.fill_prefixes(s2c.tag, pending)
+        except BaseException:
+            pending.clear()  # a faulting translation caches nothing
+            raise
         finally:
             self.pending = None
-            pending.clear()
             self.seen.clear()
+        if path:
+            shifts = cache.shifts
+            cache.fill_prefixes(tag, {(4 - lv, key >> shifts[4 - lv]): next_table | below
+                                      for lv, next_table, below in path})
+        if pending:  # only a CachedStage2 records into it
+            s2c: CachedStage2 = s2  # type: ignore[assignment]
+            s2c.cache.fill_prefixes(s2c.tag, pending)
+            pending.clear()
         return res
 
     # -- invalidation (TLBI_*) ----------------------------------------------------------------
@@ -231,10 +245,9 @@ class SmmuWalkCaches:
     def flush(self) -> int:
         """Drop every entry of both stages."""
         n = 0
-        for caches in (self.s1, self.s2):
-            for c in caches.values():
-                if len(c):
-                    n += c.flush()
+        for c in self._all:
+            if len(c):
+                n += c.flush()
         return n
 
     def __len__(self) -> int:

@@ -1,6 +1,7 @@
 """The conformance suite against ``smmuv3`` on a ``strict`` instance, where a guest enters
-through its CD table (the packaged suite runs the default ``linux-5.10`` instance, on which v15
-refuses the PASID-selective invalidations a guest entry needs, so its guest areas skip)."""
+each PASID through its CD table (the packaged suite runs the default ``linux-5.10`` instance,
+where the guest is v15's single CD: the areas that need PASID-tagged contexts, or the cells v15
+refuses, skip there and run here)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,8 @@ class TestPasids(conformance.PasidTests):
 
 class TestFuzz(conformance.FuzzTests):
     """Bounded fuzzing of the user-bytes entry points."""
+
+
+class TestStateful(conformance.StatefulTests):
+    """The backend against the reference model, its guest PASIDs entered through the CD
+    table."""

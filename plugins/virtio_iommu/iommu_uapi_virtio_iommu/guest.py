@@ -46,7 +46,8 @@ class SmmuV3GuestFormat(GuestFormat):
     """LPAE stage-1 tables under a two-level CD table attached by ``attach_pasid_table``."""
 
     def __init__(self) -> None:
-        super().__init__(IOMMU_PASID_FORMAT_SMMUV3, GuestEntry.PASID_TABLE)
+        # a domain sharing a guest table takes no MAP/UNMAP: the host does not change stage 2
+        super().__init__(IOMMU_PASID_FORMAT_SMMUV3, GuestEntry.PASID_TABLE, host_stage2=False)
 
     def tables(self, guest: GuestMemory) -> GuestTables:
         """Empty LPAE stage-1 tables in guest memory."""

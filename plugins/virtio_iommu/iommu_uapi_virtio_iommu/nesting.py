@@ -17,6 +17,7 @@ from typing import Final
 from iommu_uapi import profiles
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.features import CacheCell
+from iommu_uapi.ruletable import fail
 from iommu_uapi.uapi import CacheInvalidateInfo, PasidTableConfig
 from iommu_uapi.uapi.consts import (
     IOMMU_PASID_FORMAT_SMMUV3,
@@ -58,7 +59,10 @@ def wire_format(uapi_format: int) -> int:
 
 def table_of(cfg: PasidTableConfig) -> SharedTable | None:
     """The table ATTACH_TABLE carries for ``cfg``; None for ``config`` BYPASS (stage 2 only:
-    no table); EINVAL for ABORT, which the draft cannot express."""
+    no table); EINVAL for a format other than SMMUV3 (checked first, as the SMMUv3 driver
+    does) and for ABORT, which the draft cannot express."""
+    if cfg.format not in _FORMATS:
+        raise fail("virtio.backend.pasid_format", format=cfg.format)
     if cfg.config == PasidConfig.BYPASS:
         return None
     if cfg.config != PasidConfig.TRANSLATE:

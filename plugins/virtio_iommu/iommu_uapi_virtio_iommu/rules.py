@@ -406,6 +406,9 @@ RULES: tuple[VirtioRule, ...] = (
         ("virtio.backend.range", _errno.ERANGE,
          "a MAP or UNMAP whose last byte is beyond 2^64 - 1 cannot be encoded (virt_end is a "
          "le64)", "[{start:#x}, +{size:#x}) ends beyond 2^64 - 1", _B),
+        ("virtio.backend.pasid_format", _errno.EINVAL,
+         "a PASID-table config of a format other than SMMUV3 (the one table format ATTACH_TABLE "
+         "carries, PSTF_ARM_SMMU_V3), whatever its config", "format {format}", _B + _T),
         ("virtio.backend.pasid_config", _errno.EINVAL,
          "a PASID-table config of abort: ATTACH_TABLE has no such configuration",
          "config abort", _B + _T),

@@ -169,6 +169,15 @@ def test_pasid_table_configs() -> None:
     with pytest.raises(UAPIError) as err:
         both.iommu.attach_pasid_table(both.domain, abort)
     assert (err.value.errno, err.value.rule) == (errno.EINVAL, "virtio.backend.pasid_config")
+    for fmt in (0, 2):  # only SMMUV3 (1); refused before the config is looked at
+        for config in (PasidConfig.BYPASS, PasidConfig.TRANSLATE):
+            bad = msgspec.structs.replace(both.cfg, format=fmt, config=config)
+            before = both.iommu.translate(both.dev, VA, pasid=3)
+            with pytest.raises(UAPIError) as err:
+                both.iommu.attach_pasid_table(both.domain, bad)
+            assert (err.value.errno, err.value.rule) == (errno.EINVAL,
+                                                         "virtio.backend.pasid_format")
+            assert both.iommu.translate(both.dev, VA, pasid=3).paddr == before.paddr
     other = msgspec.structs.replace(both.cfg, base_ptr=both.cds + 0x1000)
     with pytest.raises(UAPIError) as err:
         both.iommu.attach_pasid_table(both.domain, other)

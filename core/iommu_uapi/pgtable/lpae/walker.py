@@ -31,6 +31,7 @@ from ..common import (
 )
 from .bits import OA52_HI, OA52_HI_SHIFT, S1Desc, S2Desc, TableDesc, s1_key, s2_key, table_key
 from .config import LPAEConfig, fast_plans, geometry
+from .fast import leaf_steps, nested_walk, walk_leaf
 
 __all__ = ["LPAEWalker", "stage2", "walk"]
 
@@ -75,6 +76,12 @@ class LPAEWalker:
         # the fast plans of walks that start at each level (walk_partial), cut once here
         self._fast_from = plans_from(self._fast, self.walk_levels)
         self._get = page_getter(pages)
+        # the last level's step of every plan (walk_leaf), and how a table there is aligned
+        self._leaf_plan = leaf_steps(self._fast, cfg.stage)
+        self._leaf_misalign = (self._root_align if self._start == 3 else cfg.granule) - 1
+
+    _nested = nested_walk
+    walk_leaf = walk_leaf
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
              update_ad: bool = False) -> WalkResult:
@@ -89,7 +96,11 @@ class LPAEWalker:
         stage 2.
         """
         steps = self._fast.get(access)
-        if steps is not None and s2 is None and not update_ad and 0 <= iova < self._limit:
+        if steps is not None and not update_ad and 0 <= iova < self._limit:
+            if s2 is not None:
+                if self._s1:
+                    return self._nested(steps, root, self._start, iova, access, s2, 0, None)
+                return self._walk(root, iova, access, s2, update_ad)  # refused there
             # The common case, read inline from the page view; anything else (a fault, AF=0, a
             # table control, a permission the leaf refuses) leaves it for the full walk below.
             get = self._get
@@ -135,6 +146,9 @@ class LPAEWalker:
                             f"level {level} from {table:#x}", rule="pgtable.start")
         skipped = level - self._start
         steps = self._fast_from[level].get(access) if not inherited & self._controls else None
+        if steps is not None and s2 is not None and self._s1 and 0 <= iova < self._limit:
+            return self._nested(steps, table, level, iova, access, s2, skipped, path,
+                                inherited)
         if steps is not None and s2 is None and 0 <= iova < self._limit:
             mark = 0 if path is None else len(path)
             get = self._get
@@ -175,9 +189,11 @@ class LPAEWalker:
 
     def _walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None,
               update_ad: bool, start: int | None = None, inherited: int = 0,
-              path: list[tuple[int, int, int]] | None = None) -> WalkResult:
+              path: list[tuple[int, int, int]] | None = None,
+              resume: tuple[int, int] | None = None) -> WalkResult:
         """The full walk: every check in the architecture's order, nested walks, HTTU (and
-        the continuation of :meth:`walk_partial`)."""
+        the continuation of :meth:`walk_partial` and of the nested fast path, which gives in
+        ``resume`` the PA of the first descriptor and the stage-2 reads made so far)."""
         if s2 is not None and not self._s1:
             raise UAPIError(errno.EINVAL, "LPAE stage 2: stage-2 tables are not translated by "
                             "another stage", rule="lpae.nested")
@@ -202,6 +218,9 @@ class LPAEWalker:
             ptr = table + (((iova >> shift) & imask) << 3)
             if s2 is None:
                 hptr = ptr
+            elif resume is not None:  # translated by the fast path
+                (hptr, s2_reads), resume = resume, None
+                s2_class = "TT"
             else:
                 try:
                     r2 = s2(ptr, _READ)

@@ -1,0 +1,121 @@
+"""The LPAE walker's nested fast path and its last-level step agree with the full walk.
+
+Stage-1 tables in guest RAM over LPAE stage 2, with a descriptor of either stage corrupted or a
+page lost at stage 2: walked through the fast path (a walker over the page view) and through a
+memory that hides it (the full walk only). Results, faults in every field, the table path a walk
+cache would be filled from, and the stage-2 translations made (each once, in the same order)
+must be equal.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iommu_uapi.errors import UAPIError
+from iommu_uapi.memory import GuestMemory, PhysicalMemory
+from iommu_uapi.pgtable import lpae
+from iommu_uapi.pgtable.common import Prot, WalkResult, bind_stage2
+from iommu_uapi.pgtable.lpae.config import geometry
+
+from .test_fast_path import FullOnly, lpae_flags, outcome
+
+RW = Prot.READ | Prot.WRITE
+S1 = lpae.LPAEConfig(stage=1, granule=4096, t0sz=16, oas=48)
+S2 = lpae.LPAEConfig(stage=2, granule=4096, t0sz=24, sl0=1, oas=48)  # 2 concatenated roots
+DATA_IPA = 0x1000
+
+
+def _recording(s2: Any, calls: list[tuple[int, int]]) -> Any:
+    def translate(ipa: int, access: int) -> WalkResult:
+        calls.append((ipa, access))
+        return s2(ipa, access)  # type: ignore[no-any-return]
+    return translate
+
+
+def _nest(data: st.DataObject) -> tuple[PhysicalMemory, lpae.LPAEPageTable,
+                                        lpae.LPAEPageTable, int]:
+    host = PhysicalMemory()
+    guest = GuestMemory(host)
+    ram = guest.add_ram(0x10_0000, 0x8_0000)
+    s2 = lpae.LPAEPageTable(S2, host)
+    for off in range(0, 0x8_0000, 4096):
+        s2.map(0x10_0000 + off, ram + off, 4096, RW)
+    s2.map(DATA_IPA, 0x7_0000_0000, 4096, RW)
+    s1 = lpae.LPAEPageTable(S1, guest)
+    iova = data.draw(st.integers(0, (1 << 48) - 1)) & ~0xFFF
+    s1.map(iova, DATA_IPA, 4096, data.draw(st.sampled_from([RW, Prot.READ, RW | Prot.PRIV])))
+    geo = geometry(S1)
+    table = s1.root
+    for lv in geo.levels:  # corrupt one stage-1 descriptor on the path, or none
+        ptr = table + (((iova >> lv.shift) & lv.index_mask) << 3)
+        desc = guest.read64(ptr)
+        if data.draw(st.booleans()):
+            guest.write64(ptr, desc ^ data.draw(lpae_flags))
+            break
+        table = desc & geo.addr_mask
+    if data.draw(st.booleans()):  # lose a stage-2 page, or its write permission
+        gpa = data.draw(st.sampled_from([DATA_IPA, s1.root & ~0xFFF]))
+        s2.unmap(gpa, 4096)
+        if data.draw(st.booleans()):
+            s2.map(gpa, 0x7_0000_0000 if gpa == DATA_IPA else guest.gpa_to_hpa(gpa), 4096,
+                   Prot.READ)
+    return host, s1, s2, iova | data.draw(st.integers(0, 0xFFF))
+
+
+@settings(max_examples=300)
+@given(data=st.data(), access=st.integers(0, 15))
+def test_lpae_nested_fast_and_full_walks_agree(data: st.DataObject, access: int) -> None:
+    host, s1, s2, iova = _nest(data)
+    fast = lpae.LPAEWalker(host, S1)
+    full = lpae.LPAEWalker(FullOnly(host), S1)
+    s2_fast = s2.stage2()
+    s2_full = bind_stage2(lpae.LPAEWalker(FullOnly(host), S2), s2.root)
+    calls_fast: list[tuple[int, int]] = []
+    calls_full: list[tuple[int, int]] = []
+    assert outcome(lambda: fast.walk(s1.root, iova, access, _recording(s2_fast, calls_fast))) \
+        == outcome(lambda: full.walk(s1.root, iova, access, _recording(s2_full, calls_full)))
+    assert calls_fast == calls_full
+    # from the root and from every table the full walk went through, paths included
+    path: list[tuple[int, int, int]] = []
+    outcome(lambda: full.walk_partial(s1.root, 0, iova, access, s2_full, path=path))
+    for level, table in [(0, s1.root), *((lv + 1, t) for lv, t, _ in path)]:
+        got_path: list[tuple[int, int, int]] = []
+        want_path: list[tuple[int, int, int]] = []
+        calls_fast.clear()
+        calls_full.clear()
+        got = outcome(partial(fast.walk_partial, table, level, iova, access,
+                              _recording(s2_fast, calls_fast), path=got_path))
+        want = outcome(partial(full.walk_partial, table, level, iova, access,
+                               _recording(s2_full, calls_full), path=want_path))
+        assert (got, got_path, calls_fast) == (want, want_path, calls_full)
+
+
+@settings(max_examples=200)
+@given(data=st.data(), access=st.integers(0, 15), above=st.integers(0, 3))
+def test_walk_leaf_is_the_last_level_of_walk_partial(data: st.DataObject, access: int,
+                                                     above: int) -> None:
+    host, _, s2, ipa = _nest(data)
+    ipa = data.draw(st.sampled_from([ipa, DATA_IPA, 0x10_0000, 0x10_0000 | 0x123,
+                                     0x1_0000_0000_0000]))
+    walker = lpae.LPAEWalker(host, S2)
+    path: list[tuple[int, int, int]] = []
+    outcome(lambda: walker.walk_partial(s2.root, 1, ipa, access, path=path))
+    if not path or path[-1][0] != 2:
+        return  # no last-level table on the way
+    table = path[-1][1]
+    want = outcome(lambda: walker.walk_partial(table, 3, ipa, access))
+    if isinstance(want, WalkResult):
+        want = WalkResult(want.oa, want.page_size, want.perm, want.level, want.reads + above,
+                          want.s2_reads, want.global_)
+    else:
+        want = (*want[:7], want[7] + above, *want[8:])
+    assert outcome(lambda: walker.walk_leaf(table, ipa, access, above)) == want
+    # and from a table no walk may start at
+    with pytest.raises(UAPIError) as leaf_err:
+        walker.walk_leaf(table | 8, ipa, access)
+    assert leaf_err.value.rule == "pgtable.start"
