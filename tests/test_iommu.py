@@ -471,3 +471,24 @@ def test_foreign_objects_are_refused(rig: Rig) -> None:
     assert errno_of(lambda: rig.iommu.attach_device(rig.domain, other.dev)) == errno.ENODEV
     assert errno_of(lambda: rig.iommu.map(Domain(99), 0, 0, 0x1000, 1)) == errno.EINVAL
     assert errno_of(lambda: rig.iommu.map(rig.domain, -1, 0, 0x1000, 1)) == errno.EINVAL
+
+
+def test_a_hook_the_backend_lacks_is_enodev_by_name_or_through_hooks() -> None:
+    """``dispatch.hooks`` reaches what ``dispatch.call`` reaches: the backend's own
+    implementation, or for a hook it lacks the ``op.missing`` refusal."""
+    from iommu_uapi.dispatch import Dispatch
+
+    class Bare:
+        """A backend implementing one hook."""
+
+        @hookimpl
+        def iommu_capabilities(self) -> str:
+            return "caps"
+
+    d = Dispatch(Bare(), "bare")
+    assert d.hooks.iommu_capabilities() == d.call("iommu_capabilities") == "caps"
+    for refused in (lambda: d.hooks.iommu_nesting_info(domain=None),
+                    lambda: d.call("iommu_nesting_info", domain=None)):
+        with pytest.raises(UAPIError) as exc:
+            refused()
+        assert (exc.value.errno, exc.value.rule) == (errno.ENODEV, "op.missing")

@@ -23,9 +23,11 @@ the invalidation runs, and the invalidation then removes what it filled. A hit r
 IOTLB buckets, which control calls empty in place, so once an invalidation has returned no hit
 sees what it removed.
 
-The hit path validates its inputs by exact type (plain ints, None for no PASID, a
-:class:`Device` of this IOMMU) instead of catching what a malformed request would raise: a miss
-or a malformed request never raises there, it simply takes the full path.
+The hit path validates its values by exact type (plain ints, None for no PASID) and the device by
+the IOMMU it was added to; a ``dev`` that is not a :class:`Device` at all fails the first
+attribute read, the one exception caught there, and takes the full path, which refuses it. A miss
+never raises: it simply takes the full path. The IOTLB's buckets hold plain tuples, so the hit
+unpacks its entry at a plain tuple's cost (see :mod:`iommu_uapi.caches.iotlb`).
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ import errno
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
+from .caches.iotlb import Fields
 from .device import Device
 from .errors import UAPIError
-from .tlb import TLB, TLBEntry
+from .tlb import TLB
 from .translation import Translation, TranslationContext, TranslationFault
 from .uapi import Fault
 from .uapi.consts import FaultPerm
@@ -53,9 +56,9 @@ ACCESS_BITS = int(FaultPerm.READ | FaultPerm.WRITE | FaultPerm.EXEC | FaultPerm.
 _ALLOWED: tuple[frozenset[int], ...] = tuple(
     frozenset(a for a in range(1, 16) if a & 7 and a & perm == a) for perm in range(16))
 #: What the hit path finds for a PASID without a context: an empty bucket (never filled).
-_NO_BUCKET: dict[int, TLBEntry] = {}
+_NO_BUCKET: dict[int, Fields] = {}
 
-Bucket = dict[int, TLBEntry]
+Bucket = dict[int, Fields]
 #: ``build(dev, pasid, iova, access)``: the backend's translation context for (device, PASID),
 #: or :class:`TranslationFault` when the configuration refuses the request.
 ContextBuilder = Callable[[Device, "int | None", int, int], TranslationContext]
@@ -181,20 +184,21 @@ class DataPath:
         the page) and no hook call; a request whose values are not plain ints (None for
         ``pasid``), or not of a device of this IOMMU, and every miss take :meth:`_translate`.
         """
-        if (dev.__class__ is Device and iova.__class__ is int is access.__class__
-                and dev._owner is self):
-            if pasid is None:
-                entry = dev._rid.get(iova >> 12)
-            elif pasid.__class__ is int:
-                bucket = dev._paths.get(pasid)  # a default argument would cost ~30 ns here
-                entry = bucket.get(iova >> 12) if bucket is not None else None
-            else:
-                entry = None
-            if entry is not None:
-                base, size, paddr, perm, _ = entry
-                if access in _ALLOWED[perm]:
-                    self.iotlb.hits += 1
-                    return Translation(paddr + iova - base, size, perm, 0, 0)
+        try:
+            if dev._owner is self and iova.__class__ is int is access.__class__:
+                if pasid is None:
+                    entry = dev._rid.get(iova >> 12)
+                elif pasid.__class__ is int:
+                    entry = dev._paths.get(pasid, _NO_BUCKET).get(iova >> 12)
+                else:
+                    entry = None
+                if entry is not None:
+                    base, size, paddr, perm, _ = entry
+                    if access in _ALLOWED[perm]:
+                        self.iotlb.hits += 1
+                        return Translation(paddr + iova - base, size, perm, 0, 0)
+        except AttributeError:  # ``dev`` is not a Device: the full path refuses it
+            pass
         return self._translate(dev, iova, pasid, access)
 
     def _translate(self, dev: Device, iova: int, pasid: int | None,
@@ -213,8 +217,10 @@ class DataPath:
         if not isinstance(access, int) or access & ~ACCESS_BITS or not access & 7:
             raise UAPIError(errno.EINVAL, f"translate: access {access!r} must name READ, WRITE "
                             "or EXEC (and optionally PRIV)", rule="translate.access")
-        iova, access = int(iova), int(access)
-        pasid = None if pasid is None else int(pasid)
+        if not (iova.__class__ is int is access.__class__
+                and (pasid is None or pasid.__class__ is int)):  # int subclasses: plain ints
+            iova, access = int(iova), int(access)
+            pasid = None if pasid is None else int(pasid)
         with self.lock:
             return self._resolve(dev, iova, pasid, access)
 
@@ -229,24 +235,24 @@ class DataPath:
         vpn = iova >> 12
         atc = ctx.atc
         if atc is not None:
-            entry = atc.bucket((pasid,)).get(vpn)
-            if entry is not None and entry.perm & access == access:
+            found = atc.bucket((pasid,)).get(vpn)
+            if found is not None and found[3] & access == access:
                 atc.hits += 1
                 if atc.sees_hits:
                     atc.touch((pasid,), vpn)
-                return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, 0,
-                                   config_reads)
+                base, size, paddr, perm, _ = found
+                return Translation(paddr + iova - base, size, perm, 0, config_reads)
             atc.misses += 1
         tlb = self.iotlb
-        entry = tlb.bucket(ctx.tag).get(vpn)
-        if entry is not None and entry.perm & access == access:
+        found = tlb.bucket(ctx.tag).get(vpn)
+        if found is not None and found[3] & access == access:
             tlb.hits += 1
             if tlb.sees_hits:
                 tlb.touch(ctx.tag, vpn)
             if atc is not None:
-                atc.fill((pasid,), iova, entry)
-            return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, 0,
-                               config_reads)
+                atc.fill((pasid,), iova, found)
+            base, size, paddr, perm, _ = found
+            return Translation(paddr + iova - base, size, perm, 0, config_reads)
         tlb.misses += 1
         return self._miss(dev, ctx, iova, access, pasid, config_reads)
 
@@ -275,8 +281,10 @@ class DataPath:
             if fault.fault is not None:
                 self._report_fault(dev, fault.fault)
             raise
+        if entry.__class__ is not tuple:
+            entry = tuple(entry)  # type: ignore[assignment]  # the fields, as the caches store them
         self.iotlb.fill(ctx.tag, iova, entry)
         if ctx.atc is not None:
             ctx.atc.fill((pasid,), iova, entry)
-        return Translation(entry.paddr + iova - entry.iova, entry.size, entry.perm, reads,
-                           config_reads)
+        base, size, paddr, perm, _ = entry
+        return Translation(paddr + iova - base, size, perm, reads, config_reads)

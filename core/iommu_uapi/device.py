@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import UAPIError
 
 if TYPE_CHECKING:
-    from .tlb import TLB, TLBEntry
+    from .caches.iotlb import Fields
+    from .tlb import TLB
 
 __all__ = ["Device", "Domain", "known_device", "known_domain"]
 
@@ -39,8 +40,8 @@ class Device:
         # the data path's view of the IOTLB for this device, kept by the IOMMU it was added to
         # (``_owner``): the bucket of requests without PASID, and the buckets by PASID
         self._owner: object = None
-        self._rid: dict[int, TLBEntry] = {}
-        self._paths: dict[int, dict[int, TLBEntry]] = {}
+        self._rid: dict[int, Fields] = {}
+        self._paths: dict[int, dict[int, Fields]] = {}
 
     @property
     def bus(self) -> int:

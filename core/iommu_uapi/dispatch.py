@@ -9,7 +9,9 @@ is called directly (:func:`~iommu_uapi.plugins.direct_dispatch`, ~40 ns instead 
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 from .errors import UAPIError
@@ -38,6 +40,9 @@ class Dispatch:
 
     ``ops`` is the set of instance hooks the backend implements; ``features`` the backend's
     declared features (set once its capabilities are known), which :meth:`gate` checks.
+    ``hooks`` has one attribute per instance hook, the callable that :meth:`call` would reach
+    (the backend's implementation itself while nothing monitors hook calls): a control path
+    calls ``dispatch.hooks.iommu_x(...)`` for the cost of the implementation's own call.
     """
 
     def __init__(self, backend: object, name: str) -> None:
@@ -45,9 +50,10 @@ class Dispatch:
         self.backend_name = name
         self.pm = instance_manager(backend, name)
         self.hook = self.pm.hook
-        self.ops = frozenset(n for n in instance_hook_names()
-                             if callable(getattr(backend, n, None)))
-        self.features = 0
+        self._names = instance_hook_names()
+        self.ops = frozenset(n for n in self._names if callable(getattr(backend, n, None)))
+        self._features = 0
+        self._provided: frozenset[str] = frozenset(n for n in self.ops if n not in OP_FEATURE)
         # hooks only the backend sees, called without pluggy's machinery; emptied for good
         # once anything monitors hook calls
         self._monitored = tracing()
@@ -59,9 +65,29 @@ class Dispatch:
         self._set_direct({} if self._monitored else direct_dispatch(self.pm, backend))
 
     def _set_direct(self, table: dict[str, Callable[..., Any]]) -> None:
+        """Take ``table`` as the hooks called directly, and rebuild :attr:`hooks` from it."""
         self._direct = table
         self.direct_map = table.get("iommu_map")
         self.direct_unmap = table.get("iommu_unmap")
+        self.hooks = self._hooks()
+
+    def _hooks(self) -> SimpleNamespace:
+        """Each instance hook as the one callable :meth:`call` reaches for it: the backend's own
+        implementation (see ``_direct``), pluggy's hook caller, or ``op.missing``."""
+        table: dict[str, Callable[..., Any]] = {}
+        for name in self._names:
+            direct = self._direct.get(name)
+            if direct is not None:
+                table[name] = direct
+            elif name in self.ops:
+                table[name] = getattr(self.hook, name)
+            else:
+                table[name] = functools.partial(self._missing, name)
+        return SimpleNamespace(**table)
+
+    def _missing(self, hook: str, **kwargs: Any) -> Any:
+        raise UAPIError(errno.ENODEV, f"{hook.removeprefix('iommu_')}: backend "
+                        f"{self.backend_name!r} does not implement it", rule="op.missing")
 
     def call(self, hook: str, **kwargs: Any) -> Any:
         """Call instance hook ``hook``; ``ENODEV`` (rule ``op.missing``) when the backend does
@@ -70,15 +96,26 @@ class Dispatch:
         if direct is not None:
             return direct(**kwargs)
         if hook not in self.ops:
-            raise UAPIError(errno.ENODEV, f"{hook.removeprefix('iommu_')}: backend "
-                            f"{self.backend_name!r} does not implement it", rule="op.missing")
+            return self._missing(hook)
         return getattr(self.hook, hook)(**kwargs)
+
+    @property
+    def features(self) -> int:
+        """The backend's declared features (``Feature`` bits as a plain int)."""
+        return self._features
+
+    @features.setter
+    def features(self, features: int) -> None:
+        self._features = features
+        # the operations the gate lets through: implemented, and the feature they need declared
+        self._provided = frozenset(
+            n for n in self.ops
+            if (feature := OP_FEATURE.get(n)) is None or features & feature)
 
     def gate(self, hook: str) -> None:
         """Refuse (``ENODEV``, before user memory is read) an operation the backend lacks: no
         implementation, or the feature it needs is not declared."""
-        feature = OP_FEATURE.get(hook)
-        if hook not in self.ops or (feature is not None and not self.features & feature):
+        if hook not in self._provided:
             raise UAPIError(errno.ENODEV, f"{hook.removeprefix('iommu_')}: backend "
                             f"{self.backend_name!r} does not provide it", rule="op.missing")
 

@@ -30,10 +30,9 @@ the lock (see :mod:`iommu_uapi.datapath`).
 from __future__ import annotations
 
 import errno
-import functools
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 from . import profiles
 from .abi import SizeDiscipline
@@ -47,6 +46,7 @@ from .operations import UAPIOperations
 from .pasid import PasidSet, PasidSpace
 from .pgtable.tree import page_chunks
 from .plugins import get_backend, global_observers
+from .serialised import forward, serialised
 from .tlb import TLB
 from .translation import Translation, TranslationContext, TranslationFault
 from .uapi import Fault
@@ -54,31 +54,6 @@ from .uapi import Fault
 __all__ = ["IOMMU", "Device", "Domain", "Translation", "TranslationFault"]
 
 _U64 = 1 << 64
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _serialised(call: Callable[Concatenate[IOMMU, _P], _R]) -> Callable[Concatenate[IOMMU, _P], _R]:
-    """``call`` holding the instance's lock (control calls on one IOMMU are serialised)."""
-    @functools.wraps(call)
-    def method(self: IOMMU, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with self.lock:
-            return call(self, *args, **kwargs)
-
-    return method
-
-
-def _forward(op: Callable[Concatenate[UAPIOperations, _P], _R]
-             ) -> Callable[Concatenate[IOMMU, _P], _R]:
-    """The façade's method for the UAPI operation ``op``: the same call on ``iommu.uapi``,
-    holding the instance's lock."""
-    @functools.wraps(op)
-    def method(self: IOMMU, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with self.lock:
-            return op(self.uapi, *args, **kwargs)
-
-    method.__qualname__ = f"IOMMU.{op.__name__}"
-    return method
 
 
 def _not_u64(**values: object) -> str | None:
@@ -173,15 +148,15 @@ class IOMMU(DataPath):
         with self.lock:
             self.uapi.pasid_freed(pasid)
 
-    @_serialised
+    @serialised
     def add_observer(self, observer: object) -> None:
         """Watch or wrap every hook call of this instance (see :mod:`iommu_uapi.observers`)."""
         self.dispatch.add_observer(observer)
 
     def _build_context(self, dev: Device, pasid: int | None, iova: int,
                        access: int) -> TranslationContext:
-        ctx: TranslationContext = self.dispatch.call(
-            "iommu_translation_context", dev=dev, pasid=pasid, iova=iova, access=access)
+        ctx: TranslationContext = self.dispatch.hooks.iommu_translation_context(
+            dev=dev, pasid=pasid, iova=iova, access=access)
         return ctx
 
     def _dev(self, dev: Device) -> Device:
@@ -192,25 +167,25 @@ class IOMMU(DataPath):
 
     # -- the UAPI (see iommu_uapi.operations) --------------------------------------------------
 
-    uapi_sva_bind_gpasid = _forward(UAPIOperations.uapi_sva_bind_gpasid)
-    sva_bind_gpasid = _forward(UAPIOperations.sva_bind_gpasid)
-    uapi_sva_unbind_gpasid = _forward(UAPIOperations.uapi_sva_unbind_gpasid)
-    sva_unbind_gpasid = _forward(UAPIOperations.sva_unbind_gpasid)
-    uapi_cache_invalidate = _forward(UAPIOperations.uapi_cache_invalidate)
-    cache_invalidate = _forward(UAPIOperations.cache_invalidate)
-    uapi_attach_pasid_table = _forward(UAPIOperations.uapi_attach_pasid_table)
-    attach_pasid_table = _forward(UAPIOperations.attach_pasid_table)
-    detach_pasid_table = _forward(UAPIOperations.detach_pasid_table)
-    nesting_info = _forward(UAPIOperations.nesting_info)
-    register_fault_handler = _forward(UAPIOperations.register_fault_handler)
-    unregister_fault_handler = _forward(UAPIOperations.unregister_fault_handler)
-    pending_page_requests = _forward(UAPIOperations.pending_page_requests)
-    page_request = _forward(UAPIOperations.page_request)
-    uapi_page_response = _forward(UAPIOperations.uapi_page_response)
-    page_response = _forward(UAPIOperations.page_response)
-    bound_pasids = _forward(UAPIOperations.bound_pasids)
+    uapi_sva_bind_gpasid = forward(UAPIOperations.uapi_sva_bind_gpasid)
+    sva_bind_gpasid = forward(UAPIOperations.sva_bind_gpasid)
+    uapi_sva_unbind_gpasid = forward(UAPIOperations.uapi_sva_unbind_gpasid)
+    sva_unbind_gpasid = forward(UAPIOperations.sva_unbind_gpasid)
+    uapi_cache_invalidate = forward(UAPIOperations.uapi_cache_invalidate)
+    cache_invalidate = forward(UAPIOperations.cache_invalidate)
+    uapi_attach_pasid_table = forward(UAPIOperations.uapi_attach_pasid_table)
+    attach_pasid_table = forward(UAPIOperations.attach_pasid_table)
+    detach_pasid_table = forward(UAPIOperations.detach_pasid_table)
+    nesting_info = forward(UAPIOperations.nesting_info)
+    register_fault_handler = forward(UAPIOperations.register_fault_handler)
+    unregister_fault_handler = forward(UAPIOperations.unregister_fault_handler)
+    pending_page_requests = forward(UAPIOperations.pending_page_requests)
+    page_request = forward(UAPIOperations.page_request)
+    uapi_page_response = forward(UAPIOperations.uapi_page_response)
+    page_response = forward(UAPIOperations.page_response)
+    bound_pasids = forward(UAPIOperations.bound_pasids)
 
-    @_serialised
+    @serialised
     def negotiate(self, /, require: Feature | int = 0,
                   cache_ops: Iterable[tuple[int, int] | CacheCell] = (), **kwargs: Any
                   ) -> Negotiated:
@@ -220,7 +195,7 @@ class IOMMU(DataPath):
 
     # -- topology ------------------------------------------------------------------------------
 
-    @_serialised
+    @serialised
     def add_device(self, /, sid: int, **kwargs: Any) -> Device:
         """Put a device with requester ID ``sid`` behind this IOMMU (see :class:`Device`)."""
         if not isinstance(sid, int) or not 0 <= sid <= 0xFFFF:
@@ -238,7 +213,7 @@ class IOMMU(DataPath):
         self.uapi.device_added(dev)
         return dev
 
-    @_serialised
+    @serialised
     def remove_device(self, dev: Device) -> None:
         """Detach (if attached) and remove a device."""
         self._dev(dev)
@@ -249,7 +224,7 @@ class IOMMU(DataPath):
         self.uapi.device_removed(dev)
         del self.devices[dev.sid]
 
-    @_serialised
+    @serialised
     def domain_alloc(self, *, nesting: bool = False) -> Domain:
         """A new host domain (optionally put in nesting mode right away)."""
         domain = Domain(self._next_domain)
@@ -264,7 +239,7 @@ class IOMMU(DataPath):
                 raise
         return domain
 
-    @_serialised
+    @serialised
     def domain_free(self, domain: Domain) -> None:
         """Free a domain; ``EBUSY`` while devices are attached."""
         self._domain(domain)
@@ -274,14 +249,14 @@ class IOMMU(DataPath):
         self.dispatch.call("iommu_domain_free", domain=domain)
         del self.domains[domain.id]
 
-    @_serialised
+    @serialised
     def set_nesting(self, domain: Domain) -> None:
         """Set ``DOMAIN_ATTR_NESTING`` (before the first attach)."""
         self._domain(domain)
         self.dispatch.call("iommu_domain_set_nesting", domain=domain)
         domain.nesting = True
 
-    @_serialised
+    @serialised
     def attach_device(self, domain: Domain, dev: Device) -> None:
         """Attach ``dev`` to ``domain`` (requests without PASID then use its stage-2 tables)."""
         self._domain(domain)
@@ -294,7 +269,7 @@ class IOMMU(DataPath):
         domain.devices.append(dev)
         self.forget_contexts(dev.sid)
 
-    @_serialised
+    @serialised
     def detach_device(self, domain: Domain, dev: Device) -> None:
         """Detach ``dev``; guest PASIDs still bound to it are unbound first."""
         self._domain(domain)
@@ -358,7 +333,7 @@ class IOMMU(DataPath):
                     self._unmap_pages(domain, va, pgsize, count)
                 raise
 
-    @_serialised
+    @serialised
     def map_pages(self, domain: Domain, iova: int, paddr: int, pgsize: int, pgcount: int,
                   prot: int) -> int:
         """Map ``pgcount`` pages of ``pgsize`` (a declared page size) from ``iova`` to ``paddr``
@@ -402,7 +377,7 @@ class IOMMU(DataPath):
                                 rule="unmap.align")
             return int(self.dispatch.call("iommu_unmap", domain=domain, iova=iova, size=size))
 
-    @_serialised
+    @serialised
     def unmap_pages(self, domain: Domain, iova: int, pgsize: int, pgcount: int) -> int:
         """Unmap ``pgcount`` pages of ``pgsize`` from ``iova`` (io-pgtable's ``unmap_pages``),
         flushed with one range invalidation; returns the bytes unmapped."""
@@ -426,7 +401,7 @@ class IOMMU(DataPath):
         return (pgsize in self._page_set and bool(pgcount) and not bits & (pgsize - 1)
                 and pgsize * pgcount < _U64)
 
-    @_serialised
+    @serialised
     def iova_to_phys(self, domain: Domain, iova: int) -> int:
         """What ``iova`` maps to in the domain's stage-2 tables (0 when unmapped)."""
         self._domain(domain)
@@ -437,12 +412,12 @@ class IOMMU(DataPath):
 
     # -- PASIDs --------------------------------------------------------------------------------
 
-    @_serialised
+    @serialised
     def pasid_set(self, name: str, quota: int) -> PasidSet:
         """A per-VM PASID set in this IOMMU's PASID space."""
         return self.pasids.create_set(name, quota)
 
-    @_serialised
+    @serialised
     def free_pasid(self, pasid: int, pasid_set: PasidSet | None = None) -> None:
         """Free a host PASID; every guest binding of it is torn down first, so this never fails
         on a valid, allocated PASID."""

@@ -140,8 +140,8 @@ class UAPIOperations:
         self._domain(domain)
         self._dev(dev)
         self.tables.check(domain, dev, data, profile)
-        self.dispatch.call("iommu_sva_bind_gpasid", domain=domain, dev=dev, data=data,
-                   argsz=data.argsz, profile=profile)
+        self.dispatch.hooks.iommu_sva_bind_gpasid(domain=domain, dev=dev, data=data,
+                                                  argsz=data.argsz, profile=profile)
         self.bindings[(dev.sid, data.hpasid)] = domain
         self.tables.add(domain, dev, data)
         self.facade.forget_contexts(dev.sid, (data.hpasid,))
@@ -167,7 +167,7 @@ class UAPIOperations:
         if not isinstance(pasid, int) or not 0 <= pasid < _U64:
             raise UAPIError(errno.EINVAL, f"sva_unbind_gpasid: pasid {pasid!r} is not an ioasid",
                             rule="unbind.ioasid")
-        self.dispatch.call("iommu_sva_unbind_gpasid", domain=domain, dev=dev, pasid=pasid)
+        self.dispatch.hooks.iommu_sva_unbind_gpasid(domain=domain, dev=dev, pasid=pasid)
         bound = self.bindings.pop((dev.sid, pasid), None)
         if bound is not None:
             self.tables.remove(bound, dev.sid, pasid)
@@ -181,9 +181,10 @@ class UAPIOperations:
                               discipline: SizeDiscipline | None = None) -> None:
         """``iommu_uapi_cache_invalidate`` from user bytes (``iommu_cache_invalidate_info``)."""
         self.dispatch.gate("iommu_cache_invalidate")
-        profile = self.profile_of(profile)
+        facade = self.facade
+        profile = facade.profile if profile is None else profiles.get(profile).name
         info = CacheInvalidateInfo.from_user(ubuf, profile=profile,
-                                             discipline=discipline or self.facade.discipline)
+                                             discipline=discipline or facade.discipline)
         self._invalidate(domain, dev, info, profile)
 
     def cache_invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo, *,
@@ -196,10 +197,11 @@ class UAPIOperations:
 
     def _invalidate(self, domain: Domain, dev: Device, info: CacheInvalidateInfo,
                     profile: str) -> None:
-        self._domain(domain)
-        self._dev(dev)
-        self.dispatch.call("iommu_cache_invalidate", domain=domain, dev=dev, info=info,
-                           profile=profile)
+        facade = self.facade
+        known_domain(facade.domains, domain)
+        known_device(facade.devices, dev)
+        self.dispatch.hooks.iommu_cache_invalidate(domain=domain, dev=dev, info=info,
+                                                   profile=profile)
 
     # -- the UAPI: PASID table (SMMU style) ----------------------------------------------------
 
@@ -223,14 +225,14 @@ class UAPIOperations:
 
     def _attach_table(self, domain: Domain, cfg: PasidTableConfig, profile: str) -> None:
         self._domain(domain)
-        self.dispatch.call("iommu_attach_pasid_table", domain=domain, cfg=cfg, profile=profile)
+        self.dispatch.hooks.iommu_attach_pasid_table(domain=domain, cfg=cfg, profile=profile)
         self._forget_domain(domain)
 
     def detach_pasid_table(self, domain: Domain) -> None:
         """Remove the guest PASID table of ``domain``."""
         self.dispatch.gate("iommu_detach_pasid_table")
         self._domain(domain)
-        self.dispatch.call("iommu_detach_pasid_table", domain=domain)
+        self.dispatch.hooks.iommu_detach_pasid_table(domain=domain)
         self._forget_domain(domain)
 
     def _forget_domain(self, domain: Domain) -> None:
@@ -251,7 +253,7 @@ class UAPIOperations:
         self._domain(domain)
         if ubuf is not None and not nesting_info_probe(ubuf):
             return None
-        info: NestingInfo = self.dispatch.call("iommu_nesting_info", domain=domain)
+        info: NestingInfo = self.dispatch.hooks.iommu_nesting_info(domain=domain)
         if ubuf is not None:
             ubuf[: info.SIZE] = info.to_bytes()
         return info
@@ -285,9 +287,9 @@ class UAPIOperations:
         if not isinstance(iova, int) or not 0 <= iova < _U64 or access & ~_ACCESS_BITS:
             raise UAPIError(errno.EINVAL, f"page_request: bad address {iova!r} or access "
                             f"{access!r}", rule="page_request.input")
-        fault: Fault = self.dispatch.call("iommu_page_request", dev=dev, pasid=pasid, addr=iova,
-                                  access=access, grpid=grpid, last=last,
-                                  private_data=private_data)
+        fault: Fault = self.dispatch.hooks.iommu_page_request(
+            dev=dev, pasid=pasid, addr=iova, access=access, grpid=grpid, last=last,
+            private_data=private_data)
         self.report(dev, fault)
         return fault
 
@@ -319,8 +321,8 @@ class UAPIOperations:
             checks.check_page_response(msg, profile)
         fault, msg = param.match(msg)
         try:
-            self.dispatch.call("iommu_page_response", dev=dev, fault=fault, msg=msg,
-                               profile=profile)
+            self.dispatch.hooks.iommu_page_response(dev=dev, fault=fault, msg=msg,
+                                                    profile=profile)
         except UAPIError:
             if profiles.get(profile).quirk("page_response.drop_on_driver_error"):
                 param.complete(fault)

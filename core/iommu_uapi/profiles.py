@@ -16,7 +16,7 @@ taking a profile by name (a string) or as a :class:`Profile`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -34,6 +34,7 @@ __all__ = [
     "definition",
     "get",
     "names",
+    "on_change",
     "register",
     "render_markdown",
     "unregister",
@@ -81,10 +82,20 @@ DEFAULT = LINUX_5_10
 _DEFINED: dict[str, Profile] = {}
 _RESOLVED: dict[str, Profile] = {}
 _RESOLVING: set[str] = set()
+_LISTENERS: list[Callable[[], None]] = []
+
+
+def on_change(listener: Callable[[], None]) -> None:
+    """Call ``listener`` whenever what a profile name stands for may change (a profile
+    registered or unregistered, a rule table registered or forgotten): a cache of what profiles
+    decide, kept by name, is emptied there."""
+    _LISTENERS.append(listener)
 
 
 def _forget() -> None:
     _RESOLVED.clear()
+    for listener in _LISTENERS:
+        listener()
 
 
 ruletable.on_change(_forget)
@@ -125,14 +136,14 @@ def register(profile: Profile, *, replace: bool = False) -> Profile:
     if profile.base and profile.base not in _DEFINED:
         raise fail("profile.unknown", name=repr(profile.base), known=", ".join(names()))
     _DEFINED[profile.name] = profile
-    _RESOLVED.clear()
+    _forget()
     return get(profile.name)
 
 
 def unregister(name: str) -> None:
     """Forget the profile registered as ``name`` (a test's, or an unloaded backend's)."""
     _DEFINED.pop(name, None)
-    _RESOLVED.clear()
+    _forget()
 
 
 def definition(name: str) -> Profile | None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 if TYPE_CHECKING:
+    from .caches.iotlb import Fields
     from .tlb import TLB, Tag, TLBEntry
     from .uapi import Fault
 
@@ -32,7 +33,8 @@ class TranslationContext(Protocol):
 
     ``tag`` tags the IOTLB entries it fills; ``config_reads`` counts the configuration reads
     made to build it; ``atc`` is the device TLB to consult first (or None: no ATS).
-    ``walk(iova, access)`` returns the leaf as a ``TLBEntry`` and the descriptor reads made, or
+    ``walk(iova, access)`` returns the leaf as a ``TLBEntry`` (or its fields as a plain tuple
+    in that order, which the IOTLB stores without a copy) and the descriptor reads made, or
     raises :class:`TranslationFault`.
     """
 
@@ -40,7 +42,7 @@ class TranslationContext(Protocol):
     config_reads: int
     atc: TLB | None
 
-    def walk(self, iova: int, access: int, /) -> tuple[TLBEntry, int]: ...
+    def walk(self, iova: int, access: int, /) -> tuple[TLBEntry | Fields, int]: ...
 
 
 class TranslationFault(Exception):

@@ -4,11 +4,16 @@ Entries hold a leaf translation (input page base, page size, output page base, p
 bit) under a backend-defined *tag*, a tuple such as ``(did, pasid)`` on VT-d or ``(vmid, asid)``
 on SMMUv3. Each tag has a bucket keyed by ``iova >> 12``: a large page is entered under the 4 KiB
 page number of the access that filled it, so a hit costs one dict lookup in the bucket the data
-path already holds. Invalidation removes every entry whose *page* overlaps the range, whatever
-key it sits under, and can select tags by prefix (``(did,)`` drops every PASID of a domain) and
-spare global entries (VT-d's non-global PASID-based invalidation). Hardware may invalidate more
-than asked, never less: the model invalidates exactly what is asked, so a missing invalidation is
-visible as a stale hit.
+path already holds. A bucket holds each entry's fields as a plain tuple, in
+:class:`TLBEntry`'s order (equal to the :class:`TLBEntry`): the hit unpacks it at a plain tuple's
+cost, a few nanoseconds instead of a named tuple's thirty. Every other way out of the cache
+(:meth:`TLB.lookup`, iteration, :attr:`TLB.entries`) gives :class:`TLBEntry` records.
+
+Invalidation removes every entry whose *page* overlaps the range, whatever key it sits under, and
+can select tags by prefix (``(did,)`` drops every PASID of a domain) and spare global entries
+(VT-d's non-global PASID-based invalidation). Hardware may invalidate more than asked, never
+less: the model invalidates exactly what is asked, so a missing invalidation is visible as a
+stale hit.
 
 Every invalidation costs what it touches. A page-selective one walks the pages of the range or
 the tag's entries, whichever are fewer (as Linux chooses between page- and domain-selective
@@ -21,6 +26,7 @@ once. A finite cache (``capacity``, ``ways``, ``policy``) places an entry in set
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import NamedTuple, cast
 
@@ -28,7 +34,7 @@ from .counters import CacheCounters
 from .replacement import Geometry, Slots, make_slots
 from .tags import Tag, TagIndex
 
-__all__ = ["TLB", "TLBEntry", "Tag"]
+__all__ = ["TLB", "Fields", "TLBEntry", "Tag"]
 
 _SHIFT = 12
 _PAGE = 1 << _SHIFT
@@ -45,7 +51,14 @@ class TLBEntry(NamedTuple):
     global_: bool = False
 
 
-def _irregular(vpn: int, entry: TLBEntry) -> bool:
+#: A bucket's plain tuple as a :class:`TLBEntry` (without the named tuple's keyword handling).
+_record = functools.partial(tuple.__new__, TLBEntry)
+
+#: The fields of an entry as a bucket holds them: ``(iova, size, paddr, perm, global_)``.
+Fields = tuple[int, int, int, int, bool]
+
+
+def _irregular(vpn: int, entry: Fields) -> bool:
     """Whether ``entry`` under page ``vpn`` needs the large-page index (not a 4 KiB page
     under its own page number)."""
     return entry[1] != _PAGE or entry[0] != vpn << _SHIFT
@@ -55,10 +68,11 @@ class TLB(CacheCounters):
     """A translation cache with counters and an optional finite geometry.
 
     Entries sit in one *bucket* per tag: a dict from the 4 KiB page number (``iova >> 12``) to
-    :class:`TLBEntry`. :meth:`bucket` hands the data path a tag's bucket once; it then hits with
-    ``bucket.get(iova >> 12)`` and bumps ``hits``/``misses`` itself. A bucket stays the same
-    object for the life of the cache (invalidation and :meth:`flush` empty it in place), so a
-    bucket held by the data path never goes stale. When the replacement policy must see hits
+    the entry's fields (a plain tuple in :class:`TLBEntry`'s order). :meth:`bucket` hands the
+    data path a tag's bucket once; it then hits with ``bucket.get(iova >> 12)`` and bumps
+    ``hits``/``misses`` itself. A bucket stays the same object for the life of the cache
+    (invalidation and :meth:`flush` empty it in place), so a bucket held by the data path never
+    goes stale. When the replacement policy must see hits
     (LRU), :meth:`hot_bucket` says so by returning None, and hits go through :meth:`lookup` or
     :meth:`touch`. :attr:`entries` is a flat snapshot keyed by ``(tag, iova >> 12)``.
 
@@ -80,7 +94,7 @@ class TLB(CacheCounters):
         self.capacity = geometry.entries
         self._slots: Slots | None = make_slots(geometry)
         self.sees_hits = self._slots is not None and self._slots.sees_hits
-        self._buckets: dict[Tag, dict[int, TLBEntry]] = {}
+        self._buckets: dict[Tag, dict[int, Fields]] = {}
         self._tags = TagIndex()
         # per tag: page size -> page base -> the page numbers the entry sits under
         self._large: dict[Tag, dict[int, dict[int, set[int]]]] = {}
@@ -93,24 +107,24 @@ class TLB(CacheCounters):
     def __iter__(self) -> Iterator[tuple[Tag, TLBEntry]]:
         for tag, bucket in self._buckets.items():
             for entry in bucket.values():
-                yield tag, entry
+                yield tag, _record(entry)
 
     @property
     def entries(self) -> dict[tuple[Tag, int], TLBEntry]:
         """Every entry by ``(tag, iova >> 12)`` (a snapshot: later fills do not show)."""
-        return {(tag, vpn): entry for tag, bucket in self._buckets.items()
+        return {(tag, vpn): _record(entry) for tag, bucket in self._buckets.items()
                 for vpn, entry in bucket.items()}
 
-    def bucket(self, tag: Tag) -> dict[int, TLBEntry]:
-        """The live page-number -> entry dict of ``tag`` (created empty on first use). Read it;
-        change it only through :meth:`fill` and the invalidations."""
+    def bucket(self, tag: Tag) -> dict[int, Fields]:
+        """The live page-number -> entry fields dict of ``tag`` (created empty on first use).
+        Read it; change it only through :meth:`fill` and the invalidations."""
         bucket = self._buckets.get(tag)
         if bucket is None:
             bucket = self._buckets[tag] = {}
             self._tags.add(tag)
         return bucket
 
-    def hot_bucket(self, tag: Tag) -> dict[int, TLBEntry] | None:
+    def hot_bucket(self, tag: Tag) -> dict[int, Fields] | None:
         """:meth:`bucket` when hits may bypass the cache (the policy ignores them), else None:
         then every hit must be reported (:meth:`lookup`, :meth:`touch`)."""
         return None if self.sees_hits else self.bucket(tag)
@@ -127,14 +141,17 @@ class TLB(CacheCounters):
         entry = None if bucket is None else bucket.get(vpn)
         if entry is None:
             self.misses += 1
-        else:
-            self.hits += 1
-            if self.sees_hits:
-                self.touch(tag, vpn)
-        return entry
+            return None
+        self.hits += 1
+        if self.sees_hits:
+            self.touch(tag, vpn)
+        return _record(entry)
 
-    def fill(self, tag: Tag, iova: int, entry: TLBEntry) -> None:
-        """Cache ``entry`` (the leaf that translated ``iova``) under ``tag``."""
+    def fill(self, tag: Tag, iova: int, entry: TLBEntry | Fields) -> None:
+        """Cache ``entry`` (the leaf that translated ``iova``; a :class:`TLBEntry` or its
+        fields) under ``tag``."""
+        if entry.__class__ is not tuple:
+            entry = tuple(entry)  # type: ignore[assignment]
         vpn = iova >> 12
         bucket = self._buckets.get(tag)
         if bucket is None:
@@ -162,15 +179,15 @@ class TLB(CacheCounters):
             self._index(tag, vpn, entry)
         self.fills += 1
 
-    def _index(self, tag: Tag, vpn: int, entry: TLBEntry) -> None:
-        if entry.global_:
+    def _index(self, tag: Tag, vpn: int, entry: Fields) -> None:
+        if entry[4]:
             self._globals[tag] = self._globals.get(tag, 0) + 1
         if _irregular(vpn, entry):
             sizes = self._large.setdefault(tag, {})
-            sizes.setdefault(entry.size, {}).setdefault(entry.iova, set()).add(vpn)
+            sizes.setdefault(entry[1], {}).setdefault(entry[0], set()).add(vpn)
 
-    def _unindex(self, tag: Tag, vpn: int, entry: TLBEntry) -> None:
-        if entry.global_:
+    def _unindex(self, tag: Tag, vpn: int, entry: Fields) -> None:
+        if entry[4]:
             left = self._globals[tag] - 1
             if left:
                 self._globals[tag] = left
@@ -178,13 +195,13 @@ class TLB(CacheCounters):
                 del self._globals[tag]
         if _irregular(vpn, entry):
             sizes = self._large[tag]
-            bases = sizes[entry.size]
-            vpns = bases[entry.iova]
+            bases = sizes[entry[1]]
+            vpns = bases[entry[0]]
             vpns.discard(vpn)
             if not vpns:
-                del bases[entry.iova]
+                del bases[entry[0]]
                 if not bases:
-                    del sizes[entry.size]
+                    del sizes[entry[1]]
                     if not sizes:
                         del self._large[tag]
 
@@ -291,7 +308,7 @@ class TLB(CacheCounters):
         return len(victims)
 
     @staticmethod
-    def _large_victims(bucket: dict[int, TLBEntry], large: dict[int, dict[int, set[int]]],
+    def _large_victims(bucket: dict[int, Fields], large: dict[int, dict[int, set[int]]],
                        addr: int, end: int, include_global: bool) -> list[int]:
         """The page numbers of the indexed entries overlapping ``[addr, end)``."""
         out: list[int] = []

@@ -194,8 +194,10 @@ class WalkCache(CacheCounters):
             kind = "page"
             end = addr + (size or 1 << self.shifts[1])
             if end > addr:
+                by_tag = self._tags
                 for tag in tags:
-                    dropped += self._drop_range(tag, addr, end)
+                    if by_tag.get(tag):  # a tag emptied before costs its lookup alone
+                        dropped += self._drop_range(tag, addr, end)
         if dropped:
             counts = self.dropped
             counts[kind] = counts.get(kind, 0) + dropped

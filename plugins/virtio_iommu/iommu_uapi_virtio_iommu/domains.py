@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .mappings import MappingTable
 
 if TYPE_CHECKING:
-    from iommu_uapi.tlb import TLBEntry
+    from iommu_uapi.caches.iotlb import Fields
 
     from .tables import SharedTable
 
@@ -27,7 +27,7 @@ class Domain:
 
     __slots__ = ("bucket", "bypass", "endpoints", "id", "mappings", "table", "tag")
 
-    def __init__(self, domain_id: int, *, bypass: bool, bucket: dict[int, TLBEntry]) -> None:
+    def __init__(self, domain_id: int, *, bypass: bool, bucket: dict[int, Fields]) -> None:
         self.id = domain_id
         self.bypass = bypass
         self.endpoints: set[int] = set()

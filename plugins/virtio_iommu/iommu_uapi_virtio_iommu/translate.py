@@ -128,9 +128,10 @@ def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int = _R
     if domain.bypass:
         return _identity(dev, iova)
     tlb = dev.tlb
-    entry = domain.bucket.get(iova >> _SHIFT)
-    if entry is not None and entry.iova <= iova < entry.iova + entry.size:
+    cached = domain.bucket.get(iova >> _SHIFT)  # the entry's fields (a plain tuple)
+    if cached is not None and cached[0] <= iova < cached[0] + cached[1]:
         tlb.hits += 1
+        base, size, paddr, perm, _ = cached
     else:
         tlb.misses += 1
         mapping = domain.mappings.find(iova)
@@ -138,7 +139,7 @@ def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int = _R
             raise _fault(dev, endpoint, iova, access, Reason.MAPPING, 0, "virtio.dma.unmapped")
         entry = _leaf(mapping, iova)
         tlb.fill(domain.tag, iova, entry)
-    perm = entry.perm
+        base, size, paddr, perm, _ = entry
     if access & ~perm & _RWX:
         lacking = 0
         if access & (_R | _X) and not perm & _R:
@@ -147,4 +148,4 @@ def translate(dev: VirtioIommuDevice, endpoint: int, iova: int, access: int = _R
             lacking |= FaultFlags.WRITE
         raise _fault(dev, endpoint, iova, access, Reason.MAPPING, lacking, "virtio.dma.permission")
     # 64-bit arithmetic, as QEMU's (a mapping whose physical range passes 2^64 wraps)
-    return Translation((entry.paddr + iova - entry.iova) & U64_MAX, entry.size, perm, 0, 0)
+    return Translation((paddr + iova - base) & U64_MAX, size, perm, 0, 0)

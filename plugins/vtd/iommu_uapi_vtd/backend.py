@@ -366,10 +366,11 @@ class VtdBackend(VtdIommufd):
         if dev.domain is None:
             raise _einval(f"cache_invalidate: {dev!r} is not attached",
                           "vtd.cache_invalidate.not_attached")
-        descs = guest_invalidation(info, did=data.did, devtlb=self._devtlb_target(dev),
+        descs = guest_invalidation(info, did=data.did,
+                                   devtlb=self._devtlb_target(dev) if dev.ats else None,
                                    mamv=self.cfg.mamv, profile=profile)
         if descs:
-            self.run(descs)
+            self.queue.run(descs)  # a lost descriptor is not reported (qi_submit_sync)
 
     # -- page requests (d.4) -------------------------------------------------------------------
 

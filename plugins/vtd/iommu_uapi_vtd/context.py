@@ -31,10 +31,11 @@ from collections import deque
 from collections.abc import Callable
 from functools import partial
 
+from iommu_uapi.caches.iotlb import Fields
 from iommu_uapi.pgtable.common import FaultKind, TableMemory, WalkFault, WalkResult
 from iommu_uapi.pgtable.vtd_sl import SLConfig, SLWalker, stage2
 from iommu_uapi.pgtable.x86 import X86Config, X86Walker
-from iommu_uapi.tlb import TLB, TLBEntry
+from iommu_uapi.tlb import TLB
 from iommu_uapi.translation import TranslationFault
 from iommu_uapi.uapi.consts import FaultPerm
 
@@ -49,7 +50,6 @@ from .walk_reasons import sm_reason
 
 __all__ = ["FaultSink", "VtdContext", "build_context", "sl_config"]
 
-_new_tuple = tuple.__new__  # builds a TLBEntry without NamedTuple's keyword handling
 _EXEC, _PRIV = int(FaultPerm.EXEC), int(FaultPerm.PRIV)
 _RWX = int(FaultPerm.READ | FaultPerm.WRITE | FaultPerm.EXEC)
 #: The table-walker formats address fields up to bit 51; wider host widths walk as 52-bit.
@@ -95,7 +95,7 @@ def _fl_config(cfg: VtdConfig, entry: PasidEntry) -> X86Config:
 
 class VtdContext:
     """The data path's view of one (device, PASID): ``tag``, ``config_reads``, ``atc`` and
-    ``walk(iova, access) -> (TLBEntry, descriptor reads)``."""
+    ``walk(iova, access) -> (the leaf's TLBEntry fields, descriptor reads)``."""
 
     __slots__ = ("_deny", "_walk", "add_access", "atc", "config_reads", "entry", "fpd", "pasid",
                  "request_pasid", "sid", "sink", "tag")
@@ -117,7 +117,7 @@ class VtdContext:
         # request kinds the PASID entry refuses: execute without ERE, supervisor without SRE
         self._deny = (0 if entry.ERE else _EXEC) | (0 if entry.SRE else _PRIV)
 
-    def walk(self, iova: int, access: int) -> tuple[TLBEntry, int]:
+    def walk(self, iova: int, access: int) -> tuple[Fields, int]:
         """Translate ``iova`` for ``access``; raises ``TranslationFault`` (recorded)."""
         access |= self.add_access
         if access & self._deny:
@@ -129,8 +129,8 @@ class VtdContext:
         except WalkFault as wf:
             raise self._fault(sm_reason(wf), iova, access, str(wf)) from None
         size = res.page_size
-        return (_new_tuple(TLBEntry, (iova & -size, size, res.oa & -size, res.perm,
-                                      res.global_)),
+        # the entry's fields as a plain tuple (TLBEntry's order): the IOTLB stores it as is
+        return ((iova & -size, size, res.oa & -size, res.perm, res.global_),
                 res.reads + res.s2_reads)
 
     def _fault(self, reason: SmFaultReason, iova: int, access: int,

@@ -69,6 +69,25 @@ _CACHE_BITS = (CacheType.IOTLB, CacheType.DEV_IOTLB, CacheType.PASID)
 _QG = {(int(c), int(g)): qg for (c, g), qg in QI_GRANULARITY.items()}
 _IOTLB = int(CacheType.IOTLB)
 _BITS = tuple(int(b) for b in _CACHE_BITS)
+_ALL_BITS = sum(_BITS)
+
+
+def _steps(cache: int, granu: int) -> tuple[tuple[int, int], ...]:
+    """The (cache bit, descriptor granularity) cells the driver executes for ``cache`` at
+    ``granu``, lowest bit first, up to the first cell it cannot express (where its loop ends)."""
+    out = []
+    for bit in _BITS:
+        if cache & bit:
+            qg = _QG[(bit, granu)]
+            if qg is None:
+                break
+            out.append((bit, qg))
+    return tuple(out)
+
+
+#: By (cache bits, granularity): the cells executed, as :func:`_steps` gives them.
+_STEPS = {(cache, int(g)): _steps(cache, int(g))
+          for cache in range(_ALL_BITS + 1) for g in InvGranularity}
 _PAGE_SHIFT = 12
 _U64 = (1 << 64) - 1
 _PASID_MASK = 0xFFFFF
@@ -106,6 +125,24 @@ def _size_order(granule_size: int, nb_granules: int) -> int:
     return 0 if pages <= 1 else (pages - 1).bit_length()
 
 
+#: By profile name: (whether ``vtd.cache_invalidate.cell`` applies, whether a range beyond
+#: CAP.MAMV is widened), what the profile decides for every call; emptied when profiles change.
+_POLICIES: dict[str, tuple[bool, bool]] = {}
+profiles.on_change(_POLICIES.clear)
+
+
+def _policy(profile: profiles.ProfileLike) -> tuple[bool, bool]:
+    """(check the cells, widen beyond MAMV) under ``profile``."""
+    found = _POLICIES.get(profile) if type(profile) is str else None
+    if found is None:
+        prof = profiles.get(profile)
+        found = ("vtd.cache_invalidate.cell" in prof.rules,
+                 not prof.quirk("vtd.cache_invalidate.psi_beyond_mamv"))
+        if type(profile) is str:
+            _POLICIES[profile] = found
+    return found
+
+
 def _refused(info: CacheInvalidateInfo) -> list[str]:
     granu = InvGranularity(info.granularity)
     return [f"{bit.name} x {granu.name}" for bit in _CACHE_BITS
@@ -120,9 +157,9 @@ def guest_invalidation(info: CacheInvalidateInfo, *, did: int, devtlb: DevTlbTar
     ``EINVAL``; otherwise such a cell ends the list. Without the
     ``vtd.cache_invalidate.psi_beyond_mamv`` quirk a range beyond CAP.MAMV is widened to a
     domain-selective invalidation."""
-    prof = profiles.get(profile)
-    widen = not prof.quirk("vtd.cache_invalidate.psi_beyond_mamv")
-    if "vtd.cache_invalidate.cell" in prof.rules:
+    policy = _POLICIES.get(profile) if type(profile) is str else None
+    check_cells, widen = _policy(profile) if policy is None else policy
+    if check_cells:
         refused = _refused(info)
         if refused:
             raise fail("vtd.cache_invalidate.cell", cells=", ".join(refused))
@@ -138,16 +175,12 @@ def guest_invalidation(info: CacheInvalidateInfo, *, did: int, devtlb: DevTlbTar
         if ai.flags & _A_PASID:
             pasid = ai.pasid
         addr = ai.addr
-        order = _size_order(ai.granule_size, ai.nb_granules)
+        pages = ((ai.granule_size * ai.nb_granules) & _U64) >> _PAGE_SHIFT  # _size_order
+        order = 0 if pages <= 1 else (pages - 1).bit_length()
         leaf = bool(ai.flags & _A_LEAF)
     out: list[Descriptor] = []
-    cache = info.cache
-    for bit in _BITS:
-        if not cache & bit:
-            continue
-        qg = _QG[(bit, granu)]
-        if qg is None:
-            break  # linux-5.10: logged, loop left, success returned
+    # linux-5.10: a cell without a descriptor is logged and ends the loop, success returned
+    for bit, qg in _STEPS.get((info.cache & _ALL_BITS, granu), ()):
         if bit == _IOTLB:
             out.append(_pasid_iotlb(did, pasid, qg, addr, order, leaf, mamv, widen))
             if devtlb is None:

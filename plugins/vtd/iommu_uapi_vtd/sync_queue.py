@@ -20,8 +20,9 @@ what the general decode would check of those fields (their reserved bits under t
 capabilities, AM against MAMV): what it decodes is then the descriptor itself, which is executed
 and logged without decoding the image again. A driver's stream of new addresses
 (:meth:`SyncQueue.run_one`) memoises nothing per address; :meth:`SyncQueue.run` remembers the
-image of a single descriptor it is given, so a repeated one costs a lookup. The queue memory,
-IQH/IQT, the log and the caches end up exactly as after the general submit and process.
+image of each such descriptor it is given (bounded), so a repeated one costs a lookup. The
+queue memory, IQH/IQT, the log and the caches end up exactly as after the general submit and
+process.
 
 When the hardware refuses a descriptor (FSTS.IQE), the Linux driver overwrites it with its wait
 descriptor, clears IQE and resumes: the invalidation is lost without an error reaching the
@@ -135,7 +136,7 @@ class SyncQueue(InvalidationQueue):
         super().__init__(mem, cfg, caches, status=status, **kwargs)  # type: ignore[arg-type]
         self.lost = []
         self._images: dict[Descriptor, bytes] = {}
-        # a single address-carrying descriptor run() was given -> its image and effect
+        # an address-carrying descriptor run() was given -> its image and effect
         self._repeats: dict[Descriptor, tuple[bytes, AddressEffect]] = {}
         # template descriptor -> its preparation (None: its image cannot be encoded)
         self._templates: dict[Descriptor, _Template | None] = {}
@@ -191,7 +192,11 @@ class SyncQueue(InvalidationQueue):
         writes it and the hardware refuses it)."""
         zeros = _ZEROS.get(d.__class__)
         if zeros is None:
-            return self._image(d), d, None
+            image = self._images.get(d)
+            return (self._image(d) if image is None else image), d, None
+        known = self._repeats.get(d)
+        if known is not None:  # a descriptor given before (a guest repeating an invalidation)
+            return known[0], d, known[1]
         template = _replace(d, **zeros)
         t = self._templates.get(template)
         if t is None:
@@ -200,7 +205,12 @@ class SyncQueue(InvalidationQueue):
                 raise ValueError("a template field does not fit")
         bits = t.place(d)
         image = (t.image | bits).to_bytes(self._stride, "little")
-        return image, d, None if bits & t.refused else t.effect
+        if bits & t.refused or t.effect is None:
+            return image, d, None
+        if len(self._repeats) >= _MEMO_LIMIT:
+            self._repeats.clear()
+        self._repeats[d] = (image, t.effect)
+        return image, d, t.effect
 
     def run(self, descriptors: Sequence[Descriptor | Sequence[int]]) -> int:  # type: ignore[override]
         """Submit ``descriptors`` and process the queue to the tail (see the module docstring);
@@ -212,7 +222,7 @@ class SyncQueue(InvalidationQueue):
         any other decoded from its image (memoised). Nothing runs between the writes and these
         fetches, so each fetch returns the image just written: it is used as the fetched bytes
         without reading them back. Anything else (raw quadwords, a field that does not fit, no
-        room, a queue error) goes through :meth:`submit` and :meth:`process`. A single
+        room, a queue error) goes through :meth:`submit` and :meth:`process`. An
         address-carrying descriptor given again (a guest repeating an invalidation) finds its
         image remembered.
         """

@@ -123,6 +123,37 @@ def test_invalidation_follows_the_profiles_rules_and_quirks(fixed_510: Profile) 
     assert exc.value.rule == "vtd.cache_invalidate.cell"
 
 
+def test_the_invalidation_policy_kept_by_name_follows_a_profile_registered_again() -> None:
+    """What a profile name decides for invalidation is kept per name (not asked on every call);
+    registering the name again, or a rule table changing, makes the next call ask again."""
+    big = CacheInvalidateInfo(argsz=56, version=1, cache=CacheType.IOTLB,
+                              granularity=InvGranularity.ADDR, granu=InvGranu(
+                                  addr_info=InvAddrInfo(addr=0, granule_size=0x1000,
+                                                        nb_granules=1 << 10)))
+    name = "test-mamv-policy"
+
+    def kinds() -> list[type]:
+        return [type(d) for d in guest_invalidation(big, did=3, devtlb=None, mamv=4,
+                                                    profile=name)]
+
+    quirk = {"vtd.cache_invalidate.psi_beyond_mamv": True}
+    profiles.register(Profile(name, "sends as is", base="linux-5.10", quirks=quirk))
+    try:
+        assert kinds() == [PasidIotlbInv] and kinds() == [PasidIotlbInv]
+        profiles.register(Profile(name, "widens", base="linux-5.10",
+                                  quirks={"vtd.cache_invalidate.psi_beyond_mamv": False}),
+                          replace=True)
+        assert kinds() == [IotlbInv]
+        profiles.register(Profile(name, "strict, sending as is", base="strict", quirks=quirk),
+                          replace=True)
+        assert kinds() == [PasidIotlbInv]
+    finally:
+        profiles.unregister(name)
+    with pytest.raises(UAPIError) as exc:
+        kinds()
+    assert exc.value.errno == errno.EINVAL
+
+
 def test_the_isolation_hazards_are_quirks_the_profiles_carry(fixed_510: Profile) -> None:
     for hazard in HAZARDS:
         assert hazard in {q.id for q in VTD_QUIRKS}
