@@ -18,16 +18,15 @@ view; VT-d's unmap flush is the domain's page-selective template with the addres
 (``SyncQueue.run_one``): its image is written into the invalidation queue at IQT and executed
 as the hardware would decode it, IQH/IQT, the log and the caches as after the general path.
 
-Measured (2-core EPYC VM, CPython 3.11, other work running; medians of the quietest of four
-runs, which vary by up to 2x with the load): map 1.5 us (6.4x the floor; 2.5 us, 10.8x
-before), unmap 4.5 us (10.5 us before), ring cycle 10.7 us (15x; 23.9 us, 34x before),
-1 GiB 0.02 s.
+Measured (2-core EPYC VM, CPython 3.11, other work running; medians, which vary by up to 2x
+with the load): map 1.45 us (6.2x the floor; 2.5 us, 10.8x before), unmap 4.4 us (10.5 us
+before), ring cycle 10.1 us (14x; 23.9 us, 34x before), 1 GiB 0.02 s.
 Where a ring cycle goes (us, min of 9 rounds of 4000 cycles, by difference of nested calls):
 
-* map 1.7: leaf store through the compiled path 0.8, the domain's bookkeeping 0.15, the hook
-  0.2, the façade's checks and lock 0.55;
-* DMA (IOTLB miss) 2.7: second-level walk 0.9, the context's TLB entry 0.4, IOTLB fill and
-  the translation 0.5, context and cache probes 0.2, the request's checks and lock 0.7;
+* map 1.6: leaf store through the compiled path 0.8, the domain's bookkeeping 0.15, the hook
+  0.15, the façade's checks and lock 0.55;
+* DMA (IOTLB miss) 2.5: second-level walk 0.9, the context's entry 0.3, IOTLB fill and the
+  translation 0.4, context and cache probes 0.25, the request's checks and lock 0.6;
 * unmap 5.4: leaf clear 0.7, bookkeeping 0.2, the flush 3.1 (descriptor from the template 0.35,
   its image placed and checked 0.4, written into the queue 0.55, the IOTLB, first-level and
   paging-structure invalidations 1.1 (0.75 with nothing cached), the queue's state checks,
