@@ -139,3 +139,30 @@ def test_page_quads_is_a_live_read_only_view_keyed_by_page_address() -> None:
 
 def test_page_quads_is_withheld_when_reads_are_counted() -> None:
     assert PhysicalMemory(count_reads=True).page_quads() is None
+
+
+def test_page_quads_writable_writes_what_write64_writes() -> None:
+    mem = PhysicalMemory()
+    writable = mem.page_quads_writable()
+    assert writable is not None and len(writable) == 0
+    mem.write64(0x1_2345_6008, 1)  # backs the page
+    assert list(writable) == [0x1_2345_6000]
+    writable[0x1_2345_6000][3] = 0xFEED_0000_0000_0003
+    assert mem.read64(0x1_2345_6018) == 0xFEED_0000_0000_0003
+    assert mem.read(0x1_2345_6018, 8) == (0xFEED_0000_0000_0003).to_bytes(8, "little")
+    assert mem.page_quads()[0x1_2345_6000][3] == 0xFEED_0000_0000_0003  # type: ignore[index]
+    with pytest.raises((OverflowError, ValueError)):
+        writable[0x1_2345_6000][3] = 1 << 64
+    with pytest.raises(TypeError):
+        writable[0x5000] = ZERO_QUADS  # type: ignore[index]
+    mem.fill(0x1_2345_6000, 4096, 0)
+    assert 0x1_2345_6000 not in writable and mem.read64(0x1_2345_6018) == 0
+
+
+def test_page_quads_writable_is_withheld_when_writes_or_reads_go_their_own_way() -> None:
+    class Logged(PhysicalMemory):
+        def write64(self, addr: int, value: int) -> None:
+            super().write64(addr, value)
+
+    assert PhysicalMemory(count_reads=True).page_quads_writable() is None
+    assert Logged().page_quads_writable() is None

@@ -57,8 +57,18 @@ class Dispatch:
         # hooks only the backend sees, called without pluggy's machinery; emptied for good
         # once anything monitors hook calls
         self._monitored = tracing()
-        self._direct: dict[str, Callable[..., Any]] = (
-            {} if self._monitored else direct_dispatch(self.pm, backend))
+        self._direct: dict[str, Callable[..., Any]] = {}
+        #: the backend's ``iommu_map``/``iommu_unmap`` while nothing else sees hook calls
+        #: (called with the hook's arguments in the spec's order), else None
+        self.direct_map: Callable[..., Any] | None = None
+        self.direct_unmap: Callable[..., Any] | None = None
+        self._set_direct({} if self._monitored else direct_dispatch(self.pm, backend))
+
+    def _set_direct(self, table: dict[str, Callable[..., Any]]) -> None:
+        """Take ``table`` as the hooks called directly, and rebuild :attr:`hooks` from it."""
+        self._direct = table
+        self.direct_map = table.get("iommu_map")
+        self.direct_unmap = table.get("iommu_unmap")
         self.hooks = self._hooks()
 
     def _hooks(self) -> SimpleNamespace:
@@ -114,5 +124,4 @@ class Dispatch:
         add_observer(self.pm, observer)
         if hasattr(observer, "before") or hasattr(observer, "after"):
             self._monitored = True
-        self._direct = {} if self._monitored else direct_dispatch(self.pm, self.backend)
-        self.hooks = self._hooks()
+        self._set_direct({} if self._monitored else direct_dispatch(self.pm, self.backend))

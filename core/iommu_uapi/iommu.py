@@ -290,6 +290,17 @@ class IOMMU(DataPath):
         ``iommu_map_pages`` is given the pages (the façade checks the alignment, ``map.align``);
         one without it gets the whole range through ``iommu_map`` and applies its own rules."""
         with self.lock:  # serialised (inline: the hottest control calls)
+            if (domain.__class__ is Domain and self.domains.get(domain.id) is domain
+                    and iova.__class__ is int is paddr.__class__ is size.__class__
+                    is prot.__class__ and size in self._page_set and 0 <= iova < _U64
+                    and 0 <= paddr < _U64 and 0 <= prot < _U64
+                    and not (iova | paddr) & (size - 1)):
+                # one page of a declared size, every check passed: the backend's iommu_map
+                # maps that one leaf, called directly when only the backend sees the hook
+                direct = self.dispatch.direct_map
+                if direct is not None:
+                    direct(domain, iova, paddr, size, prot)
+                    return
             self._domain(domain)
             if not (iova.__class__ is int is paddr.__class__ is size.__class__
                     is prot.__class__ and 0 <= iova < _U64 and 0 <= paddr < _U64
@@ -348,6 +359,13 @@ class IOMMU(DataPath):
         what it unmapped with one range invalidation. The façade checks the alignment
         (``unmap.align``) for a backend with ``iommu_unmap_pages``; others apply their own."""
         with self.lock:  # serialised (inline: the hottest control calls)
+            if (domain.__class__ is Domain and self.domains.get(domain.id) is domain
+                    and iova.__class__ is int is size.__class__ and size in self._page_set
+                    and 0 <= iova < _U64 and not iova & (size - 1)):
+                # one page of a declared size, every check passed
+                direct = self.dispatch.direct_unmap
+                if direct is not None:
+                    return int(direct(domain, iova, size))
             self._domain(domain)
             if not (iova.__class__ is int is size.__class__ and 0 <= iova < _U64
                     and 0 <= size < _U64) and (bad := _not_u64(iova=iova, size=size)):

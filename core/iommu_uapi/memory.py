@@ -80,6 +80,8 @@ class PhysicalMemory:
         self._pages: dict[int, bytearray] = {}
         self._quads: dict[int, memoryview] = {}
         self._view: Mapping[int, memoryview] = MappingProxyType(self._quads)
+        self._wquads: dict[int, memoryview] = {}
+        self._wview: Mapping[int, memoryview] = MappingProxyType(self._wquads)
         self._alloc_next = alloc_base
         self._alloc_limit = alloc_limit
         self._alloc_base = alloc_base
@@ -105,6 +107,7 @@ class PhysicalMemory:
             page = bytearray(PAGE_SIZE)
             self._pages[pfn] = page
             self._quads[pfn << PAGE_SHIFT] = memoryview(page).toreadonly().cast("Q")
+            self._wquads[pfn << PAGE_SHIFT] = memoryview(page).cast("Q")
         return page
 
     def page_quads(self) -> Mapping[int, memoryview] | None:
@@ -119,6 +122,15 @@ class PhysicalMemory:
         if "read64" in self.__dict__:
             return None
         return self._view
+
+    def page_quads_writable(self) -> Mapping[int, memoryview] | None:
+        """A live view of the backed pages' quadwords for writing, for builders that write table
+        entries inline: ``pages[t][i] = value`` is :meth:`write64` of ``t + 8 * i`` for a backed
+        page ``t`` (a page never written is absent: write it with :meth:`write64`, which backs
+        it). ``None`` when :meth:`page_quads` is None or a subclass writes its own way."""
+        if self.page_quads() is None or type(self).write64 is not PhysicalMemory.write64:
+            return None
+        return self._wview
 
     @property
     def backed_pages(self) -> int:
@@ -215,6 +227,7 @@ class PhysicalMemory:
             elif value == 0 and chunk == PAGE_SIZE:
                 del self._pages[pfn]
                 del self._quads[pfn << PAGE_SHIFT]
+                del self._wquads[pfn << PAGE_SHIFT]
             else:
                 self._page(pfn)[off : off + chunk] = bytes([value]) * chunk
             addr += chunk

@@ -69,7 +69,10 @@ class PageTableBuilder(TableTree):
         paths = self._single_page_paths()
         if paths:
             # this builder's own map/unmap, with the common single-page case compiled
+            writable = getattr(self.mem, "page_quads_writable", None)
+            wpages = writable() if writable is not None else None
             names = {"get": self._page, "write": self._write, "entries": self._entries,
+                     "wget": ({} if wpages is None else wpages).get,
                      "leaf_bits": self._leaf_cache.get, "overlap": self._overlap,
                      "builder": self, "general_map": self.map, "general_unmap": self.unmap}
             self.map, self.unmap = compile_single_page(  # type: ignore[method-assign,assignment]

@@ -7,10 +7,11 @@ branch makes the checks of ``map_pages`` (a leaf already cached for ``prot`` mea
 accepted before) and writes the leaf when every table on the way is present and one the builder
 wrote, raising the overlap refusal when the entry holds a leaf; the ``unmap`` branch clears a
 leaf (a one-page unmap never frees a table: none lies inside one page) and tells the builder's
-flush callbacks. Anything else (a table to create, a block on the way, a table where the leaf
-goes, an argument to refuse, a size that is no page size) goes to the builder's general
-``map``/``unmap``. The source is generated from the
-builder's level table only.
+flush callbacks. Both store the entry inline into the memory's writable page view when it has
+one (``page_quads_writable``), else with ``write64``. Anything else (a table to create, a block
+on the way, a table where the leaf goes, an argument to refuse, a size that is no page size)
+goes to the builder's general ``map``/``unmap``. The source is generated from the builder's
+level table only.
 """
 
 from __future__ import annotations
@@ -49,17 +50,29 @@ def _walk(root: int, p: PageSizePath, fail: str) -> list[str]:
     return [*out, f"        i = (iova >> {p.shift}) & 0x1FF", "        d = get(t, Z)[i]"]
 
 
+def _store(value: str) -> list[str]:
+    """Store ``value`` at entry ``i`` of table ``t``: inline into the page's writable view, or
+    through ``write`` when the page has none (never written, or no view)."""
+    return ["        w = wget(t)",
+            "        if w is None:",
+            f"            write(t + (i << 3), {value})",
+            "        else:",
+            f"            w[i] = {value}"]
+
+
 def compile_single_page(root: int, paths: tuple[PageSizePath, ...], names: Mapping[str, Any],
                         ) -> tuple[Callable[[int, int, int, int], None],
                                    Callable[[int, int], int]]:
     """The builder's ``(map, unmap)``. ``names`` binds ``get`` (the page view's ``get``),
-    ``write`` (the memory's ``write64``), ``entries`` (the live-entry counts), ``leaf_bits``
+    ``wget`` (the writable page view's ``get``: ``page_quads_writable``), ``write`` (the
+    memory's ``write64``), ``entries`` (the live-entry counts), ``leaf_bits``
     (the leaf-bits cache's ``get``), ``overlap`` (the refusal to raise), ``builder`` (for its
     ``flush``) and ``general_map``/``general_unmap`` (the builder's own methods)."""
     map_src = ["def map(iova, paddr, size, prot):",
                "    global " + ", ".join(f"prot{n}, bits{n}" for n in range(len(paths)))]
     unmap_src = ["def unmap(iova, size):"]
-    for n, p in enumerate(paths):
+    # the smallest page first: a one-page map or unmap is mostly of the smallest size
+    for n, p in sorted(enumerate(paths), key=lambda np: np[1].shift):
         size = 1 << p.shift
         general_map = "general_map(iova, paddr, size, prot)"
         map_src += [
@@ -79,7 +92,7 @@ def compile_single_page(root: int, paths: tuple[PageSizePath, ...], names: Mappi
             f"            if d & {p.leaf_mask} == {p.leaf_value}:",  # a table: leafless?
             f"                return {general_map}",
             "            raise overlap(iova, d)",
-            "        write(t + (i << 3), paddr | bits)",
+            *_store("paddr | bits"),
             "        entries[t] += 1",
             "        return None",
         ]
@@ -90,7 +103,7 @@ def compile_single_page(root: int, paths: tuple[PageSizePath, ...], names: Mappi
             *_walk(root, p, "general_unmap(iova, size)"),
             f"        if not d or d & {p.leaf_mask} == {p.leaf_value}:",
             "            return general_unmap(iova, size)",
-            "        write(t + (i << 3), 0)",
+            *_store("0"),
             "        entries[t] -= 1",
             "        flush = builder.flush",
             "        if flush is not None:",

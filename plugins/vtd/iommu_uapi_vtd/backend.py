@@ -289,12 +289,21 @@ class VtdBackend(VtdIommufd):
         per ATS device), as ``iommu_unmap``'s gather is synced once."""
         data: VtdDomain = domain.data
         if unmapped:
-            targets = [t for d in domain.devices if (t := self._devtlb_target(d)) is not None]
-            descs = data.flush_range(self.cfg, iova, unmapped, targets)
-            if targets and not has_hazard(self._profile(), UNMAP_KEEPS_NESTED_ATC):
-                descs += _nested_atc_flush(targets, {sid for sid, _ in self.binds})
-            self.run(descs)
+            if self.cfg.dt:
+                for dev in domain.devices:
+                    if dev.ats:  # device-TLB invalidations too
+                        self._flush_with_devtlbs(domain, iova, unmapped)
+                        return unmapped
+            # the IOTLB invalidation alone, from the domain's template
+            self.queue.run_one(*data.iotlb_flush(iova, unmapped))
         return unmapped
+
+    def _flush_with_devtlbs(self, domain: Domain, iova: int, unmapped: int) -> None:
+        targets = [DevTlbTarget(d.sid) for d in domain.devices if d.ats]
+        descs = domain.data.flush_range(self.cfg, iova, unmapped, targets)
+        if not has_hazard(self._profile(), UNMAP_KEEPS_NESTED_ATC):
+            descs += _nested_atc_flush(targets, {sid for sid, _ in self.binds})
+        self.queue.run(descs)
 
     @hookimpl
     def iommu_iova_to_phys(self, domain: Domain, iova: int) -> int:

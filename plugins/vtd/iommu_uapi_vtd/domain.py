@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 
+import msgspec
+
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.hw.ats import ats_size_encoding
 from iommu_uapi.memory import PhysicalMemory
@@ -23,6 +25,7 @@ from .registers import VtdConfig
 __all__ = ["VtdDomain", "domain_aw"]
 
 _PAGE_SHIFT = 12
+_replace = msgspec.structs.replace
 
 
 def domain_aw(cfg: VtdConfig) -> int:
@@ -39,25 +42,36 @@ def domain_aw(cfg: VtdConfig) -> int:
 class VtdDomain:
     """Backend state of one host domain (``Domain.data``)."""
 
-    __slots__ = ("aw", "did", "gaw", "mappings", "max_addr", "mem", "nesting", "pt")
+    __slots__ = ("_dsi", "_limit", "_mamv", "_psi", "aw", "did", "gaw", "mappings", "max_addr",
+                 "mem", "nesting", "pt")
 
     def __init__(self, did: int, cfg: VtdConfig, aw: int, mem: PhysicalMemory) -> None:
         self.did = did
         self.aw = aw
         self.gaw = min(30 + 9 * aw, cfg.mgaw)
+        self._limit = 1 << self.gaw
         self.pt = SLPageTable(sl_config(cfg, aw), mem)
         self.mem = mem
         self.nesting = False
         #: the end of the highest mapping, as the driver tracks it (a bind's gpgd must be below)
         self.max_addr = 0
         self.mappings: dict[int, int] = {}
+        # the domain's IOTLB invalidations after an unmap: domain-selective, and (with PSI) the
+        # page-selective template whose address fields each flush fills in
+        self._dsi = IotlbInv(G=IotlbGranularity.DOMAIN, DID=did, DW=cfg.dwd, DR=cfg.drd)
+        self._psi = IotlbInv(G=IotlbGranularity.PAGE, DID=did, DW=cfg.dwd, DR=cfg.drd)
+        self._mamv = cfg.mamv if cfg.psi else -1
 
     def map(self, iova: int, paddr: int, size: int, prot: int) -> None:
         """Map ``[iova, iova + size)``, cut into the largest pages that fit; ``EINVAL`` beyond
         the domain's width."""
-        self._fits("map", iova, size)
+        end = iova + size
+        if end > self._limit:
+            self._fits("map", iova, size)
         self.pt.map(iova, paddr, size, prot)
-        self._mapped(iova, size)
+        self.mappings[iova] = size
+        if end > self.max_addr:
+            self.max_addr = end
 
     def map_pages(self, iova: int, paddr: int, pgsize: int, pgcount: int, prot: int) -> int:
         """Map ``pgcount`` pages of ``pgsize``; ``EINVAL`` beyond the domain's width."""
@@ -79,7 +93,12 @@ class VtdDomain:
 
     def unmap(self, iova: int, size: int) -> int:
         """Unmap (any size aligned to 4 KiB); returns the bytes unmapped."""
-        return self._unmapped(iova, size, int(self.pt.unmap(iova, size)))
+        unmapped: int = self.pt.unmap(iova, size)
+        if unmapped:
+            self.mappings.pop(iova, None)
+            if self.max_addr == iova + size:
+                self.max_addr = iova
+        return unmapped
 
     def unmap_pages(self, iova: int, pgsize: int, pgcount: int) -> int:
         """Unmap ``pgcount`` pages of ``pgsize``; returns the bytes unmapped."""
@@ -93,25 +112,32 @@ class VtdDomain:
                 self.max_addr = iova
         return unmapped
 
-    def flush_range(self, cfg: VtdConfig, iova: int, size: int,
-                    devtlbs: list[DevTlbTarget]) -> list[Descriptor]:
-        """``iommu_flush_iotlb_psi`` and ``iommu_flush_dev_iotlb`` after an unmap: one
+    def iotlb_flush(self, iova: int, size: int) -> tuple[IotlbInv, IotlbInv]:
+        """``iommu_flush_iotlb_psi`` after an unmap of ``[iova, iova + size)``: one
         page-selective IOTLB invalidation covering the range (the smallest naturally aligned
         block of pages that holds it: address mask ``AM`` up to MAMV), domain-selective when
-        PSI is missing or the range needs a mask above MAMV; then a device-TLB invalidation of
-        the same block per ATS device."""
+        PSI is missing or the range needs a mask above MAMV; with its template (the same
+        descriptor with the address fields zero), built once for the domain."""
         first, last = iova >> _PAGE_SHIFT, (iova + max(size, 1) - 1) >> _PAGE_SHIFT
         mask = (first ^ last).bit_length()  # the block of 2**mask pages holding both ends
-        if not cfg.psi or mask > cfg.mamv:
-            out: list[Descriptor] = [IotlbInv(G=IotlbGranularity.DOMAIN, DID=self.did,
-                                              DW=cfg.dwd, DR=cfg.drd)]
-        else:
-            out = [IotlbInv(G=IotlbGranularity.PAGE, DID=self.did, DW=cfg.dwd, DR=cfg.drd,
-                            AM=mask, ADDR=(first >> mask) << (_PAGE_SHIFT + mask))]
-        for t in devtlbs:
-            addr, s = ats_size_encoding(iova, mask)
-            out.append(DevTlbInv(MIP=t.qdep & 0x1F, SID=t.sid, PFSID_LO=t.pfsid & 0xF,
-                                 PFSID_HI=t.pfsid >> 4, S=s, ADDR=addr))
+        if mask > self._mamv:  # beyond MAMV, or no PSI (-1)
+            return self._dsi, self._dsi
+        return (_replace(self._psi, AM=mask, ADDR=(first >> mask) << (_PAGE_SHIFT + mask)),
+                self._psi)
+
+    def flush_range(self, cfg: VtdConfig, iova: int, size: int,
+                    devtlbs: list[DevTlbTarget]) -> list[Descriptor]:
+        """``iommu_flush_iotlb_psi`` and ``iommu_flush_dev_iotlb`` after an unmap: the IOTLB
+        invalidation of :meth:`iotlb_flush`, then a device-TLB invalidation of the same block
+        per ATS device (``cfg`` is the unit's, whose PSI and MAMV the domain was built with)."""
+        out: list[Descriptor] = [self.iotlb_flush(iova, size)[0]]
+        if devtlbs:
+            first, last = iova >> _PAGE_SHIFT, (iova + max(size, 1) - 1) >> _PAGE_SHIFT
+            mask = (first ^ last).bit_length()
+            for t in devtlbs:
+                addr, s = ats_size_encoding(iova, mask)
+                out.append(DevTlbInv(MIP=t.qdep & 0x1F, SID=t.sid, PFSID_LO=t.pfsid & 0xF,
+                                     PFSID_HI=t.pfsid >> 4, S=s, ADDR=addr))
         return out
 
     def release(self) -> None:

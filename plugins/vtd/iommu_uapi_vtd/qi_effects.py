@@ -10,6 +10,12 @@ types with a granularity by G (:class:`~.qi.ContextCacheGranularity`,
 so that a queue that memoises decoded descriptors (:class:`~.sync_queue.SyncQueue`) executes a
 repeated one without decoding its fields again. The decoder refuses reserved granularities, so
 every decoded descriptor finds its row.
+
+The invalidations that carry an address (IOTLB, PASID-based IOTLB, device-TLB) also have an
+:data:`AddressEffect`, :func:`bind_address`: bound once to a *template* (the descriptor with its
+address fields zero, hence its tags), it executes any descriptor of that template, reading the
+range from the descriptor's own address fields. :func:`bind` of such a descriptor is its
+template's address effect applied to it, so the two execute alike.
 """
 
 from __future__ import annotations
@@ -38,17 +44,21 @@ from .qi import (
     PasidDevTlbInv,
     PasidIotlbGranularity,
     PasidIotlbInv,
-    page_range,
 )
 
 if TYPE_CHECKING:
     from .iq import InvalidationQueue
 
-__all__ = ["Effect", "bind"]
+__all__ = ["AddressEffect", "Effect", "bind", "bind_address"]
 
+_PAGE = 1 << 12  # the ranges of page-selective invalidations are qi.page_range's
 #: A bound descriptor: executes it on the queue's unit, returns the cache entries it removed.
 Effect = Callable[["InvalidationQueue"], int]
+#: A template's effect: executes a descriptor of that template (its address fields read from
+#: it) on the queue's unit, returns the cache entries it removed.
+AddressEffect = Callable[["InvalidationQueue", Any], int]
 _Binder = Callable[[Any], Effect]
+_AddressBinder = Callable[[Any], AddressEffect]
 
 
 # -- context cache (type 1) ------------------------------------------------------------------
@@ -88,16 +98,17 @@ def _iotlb_domain(d: IotlbInv) -> Effect:
     return run
 
 
-def _iotlb_page(d: IotlbInv) -> Effect:
-    base, size = page_range(d.ADDR, d.AM)
-    fl, sl, psc, leaves_only = ("fl", d.DID), ("sl", d.DID), (d.DID,), d.IH
+def _iotlb_page(t: IotlbInv) -> AddressEffect:
+    fl, sl, psc = ("fl", t.DID), ("sl", t.DID), (t.DID,)
 
-    def run(q: InvalidationQueue) -> int:
+    def run(q: InvalidationQueue, d: IotlbInv) -> int:
         # SL-only/PT translations of the range go; first-level and nested translations of the
         # DID may derive from the changed second-level range at any input address, so all go.
+        size = _PAGE << d.AM  # page_range, inline
+        base = d.ADDR & -size
         c = q.caches
         n = c.iotlb.invalidate(sl, base, size) + c.iotlb.invalidate(fl)
-        if not leaves_only:
+        if not d.IH:
             n += c.sl_psc.invalidate(psc, base, size) + c.fl_psc.invalidate(psc)
         return n
     return run
@@ -106,20 +117,24 @@ def _iotlb_page(d: IotlbInv) -> Effect:
 # -- device TLBs (types 3 and 8) -------------------------------------------------------------
 
 
-def _devtlb(d: DevTlbInv) -> Effect:
-    base, size = ats_range(d.ADDR, d.S)
+def _devtlb(t: DevTlbInv) -> AddressEffect:
     # The device receives an ATS Invalidate Request without a PASID prefix: by PCIe it drops
     # every entry of the range, those requested with a PASID included (ats_selection).
-    sid, prefix = d.SID, (d.SID, *ats_selection(None))
-    return lambda q: q.caches.devtlb.invalidate(sid, prefix, base, size)
+    sid, prefix = t.SID, (t.SID, *ats_selection(None))
+
+    def run(q: InvalidationQueue, d: DevTlbInv) -> int:
+        return q.caches.devtlb.invalidate(sid, prefix, *ats_range(d.ADDR, d.S))
+    return run
 
 
-def _pasid_devtlb(d: PasidDevTlbInv) -> Effect:
-    base, size = ats_range(d.ADDR, d.S)
+def _pasid_devtlb(t: PasidDevTlbInv) -> AddressEffect:
     # G asks the device to drop the range for every PASID (its global translations); the model
     # drops the range under every PASID of the device, a legal over-invalidation.
-    sid, prefix = d.SID, (d.SID, *ats_selection(d.PASID, global_invalidate=bool(d.G)))
-    return lambda q: q.caches.devtlb.invalidate(sid, prefix, base, size)
+    sid, prefix = t.SID, (t.SID, *ats_selection(t.PASID, global_invalidate=bool(t.G)))
+
+    def run(q: InvalidationQueue, d: PasidDevTlbInv) -> int:
+        return q.caches.devtlb.invalidate(sid, prefix, *ats_range(d.ADDR, d.S))
+    return run
 
 
 # -- interrupt entries, waits, page responses (types 4, 5, 9) -----------------------------------
@@ -164,14 +179,15 @@ def _pasid_iotlb_non_global(d: PasidIotlbInv) -> Effect:
     return run
 
 
-def _pasid_iotlb_page(d: PasidIotlbInv) -> Effect:
-    base, size = page_range(d.ADDR, d.AM)
-    tag, psc = ("fl", d.DID, d.PASID), (d.DID, d.PASID)
-    if d.IH:    # only leaves changed: the paging-structure caches stay
-        return lambda q: q.caches.iotlb.invalidate(tag, base, size)
+def _pasid_iotlb_page(t: PasidIotlbInv) -> AddressEffect:
+    tag, psc = ("fl", t.DID, t.PASID), (t.DID, t.PASID)
 
-    def run(q: InvalidationQueue) -> int:
+    def run(q: InvalidationQueue, d: PasidIotlbInv) -> int:
+        size = _PAGE << d.AM  # page_range, inline
+        base = d.ADDR & -size
         c = q.caches
+        if d.IH:    # only leaves changed: the paging-structure caches stay
+            return c.iotlb.invalidate(tag, base, size)
         return c.iotlb.invalidate(tag, base, size) + c.fl_psc.invalidate(psc, base, size)
     return run
 
@@ -200,11 +216,9 @@ _BY_GRANULARITY: dict[type[Descriptor], dict[int, _Binder]] = {
     IotlbInv: {
         IotlbGranularity.GLOBAL: _iotlb_global,
         IotlbGranularity.DOMAIN: _iotlb_domain,
-        IotlbGranularity.PAGE: _iotlb_page,
     },
     PasidIotlbInv: {
         PasidIotlbGranularity.NON_GLOBAL: _pasid_iotlb_non_global,
-        PasidIotlbGranularity.PAGE: _pasid_iotlb_page,
     },
     PasidCacheInv: {
         PasidCacheGranularity.DOMAIN: _pasid_cache_domain,
@@ -214,16 +228,43 @@ _BY_GRANULARITY: dict[type[Descriptor], dict[int, _Binder]] = {
 }
 #: The other types: one binder each.
 _BY_TYPE: dict[type[Descriptor], _Binder] = {
-    DevTlbInv: _devtlb,
     IecInv: _iec,
     InvWait: _wait,
-    PasidDevTlbInv: _pasid_devtlb,
     PageGroupResponse: _page_response,
 }
+#: The rows whose range the descriptor's address fields name: (type, G or None) -> binder of
+#: the template's :data:`AddressEffect`.
+_BY_ADDRESS: dict[tuple[type[Descriptor], int | None], _AddressBinder] = {
+    (IotlbInv, IotlbGranularity.PAGE): _iotlb_page,
+    (PasidIotlbInv, PasidIotlbGranularity.PAGE): _pasid_iotlb_page,
+    (DevTlbInv, None): _devtlb,
+    (PasidDevTlbInv, None): _pasid_devtlb,
+}
+
+
+def bind_address(template: Descriptor) -> AddressEffect:
+    """The :data:`AddressEffect` of the decoded template ``template`` (a descriptor whose
+    address fields are zero): a row that names a range reads it from each descriptor it
+    executes; any other row ignores the address fields, as its hardware does."""
+    scopes = _BY_GRANULARITY.get(type(template))
+    g = getattr(template, "G", None) if scopes is not None else None
+    binder = _BY_ADDRESS.get((type(template), g))
+    if binder is not None:
+        return binder(template)
+    effect = bind(template)
+    return lambda q, d: effect(q)
 
 
 def bind(d: Descriptor) -> Effect:
     """The :data:`Effect` of the decoded descriptor ``d`` (chosen by type, then granularity)."""
     scopes = _BY_GRANULARITY.get(type(d))
-    binder = _BY_TYPE[type(d)] if scopes is None else scopes[d.G]  # type: ignore[attr-defined]
+    if scopes is None:
+        binder = _BY_TYPE.get(type(d))
+        g = None
+    else:
+        g = d.G  # type: ignore[attr-defined]
+        binder = scopes.get(g)
+    if binder is None:  # a row that reads the range from the descriptor
+        at = _BY_ADDRESS[(type(d), g)](d)
+        return lambda q: at(q, d)
     return binder(d)

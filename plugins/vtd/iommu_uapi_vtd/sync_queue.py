@@ -11,11 +11,18 @@ repeated invalidation costs a dictionary lookup instead of a bit-field walk. The
 (IQA) is fixed for the queue's life.
 
 The invalidations that carry an address (IOTLB, PASID-based IOTLB and device-TLB invalidations)
-differ from one flush to the next only in their address fields (ADDR, AM or S, IH): their images
-are built from a memoised *template*, the image of the same descriptor with those fields zero,
-by placing the address fields alone; the hardware side checks them (reserved bits, AM against
-MAMV) against the template's decoded descriptor, so a new address costs neither a full encode
-nor a full decode, and nothing is memoised per address.
+differ from one flush to the next only in their address fields (ADDR, AM or S, IH). Each
+distinct *template* (the descriptor with those fields zero: one per domain, PASID or device) is
+prepared once: its image encoded and decoded by the hardware's rules, and its effect bound
+(:func:`~.qi_effects.bind_address`). A descriptor of a prepared template is then written into
+the queue as the template's image with the address fields placed, and the hardware side checks
+what the general decode would check of those fields (their reserved bits under this unit's
+capabilities, AM against MAMV): what it decodes is then the descriptor itself, which is executed
+and logged without decoding the image again. A driver's stream of new addresses
+(:meth:`SyncQueue.run_one`) memoises nothing per address; :meth:`SyncQueue.run` remembers the
+image of each such descriptor it is given (bounded), so a repeated one costs a lookup. The
+queue memory, IQH/IQT, the log and the caches end up exactly as after the general submit and
+process.
 
 When the hardware refuses a descriptor (FSTS.IQE), the Linux driver overwrites it with its wait
 descriptor, clears IQE and resumes: the invalidation is lost without an error reaching the
@@ -24,10 +31,13 @@ caller. :meth:`SyncQueue.run` does the same and keeps the refused descriptors in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 import msgspec
 
+from iommu_uapi.errors import UAPIError
 from iommu_uapi.memory import PhysicalMemory
 
 from .caches import VtdCaches
@@ -44,7 +54,7 @@ from .qi import (
     PasidDevTlbInv,
     PasidIotlbInv,
 )
-from .qi_effects import Effect, bind
+from .qi_effects import AddressEffect, Effect, bind, bind_address
 from .registers import VtdConfig
 from .status import Fsts, StatusRegisters
 
@@ -63,13 +73,57 @@ ADDRESS_FIELDS: dict[type[Descriptor], tuple[str, ...]] = {
     DevTlbInv: ("S", "ADDR"),
     PasidDevTlbInv: ("S", "ADDR"),
 }
-#: By type: the address fields zero (a template's), and their bits in place.
+#: By type: the address fields zero (a template's).
 _ZEROS = {cls: {f: False if cls.LAYOUT[f].width == 1 else 0 for f in fields}
           for cls, fields in ADDRESS_FIELDS.items()}
-_ADDRESS_LAYOUT = {cls: tuple((f, cls.LAYOUT[f]) for f in fields)
-                   for cls, fields in ADDRESS_FIELDS.items()}
-_ADDRESS_MASKS = {cls: sum(cls.LAYOUT[f].mask for f in fields)
-                  for cls, fields in ADDRESS_FIELDS.items()}
+
+#: Places a descriptor's address fields: their bits in place, ``ValueError`` when one does not
+#: fit (or, for AM, exceeds the limit the placer was made with).
+Placer = Callable[[Descriptor], int]
+
+
+def _placer(cls: type[Descriptor], am_limit: int) -> Placer:
+    """The :data:`Placer` of ``cls``'s address fields (two or three, see ``ADDRESS_FIELDS``): a
+    value fits when it is a multiple of its field's unit below the field's limit; AM also stays
+    within ``am_limit``."""
+    names = ADDRESS_FIELDS[cls]
+    layout = cls.LAYOUT
+    specs = [(layout[n].shift, layout[n].unit,
+              min(1 << (layout[n].width + layout[n].unit), am_limit + 1 if n == "AM" else 1 << 64))
+             for n in names]
+    get = operator.attrgetter(*names)
+    (s0, u0, l0), (s1, u1, l1) = specs[0], specs[1]
+    m0, m1 = (1 << u0) - 1, (1 << u1) - 1
+    if len(specs) == 2:
+        def place2(d: Descriptor) -> int:
+            a, b = get(d)
+            if not (0 <= a < l0 and 0 <= b < l1) or a & m0 or b & m1:
+                raise ValueError(f"{cls.__name__}: an address field does not fit")
+            bits: int = (a >> u0) << s0 | (b >> u1) << s1
+            return bits
+        return place2
+    s2, u2, l2 = specs[2]
+    m2 = (1 << u2) - 1
+
+    def place3(d: Descriptor) -> int:
+        a, b, c = get(d)
+        if not (0 <= a < l0 and 0 <= b < l1 and 0 <= c < l2) or a & m0 or b & m1 or c & m2:
+            raise ValueError(f"{cls.__name__}: an address field does not fit")
+        bits: int = (a >> u0) << s0 | (b >> u1) << s1 | (c >> u2) << s2
+        return bits
+    return place3
+
+
+class _Template(NamedTuple):
+    """A prepared template: its image (address fields zero), the bits of an address that the
+    hardware refuses (reserved under the unit's capabilities), how the address fields are
+    placed, and its bound effect (None: the hardware refuses the template itself, so every
+    descriptor of it is decoded and refused)."""
+
+    image: int
+    refused: int
+    place: Placer
+    effect: AddressEffect | None
 
 
 class SyncQueue(InvalidationQueue):
@@ -82,132 +136,200 @@ class SyncQueue(InvalidationQueue):
         super().__init__(mem, cfg, caches, status=status, **kwargs)  # type: ignore[arg-type]
         self.lost = []
         self._images: dict[Descriptor, bytes] = {}
-        # template descriptor -> its image as an integer (address-carrying types)
-        self._templates: dict[Descriptor, int] = {}
-        # template image -> its decoded descriptor
-        self._decoded_templates: dict[bytes, Descriptor] = {}
-        self._image_mask = (1 << (64 * (self.stride // 8))) - 1
-        # by address-carrying type: its reserved bits under this unit's capabilities
-        self._reserved = {cls: cls.reserved_mask(cfg) for cls in ADDRESS_FIELDS}
+        # an address-carrying descriptor run() was given -> its image and effect
+        self._repeats: dict[Descriptor, tuple[bytes, AddressEffect]] = {}
+        # template descriptor -> its preparation (None: its image cannot be encoded)
+        self._templates: dict[Descriptor, _Template | None] = {}
+        self._stride = self.stride
+        self._image_mask = (1 << (8 * self._stride)) - 1
         # image -> its descriptor and the descriptor bound for execution (:mod:`.qi_effects`)
         self._decoded: dict[bytes, tuple[Descriptor, Effect]] = {}
-        self._nq = self.stride // 8
+        self._nq = self._stride // 8
         # the ring's geometry, fixed for the queue's life: a position's byte offset is
         # (position & _slot_mask) << _shift
-        self._shift = self.stride.bit_length() - 1
+        self._shift = self._stride.bit_length() - 1
         self._slot_mask = self.ring.entries - 1
 
     def _image(self, d: Descriptor) -> bytes:
         image = self._images.get(d)
         if image is None:
-            fields = ADDRESS_FIELDS.get(type(d))
-            if fields is not None:  # a new address: placed into its template, then memoised
-                image = self._address_image(d, fields)
-            else:
-                image = b"".join(q.to_bytes(8, "little") for q in d.qwords()[: self._nq])
+            image = b"".join(q.to_bytes(8, "little") for q in d.qwords()[: self._nq])
             if len(self._images) >= _MEMO_LIMIT:
                 self._images.clear()
             self._images[d] = image
         return image
 
-    def _address_image(self, d: Descriptor, fields: tuple[str, ...]) -> bytes:
-        """The image of an address-carrying descriptor: its template's with the address fields
-        placed (a field that does not fit takes the full encode, which refuses it)."""
-        cls = type(d)
-        template = _replace(d, **_ZEROS[cls])
-        value = self._templates.get(template)
-        if value is None:
-            if len(self._templates) >= _MEMO_LIMIT:
-                self._templates.clear()
-            value = self._templates[template] = template.to_int()
-        layout = cls.LAYOUT
+    def _template(self, template: Descriptor) -> _Template | None:
+        """Prepare ``template`` (see the module docstring): None when its image cannot be
+        encoded (a field that does not fit) or lies beyond this queue's descriptor width."""
+        if len(self._templates) >= _MEMO_LIMIT:
+            self._templates.clear()
+        cls = type(template)
         try:
-            for name in fields:
-                value |= layout[name].put(getattr(d, name))
-        except ValueError:
-            d.to_int()  # raises the field's refusal
-            raise
-        return (value & self._image_mask).to_bytes(self.stride, "little")
-
-    def _address_decode(self, image: bytes) -> tuple[Descriptor, Effect] | None:
-        """The hardware's decode of an address-carrying descriptor from its template's decoded
-        descriptor: the address fields' reserved bits and AM against MAMV are checked here, the
-        rest was checked when the template was decoded. None: not such a descriptor, or one
-        the general decode must refuse."""
-        raw = int.from_bytes(image, "little")
-        cls = DESCRIPTOR_TYPES.get(TYPE_LO.get(raw) | TYPE_HI.get(raw) << 4)
-        fields = ADDRESS_FIELDS.get(cls) if cls is not None else None
-        if cls is None or fields is None:
+            value = template.to_int()
+        except (ValueError, UAPIError):
+            self._templates[template] = None
             return None
-        key = (raw & ~_ADDRESS_MASKS[cls]).to_bytes(len(image), "little")
-        template = self._decoded_templates.get(key)
-        if template is None:
+        prepared = None
+        if not value & ~self._image_mask:
+            effect: AddressEffect | None = None
             try:
-                template = super()._decode(key)
+                decoded = InvalidationQueue._decode(self, value.to_bytes(self._stride, "little"))
             except DescriptorError:
-                return None
-            if len(self._decoded_templates) >= _MEMO_LIMIT:
-                self._decoded_templates.clear()
-            self._decoded_templates[key] = template
-        if raw & self._reserved[cls]:
-            return None
-        values = {}
-        for name, field in _ADDRESS_LAYOUT[cls]:
-            value = (raw >> field.shift) & ((1 << field.width) - 1)
-            values[name] = bool(value) if field.width == 1 else value << field.unit
-        if values.get("AM", 0) > self.cfg.mamv:
-            return None
-        desc = _replace(template, **values)
-        return desc, bind(desc)
+                pass
+            else:
+                if decoded == template:
+                    effect = bind_address(decoded)
+            refused = cls.reserved_mask(self.cfg) | ~self._image_mask
+            prepared = _Template(value, refused, _placer(cls, self.cfg.mamv), effect)
+        self._templates[template] = prepared
+        return prepared
+
+    def _prepare(self, d: Descriptor) -> tuple[bytes, Descriptor, AddressEffect | None]:
+        """The image of ``d`` to write at IQT, and, when the hardware's decode of that image
+        is ``d`` itself, the effect that executes it (else None: the image is decoded).
+        ``ValueError`` when ``d`` cannot be written, or has an AM above MAMV (the general path
+        writes it and the hardware refuses it)."""
+        zeros = _ZEROS.get(d.__class__)
+        if zeros is None:
+            image = self._images.get(d)
+            return (self._image(d) if image is None else image), d, None
+        known = self._repeats.get(d)
+        if known is not None:  # a descriptor given before (a guest repeating an invalidation)
+            return known[0], d, known[1]
+        template = _replace(d, **zeros)
+        t = self._templates.get(template)
+        if t is None:
+            t = self._template(template)
+            if t is None:
+                raise ValueError("a template field does not fit")
+        bits = t.place(d)
+        image = (t.image | bits).to_bytes(self._stride, "little")
+        if bits & t.refused or t.effect is None:
+            return image, d, None
+        if len(self._repeats) >= _MEMO_LIMIT:
+            self._repeats.clear()
+        self._repeats[d] = (image, t.effect)
+        return image, d, t.effect
 
     def run(self, descriptors: Sequence[Descriptor | Sequence[int]]) -> int:  # type: ignore[override]
         """Submit ``descriptors`` and process the queue to the tail (see the module docstring);
         returns how many descriptors were lost to a queue error.
 
-        The common case takes one pass: an idle queue without IQE and descriptors whose images
-        are memoised are produced into the ring at IQT; the hardware side then takes each at
-        IQH, decodes it (memoised) and executes it. Nothing runs between the writes and these
+        The common case takes one pass: an idle queue without IQE and typed descriptors are
+        produced into the ring at IQT; the hardware side then takes each at IQH and executes
+        it: a descriptor of a prepared template as itself (its image holds exactly its fields),
+        any other decoded from its image (memoised). Nothing runs between the writes and these
         fetches, so each fetch returns the image just written: it is used as the fetched bytes
-        without reading them back. Anything else (first sight of a descriptor, raw quadwords,
-        no room, a queue error) goes through :meth:`submit` and :meth:`process`.
+        without reading them back. Anything else (raw quadwords, a field that does not fit, no
+        room, a queue error) goes through :meth:`submit` and :meth:`process`. An
+        address-carrying descriptor given again (a guest repeating an invalidation) finds its
+        image remembered.
         """
+        if len(descriptors) == 1 and descriptors[0].__class__ in _ZEROS:
+            d = descriptors[0]
+            known = self._repeats.get(d)
+            if known is None:
+                known = self._placed(d, _replace(d, **_ZEROS[d.__class__]))
+                if known is None:
+                    return self._run_batch((d,))
+                if len(self._repeats) >= _MEMO_LIMIT:
+                    self._repeats.clear()
+                self._repeats[d] = known
+            # _one, inline: a guest repeating an invalidation comes here each time
+            ring = self.ring
+            head = ring.cons
+            shift, slots = self._shift, self._slot_mask
+            if self.status.fsts & _FSTS_IQE or ring.stopped or ring.prod != head or \
+                    self.iqt != (head & slots) << shift or not ring.produce_all((known[0],)):
+                return self._run_batch((d,))
+            self.iqt = (ring.prod & slots) << shift
+            self.log.append(_new_log(LogRecord, ((head & slots) << shift, d,
+                                                 known[1](self, d))))
+            ring.cons = ring.prod  # the hardware caught up with IQT
+            self.executed += 1
+            return 0
+        return self._run_batch(descriptors)
+
+    def run_one(self, d: Descriptor, template: Descriptor) -> int:
+        """:meth:`run` of the one address-carrying descriptor ``d`` of ``template`` (``d`` with
+        its address fields zero, see ``ADDRESS_FIELDS``: a driver keeps one per domain, PASID
+        or device), without building the template again and remembering nothing of ``d`` (a
+        stream of new addresses): an idle queue takes its image at IQT and executes it at once
+        as the hardware would; anything else goes the way of :meth:`run`."""
+        known = self._placed(d, template)
+        if known is not None and self._one(d, *known):
+            return 0
+        return self._run_batch((d,))
+
+    def _placed(self, d: Descriptor, template: Descriptor) -> tuple[bytes, AddressEffect] | None:
+        """The image of ``d`` (of ``template``) and the effect that executes it, when the
+        hardware's decode of that image is ``d`` itself; None otherwise (a field that does not
+        fit, a bit the hardware refuses, a template it refuses)."""
+        t = self._templates.get(template)
+        if t is None:
+            t = self._template(template)
+        if t is None or t.effect is None:
+            return None
+        try:
+            bits = t.place(d)
+        except ValueError:
+            return None
+        if bits & t.refused:
+            return None
+        return (t.image | bits).to_bytes(self._stride, "little"), t.effect
+
+    def _one(self, d: Descriptor, image: bytes, effect: AddressEffect) -> bool:
+        """Write ``image`` at IQT of an idle queue and execute it as ``d``; False (nothing
+        done) when the queue is not idle (IQE, stopped, work pending) or has no room."""
+        ring = self.ring
+        head = ring.cons
+        shift, slots = self._shift, self._slot_mask
+        if self.status.fsts & _FSTS_IQE or ring.stopped or ring.prod != head or \
+                self.iqt != (head & slots) << shift or not ring.produce_all((image,)):
+            return False
+        self.iqt = (ring.prod & slots) << shift
+        self.log.append(_new_log(LogRecord, ((head & slots) << shift, d, effect(self, d))))
+        ring.cons = ring.prod  # the hardware caught up with IQT
+        self.executed += 1
+        return True
+
+    def _run_batch(self, descriptors: Sequence[Descriptor | Sequence[int]]) -> int:
+        """:meth:`run` of any batch (see there)."""
         ring = self.ring
         head = ring.cons
         shift, slots = self._shift, self._slot_mask
         if self.status.fsts & _FSTS_IQE or ring.stopped or ring.prod != head or \
                 self.iqt != (head & slots) << shift:
             return self._submit_and_recover(descriptors)
-        images, batch = self._images, []
         try:
-            for d in descriptors:
-                image = images.get(d)  # type: ignore[arg-type]
-                batch.append(self._image(d) if image is None else image)  # type: ignore[arg-type]
+            prepare = self._prepare
+            plan = [prepare(d) for d in descriptors]  # type: ignore[arg-type]
         except Exception:  # raw qwords, or a field that does not fit: the general path
             return self._submit_and_recover(descriptors)
-        if not ring.produce_all(batch):
+        if not ring.produce_all([image for image, _, _ in plan]):
             return self._submit_and_recover(descriptors)
         self.iqt = (ring.prod & slots) << shift
         decoded, log = self._decoded, self.log
         done = 0
         try:
-            for image in batch:
-                known = decoded.get(image)
-                if known is None:  # a new address decoded from its template, then memoised
-                    known = self._address_decode(image)
-                    if known is None:  # never decoded under this queue: the general path
-                        break
-                    if len(decoded) >= _MEMO_LIMIT:
-                        decoded.clear()
-                    decoded[image] = known
-                desc, execute = known
-                dropped = execute(self)
+            for image, desc, effect in plan:
+                if effect is None:
+                    known = decoded.get(image)
+                    if known is None:  # decoded (DescriptorError: refused), then memoised
+                        self._decode(image)
+                        known = decoded[image]
+                    desc, execute = known
+                    dropped = execute(self)
+                else:
+                    dropped = effect(self, desc)
                 log.append(_new_log(LogRecord, (((head + done) & slots) << shift, desc,
                                                 dropped)))
                 done += 1
         except DescriptorError as exc:
             self._stop(exc.iqei)  # IQH stays at the refused descriptor
         finally:
-            if done == len(batch):
+            if done == len(plan):
                 ring.cons = ring.prod  # the hardware caught up with IQT
             else:
                 ring.advance(done)

@@ -50,6 +50,11 @@ def general_run(q: InvalidationQueue, batch: list[Descriptor]) -> int:
     return lost
 
 
+def queue_memory(q: InvalidationQueue) -> bytes:
+    """The queue's descriptors as they lie in memory."""
+    return q.mem.read(q.base, q.size)
+
+
 @settings(max_examples=100)
 @given(st.lists(st.lists(st.sampled_from(range(len(DESCRIPTORS) + 1)), min_size=1, max_size=4),
                 min_size=1, max_size=60))
@@ -62,6 +67,8 @@ def test_one_pass_path_matches_the_general_queue(batches: list[list[int]]) -> No
         batch = [vocab[i] for i in picks]
         assert fast.run(batch) == general_run(slow, batch)
         assert snapshot(fast_caches) == snapshot(slow_caches)
+        assert queue_memory(fast) == queue_memory(slow)
+        assert (fast.head, fast.tail, fast.iqt) == (slow.head, slow.tail, slow.iqt)
         assert fast.head == fast.tail == slow.head == slow.tail
         assert not fast.status.fsts_get("IQE")
     assert [(r.offset, r.descriptor, r.dropped) for r in fast.log] == \
@@ -127,21 +134,49 @@ def test_new_addresses_take_the_template_path_and_match_the_general_queue(
         batch = [address_descriptor(*pick)]
         assert fast.run(batch) == general_run(slow, batch)
         assert snapshot(fast_caches) == snapshot(slow_caches)
+        assert queue_memory(fast) == queue_memory(slow)
+        assert (fast.head, fast.tail, fast.iqt) == (slow.head, slow.tail, slow.iqt)
     assert [(r.offset, r.descriptor, r.dropped) for r in fast.log] == \
         [(r.offset, r.descriptor, r.dropped) for r in slow.log]
     assert fast.status.fault_events == slow.status.fault_events
 
 
-def test_memoised_addresses_stay_bounded() -> None:
-    """A repeated address hits the memo; a stream of new ones never grows it past its limit."""
+def test_new_addresses_memoise_nothing_per_address() -> None:
+    """A driver's stream of new addresses of one template (run_one) prepares that template once
+    and memoises no image and no decode per address; run() remembers a bounded number of the
+    single descriptors it is given. Every one is executed and logged as itself."""
     from iommu_uapi_vtd.sync_queue import _MEMO_LIMIT
 
     q = SyncQueue(PhysicalMemory(), CFG, populated())
+    template = IotlbInv(G=3, DID=5)
+    for page in range(_MEMO_LIMIT + 100):
+        assert q.run_one(IotlbInv(G=3, DID=5, ADDR=page << 12), template) == 0
+    assert len(q._templates) == 1 and not q._images and not q._decoded and not q._repeats
+    assert q.log[-1].descriptor == IotlbInv(G=3, DID=5, ADDR=(_MEMO_LIMIT + 99) << 12)
     for page in range(_MEMO_LIMIT + 100):
         assert q.run([IotlbInv(G=3, DID=5, ADDR=page << 12)]) == 0
-    assert 0 < len(q._images) <= _MEMO_LIMIT
-    assert 0 < len(q._decoded) <= _MEMO_LIMIT
-    assert q.log[-1].descriptor == IotlbInv(G=3, DID=5, ADDR=(_MEMO_LIMIT + 99) << 12)
+    assert 0 < len(q._repeats) <= _MEMO_LIMIT and len(q._templates) == 1
+    assert q.executed == 2 * (_MEMO_LIMIT + 100)
+
+
+def test_run_one_matches_the_general_queue_for_any_address() -> None:
+    """run_one with the template of each address descriptor (AM up to MAMV + 2: those above
+    are refused by the hardware and lost) leaves what the general queue leaves."""
+    fast_caches, slow_caches = populated(), populated()
+    fast = SyncQueue(PhysicalMemory(), CFG, fast_caches)
+    slow = InvalidationQueue(PhysicalMemory(), CFG, slow_caches)
+    for kind in range(4):
+        for am in range(CFG.mamv + 3):
+            for flag in (False, True):
+                d = address_descriptor(kind, 0x12345 << am, am, flag)
+                template = address_descriptor(kind, 0, 0, False)
+                assert fast.run_one(d, template) == general_run(slow, [d])
+                assert snapshot(fast_caches) == snapshot(slow_caches)
+                assert queue_memory(fast) == queue_memory(slow)
+                assert (fast.head, fast.tail, fast.iqt) == (slow.head, slow.tail, slow.iqt)
+    assert [(r.offset, r.descriptor, r.dropped) for r in fast.log] == \
+        [(r.offset, r.descriptor, r.dropped) for r in slow.log]
+    assert fast.status.fault_events == slow.status.fault_events and fast.lost
 
 
 def test_a_new_address_is_neither_encoded_nor_decoded_from_scratch() -> None:
