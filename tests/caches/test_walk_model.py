@@ -142,3 +142,29 @@ def test_a_finite_walk_cache_holds_a_subset_of_the_unbounded_one(steps: list[Op]
         if isinstance(op, Fill):
             prefix = op.iova >> (12 + 9 * (op.level - 1))
             assert (op.tag, op.level, prefix) in set(finite)     # the fill is resident
+
+
+_PATHS = st.lists(st.tuples(st.integers(0, 3), st.integers(1, 1 << 20).map(lambda p: p << 12),
+                            st.integers(0, 0xF)), max_size=4,
+                  unique_by=lambda e: e[0]).map(sorted)  # a walk's levels, root first
+
+
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, (1 << 48) - 1), _PATHS),
+                max_size=6),
+       st.sampled_from([None, Geometry(2, None, "lru"), Geometry(4, 2, "fifo", seed=1)]))
+def test_fill_path_is_fill_prefixes_of_the_walkers_levels(
+        walks: list[tuple[int, int, list[tuple[int, int, int]]]],
+        geometry: Geometry | None) -> None:
+    """A walk's path filled at once holds, counts and evicts as the same entries filled as
+    ``{(4 - level, prefix): table | low}``."""
+    by_path, by_prefix = WalkCache(geometry=geometry), WalkCache(geometry=geometry)
+    for tag, iova, path in walks:
+        by_path.fill_path((tag,), iova, path, 4)
+        by_prefix.fill_prefixes((tag,), {(4 - lv, iova >> by_prefix.shifts[4 - lv]): t | low
+                                         for lv, t, low in path})
+        assert sorted(by_path) == sorted(by_prefix)
+        assert (len(by_path), by_path.fills, by_path.evictions) \
+            == (len(by_prefix), by_prefix.fills, by_prefix.evictions)
+        for t, level, prefix in by_prefix:
+            iova_of = prefix << by_prefix.shifts[level]
+            assert by_path.lookup(t, level, iova_of) == by_prefix.lookup(t, level, iova_of)

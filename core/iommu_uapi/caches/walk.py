@@ -161,6 +161,35 @@ class WalkCache(CacheCounters):
         self._size += added
         self.fills += len(entries)
 
+    def fill_path(self, tag: Tag, iova: int, path: Iterable[tuple[int, int, int]],
+                  top: int) -> None:
+        """Cache the table entries a walk of ``iova`` used, given as the walker's ``path`` of
+        ``(walker level, next table, low bits)``: the entry of walker level ``lv`` at level
+        ``top - lv`` (LPAE levels count from the root: ``top`` 4), its value the next table's
+        address ORed with the low bits; one fill each, as :meth:`fill_prefixes`."""
+        shifts = self.shifts
+        if self._slots:
+            self.fill_prefixes(tag, {(top - lv, iova >> shifts[top - lv]): table | low
+                                     for lv, table, low in path})
+            return
+        levels = self._tags.get(tag)
+        if levels is None:
+            levels = self._tags[tag] = {}
+            self._index.add(tag)
+        added = n = 0
+        for lv, table, low in path:
+            level = top - lv
+            at = levels.get(level)
+            if at is None:
+                at = levels[level] = {}
+            prefix = iova >> shifts[level]
+            if prefix not in at:
+                added += 1
+            at[prefix] = table | low
+            n += 1
+        self._size += added
+        self.fills += n
+
     def _fill_slot(self, tag: Tag, level: int, prefix: int, entries: dict[int, int],
                    value: int) -> None:
         """A fill of a finite cache: admission (and an eviction) or a touch."""

@@ -22,6 +22,7 @@ touch them. A walk that updates Access flags (CD.HA, STE.S2HA) goes the full way
 from __future__ import annotations
 
 from iommu_uapi.caches import Tag, WalkCache
+from iommu_uapi.memory import ZERO_QUADS
 from iommu_uapi.pgtable.common import Stage2Translate, WalkResult
 from iommu_uapi.pgtable.lpae import LPAEWalker
 
@@ -29,6 +30,7 @@ from .iotlb import EL2
 
 __all__ = ["CachedStage2", "SmmuWalkCaches", "table_levels"]
 
+_PAGE_BASE = -4096
 #: the low bits of a stage-1 value holding the inherited controls (tables are 4 KiB aligned)
 _CONTROLS = 0xF
 
@@ -51,8 +53,9 @@ class CachedStage2:
     """``s2(ipa, access)`` over the stage-2 tables at ``root`` through ``cache`` under
     ``(VMID,)``: a drop-in for the plain stage-2 translate function."""
 
-    __slots__ = ("_deep", "_keys", "_leaf", "_leaf_level", "_levels", "_pending", "_seen",
-                 "_seen_shift", "_start", "cache", "owner", "root", "tag", "walker")
+    __slots__ = ("_deep", "_get", "_keys", "_leaf", "_leaf_level", "_leaf_plan", "_levels",
+                 "_limit", "_misalign", "_pending", "_seen", "_seen_shift", "_start", "cache",
+                 "owner", "root", "tag", "walker")
 
     def __init__(self, owner: SmmuWalkCaches, walker: LPAEWalker, root: int,
                  cache: WalkCache, vmid: int) -> None:
@@ -67,6 +70,8 @@ class CachedStage2:
         self._deep = cache.shifts[self._levels[0]] if self._levels else None
         self._leaf_level = walker.walk_levels[-1]
         self._leaf = walker.walk_leaf
+        # what the seen path reads a last-level descriptor with inline (as walk_leaf does)
+        self._leaf_plan, self._get, self._limit, self._misalign = walker.leaf_reader()
         # the prefix the walks of one translation share a last-level table under (None: they
         # do not use the seen path: a one-level walk, or a cache whose policy sees each hit)
         self._seen_shift = None if cache.sees_hits else self._deep
@@ -99,6 +104,17 @@ class CachedStage2:
             self.cache.hits += 1
         else:
             self.cache.misses += 1
+        step = self._leaf_plan.get(access)
+        if step is not None and 0 <= ipa < self._limit and not table & self._misalign:
+            # walk_leaf's common case, inline
+            shift, imask, lmask, lwant, oa_mask, offset, size, xn_shift, rwx, perm_of, _ = step
+            ptr = table + (((ipa >> shift) & imask) << 3)
+            desc = self._get(ptr & _PAGE_BASE, ZERO_QUADS)[(ptr >> 3) & 0x1FF]
+            if desc & lmask == lwant:
+                perm = perm_of[((desc >> 6) & 3) | ((desc >> xn_shift) & 0xC)]
+                if perm & rwx == rwx:
+                    return WalkResult((desc & oa_mask) | (ipa & offset), size, perm, 3,
+                                      above + 1, 0, False)
         return self._leaf(table, ipa, access, above)
 
     def _walk(self, ipa: int, access: int,
@@ -113,7 +129,7 @@ class CachedStage2:
         res = self.walker.walk_partial(table, level, ipa, access, None, path=path)
         if pending is None:
             if path:
-                _fill(cache, tag, ipa, path)
+                cache.fill_path(tag, ipa, path, 4)
             return res
         last, deep = self._leaf_level, self._deep
         if path:  # one entry per (level, prefix): the walks of a translation share tables
@@ -130,14 +146,6 @@ class CachedStage2:
     def fill_pending(self, pending: dict[tuple[int, int], int]) -> None:
         """Cache the table descriptors the stage-2 walks of a nested translation read."""
         self.cache.fill_prefixes(self.tag, pending)
-
-
-def _fill(cache: WalkCache, tag: Tag, addr: int, path: list[tuple[int, int, int]]) -> None:
-    shifts = cache.shifts
-    entries = {}
-    for lv, next_table, below in path:
-        entries[(4 - lv, addr >> shifts[4 - lv])] = next_table | below
-    cache.fill_prefixes(tag, entries)
 
 
 class SmmuWalkCaches:
@@ -191,7 +199,7 @@ class SmmuWalkCaches:
             res = walker.walk_partial(table, level, va, access, None, inherited=inherited,
                                       path=path)
             if path:
-                _fill(cache, tag, key, path)
+                cache.fill_path(tag, key, path, 4)
             return res
         pending = self.pending = self._pending
         nested = s2.nested if s2.__class__ is CachedStage2 else s2
@@ -205,9 +213,7 @@ class SmmuWalkCaches:
             self.pending = None
             self.seen.clear()
         if path:
-            shifts = cache.shifts
-            cache.fill_prefixes(tag, {(4 - lv, key >> shifts[4 - lv]): next_table | below
-                                      for lv, next_table, below in path})
+            cache.fill_path(tag, key, path, 4)
         if pending:  # only a CachedStage2 records into it
             s2c: CachedStage2 = s2  # type: ignore[assignment]
             s2c.cache.fill_prefixes(s2c.tag, pending)

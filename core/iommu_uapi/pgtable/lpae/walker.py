@@ -18,6 +18,7 @@ from ..common import (
     ACCESS_INTS,
     RWX,
     FaultKind,
+    PageGet,
     Stage2Translate,
     TableMemory,
     WalkFault,
@@ -31,7 +32,7 @@ from ..common import (
 )
 from .bits import OA52_HI, OA52_HI_SHIFT, S1Desc, S2Desc, TableDesc, s1_key, s2_key, table_key
 from .config import LPAEConfig, fast_plans, geometry
-from .fast import leaf_steps, nested_walk, walk_leaf
+from .fast import LeafStep, leaf_steps, nested_walk, walk_leaf
 
 __all__ = ["LPAEWalker", "stage2", "walk"]
 
@@ -82,6 +83,13 @@ class LPAEWalker:
 
     _nested = nested_walk
     walk_leaf = walk_leaf
+
+    def leaf_reader(self) -> tuple[dict[int, LeafStep], PageGet, int, int]:
+        """What :meth:`walk_leaf`'s common case reads with, for a caller that inlines it (a
+        walk cache resuming at the last level): the last-level step per access
+        (:data:`~.fast.LeafStep`; none without an inline page view), the page getter, the
+        input limit and the alignment mask a last-level table must clear."""
+        return self._leaf_plan, self._get, self._limit, self._leaf_misalign
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
              update_ad: bool = False) -> WalkResult:
