@@ -21,6 +21,7 @@ from iommu_uapi.memory import GuestMemory, PhysicalMemory
 from iommu_uapi.pgtable import lpae
 from iommu_uapi.pgtable.common import Prot, WalkResult, bind_stage2
 from iommu_uapi.pgtable.lpae.config import geometry
+from iommu_uapi.pgtable.lpae.fast import walk_into
 
 from .test_fast_path import FullOnly, lpae_flags, outcome
 
@@ -119,3 +120,33 @@ def test_walk_leaf_is_the_last_level_of_walk_partial(data: st.DataObject, access
     with pytest.raises(UAPIError) as leaf_err:
         walker.walk_leaf(table | 8, ipa, access)
     assert leaf_err.value.rule == "pgtable.start"
+
+
+@settings(max_examples=200)
+@given(data=st.data(), access=st.integers(0, 15))
+def test_walk_into_is_walk_partial_with_its_path_stored(data: st.DataObject,
+                                                        access: int) -> None:
+    """From the root and from every table a stage-2 walk goes through: the result of
+    ``walk_into`` is the full walk's, the descriptors it stores are its path's (keyed by level
+    and prefix); where it leaves the walk (None) it has stored part of that path only."""
+    host, _, s2, ipa = _nest(data)
+    ipa = data.draw(st.sampled_from([ipa, DATA_IPA, 0x10_0000 | 0x123, 0x1_0000_0000_0000]))
+    fast = lpae.LPAEWalker(host, S2)
+    full = lpae.LPAEWalker(FullOnly(host), S2)
+    keys = {lv: (4 - lv, 12 + 9 * (3 - lv)) for lv in range(0, 3)}
+    path: list[tuple[int, int, int]] = []
+    outcome(lambda: full.walk_partial(s2.root, 1, ipa, access, path=path))
+    for level, table in [(1, s2.root), *((lv + 1, t) for lv, t, _ in path)]:
+        want_path: list[tuple[int, int, int]] = []
+        want = outcome(partial(full.walk_partial, table, level, ipa, access, path=want_path))
+        stored = {(4 - lv, ipa >> keys[lv][1]): t for lv, t, _ in want_path}
+        out: dict[tuple[int, int], int] = {}
+        got = walk_into(fast, table, level, ipa, access, keys, out)
+        if got is None:
+            assert out.items() <= stored.items()
+            continue
+        assert (got[0], out) == (want, stored)
+        assert got[1] == (want_path[-1][1] if want_path else table)
+    with pytest.raises(UAPIError):  # from a table no walk may start at: left to walk_partial
+        full.walk_partial(s2.root | 8, 1, ipa, access)
+    assert walk_into(fast, s2.root | 8, 1, ipa, access, keys, {}) is None

@@ -25,6 +25,7 @@ from iommu_uapi.caches import Tag, WalkCache
 from iommu_uapi.memory import ZERO_QUADS
 from iommu_uapi.pgtable.common import Stage2Translate, WalkResult
 from iommu_uapi.pgtable.lpae import LPAEWalker
+from iommu_uapi.pgtable.lpae.fast import walk_into
 
 from .iotlb import EL2
 
@@ -125,13 +126,20 @@ class CachedStage2:
             table, level = self.root, self._start
         else:
             table, level = hit[1], 5 - hit[0]
+        last, deep = self._leaf_level, self._deep
+        if pending is not None:
+            fast = walk_into(self.walker, table, level, ipa, access, self._keys, pending)
+            if fast is not None:  # the common case: the table descriptors already pending
+                res, leaf_table = fast
+                if deep is not None and res.level == last and (level < last or hit is not None):
+                    self._seen[ipa >> deep] = (leaf_table, last - level, hit is not None)
+                return res
         path: list[tuple[int, int, int]] = []
         res = self.walker.walk_partial(table, level, ipa, access, None, path=path)
         if pending is None:
             if path:
                 cache.fill_path(tag, ipa, path, 4)
             return res
-        last, deep = self._leaf_level, self._deep
         if path:  # one entry per (level, prefix): the walks of a translation share tables
             keys = self._keys
             for lv, next_table, _ in path:

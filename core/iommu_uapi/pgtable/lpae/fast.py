@@ -9,6 +9,7 @@ full walk would report, with the same kind, stage, level, addresses and read cou
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ...memory import ZERO_QUADS
@@ -20,7 +21,7 @@ from .config import LStep
 if TYPE_CHECKING:
     from .walker import LPAEWalker
 
-__all__ = ["LeafStep", "leaf_steps", "nested_walk", "walk_leaf"]
+__all__ = ["LeafStep", "leaf_steps", "nested_walk", "walk_into", "walk_leaf"]
 
 _READ, _PRIV = int(FaultPerm.READ), int(FaultPerm.PRIV)
 _PAGE_BASE = -4096
@@ -135,3 +136,41 @@ def walk_leaf(w: LPAEWalker, table: int, iova: int, access: int, above: int = 0)
         raise
     return WalkResult(r.oa, r.page_size, r.perm, r.level, r.reads + above, r.s2_reads,
                       r.global_)
+
+
+def walk_into(w: LPAEWalker, table: int, level: int, iova: int, access: int,
+              keys: Mapping[int, tuple[int, int]],
+              out: dict[tuple[int, int], int]) -> tuple[WalkResult, int] | None:
+    """The common case of a stage-2 walker's :meth:`~.walker.LPAEWalker.walk_partial` from
+    ``table``, the table of level ``level``, read inline, each table descriptor used stored as
+    it is read into ``out``, a walk cache's pending fills: the level-``lv`` descriptor as
+    ``out[(cache_level, iova >> shift)]`` = the next table, ``(cache_level, shift) =
+    keys[lv]``. Returns the result and the table its leaf was read from, or None at any
+    departure from the common case (left to ``walk_partial``: the descriptors stored by then
+    are the ones its path holds, for a step takes only the table descriptors the full walk
+    accepts)."""
+    steps = w._fast_from[level].get(access)
+    if (steps is None or w._s1 or not 0 <= iova < w._limit
+            or table & ((w._root_align if level == w._start else w._granule) - 1)):
+        return None
+    get = w._get
+    addr_mask = w._addr_mask
+    skipped = level - w._start
+    at = table
+    for shift, imask, tmask, lmask, lwant, leaf in steps:
+        ptr = at + (((iova >> shift) & imask) << 3)
+        desc = get(ptr & _PAGE_BASE, ZERO_QUADS)[(ptr >> 3) & 0x1FF]
+        if desc & tmask == 3:
+            cache_level, kshift = keys[level]
+            at = out[(cache_level, iova >> kshift)] = desc & addr_mask
+            level += 1
+            continue
+        if desc & lmask == lwant:
+            oa_mask, offset, size, lv, reads, perm_of = leaf
+            perm = perm_of[((desc >> 6) & 3) | ((desc >> 52) & 0xC)]  # s2_key: S2AP, XN
+            rwx = _RWX_OF[access]
+            if perm & rwx == rwx:
+                return WalkResult((desc & oa_mask) | (iova & offset), size, perm, lv,
+                                  reads - skipped, 0, False), at
+        return None
+    return None
