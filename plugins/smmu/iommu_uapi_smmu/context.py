@@ -9,7 +9,8 @@ model's walkers; the core fills its IOTLB — the SMMU's TLB, tagged ``(VMID, AS
 
 from __future__ import annotations
 
-from iommu_uapi.caches import TLB, TLBEntry
+from iommu_uapi.caches import TLB
+from iommu_uapi.caches.iotlb import Fields
 from iommu_uapi.pgtable.common import RWX, FaultKind, WalkFault
 from iommu_uapi.translation import TranslationFault
 
@@ -23,9 +24,6 @@ from .ste import Eats, SteConfig
 
 __all__ = ["SmmuContext", "build_context", "translation_fault"]
 
-_new_tuple = tuple.__new__  # builds a TLBEntry without NamedTuple's keyword handling
-
-
 def translation_fault(fault: SmmuFault, txn: Txn) -> TranslationFault:
     """The core's fault for a transaction the SMMU terminated."""
     return TranslationFault(generic_fault(fault.event, txn.ssid, txn.addr, txn.access),
@@ -35,7 +33,8 @@ def translation_fault(fault: SmmuFault, txn: Txn) -> TranslationFault:
 class SmmuContext:
     """Requests of one (StreamID, SubstreamID) (see the module docstring)."""
 
-    __slots__ = ("asid", "atc", "config_reads", "s1", "smmu", "ssid", "stream", "tag")
+    __slots__ = ("_s1_walk", "asid", "atc", "config_reads", "s1", "smmu", "ssid", "stream",
+                 "tag")
 
     def __init__(self, smmu: Smmu, stream: StreamConfig, s1: Stage1 | None, ssid: int | None,
                  config_reads: int, atc: TLB | None) -> None:
@@ -47,9 +46,11 @@ class SmmuContext:
         self.tag = (stream.vmid, self.asid)
         self.config_reads = config_reads
         self.atc = atc
+        self._s1_walk = smmu.walks.walk_stage1  # the walk-cached stage-1 walk, looked up once
 
-    def walk(self, iova: int, access: int, /) -> tuple[TLBEntry, int]:
-        """Walk the tables for a miss: the leaf and the descriptor reads of both stages."""
+    def walk(self, iova: int, access: int, /) -> tuple[Fields, int]:
+        """Walk the tables for a miss: the leaf (a ``TLBEntry``'s fields) and the descriptor
+        reads of both stages."""
         s1, stream = self.s1, self.stream
         try:
             if s1 is not None:
@@ -58,13 +59,14 @@ class SmmuContext:
                 else:
                     half, va = s1.select(iova, access)
                     assert half.walker is not None
-                    res = self.smmu.walks.walk_stage1(
-                        half.walker, half.root, self.tag, s1.tlb_key(iova) if s1.tbi else iova,
-                        va, access, stream.s2_walk)
-                why = s1.denies(access, res.perm) if s1.post_checks else None
-                if why is not None:
-                    raise WalkFault(FaultKind.PERMISSION, stage=1, level=3, addr=iova,
-                                    access=access, denied=access & RWX, message=why)
+                    res = self._s1_walk(half.walker, half.root, self.tag,
+                                        s1.tlb_key(iova) if s1.tbi else iova, va, access,
+                                        stream.s2_walk)
+                if s1.post_checks:
+                    why = s1.denies(access, res.perm)
+                    if why is not None:
+                        raise WalkFault(FaultKind.PERMISSION, stage=1, level=3, addr=iova,
+                                        access=access, denied=access & RWX, message=why)
             else:
                 assert stream.s2_walk is not None
                 res = stream.s2_walk(iova, access)
@@ -72,8 +74,8 @@ class SmmuContext:
             txn = Txn(stream.sid, self.ssid, iova, access)
             raise translation_fault(self.smmu._walk_fault(txn, wf, s1, stream), txn) from None
         size = res.page_size
-        return (_new_tuple(TLBEntry, (iova & -size, size, res.oa & -size, res.perm,
-                                      res.global_)),
+        # the fields as a plain tuple (TLBEntry's order): the IOTLB stores it without a copy
+        return ((iova & -size, size, res.oa & -size, res.perm, res.global_),
                 res.reads + res.s2_reads)
 
 
