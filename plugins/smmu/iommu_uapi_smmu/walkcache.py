@@ -55,8 +55,8 @@ class CachedStage2:
     ``(VMID,)``: a drop-in for the plain stage-2 translate function."""
 
     __slots__ = ("_deep", "_get", "_keys", "_leaf", "_leaf_level", "_leaf_plan", "_levels",
-                 "_limit", "_misalign", "_pending", "_seen", "_seen_shift", "_start", "cache",
-                 "owner", "root", "tag", "walker")
+                 "_pending", "_seen", "_seen_shift", "_start", "cache", "owner", "root", "tag",
+                 "walker")
 
     def __init__(self, owner: SmmuWalkCaches, walker: LPAEWalker, root: int,
                  cache: WalkCache, vmid: int) -> None:
@@ -72,7 +72,7 @@ class CachedStage2:
         self._leaf_level = walker.walk_levels[-1]
         self._leaf = walker.walk_leaf
         # what the seen path reads a last-level descriptor with inline (as walk_leaf does)
-        self._leaf_plan, self._get, self._limit, self._misalign = walker.leaf_reader()
+        self._leaf_plan, self._get = walker.leaf_reader()
         # the prefix the walks of one translation share a last-level table under (None: they
         # do not use the seen path: a one-level walk, or a cache whose policy sees each hit)
         self._seen_shift = None if cache.sees_hits else self._deep
@@ -106,8 +106,9 @@ class CachedStage2:
         else:
             self.cache.misses += 1
         step = self._leaf_plan.get(access)
-        if step is not None and 0 <= ipa < self._limit and not table & self._misalign:
-            # walk_leaf's common case, inline
+        if step is not None:
+            # walk_leaf's common case, inline (its input and table checks hold already: the
+            # earlier walk took an input with the same prefix, and the table from a descriptor)
             shift, imask, lmask, lwant, oa_mask, offset, size, xn_shift, rwx, perm_of, _ = step
             ptr = table + (((ipa >> shift) & imask) << 3)
             desc = self._get(ptr & _PAGE_BASE, ZERO_QUADS)[(ptr >> 3) & 0x1FF]

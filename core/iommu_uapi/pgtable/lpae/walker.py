@@ -84,12 +84,12 @@ class LPAEWalker:
     _nested = nested_walk
     walk_leaf = walk_leaf
 
-    def leaf_reader(self) -> tuple[dict[int, LeafStep], PageGet, int, int]:
+    def leaf_reader(self) -> tuple[dict[int, LeafStep], PageGet]:
         """What :meth:`walk_leaf`'s common case reads with, for a caller that inlines it (a
-        walk cache resuming at the last level): the last-level step per access
-        (:data:`~.fast.LeafStep`; none without an inline page view), the page getter, the
-        input limit and the alignment mask a last-level table must clear."""
-        return self._leaf_plan, self._get, self._limit, self._leaf_misalign
+        walk cache resuming at the last level, whose input and table passed walk_leaf's checks
+        already): the last-level step per access (:data:`~.fast.LeafStep`; none without an
+        inline page view) and the page getter."""
+        return self._leaf_plan, self._get
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
              update_ad: bool = False) -> WalkResult:
