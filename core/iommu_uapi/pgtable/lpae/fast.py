@@ -1,7 +1,8 @@
-"""The LPAE walker's fast paths beyond the plain walk: the nested walk's common case and the
-last-level step a stage-2 walk cache resumes at.
+"""The LPAE walker's fast paths beyond the plain walk: the nested walk's common case, the
+last-level step a stage-2 walk cache resumes at, and a stage-2 walk that stores the table
+descriptors it uses as a walk cache's pending fills.
 
-Both read descriptors inline from the page view, build no object per level and leave anything
+They read descriptors inline from the page view, build no object per level and leave anything
 unusual to the full walk (:meth:`~.walker.LPAEWalker._walk`), which finds and reports the exact
 fault; the faults they report themselves (a stage-2 fault during a nested walk) are the ones the
 full walk would report, with the same kind, stage, level, addresses and read counts.
