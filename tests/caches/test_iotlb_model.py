@@ -44,11 +44,18 @@ class Invalidate(NamedTuple):
     use_where: bool
 
 
+class Page(NamedTuple):
+    """``invalidate_page``: one tag (not a prefix), the 4 KiB page holding ``iova``."""
+
+    tag: Tag
+    iova: int
+
+
 class Flush(NamedTuple):
     pass
 
 
-Op = Fill | Lookup | Invalidate | Flush
+Op = Fill | Lookup | Invalidate | Page | Flush
 
 fills = st.builds(Fill, st.sampled_from(TAGS), st.sampled_from(SIZES), st.integers(0, SPAN - 1),
                   st.booleans())
@@ -58,7 +65,8 @@ ranges = st.builds(Invalidate, st.sampled_from(PREFIXES), st.integers(0, SPAN),
                    st.booleans())
 whole = st.builds(Invalidate, st.sampled_from(PREFIXES), st.none(), st.none(), st.booleans(),
                   st.booleans())
-ops = st.lists(st.one_of(fills, fills, fills, lookups, ranges, whole, st.builds(Flush)),
+pages = st.builds(Page, st.sampled_from(TAGS), st.integers(0, SPAN - 1))
+ops = st.lists(st.one_of(fills, fills, fills, lookups, ranges, whole, pages, st.builds(Flush)),
                max_size=60)
 
 
@@ -104,9 +112,17 @@ class Model:
     def invalidate(self, prefix: Tag, addr: int | None = None, size: int | None = None, *,
                    include_global: bool = True,
                    where: Callable[[Tag], bool] | None = None) -> int:
+        return self._drop(lambda tag: tag[:len(prefix)] == prefix and (
+            where is None or where(tag)), addr, size, include_global)
+
+    def invalidate_page(self, tag: Tag, iova: int) -> int:
+        return self._drop(lambda t: t == tag, iova & -0x1000, 0x1000, True)
+
+    def _drop(self, selected: Callable[[Tag], bool], addr: int | None, size: int | None,
+              include_global: bool) -> int:
         victims = []
         for (tag, vpn), e in self.entries.items():
-            if tag[:len(prefix)] != prefix or (where is not None and not where(tag)):
+            if not selected(tag):
                 continue
             if addr is not None and size is not None and not (
                     e.iova < addr + size and e.iova + e.size > addr):
@@ -137,12 +153,18 @@ def apply(cache: TLB | Model, op: Op) -> int | TLBEntry | None:
     if isinstance(op, Invalidate):
         return cache.invalidate(op.prefix, op.addr, op.size, include_global=op.include_global,
                                 where=where_of(op.use_where))
+    if isinstance(op, Page):
+        return cache.invalidate_page(op.tag, op.iova)
     return cache.flush()
 
 
 def run(tlb: TLB, model: Model, steps: list[Op]) -> None:
     for op in steps:
-        assert apply(tlb, op) == apply(model, op), op
+        pages = tlb.dropped.get("page", 0)
+        dropped = apply(tlb, op)
+        assert dropped == apply(model, op), op
+        if isinstance(op, Page):
+            assert tlb.dropped.get("page", 0) == pages + dropped
         assert tlb.entries == model.entries
         assert len(tlb) == len(model.entries)
 

@@ -129,6 +129,15 @@ def test_produce_all_writes_all_or_nothing() -> None:
     assert r.produce_all([]) and r.prod == 1
 
 
+def test_produce_all_across_the_end_writes_both_ends() -> None:
+    r = ring(WRAP)                                           # 4 slots
+    assert r.produce_all([entry(i) for i in range(3)]) and r.drain()
+    assert r.produce_all([entry(7), entry(8), entry(9)])     # slots 3, 0, 1
+    assert r.mem.read(BASE + 48, 16) == entry(7)
+    assert r.mem.read(BASE, 32) == entry(8) + entry(9)
+    assert (r.prod, r.cons) == (6, 3) and r.drain() == [entry(7), entry(8), entry(9)]
+
+
 def test_positions_and_geometry_are_checked() -> None:
     r = ring(SLOT)
     r.set_prod(3)

@@ -263,6 +263,32 @@ class TLB(CacheCounters):
             counts[kind] = counts.get(kind, 0) + dropped
         return dropped
 
+    def invalidate_page(self, tag: Tag, iova: int) -> int:
+        """:meth:`invalidate` of the one tag ``tag`` (not a prefix) over the 4 KiB page holding
+        ``iova``, global entries included: one lookup in the tag's bucket (and its large-page
+        index when it has one). Returns how many entries were dropped."""
+        bucket = self._buckets.get(tag)
+        if not bucket:
+            return 0
+        vpn = iova >> _SHIFT
+        if tag in self._large:
+            dropped = self._drop_range(tag, vpn << _SHIFT, (vpn + 1) << _SHIFT, True)
+            if not dropped:
+                return 0
+        else:  # every entry of the tag is a 4 KiB page under its own page number
+            entry = bucket.pop(vpn, None)
+            if entry is None:
+                return 0
+            self._size -= 1
+            if entry[4]:
+                self._unindex(tag, vpn, entry)
+            if self._slots is not None:
+                self._slots.discard((tag, vpn), vpn)
+            dropped = 1
+        counts = self.dropped
+        counts["page"] = counts.get("page", 0) + dropped
+        return dropped
+
     def _drop_tag(self, tag: Tag, include_global: bool) -> int:
         bucket = self._buckets[tag]
         n = len(bucket)

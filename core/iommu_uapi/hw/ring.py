@@ -208,16 +208,22 @@ class Ring:
     def produce_all(self, entries: Sequence[bytes]) -> bool:
         """Write every entry of ``entries`` in order and advance past them, or (not room for all
         of them) write none and return False."""
-        mask, pos = self._mask, self.prod
-        if len(entries) > self._capacity - ((pos - self.cons) & mask):
+        mask, pos, n = self._mask, self.prod, len(entries)
+        if n > self._capacity - ((pos - self.cons) & mask):
             return False
-        mem, base, size, slots = self.mem, self.base, self.entry_size, self._slots
+        size, slots = self.entry_size, self._slots
         for entry in entries:
-            if len(entry) != size:  # the slots written so far are free space: nothing produced
+            if len(entry) != size:  # checked before any write: nothing produced
                 raise ValueError(f"ring: entry of {len(entry)} bytes, slots of {size}")
-            mem.write(base + (pos & slots) * size, entry)
-            pos = (pos + 1) & mask
-        self.prod = pos
+        # the slots up to the ring's end are contiguous: one write for them, one for the rest
+        first = min(n, slots + 1 - (pos & slots))
+        if not first:
+            return True
+        self.mem.write(self.base + (pos & slots) * size,
+                       b"".join(entries if first == n else entries[:first]))
+        if first < n:
+            self.mem.write(self.base, b"".join(entries[first:]))
+        self.prod = (pos + n) & mask
         return True
 
     def produce_or_overflow(self, entry: bytes) -> bool:

@@ -23,7 +23,7 @@ granule and input size of every domain, and any :class:`~.idr.SmmuCaps` field.
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from iommu_uapi import profiles
@@ -49,14 +49,15 @@ from iommu_uapi.uapi.consts import (
     NestingFeature,
 )
 
-from .cmds import AtcInv, CfgiCd, CfgiCdAll, CfgiSte, Command, TlbiS2Ipa, TlbiS12Vmall
+from .cmds import AtcInv, CfgiSte, Command, TlbiS2Ipa, TlbiS12Vmall
 from .context import SmmuContext, build_context
 from .domain import SmmuDomain, s2_geometry, stream_entry
 from .guest import SMMU_GUEST, SMMU_SINGLE_CD_GUEST
 from .host import HostDriver
 from .idr import SmmuCaps, StallModel
 from .iommufd import SmmuIommufd
-from .nested import GuestScope, check_attach, guest_invalidation, pasid_of
+from .issue import GuestInvalidations, prepare
+from .nested import check_attach
 from .pri_glue import page_request, page_response
 from .rules import SMMU_TABLE
 from .smmu import Smmu
@@ -67,9 +68,8 @@ __all__ = ["SmmuBackend", "iommu_register_backends"]
 _BACKEND_KEYS = frozenset({"s2_granule", "s2_ias"})
 _CAPS_KEYS = frozenset(SmmuCaps.__struct_fields__)
 _PAGE = 4096
-_MEMO_LIMIT = 4096
-_PASID_CACHE = int(CacheType.PASID)
 _ATC_ALL = 52
+_NONE: frozenset[int] = frozenset()
 
 #: The cells executed on every valid record of a NESTED domain, and those a profile's quirk
 #: refuses. v15 refuses a record with the PASID flag (ENOENT) and every cache but the IOTLB
@@ -119,9 +119,10 @@ class SmmuBackend(SmmuIommufd):
         self.iommu: IOMMU | None = None
         self._vmids: set[int] = set()
         #: ASIDs the SMMU used per (VMID, SubstreamID): what a PASID-selective flush reaches
-        self.asids: dict[tuple[int, int], set[int]] = {}
+        self.asids: dict[tuple[int, int], frozenset[int]] = {}
         self.profile: str = profiles.DEFAULT
-        self._inv_memo: dict[tuple[object, ...], list[Command]] = {}
+        #: the guest's invalidations, prepared per distinct request
+        self.invalidations = GuestInvalidations(self.host, self.caps.ril, self.asids)
 
     def __repr__(self) -> str:
         return f"SmmuBackend({self.caps!r})"
@@ -131,14 +132,7 @@ class SmmuBackend(SmmuIommufd):
     def issue(self, cmds: Iterable[Command]) -> bool:
         """Issue ``cmds`` and a CMD_SYNC; the core's contexts built from configuration a
         CFGI_* dropped are forgotten with it."""
-        cmds = cmds if isinstance(cmds, list) else list(cmds)
-        ok = self.host.issue(cmds)
-        if self.iommu is not None:
-            for cmd in cmds:
-                forget = _FORGET.get(type(cmd))
-                if forget is not None:
-                    forget(self.iommu, cmd)
-        return ok
+        return prepare(self.host, cmds).issue(self.host, self.iommu)
 
     # -- life cycle and description -----------------------------------------------------------
 
@@ -330,22 +324,7 @@ class SmmuBackend(SmmuIommufd):
             raise UAPIError(errno.EINVAL, "cache_invalidate: no SMMU is bound to the domain yet",
                             rule="smmu.inv.not_finalised")
         atc = dev.sid if dev.ats and self.caps.ats else None
-        # The commands are a function of the record, the profile, the VMID, the ATS device, the
-        # ASIDs held for the PASID it names and (PASID cache only) the domain's streams:
-        # memoised on exactly those.
-        pasid = pasid_of(info)
-        held = self.asids.get((data.vmid, pasid)) if pasid is not None else None
-        streams = tuple(d.sid for d in domain.devices) if info.cache & _PASID_CACHE else None
-        key = (info, profile, data.vmid, atc, frozenset(held) if held else None, streams)
-        cmds = self._inv_memo.get(key)
-        if cmds is None:
-            scope = GuestScope(data.vmid, (d.sid for d in domain.devices), atc, self.caps.ril,
-                               self.asids)
-            cmds = guest_invalidation(info, scope, profile)
-            if len(self._inv_memo) >= _MEMO_LIMIT:
-                self._inv_memo.clear()
-            self._inv_memo[key] = cmds
-        self.issue(cmds)
+        self.invalidations.prepare(domain, dev, info, profile, atc).issue(self.host, self.iommu)
 
     # -- page requests ----------------------------------------------------------------------------
 
@@ -367,7 +346,10 @@ class SmmuBackend(SmmuIommufd):
                                   access: int) -> SmmuContext:
         ctx = build_context(self.smmu, dev.sid, pasid, iova, access, dev.atc)
         if ctx.s1 is not None:
-            self.asids.setdefault((ctx.stream.vmid, pasid or 0), set()).add(ctx.asid)
+            key = (ctx.stream.vmid, pasid or 0)
+            held = self.asids.get(key, _NONE)
+            if ctx.asid not in held:
+                self.asids[key] = held | {ctx.asid}
         return ctx
 
 
@@ -375,19 +357,6 @@ def _s2_ipa(vmid: int, iova: int, size: int) -> list[Command]:
     """TLBI_S2_IPA per 4 KiB page of the range, Leaf = 0: the unmap may free the tables it
     empties, so the walk-cache entries over the range go too."""
     return [TlbiS2Ipa(VMID=vmid, IPA=iova + off, Leaf=False) for off in range(0, size, _PAGE)]
-
-
-def _forget_ste(iommu: IOMMU, cmd: Any) -> None:
-    iommu.forget_contexts(cmd.SID)
-
-
-def _forget_cd(iommu: IOMMU, cmd: Any) -> None:
-    iommu.forget_contexts(cmd.SID, (cmd.SSID, None) if cmd.SSID == 0 else (cmd.SSID,))
-
-
-#: CFGI_* -> the core contexts built from what it drops.
-_FORGET: dict[type, Callable[[IOMMU, Any], None]] = {
-    CfgiSte: _forget_ste, CfgiCdAll: _forget_ste, CfgiCd: _forget_cd}
 
 
 @hookimpl

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from iommu_uapi.caches import Tag
 from iommu_uapi.errors import MemoryAccessError
 
-from .cmd_check import check_command
 from .cmds import (
     AtcInv,
     CError,
@@ -90,6 +89,20 @@ def _s2_ipa(smmu: Smmu, cmd: Any) -> None:
         smmu.walks.stage2_range(vmid, start, size)
 
 
+def _nh_va(smmu: Smmu, cmd: TlbiNhVa) -> None:
+    """TLBI_NH_VA: :func:`_va` of (VMID, ASID), the entries of the one page it names taken by
+    one indexed lookup per tag (the guest's page-selective invalidation)."""
+    vmid = cmd.VMID if smmu.caps.s2p else 0
+    asid = cmd.ASID
+    if cmd.TG:
+        _va(smmu, cmd, (vmid, asid), smmu.tlb.nh_va, vmid, asid)
+        return
+    addr = canonical_va(cmd.Addr)
+    smmu.tlb.nh_va_page(vmid, asid, addr)
+    if not cmd.Leaf:
+        smmu.walks.stage1((vmid, asid), addr, _PAGE)
+
+
 def _sync(smmu: Smmu, cmd: Sync) -> None:
     if cmd.CS == SyncCs.IRQ and smmu.caps.msi and cmd.MSIAddr:
         smmu.mem.write32(cmd.MSIAddr, cmd.MSIData)
@@ -114,7 +127,7 @@ EXECUTE: dict[type[Command], Callable[[Smmu, Any], object]] = {
     TlbiNhAll: lambda s, c: (s.tlb.nh_all(_vmid(s, c)), s.walks.stage1((_vmid(s, c),))),
     TlbiNhAsid: lambda s, c: (s.tlb.nh_asid(_vmid(s, c), c.ASID),
                               s.walks.stage1((_vmid(s, c), c.ASID))),
-    TlbiNhVa: lambda s, c: _va(s, c, (_vmid(s, c), c.ASID), s.tlb.nh_va, _vmid(s, c), c.ASID),
+    TlbiNhVa: _nh_va,
     TlbiNhVaa: lambda s, c: _va(s, c, (_vmid(s, c),), s.tlb.nh_vaa, _vmid(s, c)),
     TlbiS12Vmall: lambda s, c: (s.tlb.s12_vmall(_vmid(s, c)), s.walks.vmall(_vmid(s, c))),
     TlbiS2Ipa: _s2_ipa,
@@ -137,11 +150,12 @@ _MEMO_LIMIT = 4096
 def _decoded(smmu: Smmu, raw: bytes) -> tuple[Command, Callable[[Smmu, Any], object]]:
     """The command ``raw`` holds, checked against the SMMU's capabilities, and its handler:
     a pure function of the image under a fixed capability set, so it is memoised per SMMU (an
-    illegal image raises every time and is never kept)."""
+    illegal image raises every time and is never kept). A new image is decoded by the SMMU's
+    :class:`~.cmd_codec.CommandDecoder` (an address-bearing one from its template)."""
     memo = smmu.decoded_commands
     found = memo.get(raw)
     if found is None:
-        cmd = check_command(raw, smmu.caps)
+        cmd = smmu.decoder.decode(raw)
         handler = EXECUTE.get(type(cmd))
         if handler is None:  # pragma: no cover - check_command refuses these
             raise CommandError(CError.ILL, f"CMD_{cmd.OPCODE.name} is not executable")
@@ -153,25 +167,27 @@ def _decoded(smmu: Smmu, raw: bytes) -> tuple[Command, Callable[[Smmu, Any], obj
 
 def run_batch(smmu: Smmu, images: Sequence[bytes]) -> bool:
     """Software's writes of ``images`` at CMDQ_PROD and its PROD update, and the SMMU's
-    consumption of them, in one pass: for an enabled, idle queue (CONS = PROD, no error) whose
-    images were all decoded and checked before. Nothing runs between the writes and the
-    fetches, so each fetch is the image just written and is not read back; CONS catches up
-    with PROD. False, with nothing done, otherwise (the caller takes the register path)."""
+    consumption of them, in one pass: for an enabled, idle queue (CONS = PROD, no error) and
+    images that are all legal. Decoding is a pure function of an image, so every image is
+    decoded before anything is written; nothing runs between the writes and the fetches, so
+    each fetch is the image just written and is not read back; CONS catches up with PROD.
+    False, with nothing done, otherwise (the caller takes the register path, where an illegal
+    command stops the queue at its slot)."""
     queues = smmu.queues
     ring = queues.cmdq
-    if ring.stopped or ring.prod != ring.cons or not queues.enabled(CMDQ):
+    if ring.stopped or ring.prod != ring.cons or not queues.cmdq_enabled():
         return False
     memo = smmu.decoded_commands
     try:
-        known = [memo[image] for image in images]
-    except KeyError:
+        known = [memo.get(image) or _decoded(smmu, image) for image in images]
+    except CommandError:
         return False
     if not ring.produce_all(images):
         return False
-    for cmd, handler in known:  # memoised commands are legal: none can stop the queue
+    for cmd, handler in known:  # legal commands: none can stop the queue
         handler(smmu, cmd)
     ring.cons = ring.prod
-    queues.mirror(CMDQ)
+    queues.mirror_cmdq()
     return True
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from iommu_uapi.memory import PhysicalMemory
 
+from .cmd_codec import CommandEncoder
 from .cmdq import run_batch
 from .cmds import Command, Sync
 from .pri import PageRequest
@@ -32,7 +34,7 @@ from .registers import (
 from .smmu import Smmu
 from .ste import Ste
 
-__all__ = ["CMDQ_LOG2", "HISTORY", "STE_SIZE", "STRTAB_LOG2", "HostDriver"]
+__all__ = ["CMDQ_LOG2", "HISTORY", "STE_SIZE", "STRTAB_LOG2", "Batch", "HostDriver"]
 
 STE_SIZE = 64
 #: log2 of the StreamIDs the linear stream table covers (PCI requester IDs).
@@ -44,8 +46,14 @@ PRIQ_LOG2 = 8
 _CMD_SIZE = 16
 #: how many recent commands :attr:`HostDriver.history` keeps
 HISTORY = 512
-_MEMO_LIMIT = 4096
 _SYNC = Sync()
+
+
+class Batch(NamedTuple):
+    """What one submission writes: commands ending with their CMD_SYNC, and their images."""
+
+    cmds: tuple[Command, ...]
+    images: tuple[bytes, ...]
 
 
 class HostDriver:
@@ -61,8 +69,8 @@ class HostDriver:
         self.priq = mem.alloc(16 << PRIQ_LOG2)
         self._wrap = (2 << CMDQ_LOG2) - 1
         self._slots = (1 << CMDQ_LOG2) - 1
-        #: command -> its 16-byte image (commands are immutable records)
-        self._images: dict[Command, bytes] = {}
+        #: the images of the commands issued (commands are immutable records)
+        self.encoder = CommandEncoder()
         self._prod = 0
         #: commands the SMMU refused (CMDQ_CONS.ERR), in order
         self.errors: list[int] = []
@@ -91,30 +99,41 @@ class HostDriver:
     def issue(self, cmds: Iterable[Command]) -> bool:
         """Write ``cmds`` and a CMD_SYNC at CMDQ_PROD, publish PROD and let the SMMU consume
         them; False when one was refused (skipped, acknowledged and counted)."""
+        return self.submit(self.prepare(cmds))
+
+    def prepare(self, cmds: Iterable[Command]) -> tuple[Batch, ...]:
+        """``cmds`` as the driver submits them: in batches the queue holds (one slot stays
+        free, as a full queue reads as empty), each followed by a CMD_SYNC, with their images.
+        A pure function of the commands; a field that does not fit is refused here, before
+        anything is written."""
         cmds = list(cmds)
-        room = self._slots  # one slot stays free: a full queue reads as empty
-        if len(cmds) >= room:  # the driver submits a long list in batches the queue holds
-            ok = True
-            for start in range(0, len(cmds), room - 1):
-                ok = self.issue(cmds[start:start + room - 1]) and ok
-            return ok
+        step = self._slots - 1
+        encode = self.encoder.image
+        if len(cmds) < step:  # one batch
+            batch = (*cmds, _SYNC)
+            return (Batch(batch, tuple([encode(cmd) for cmd in batch])),)
+        out: list[Batch] = []
+        for start in range(0, max(len(cmds), 1), step):
+            batch = (*cmds[start:start + step], _SYNC)
+            out.append(Batch(batch, tuple([encode(cmd) for cmd in batch])))
+        return tuple(out)
+
+    def submit(self, batches: Iterable[Batch]) -> bool:
+        """Issue batches :meth:`prepare` made, in order; False when a command was refused."""
         ok = True
-        batch = [*cmds, _SYNC]
-        images = self._images
-        raw: list[bytes] = []
-        for cmd in batch:
-            image = images.get(cmd)
-            if image is None:
-                if len(images) >= _MEMO_LIMIT:
-                    images.clear()
-                image = images[cmd] = cmd.to_bytes()
-            raw.append(image)
-        self.issued += len(batch)
-        self.last = batch
-        self.history.extend(batch)
-        if run_batch(self.smmu, raw):  # the one-pass path of commands seen before
+        for batch in batches:
+            ok = self._submit(batch) and ok
+        return ok
+
+    def _submit(self, batch: Batch) -> bool:
+        cmds, raw = batch
+        self.issued += len(cmds)
+        self.last = list(cmds)
+        self.history.extend(cmds)
+        if run_batch(self.smmu, raw):  # the one-pass path of an idle queue
             self._prod = self.smmu.queues.cmdq.prod
             return True
+        ok = True
         for image in raw:
             self.mem.write(self.cmdq + (self._prod & self._slots) * _CMD_SIZE, image)
             self._prod = (self._prod + 1) & self._wrap

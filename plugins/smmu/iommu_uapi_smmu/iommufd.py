@@ -191,7 +191,7 @@ class SmmuIommufd:
     profile: str
 
     if TYPE_CHECKING:
-        asids: dict[tuple[int, int], set[int]]
+        asids: dict[tuple[int, int], frozenset[int]]
 
         def issue(self, cmds: Iterable[Command]) -> bool: ...
         def _install(self, domain: Domain, devices: Iterable[Device]) -> None: ...

@@ -66,6 +66,11 @@ class SmmuTlb:
         return (self.tlb.invalidate((vmid, asid), addr, size)
                 + self.tlb.invalidate((vmid, GLOBAL), addr, size))
 
+    def nh_va_page(self, vmid: int, asid: int, addr: int) -> int:
+        """:meth:`nh_va` of the 4 KiB page holding ``addr``: one indexed lookup per tag."""
+        tlb = self.tlb
+        return tlb.invalidate_page((vmid, asid), addr) + tlb.invalidate_page((vmid, GLOBAL), addr)
+
     def nh_vaa(self, vmid: int, addr: int, size: int) -> int:
         """TLBI_NH_VAA: stage-1 entries of every ASID of VMID overlapping the range."""
         return self.tlb.invalidate((vmid,), addr, size, where=_stage1)

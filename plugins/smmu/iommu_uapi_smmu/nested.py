@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from iommu_uapi import profiles
 from iommu_uapi.errors import UAPIError
@@ -139,6 +140,31 @@ def _strict_stage1(cfg: PasidTableConfig, caps: SmmuCaps) -> GuestStage1:
 # -- cache_invalidate ------------------------------------------------------------------------
 
 
+class _Quirks(NamedTuple):
+    """What a profile decides of the invalidation quirks."""
+
+    iotlb_only: bool
+    pasid_refused: bool
+    global_all_vmids: bool
+
+
+#: profile name -> (the registered profile asked, its decisions): asked again when the name
+#: resolves to another profile object (a profile registered anew, a rule table added)
+_DECIDED: dict[str, tuple[profiles.Profile, _Quirks]] = {}
+
+
+def _quirks(profile: str) -> _Quirks:
+    """The invalidation quirks of ``profile``."""
+    p = profiles.get(profile)
+    found = _DECIDED.get(p.name)
+    if found is None or found[0] is not p:
+        quirk = p.quirk
+        found = _DECIDED[p.name] = (p, _Quirks(
+            bool(quirk("smmu.quirk.iotlb_only")), bool(quirk("smmu.quirk.pasid_flag_refused")),
+            bool(quirk("smmu.quirk.global_all_vmids"))))
+    return found[1]
+
+
 class GuestScope:
     """What an invalidation reaches: the domain's VMID, the streams using its CD table
     (``sids``, read only by the PASID-cache cells), the requesting device's ATS StreamID (None
@@ -165,10 +191,10 @@ class GuestScope:
         return self.held.get((self.vmid, ssid), ())
 
 
-def _global(scope: GuestScope, profile: str) -> list[Command]:
+def _global(scope: GuestScope, quirks: _Quirks) -> list[Command]:
     """The global stage-1 invalidation: v15 issues TLBI_NSNH_ALL (every VMID); strict keeps to
     the domain's stage-1 entries (TLBI_NH_ALL of its VMID)."""
-    if profiles.get(profile).quirk("smmu.quirk.global_all_vmids"):
+    if quirks.global_all_vmids:
         return [TlbiNsnhAll()]
     return [TlbiNhAll(VMID=scope.vmid)]
 
@@ -212,7 +238,8 @@ def guest_invalidation(info: CacheInvalidateInfo, scope: GuestScope,
     if info.version != 1:
         raise UAPIError(errno.EINVAL, f"cache_invalidate: version {info.version} is not 1",
                         rule="smmu.inv.version")
-    iotlb_only = profiles.get(profile).quirk("smmu.quirk.iotlb_only")
+    quirks = _quirks(profile)
+    iotlb_only = quirks.iotlb_only
     extra = info.cache & (_PASID_CACHE | _DEV_IOTLB)
     if extra and iotlb_only:
         raise UAPIError(errno.ENOENT, f"cache_invalidate: cache {info.cache:#x} "
@@ -223,7 +250,7 @@ def guest_invalidation(info: CacheInvalidateInfo, scope: GuestScope,
     if info.cache & _PASID_CACHE:
         out += _pasid_cache(info, scope)
     if info.cache & _IOTLB:
-        out += _iotlb(info, scope, profile)
+        out += _iotlb(info, scope, quirks)
     elif iotlb_only:
         raise UAPIError(errno.EINVAL, "cache_invalidate: the IOTLB bit is not set",
                         rule="smmu.inv.no_iotlb")
@@ -254,8 +281,8 @@ def _pasid_cache(info: CacheInvalidateInfo, scope: GuestScope) -> list[Command]:
     return [CfgiCd(SID=sid, SSID=ssid, Leaf=False) for sid in scope.sids]
 
 
-def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[Command]:
-    pasid_refused = profiles.get(profile).quirk("smmu.quirk.pasid_flag_refused")
+def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, quirks: _Quirks) -> list[Command]:
+    pasid_refused = quirks.pasid_refused
     granu = info.granularity
     if granu == _G_PASID:
         p = info.granu.pasid_info
@@ -283,7 +310,7 @@ def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[C
             targets = sorted(set(scope.asids(a.pasid)) | (
                 {a.archid} if a.flags & _A_ARCHID else set()))
         elif not a.flags & _A_ARCHID:
-            return _global(scope, profile)
+            return _global(scope, quirks)
         else:
             targets = [a.archid]
         gsize = a.granule_size
@@ -297,7 +324,7 @@ def _iotlb(info: CacheInvalidateInfo, scope: GuestScope, profile: str) -> list[C
         for asid in targets:
             out += nh_va_range(scope.vmid, asid, a.addr, size, leaf, scope.ril)
         return out
-    return _global(scope, profile)
+    return _global(scope, quirks)
 
 
 def _dev_iotlb(info: CacheInvalidateInfo, scope: GuestScope) -> list[Command]:

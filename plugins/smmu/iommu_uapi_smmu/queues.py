@@ -48,6 +48,7 @@ EVENTQ = QueueSpec(Reg.EVENTQ_BASE, Reg.EVENTQ_PROD, Reg.EVENTQ_CONS, EVENT_SIZE
 PRIQ = QueueSpec(Reg.PRIQ_BASE, Reg.PRIQ_PROD, Reg.PRIQ_CONS, PRI_ENTRY_SIZE, "PRIQEN",
                  Gerror.PRIQ_ABT_ERR, "priqs", True)
 _OVF = QUEUE_OVERFLOW.mask
+_CMDQEN = Cr0.LAYOUT[CMDQ.enable].mask
 
 
 class Queues:
@@ -61,15 +62,16 @@ class Queues:
                       for spec in (CMDQ, EVENTQ, PRIQ)}
         self._by_reg = {reg: spec for spec in self.rings for reg in (spec.base, spec.prod,
                                                                       spec.cons)}
-
-    @property
-    def cmdq(self) -> Ring:
-        """The command queue."""
-        return self.rings[CMDQ]
+        #: The command queue.
+        self.cmdq: Ring = self.rings[CMDQ]
 
     def enabled(self, spec: QueueSpec) -> bool:
         """CR0 enables the queue."""
         return bool(Cr0.LAYOUT[spec.enable].get(self.regs.value(Reg.CR0)))
+
+    def cmdq_enabled(self) -> bool:
+        """:meth:`enabled` of the command queue (CR0.CMDQEN)."""
+        return bool(self.regs.value(Reg.CR0) & _CMDQEN)
 
     def write(self, reg: Reg, value: int) -> bool:
         """Software writes a queue register (after the register file stored what it keeps);
@@ -106,6 +108,13 @@ class Queues:
             regs.set(spec.prod, ring.prod)
             regs.set(spec.cons, ring.cons | CMDQ_CONS_ERR.put(ring.error) if ring.stopped
                      else ring.cons)
+
+    def mirror_cmdq(self) -> None:
+        """:meth:`mirror` of the command queue."""
+        ring, regs = self.cmdq, self.regs
+        regs.set(Reg.CMDQ_PROD, ring.prod)
+        regs.set(Reg.CMDQ_CONS, ring.cons | CMDQ_CONS_ERR.put(ring.error) if ring.stopped
+                 else ring.cons)
 
     def produce(self, spec: QueueSpec, entry: Record) -> bool:
         """The SMMU writes ``entry`` (an event, a page request): False when the queue is

@@ -30,6 +30,7 @@ from iommu_uapi.translation import Translation
 from iommu_uapi.uapi.consts import FaultPerm
 
 from .ats import PcieSide
+from .cmd_codec import CommandDecoder
 from .cmdq import consume
 from .config import Stage1, StreamConfig
 from .events import (
@@ -91,6 +92,8 @@ class Smmu:
         #: Command images already decoded and checked, with their handlers (see
         #: :mod:`.cmdq`; the capability set is fixed for the SMMU's life).
         self.decoded_commands: dict[bytes, tuple[Any, Any]] = {}
+        #: How the images fetched from the command queue are decoded and checked.
+        self.decoder = CommandDecoder(self.caps)
         #: Decoded CDs by (StreamID, SSID), labelled ("sid", StreamID).
         self.cd_cache: ConfigCache[tuple[int, int], Stage1] = ConfigCache()
 

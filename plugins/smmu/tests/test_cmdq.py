@@ -10,6 +10,7 @@ from smmu_rig import RW, Rig
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable.common import Prot
 from iommu_uapi.translation import Translation
+from iommu_uapi_smmu.cmdq import run_batch
 from iommu_uapi_smmu.cmds import (
     CError,
     CfgiAll,
@@ -337,3 +338,33 @@ def test_tbi_addresses_share_one_tlb_entry_and_one_tlbi() -> None:
     hi.unmap((1 << 39) - 0x1000, 4096)
     rig.submit(TlbiNhVa(VMID=0, ASID=3, Addr=0xFFFF_FFFF_FFFF_F000))
     assert _faults(rig.smmu, 9, 0x12FF_FFFF_FFFF_F000)
+
+
+def test_the_one_pass_batch_does_what_the_register_path_does() -> None:
+    rigs = [QRig(), QRig()]
+    for rig in rigs:
+        _s1_stream(rig, 4, asid=7)
+    cmds = [TlbiNhVa(VMID=1, ASID=7, Addr=0x1000), TlbiNhVa(VMID=1, ASID=7, Addr=0x3000),
+            Sync()]
+    fast, slow = rigs
+    assert run_batch(fast.smmu, [c.to_bytes() for c in cmds])     # images never seen before
+    slow.submit(*cmds)
+    for rig in rigs:
+        assert _stale(rig, 4) == [0x2000]
+    assert fast.mem.read(fast.cmdq, 64) == slow.mem.read(slow.cmdq, 64)
+    assert [fast.smmu.regs.read(r) for r in (Reg.CMDQ_PROD, Reg.CMDQ_CONS)] == \
+        [slow.smmu.regs.read(r) for r in (Reg.CMDQ_PROD, Reg.CMDQ_CONS)] == [3, 3]
+
+
+def test_the_one_pass_batch_leaves_an_illegal_image_to_the_queue() -> None:
+    rig = QRig()
+    _s1_stream(rig, 4, asid=7)
+    images = [TlbiNhVa(VMID=1, ASID=7, Addr=0x1000).to_bytes(), (0xFF).to_bytes(16, "little")]
+    assert not run_batch(rig.smmu, images)                       # nothing written or run
+    assert rig.mem.read(rig.cmdq, 32) == bytes(32)
+    assert rig.smmu.regs.read(Reg.CMDQ_PROD) == rig.smmu.regs.read(Reg.CMDQ_CONS) == 0
+    assert _stale(rig, 4) == [0x1000, 0x2000, 0x3000]
+    cons = rig.submit(*(int.from_bytes(i, "little") for i in images))  # the queue stops at it
+    assert cons & 0x1FF == 1 and CMDQ_CONS_ERR.get(cons) == CError.ILL
+    assert _stale(rig, 4) == [0x2000, 0x3000]
+    assert not run_batch(rig.smmu, [Sync().to_bytes()])          # a stopped queue: no batch
