@@ -1,33 +1,38 @@
 """The data path: a device's DMA through the device TLB, the IOTLB and the translation contexts.
 
 :meth:`DataPath.translate` is the per-DMA entry point. Its IOTLB hit is three dictionary reads
-(device, PASID, page) with no hook call, no exception and no allocation but the result; the
-checks of a malformed request, context building, the device TLB and the walk on a miss are
-:meth:`DataPath._translate`'s.
+(device, PASID, page) with no hook call, no exception and no allocation but the result. A miss
+whose values the hit probe vouched for (plain ints, None for no PASID, a device of this IOMMU)
+checks their ranges alone and runs :meth:`DataPath._resolve` (device TLB, IOTLB, context
+building, the walk and the fills); any other request takes :meth:`DataPath._translate`, which
+makes every check of a malformed request, with its rule id, before the same.
 
 A *translation context* is what the backend builds for one (device, PASID) from its
 configuration (context/PASID entries, STE/CD, ...) through the ``iommu_translation_context``
 hook; the data path keeps it until the backend or the control path forgets it. Contexts are held
-by requester ID and then by PASID, so forgetting costs what it drops: one (device, PASID), one
-device, or everything (a global configuration invalidation). For each context without a device
-TLB the hit path keeps the IOTLB bucket of the context's tag on the :class:`Device` it registered
-(requests without PASID in one slot, the others by PASID), unless the IOTLB's replacement policy
-must see every hit (LRU: then hits take the full path, which reports them); the buckets are the
-IOTLB's own (emptied in place by invalidation), so the view never holds a stale entry.
+on their :class:`Device` by PASID, each as a :data:`Route` (the context, its IOTLB tag, that
+tag's bucket and the device TLB), so a miss finds all it reads in one lookup and forgetting
+costs what it drops: one (device, PASID), one device, or everything (a global configuration
+invalidation). For each context without a device TLB the hit path keeps the IOTLB bucket of the
+context's tag on the device too (requests without PASID in one slot, the others by PASID),
+unless the IOTLB's replacement policy must see every hit (LRU: then hits take the miss path,
+which reports them); the buckets are the IOTLB's own (emptied in place by invalidation), so the
+view never holds a stale entry.
 
-Threads (see ``docs/concurrency.md``): the hit path takes no lock. Everything past it (the
-checks, the device TLB, context building, the walk and every cache fill) runs holding
-:attr:`DataPath.lock`, the re-entrant lock the façade's control calls hold, so a walk never
-interleaves with a control call: one that started before an invalidation fills the caches before
-the invalidation runs, and the invalidation then removes what it filled. A hit reads the live
-IOTLB buckets, which control calls empty in place, so once an invalidation has returned no hit
-sees what it removed.
+Threads (see ``docs/concurrency.md``): the hit path takes no lock. Everything past it but the
+checks of the request's values (the device TLB, context building, the walk and every cache
+fill) runs holding :attr:`DataPath.lock`, the re-entrant lock the façade's control calls hold,
+so a walk never interleaves with a control call: one that started before an invalidation fills
+the caches before the invalidation runs, and the invalidation then removes what it filled. Under
+the lock the miss checks again that the device is still this IOMMU's (it may have been removed
+while the DMA waited). A hit reads the live IOTLB buckets, which control calls empty in place,
+so once an invalidation has returned no hit sees what it removed.
 
-The hit path validates its values by exact type (plain ints, None for no PASID) and the device by
-the IOMMU it was added to; a ``dev`` that is not a :class:`Device` at all fails the first
-attribute read, the one exception caught there, and takes the full path, which refuses it. A miss
-never raises: it simply takes the full path. The IOTLB's buckets hold plain tuples, so the hit
-unpacks its entry at a plain tuple's cost (see :mod:`iommu_uapi.caches.iotlb`).
+The hit probe validates its values by exact type and the device by the IOMMU it was added to; a
+``dev`` that is not a :class:`Device` at all fails the first attribute read, the one exception
+caught there, and takes the full path, which refuses it; a value out of range also sends the
+request to the full path, which refuses it with its rule id. The IOTLB's buckets hold plain
+tuples, so the hit unpacks its entry at a plain tuple's cost (see :mod:`iommu_uapi.caches.iotlb`).
 """
 
 from __future__ import annotations
