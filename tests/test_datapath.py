@@ -4,11 +4,14 @@ an operation affects (the rest keep hitting without a rebuild)."""
 from __future__ import annotations
 
 import errno
+import threading
+import time
 from typing import Any
 
 import pytest
 from test_iommu import Rig, errno_of
 
+from iommu_uapi.errors import UAPIError
 from iommu_uapi.pgtable.common import Prot
 from iommu_uapi.translation import TranslationFault
 
@@ -119,3 +122,52 @@ def test_a_pasid_cache_invalidation_forgets_only_that_pasid_on_that_device() -> 
     info = Harness.inv_info(CacheCell(CacheType.PASID, InvGranularity.PASID), pasids[0])
     rig.iommu.cache_invalidate(rig.domain, rig.dev2, info)
     assert set(rig.iommu.contexts_of(rig.dev2.sid)) == {None, *pasids[1:]}
+
+
+@pytest.mark.parametrize(("bad", "rule"), [
+    ({"iova": -1}, "translate.iova"), ({"iova": 1 << 64}, "translate.iova"),
+    ({"access": 0}, "translate.access"), ({"access": 8}, "translate.access"),
+    ({"access": 0x10 | 1}, "translate.access"), ({"access": -1}, "translate.access"),
+    ({"pasid": -1}, "translate.pasid"), ({"pasid": 1 << 20}, "translate.pasid"),
+], ids=repr)
+@pytest.mark.parametrize("cached", [True, False], ids=["context-cached", "cold"])
+def test_a_miss_of_plain_ints_out_of_range_is_refused_by_rule(
+        bad: dict[str, int], rule: str, cached: bool) -> None:
+    """A miss whose values are plain ints skips the type checks, never the range checks: each
+    bad value is refused with its rule id, and nothing is built, walked or filled."""
+    rig = CountingRig()
+    if cached:
+        rig.iommu.translate(rig.dev2, 0x1000)
+    io = rig.iommu
+    before = (io.iotlb.misses, io.iotlb.fills, len(io.iotlb), len(rig.builds), len(io.fault_log))
+    call: dict[str, Any] = {"iova": 0x4000, **bad}
+    with pytest.raises(UAPIError) as info:
+        io.translate(rig.dev2, **call)
+    assert (info.value.errno, info.value.rule) == (errno.EINVAL, rule)
+    assert (io.iotlb.misses, io.iotlb.fills, len(io.iotlb), len(rig.builds),
+            len(io.fault_log)) == before
+
+
+def test_a_device_removed_while_its_miss_waits_for_the_lock_is_enodev() -> None:
+    """A miss checked before its device is removed, then run after: ``device.unknown``, not a
+    crash in the cleared context table (nothing but UAPIError or TranslationFault escapes)."""
+    rig = CountingRig()
+    io, dev = rig.iommu, rig.dev2
+    io.translate(dev, 0x1000)
+    io.iotlb.invalidate()
+    errors: list[BaseException] = []
+
+    def dma() -> None:
+        try:
+            io.translate(dev, 0x1000)
+        except BaseException as exc:  # the test reports whatever escaped
+            errors.append(exc)
+
+    with io.lock:
+        thread = threading.Thread(target=dma)
+        thread.start()
+        time.sleep(0.05)  # the DMA has passed its checks and waits for the lock
+        io.remove_device(dev)
+    thread.join()
+    assert len(errors) == 1 and isinstance(errors[0], UAPIError)
+    assert (errors[0].errno, errors[0].rule) == (errno.ENODEV, "device.unknown")

@@ -1,33 +1,38 @@
 """The data path: a device's DMA through the device TLB, the IOTLB and the translation contexts.
 
 :meth:`DataPath.translate` is the per-DMA entry point. Its IOTLB hit is three dictionary reads
-(device, PASID, page) with no hook call, no exception and no allocation but the result; the
-checks of a malformed request, context building, the device TLB and the walk on a miss are
-:meth:`DataPath._translate`'s.
+(device, PASID, page) with no hook call, no exception and no allocation but the result. A miss
+whose values the hit probe vouched for (plain ints, None for no PASID, a device of this IOMMU)
+checks their ranges alone and runs :meth:`DataPath._resolve` (device TLB, IOTLB, context
+building, the walk and the fills); any other request takes :meth:`DataPath._translate`, which
+makes every check of a malformed request, with its rule id, before the same.
 
 A *translation context* is what the backend builds for one (device, PASID) from its
 configuration (context/PASID entries, STE/CD, ...) through the ``iommu_translation_context``
 hook; the data path keeps it until the backend or the control path forgets it. Contexts are held
-by requester ID and then by PASID, so forgetting costs what it drops: one (device, PASID), one
-device, or everything (a global configuration invalidation). For each context without a device
-TLB the hit path keeps the IOTLB bucket of the context's tag on the :class:`Device` it registered
-(requests without PASID in one slot, the others by PASID), unless the IOTLB's replacement policy
-must see every hit (LRU: then hits take the full path, which reports them); the buckets are the
-IOTLB's own (emptied in place by invalidation), so the view never holds a stale entry.
+on their :class:`Device` by PASID, each as a :data:`Route` (the context, its IOTLB tag, that
+tag's bucket and the device TLB), so a miss finds all it reads in one lookup and forgetting
+costs what it drops: one (device, PASID), one device, or everything (a global configuration
+invalidation). For each context without a device TLB the hit path keeps the IOTLB bucket of the
+context's tag on the device too (requests without PASID in one slot, the others by PASID),
+unless the IOTLB's replacement policy must see every hit (LRU: then hits take the miss path,
+which reports them); the buckets are the IOTLB's own (emptied in place by invalidation), so the
+view never holds a stale entry.
 
-Threads (see ``docs/concurrency.md``): the hit path takes no lock. Everything past it (the
-checks, the device TLB, context building, the walk and every cache fill) runs holding
-:attr:`DataPath.lock`, the re-entrant lock the façade's control calls hold, so a walk never
-interleaves with a control call: one that started before an invalidation fills the caches before
-the invalidation runs, and the invalidation then removes what it filled. A hit reads the live
-IOTLB buckets, which control calls empty in place, so once an invalidation has returned no hit
-sees what it removed.
+Threads (see ``docs/concurrency.md``): the hit path takes no lock. Everything past it but the
+checks of the request's values (the device TLB, context building, the walk and every cache
+fill) runs holding :attr:`DataPath.lock`, the re-entrant lock the façade's control calls hold,
+so a walk never interleaves with a control call: one that started before an invalidation fills
+the caches before the invalidation runs, and the invalidation then removes what it filled. Under
+the lock the miss checks again that the device is still this IOMMU's (it may have been removed
+while the DMA waited). A hit reads the live IOTLB buckets, which control calls empty in place,
+so once an invalidation has returned no hit sees what it removed.
 
-The hit path validates its values by exact type (plain ints, None for no PASID) and the device by
-the IOMMU it was added to; a ``dev`` that is not a :class:`Device` at all fails the first
-attribute read, the one exception caught there, and takes the full path, which refuses it. A miss
-never raises: it simply takes the full path. The IOTLB's buckets hold plain tuples, so the hit
-unpacks its entry at a plain tuple's cost (see :mod:`iommu_uapi.caches.iotlb`).
+The hit probe validates its values by exact type and the device by the IOMMU it was added to; a
+``dev`` that is not a :class:`Device` at all fails the first attribute read, the one exception
+caught there, and takes the full path, which refuses it; a value out of range also sends the
+request to the full path, which refuses it with its rule id. The IOTLB's buckets hold plain
+tuples, so the hit unpacks its entry at a plain tuple's cost (see :mod:`iommu_uapi.caches.iotlb`).
 """
 
 from __future__ import annotations
@@ -39,12 +44,12 @@ from collections.abc import Callable, Iterable, Mapping
 from .caches.iotlb import Fields
 from .device import Device
 from .errors import UAPIError
-from .tlb import TLB
+from .tlb import TLB, Tag
 from .translation import Translation, TranslationContext, TranslationFault
 from .uapi import Fault
 from .uapi.consts import FaultPerm
 
-__all__ = ["ACCESS_BITS", "ContextBuilder", "DataPath"]
+__all__ = ["ACCESS_BITS", "ContextBuilder", "DataPath", "Route"]
 
 _U64 = 1 << 64
 _PASID_LIMIT = 1 << 20
@@ -55,10 +60,16 @@ ACCESS_BITS = int(FaultPerm.READ | FaultPerm.WRITE | FaultPerm.EXEC | FaultPerm.
 #: it allows, so that one set lookup both validates the access and checks it on an IOTLB hit.
 _ALLOWED: tuple[frozenset[int], ...] = tuple(
     frozenset(a for a in range(1, 16) if a & 7 and a & perm == a) for perm in range(16))
+#: The valid accesses as plain ints: READ, WRITE or EXEC, optionally PRIV.
+_ACCESSES = frozenset(a for a in range(16) if a & 7)
 #: What the hit path finds for a PASID without a context: an empty bucket (never filled).
 _NO_BUCKET: dict[int, Fields] = {}
 
 Bucket = dict[int, Fields]
+#: A translation context as the miss path holds it on the :class:`Device` (by PASID): the
+#: context, its IOTLB tag, that tag's bucket (the IOTLB's own, emptied in place) and the device
+#: TLB to consult first (None: no ATS, or DTE clear).
+Route = tuple[TranslationContext, Tag, Bucket, TLB | None]
 #: ``build(dev, pasid, iova, access)``: the backend's translation context for (device, PASID),
 #: or :class:`TranslationFault` when the configuration refuses the request.
 ContextBuilder = Callable[[Device, "int | None", int, int], TranslationContext]
@@ -84,40 +95,33 @@ class DataPath:
         self._build = build
         self._report_fault = report
         self.lock = threading.RLock()
-        #: requester ID -> PASID (None: without PASID) -> context
-        self._contexts: dict[int, dict[int | None, TranslationContext]] = {}
 
     # -- devices -------------------------------------------------------------------------------
 
     def _device_added(self, dev: Device) -> None:
         """Give a newly registered device its (empty) contexts and hit-path view."""
-        self._contexts[dev.sid] = {}
-        dev._rid, dev._paths, dev._owner = _NO_BUCKET, {}, self
+        dev._rid, dev._paths, dev._routes, dev._owner = _NO_BUCKET, {}, {}, self
 
     def _device_removed(self, dev: Device) -> None:
         """Forget a removed device's contexts and hit-path view."""
-        self.forget_contexts(dev.sid)
-        self._contexts.pop(dev.sid, None)
-        dev._rid, dev._paths, dev._owner = _NO_BUCKET, {}, None
-
-    @staticmethod
-    def _unview(dev: Device, pasid: int | None) -> None:
-        if pasid is None:
-            dev._rid = _NO_BUCKET
-        else:
-            dev._paths.pop(pasid, None)
+        with self.lock:
+            dev._rid, dev._paths, dev._routes, dev._owner = _NO_BUCKET, {}, {}, None
 
     # -- contexts ------------------------------------------------------------------------------
+
+    def _routes_of(self, sid: int) -> dict[int | None, Route] | None:
+        dev = self._devices.get(sid)
+        return None if dev is None else dev._routes
 
     def context_of(self, sid: int, pasid: int | None) -> TranslationContext | None:
         """The cached translation context of requests from ``sid`` with ``pasid`` (None: no
         context is cached; the next DMA builds one)."""
-        contexts = self._contexts.get(sid)
-        return None if contexts is None else contexts.get(pasid)
+        route = (self._routes_of(sid) or {}).get(pasid)
+        return None if route is None else route[0]
 
     def contexts_of(self, sid: int) -> dict[int | None, TranslationContext]:
         """The cached contexts of device ``sid`` by PASID (a copy)."""
-        return dict(self._contexts.get(sid, {}))
+        return {pasid: route[0] for pasid, route in (self._routes_of(sid) or {}).items()}
 
     def forget_contexts(self, sid: int, pasids: Iterable[int | None] | None = None) -> int:
         """Forget the cached translation contexts of device ``sid``: those of ``pasids`` (None
@@ -125,41 +129,34 @@ class DataPath:
         Returns how many were dropped; each is rebuilt from the configuration on its next DMA.
         Costs what it drops."""
         with self.lock:
-            return self._forget(sid, pasids)
+            dev = self._devices.get(sid)
+            return 0 if dev is None else self._forget(dev, pasids)
 
-    def _forget(self, sid: int, pasids: Iterable[int | None] | None) -> int:
-        contexts = self._contexts.get(sid)
-        if not contexts:
+    @staticmethod
+    def _forget(dev: Device, pasids: Iterable[int | None] | None) -> int:
+        routes = dev._routes
+        if not routes:
             return 0
-        dev = self._devices[sid]
         if pasids is None:
-            dropped = len(contexts)
-            contexts.clear()
+            dropped = len(routes)
+            routes.clear()
             dev._rid = _NO_BUCKET
             dev._paths.clear()
             return dropped
         dropped = 0
         for pasid in pasids:
-            if contexts.pop(pasid, None) is not None:
-                self._unview(dev, pasid)
+            if routes.pop(pasid, None) is not None:
+                if pasid is None:
+                    dev._rid = _NO_BUCKET
+                else:
+                    dev._paths.pop(pasid, None)
                 dropped += 1
         return dropped
 
     def forget_all_contexts(self) -> int:
         """Forget every cached translation context (a global configuration invalidation)."""
         with self.lock:
-            return self._forget_all()
-
-    def _forget_all(self) -> int:
-        dropped = 0
-        for sid, contexts in self._contexts.items():
-            if contexts:
-                dropped += len(contexts)
-                contexts.clear()
-                dev = self._devices[sid]
-                dev._rid = _NO_BUCKET
-                dev._paths.clear()
-        return dropped
+            return sum(self._forget(dev, None) for dev in self._devices.values())
 
     def invalidate_contexts(self, sid: int | None = None, pasid: int | None = None,
                             *, all_pasids: bool = True) -> None:
@@ -181,8 +178,10 @@ class DataPath:
 
         Returns a :class:`Translation` or raises :class:`TranslationFault` (also reported to the
         device's fault consumer). The IOTLB hit is one or two dict lookups (the PASID's bucket,
-        the page) and no hook call; a request whose values are not plain ints (None for
-        ``pasid``), or not of a device of this IOMMU, and every miss take :meth:`_translate`.
+        the page) and no hook call. A miss of a request whose types the hit path vouched for
+        (plain ints, None for ``pasid``, a device of this IOMMU) checks the ranges of its values
+        alone and goes to :meth:`_resolve` under the lock; any other request takes
+        :meth:`_translate`, which checks everything.
         """
         try:
             if dev._owner is self and iova.__class__ is int is access.__class__:
@@ -191,23 +190,33 @@ class DataPath:
                 elif pasid.__class__ is int:
                     entry = dev._paths.get(pasid, _NO_BUCKET).get(iova >> 12)
                 else:
-                    entry = None
+                    return self._translate(dev, iova, pasid, access)
                 if entry is not None:
                     base, size, paddr, perm, _ = entry
                     if access in _ALLOWED[perm]:
                         self.iotlb.hits += 1
                         return Translation(paddr + iova - base, size, perm, 0, 0)
-        except AttributeError:  # ``dev`` is not a Device: the full path refuses it
-            pass
+                if (access in _ACCESSES and not iova >> 64 and iova >= 0
+                        and (pasid is None or 0 <= pasid < _PASID_LIMIT)):
+                    # a miss whose types were vouched for above: its ranges are checked
+                    lock = self.lock
+                    lock.acquire()
+                    try:
+                        return self._resolve(dev, iova, pasid, access)
+                    finally:
+                        lock.release()
+        except AttributeError:
+            if getattr(dev, "_owner", None) is self:  # raised past the first read
+                raise
+            # ``dev`` is not a Device: the full path refuses it
         return self._translate(dev, iova, pasid, access)
 
     def _translate(self, dev: Device, iova: int, pasid: int | None,
                    access: int) -> Translation:
-        """The rest of the data path: the checks of the request, context build, device TLB,
-        IOTLB miss and walk."""
+        """The full path of a request the hit path could not vouch for: every check of the
+        request, then :meth:`_resolve` under the lock."""
         if not isinstance(dev, Device) or self._devices.get(dev.sid) is not dev:
-            raise UAPIError(errno.ENODEV, f"{dev!r} is not a device of this IOMMU",
-                            rule="device.unknown")
+            raise _unknown(dev)
         if pasid is not None and (not isinstance(pasid, int) or not 0 <= pasid < _PASID_LIMIT):
             raise UAPIError(errno.EINVAL, f"translate: pasid {pasid!r} is not a 20-bit PASID",
                             rule="translate.pasid")
@@ -227,13 +236,15 @@ class DataPath:
     def _resolve(self, dev: Device, iova: int, pasid: int | None,
                  access: int) -> Translation:
         """Device TLB, IOTLB, context and walk for a checked request (the lock held)."""
+        if dev._owner is not self:  # removed since the request was checked
+            raise _unknown(dev)
+        route = dev._routes.get(pasid)
         config_reads = 0
-        ctx = self._contexts[dev.sid].get(pasid)
-        if ctx is None:
-            ctx = self._context(dev, pasid, iova, access)
-            config_reads = ctx.config_reads
+        if route is None:
+            route = self._route(dev, pasid, iova, access)
+            config_reads = route[0].config_reads
+        ctx, tag, bucket, atc = route
         vpn = iova >> 12
-        atc = ctx.atc
         if atc is not None:
             found = atc.bucket((pasid,)).get(vpn)
             if found is not None and found[3] & access == access:
@@ -244,37 +255,16 @@ class DataPath:
                 return Translation(paddr + iova - base, size, perm, 0, config_reads)
             atc.misses += 1
         tlb = self.iotlb
-        found = tlb.bucket(ctx.tag).get(vpn)
+        found = bucket.get(vpn)
         if found is not None and found[3] & access == access:
             tlb.hits += 1
             if tlb.sees_hits:
-                tlb.touch(ctx.tag, vpn)
+                tlb.touch(tag, vpn)
             if atc is not None:
                 atc.fill((pasid,), iova, found)
             base, size, paddr, perm, _ = found
             return Translation(paddr + iova - base, size, perm, 0, config_reads)
         tlb.misses += 1
-        return self._miss(dev, ctx, iova, access, pasid, config_reads)
-
-    def _context(self, dev: Device, pasid: int | None, iova: int,
-                 access: int) -> TranslationContext:
-        try:
-            ctx = self._build(dev, pasid, iova, access)
-        except TranslationFault as fault:
-            if fault.fault is not None:
-                self._report_fault(dev, fault.fault)
-            raise
-        self._contexts[dev.sid][pasid] = ctx
-        hot = self.iotlb.hot_bucket(ctx.tag) if ctx.atc is None else None
-        if hot is not None:  # None: the IOTLB's policy sees every hit (LRU), or a device TLB
-            if pasid is None:
-                dev._rid = hot
-            else:
-                dev._paths[pasid] = hot
-        return ctx
-
-    def _miss(self, dev: Device, ctx: TranslationContext, iova: int, access: int,
-              pasid: int | None, config_reads: int) -> Translation:
         try:
             entry, reads = ctx.walk(iova, access)
         except TranslationFault as fault:
@@ -283,8 +273,32 @@ class DataPath:
             raise
         if entry.__class__ is not tuple:
             entry = tuple(entry)  # type: ignore[assignment]  # the fields, as the caches store them
-        self.iotlb.fill(ctx.tag, iova, entry)
-        if ctx.atc is not None:
-            ctx.atc.fill((pasid,), iova, entry)
+        tlb.fill_page(tag, bucket, vpn, entry)
+        if atc is not None:
+            atc.fill((pasid,), iova, entry)
         base, size, paddr, perm, _ = entry
         return Translation(paddr + iova - base, size, perm, reads, config_reads)
+
+    def _route(self, dev: Device, pasid: int | None, iova: int, access: int) -> Route:
+        """Build the context of (``dev``, ``pasid``) through the backend and keep it, with the
+        hit path's view of its IOTLB bucket (faults are reported)."""
+        try:
+            ctx = self._build(dev, pasid, iova, access)
+        except TranslationFault as fault:
+            if fault.fault is not None:
+                self._report_fault(dev, fault.fault)
+            raise
+        tlb, tag, atc = self.iotlb, ctx.tag, ctx.atc
+        route: Route = (ctx, tag, tlb.bucket(tag), atc)
+        dev._routes[pasid] = route
+        if atc is None and not tlb.sees_hits:  # else every hit must be seen (LRU, device TLB)
+            if pasid is None:
+                dev._rid = route[2]
+            else:
+                dev._paths[pasid] = route[2]
+        return route
+
+
+def _unknown(dev: object) -> UAPIError:
+    return UAPIError(errno.ENODEV, f"{dev!r} is not a device of this IOMMU",
+                     rule="device.unknown")

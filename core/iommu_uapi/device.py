@@ -10,6 +10,7 @@ from .errors import UAPIError
 
 if TYPE_CHECKING:
     from .caches.iotlb import Fields
+    from .datapath import Route
     from .tlb import TLB
 
 __all__ = ["Device", "Domain", "known_device", "known_domain"]
@@ -23,8 +24,8 @@ class Device:
     driver refuses a guest bind unless it is 2**20). ``data`` is the backend's per-device state.
     """
 
-    __slots__ = ("_owner", "_paths", "_rid", "atc", "ats", "data", "domain", "max_pasids",
-                 "name", "pci", "pri", "sid")
+    __slots__ = ("_owner", "_paths", "_rid", "_routes", "atc", "ats", "data", "domain",
+                 "max_pasids", "name", "pci", "pri", "sid")
 
     def __init__(self, sid: int, *, name: str | None = None, pci: bool = True, ats: bool = False,
                  pri: bool = False, max_pasids: int = 1 << 20) -> None:
@@ -38,10 +39,12 @@ class Device:
         self.atc: TLB | None = None
         self.data: Any = None
         # the data path's view of the IOTLB for this device, kept by the IOMMU it was added to
-        # (``_owner``): the bucket of requests without PASID, and the buckets by PASID
+        # (``_owner``): the bucket of requests without PASID, and the buckets by PASID; and its
+        # translation contexts by PASID, each with what a miss reads beside it
         self._owner: object = None
         self._rid: dict[int, Fields] = {}
         self._paths: dict[int, dict[int, Fields]] = {}
+        self._routes: dict[int | None, Route] = {}
 
     @property
     def bus(self) -> int:

@@ -263,3 +263,41 @@ def test_builder_sizes_follow_sllps(mem: PhysicalMemory) -> None:
 def test_walker_refuses_a_stage2_for_second_level(mem: PhysicalMemory) -> None:
     with pytest.raises(UAPIError):
         vtd_sl.walk(mem, T4, 0, R, cfg=vtd_sl.SLConfig(), s2=lambda a, b: walk(mem, a, b))
+
+
+def _entry_of(walker: vtd_sl.SLWalker, gpa: int, access: int, *, fields: bool) -> object:
+    """What a walk from T4 gives: the IOTLB entry's fields and reads (``walk_fields``, or
+    ``walk``'s result turned into them), or the fault's kind, denied bits, level and reads."""
+    try:
+        if fields:
+            return walker.walk_fields(T4, gpa, access)
+        r = walker.walk(T4, gpa, access)
+    except WalkFault as f:
+        return (f.kind, f.denied, f.level, f.reads)
+    size = r.page_size
+    return (gpa & -size, size, r.oa & -size, r.perm, r.global_), r.reads
+
+
+@pytest.mark.parametrize("case", [
+    {}, {"l1": SR}, {"l2": SW}, {"l4": 0}, {"l1": SR | SW | SNP}, {"l3": RWX | TM},
+    {"l2": 0x4060_0000 | SR | PS}, {"l3": 0x80_4000_0000 | SR | SW | PS},
+    {"l2": 0x4060_1000 | SR | PS}, {"l1": SR | SW | (1 << 46)},
+], ids=repr)
+@pytest.mark.parametrize("slee", [False, True], ids=["", "slee"])
+def test_walk_fields_is_the_walk_as_an_iotlb_entry(mem: PhysicalMemory, case: dict[str, int],
+                                                   slee: bool) -> None:
+    """An IOTLB miss's walk (``walk_fields``) gives the entry ``walk`` gives, as the IOTLB's
+    fields, and the same faults, for leaves of every size, missing bits and reserved bits."""
+    build(mem)
+    leaves = {"l2": (T2, 2), "l3": (T3, 3)}
+    for name, value in case.items():
+        if value & PS:  # a large leaf in place of the table entry
+            table, level = leaves[name]
+            mem.write64(table + 8 * IDX[level], value)
+        else:
+            build(mem, **{name: value})
+    walker = vtd_sl.SLWalker(mem, vtd_sl.SLConfig(sllps=3, slee=slee))
+    for gpa in (GPA, GPA ^ (1 << 30), 1 << 48, -4096):
+        for access in (R, W, X, R | W):
+            assert _entry_of(walker, gpa, access, fields=True) == \
+                _entry_of(walker, gpa, access, fields=False), (hex(gpa), access)

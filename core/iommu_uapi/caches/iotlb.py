@@ -179,6 +179,18 @@ class TLB(CacheCounters):
             self._index(tag, vpn, entry)
         self.fills += 1
 
+    def fill_page(self, tag: Tag, bucket: dict[int, Fields], vpn: int, entry: Fields) -> None:
+        """:meth:`fill` of ``entry`` (a plain tuple of fields) that translated page ``vpn`` of
+        ``tag``, whose :meth:`bucket` the caller holds: a miss's fill. A new, non-global 4 KiB
+        entry of an unbounded cache is stored at once; any other goes through :meth:`fill`."""
+        if (self._slots is None and entry[1] == _PAGE and not entry[4]
+                and entry[0] == vpn << _SHIFT and vpn not in bucket):
+            bucket[vpn] = entry
+            self._size += 1
+            self.fills += 1
+        else:
+            self.fill(tag, vpn << _SHIFT, entry)
+
     def _index(self, tag: Tag, vpn: int, entry: Fields) -> None:
         if entry[4]:
             self._globals[tag] = self._globals.get(tag, 0) + 1

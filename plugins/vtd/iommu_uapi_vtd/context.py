@@ -56,6 +56,8 @@ _RWX = int(FaultPerm.READ | FaultPerm.WRITE | FaultPerm.EXEC)
 _WALK_HAW_MAX = 52
 
 Walk = Callable[[int, int], WalkResult]
+#: A walk that returns the leaf as the IOTLB entry's fields and the descriptor reads.
+FieldsWalk = Callable[[int, int], tuple[Fields, int]]
 
 
 class FaultSink:
@@ -97,11 +99,12 @@ class VtdContext:
     """The data path's view of one (device, PASID): ``tag``, ``config_reads``, ``atc`` and
     ``walk(iova, access) -> (the leaf's TLBEntry fields, descriptor reads)``."""
 
-    __slots__ = ("_deny", "_walk", "add_access", "atc", "config_reads", "entry", "fpd", "pasid",
-                 "request_pasid", "sid", "sink", "tag")
+    __slots__ = ("_deny", "_fields", "_walk", "add_access", "atc", "config_reads", "entry", "fpd",
+                 "pasid", "request_pasid", "sid", "sink", "tag")
 
     def __init__(self, sid: int, request_pasid: int | None, resolved: Resolved, walk: Walk,
-                 atc: TLB | None, sink: FaultSink, add_access: int) -> None:
+                 atc: TLB | None, sink: FaultSink, add_access: int,
+                 fields: FieldsWalk | None = None) -> None:
         entry = resolved.entry
         self.sid = sid
         self.request_pasid = request_pasid
@@ -114,6 +117,8 @@ class VtdContext:
         self.sink = sink
         self.add_access = add_access
         self._walk = walk
+        # the same walk giving the entry's fields directly, where the walker offers it
+        self._fields = fields
         # request kinds the PASID entry refuses: execute without ERE, supervisor without SRE
         self._deny = (0 if entry.ERE else _EXEC) | (0 if entry.SRE else _PRIV)
 
@@ -125,6 +130,8 @@ class VtdContext:
                       else SmFaultReason.SRE_CLEAR)
             raise self._fault(reason, iova, access, "")
         try:
+            if self._fields is not None:
+                return self._fields(iova, access)
             res = self._walk(iova, access)
         except WalkFault as wf:
             raise self._fault(sm_reason(wf), iova, access, str(wf)) from None
@@ -153,11 +160,19 @@ def _pass_through(haw: int) -> Walk:
 
 
 def _walk_of(cfg: VtdConfig, mem: TableMemory, entry: PasidEntry, pasid: int,
-             fl_psc: PagingStructureCache | None) -> Walk:
+             fl_psc: PagingStructureCache | None) -> tuple[Walk, FieldsWalk | None]:
+    """The walk of the tables ``entry`` names, and the same walk giving the IOTLB entry's
+    fields (second level) or None."""
     pgtt = entry.PGTT
     if pgtt == Pgtt.SECOND_LEVEL:
         sl = SLWalker(mem, sl_config(cfg, entry.AW, slee=entry.SLEE))
-        return partial(sl.walk, entry.SLPTPTR)
+        return partial(sl.walk, entry.SLPTPTR), partial(sl.walk_fields, entry.SLPTPTR)
+    return _other_walk(cfg, mem, entry, pasid, fl_psc), None
+
+
+def _other_walk(cfg: VtdConfig, mem: TableMemory, entry: PasidEntry, pasid: int,
+                fl_psc: PagingStructureCache | None) -> Walk:
+    pgtt = entry.PGTT
     if pgtt == Pgtt.PASS_THROUGH:
         return _pass_through(cfg.haw)
     fl = X86Walker(mem, _fl_config(cfg, entry))
@@ -176,6 +191,6 @@ def build_context(cfg: VtdConfig, mem: TableMemory, sid: int, pasid: int | None,
     consult, when the context entry enables it (DTE); ``fl_psc`` the first-level
     paging-structure cache first-level and nested walks go through (None: none)."""
     add = _PRIV if pasid is None and resolved.context.RID_PRIV else 0
-    walk = _walk_of(cfg, mem, resolved.entry, resolved.pasid, fl_psc)
+    walk, fields = _walk_of(cfg, mem, resolved.entry, resolved.pasid, fl_psc)
     return VtdContext(sid, pasid, resolved, walk, atc if resolved.context.DTE else None, sink,
-                      add)
+                      add, fields)

@@ -94,6 +94,29 @@ class SLWalker:
                 table = desc & ADDR_MASK
         return self._walk(root, iova, access, s2, update_ad)
 
+    def walk_fields(self, root: int, iova: int, access: int
+                    ) -> tuple[tuple[int, int, int, int, bool], int]:
+        """:meth:`walk` (not nested, no A/D update) returning the leaf as an IOTLB entry's
+        fields ``(iova & -size, size, output page, perm, global)`` and the descriptor reads: an
+        IOTLB miss's walk, without a :class:`WalkResult` in between. Faults as :meth:`walk`."""
+        steps = self._fast.get(access)
+        if steps is not None and 0 <= iova < self._limit:  # walk's fast path
+            get = self._get
+            table = root
+            for shift, leaf_test, tmask, want, leaf in steps:
+                desc = get(table, ZERO_QUADS)[(iova >> shift) & 0x1FF]
+                if desc & leaf_test:
+                    lmask, lwant, oa_mask, offset, size, _, reads, perm = leaf
+                    if desc & lmask != lwant:
+                        break
+                    return (iova & ~offset, size, desc & oa_mask, perm[desc & 7], False), reads
+                if desc & tmask != want:
+                    break
+                table = desc & ADDR_MASK
+        r = self._walk(root, iova, access, None, False)
+        size = r.page_size
+        return (iova & -size, size, r.oa & -size, r.perm, r.global_), r.reads
+
     def walk_partial(self, table: int, level: int, iova: int, access: int,
                      s2: Stage2Translate | None = None, *, inherited: int = GRANTED,
                      path: list[tuple[int, int, int]] | None = None) -> WalkResult:
