@@ -15,9 +15,10 @@ only when the unmapped range covers it), so a ring cycle no longer frees and re-
 A one-page ``map``/``unmap`` is checked once by the façade (one expression over plain ints, the
 lock taken with acquire/release) and handed to the backend's hook directly; the compiled
 single-page paths store the leaf through the memory's writable page view; VT-d's unmap flush is
-the domain's page-selective template with the address placed (``SyncQueue.run_one``): its image
-is written into the invalidation queue at IQT and executed as the hardware would decode it,
-IQH/IQT, the log and the caches as after the general path. A DMA's IOTLB miss whose values are
+the domain's page-selective template with the address placed (``SyncQueue.run_one``, through
+the template's one-descriptor path bound to the queue): its image is written into the
+invalidation queue at IQT and executed as the hardware would decode it, IQH/IQT, the log and
+the caches as after the general path. A DMA's IOTLB miss whose values are
 plain ints checks their ranges alone (the hit probe vouched for their types), reads its
 translation context, IOTLB tag and bucket from the device in one lookup, and walks the second
 level straight to the IOTLB entry's fields (``SLWalker.walk_fields``).
@@ -25,9 +26,10 @@ level straight to the IOTLB entry's fields (``SLWalker.walk_fields``).
 Measured (2-core EPYC VM, CPython 3.11, other work running; medians of runs interleaved with the
 code before, which vary by up to 2x with the load): map 1.37-1.41 us (5.7x the floor; 1.50-1.54
 us, 6.2x before the one-expression checks; 2.5 us, 10.8x before the one-page path), unmap
-4.6 us (4.6-4.8 before; 10.5 us before the one-page path), ring cycle 9.05-9.15 us (12.1-12.4x;
-10.6-10.9 us, 14.3-15x before the miss path's range-only checks, routes and fields walk; 23.9
-us, 34x before the one-page path), 1 GiB 0.02 s.
+3.97-4.09 us (4.53-4.93 before the flush's one-descriptor path; 10.5 us before the one-page
+path), ring cycle 8.09-8.12 us (11.0-11.5x; 8.82-9.30 us, 12.2-12.9x before the flush's
+one-descriptor path; 10.6-10.9 us, 14.3-15x before the miss path's range-only checks, routes
+and fields walk; 23.9 us, 34x before the one-page path), 1 GiB 0.02 s.
 Where a ring cycle goes (us, min of 9 rounds of 4000, by difference of nested calls):
 
 * map 1.3: leaf store through the compiled path 0.75, the domain's bookkeeping 0.1, the hook
@@ -36,10 +38,13 @@ Where a ring cycle goes (us, min of 9 rounds of 4000, by difference of nested ca
   0.85 and the context's entry built from its result 0.25 before), VT-d's access checks around
   it 0.05, the device's route, the IOTLB probe, fill and the translation 0.45 (0.65 before), the
   hit probe, the ranges and the lock 0.3 (the request's checks and lock were 0.6);
-* unmap 5.1: leaf clear 0.7, bookkeeping 0.1, the flush 3.1 (descriptor from the template 0.35,
-  its image placed and checked 0.4, written into the queue 0.55, the IOTLB, first-level and
-  paging-structure invalidations 1.1 (0.75 with nothing cached), the queue's state checks,
-  IQH/IQT and log 0.7), the hook 0.6, the façade 0.3 (0.7 before).
+* unmap 4.4 (5.1 before): leaf clear 0.7, bookkeeping 0.1, the flush 2.4 (3.1 before: the
+  template's one-descriptor path, bound to the queue once, replaced the placing, ring-producing
+  and executing layers; descriptor from the template 0.25, its address placed and checked 0.3,
+  its image written at IQT in one memory write 0.3 (0.55 through the ring's producer), the IOTLB,
+  first-level and paging-structure invalidations 0.55 with nothing cached (0.75 before: an
+  emptied IOTLB tag now costs its lookup alone), the queue's state checks, IQH/IQT and log 0.7),
+  the hook 0.6, the façade 0.3 (0.7 before).
 
 The targets (4x, 8x) are out of reach of a pure-Python model that keeps the tables in memory
 in their bit layout and runs every flush through a real queue: the floor stores one list item

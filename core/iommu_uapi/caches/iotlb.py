@@ -256,8 +256,10 @@ class TLB(CacheCounters):
             kind = "page"
             end = addr + (size if size is not None else _PAGE)
             if end > addr:
+                buckets = self._buckets
                 for tag in tags:
-                    dropped += self._drop_range(tag, addr, end, include_global)
+                    if buckets[tag]:  # a tag emptied before costs its lookup alone
+                        dropped += self._drop_range(tag, addr, end, include_global)
         if dropped:
             counts = self.dropped
             counts[kind] = counts.get(kind, 0) + dropped

@@ -140,6 +140,8 @@ class SyncQueue(InvalidationQueue):
         self._repeats: dict[Descriptor, tuple[bytes, AddressEffect]] = {}
         # template descriptor -> its preparation (None: its image cannot be encoded)
         self._templates: dict[Descriptor, _Template | None] = {}
+        # template descriptor -> its one-descriptor path (:meth:`_runner`)
+        self._runners: dict[Descriptor, Callable[[Descriptor], bool]] = {}
         self._stride = self.stride
         self._image_mask = (1 << (8 * self._stride)) - 1
         # image -> its descriptor and the descriptor bound for execution (:mod:`.qi_effects`)
@@ -256,11 +258,53 @@ class SyncQueue(InvalidationQueue):
         its address fields zero, see ``ADDRESS_FIELDS``: a driver keeps one per domain, PASID
         or device), without building the template again and remembering nothing of ``d`` (a
         stream of new addresses): an idle queue takes its image at IQT and executes it at once
-        as the hardware would; anything else goes the way of :meth:`run`."""
-        known = self._placed(d, template)
-        if known is not None and self._one(d, *known):
+        as the hardware would (the template's :meth:`_runner`); anything else goes the way of
+        :meth:`run`."""
+        runner = self._runners.get(template)
+        if runner is None:
+            runner = self._runner(template)
+        if runner(d):
             return 0
         return self._run_batch((d,))
+
+    def _runner(self, template: Descriptor) -> Callable[[Descriptor], bool]:
+        """The one-descriptor path of ``template``, bound to this queue once: ``d``'s address
+        fields placed into the template's image (:meth:`_placed`'s checks), the image written
+        at IQT of an idle queue (no IQE, IQH at IQT: every slot free) in one memory write, IQT
+        and IQH advanced past it, executed as ``d`` and logged; False (nothing done) when
+        :meth:`_placed` would refuse or the queue is not idle."""
+        if len(self._runners) >= _MEMO_LIMIT:
+            self._runners.clear()
+        t = self._templates.get(template)
+        if t is None:
+            t = self._template(template)
+        if t is None or t.effect is None:  # every descriptor of it goes the general way
+            self._runners[template] = _refuse
+            return _refuse
+        image0, refused, place, effect = t.image, t.refused, t.place, t.effect
+        ring, mem, status, log = self.ring, self.mem, self.status, self.log
+        stride, shift, slots = self._stride, self._shift, self._slot_mask
+        positions = ring.positions - 1
+
+        def run(d: Descriptor) -> bool:
+            try:
+                bits = place(d)
+            except ValueError:
+                return False
+            head = ring.cons
+            slot = head & slots
+            if bits & refused or status.fsts & _FSTS_IQE or ring.stopped or \
+                    ring.prod != head or self.iqt != slot << shift:
+                return False
+            mem.write(ring.base + slot * stride, (image0 | bits).to_bytes(stride, "little"))
+            tail = ring.prod = (head + 1) & positions
+            self.iqt = (tail & slots) << shift
+            log.append(_new_log(LogRecord, (slot << shift, d, effect(self, d))))
+            ring.cons = tail  # the hardware caught up with IQT
+            self.executed += 1
+            return True
+        self._runners[template] = run
+        return run
 
     def _placed(self, d: Descriptor, template: Descriptor) -> tuple[bytes, AddressEffect] | None:
         """The image of ``d`` (of ``template``) and the effect that executes it, when the
@@ -278,21 +322,6 @@ class SyncQueue(InvalidationQueue):
         if bits & t.refused:
             return None
         return (t.image | bits).to_bytes(self._stride, "little"), t.effect
-
-    def _one(self, d: Descriptor, image: bytes, effect: AddressEffect) -> bool:
-        """Write ``image`` at IQT of an idle queue and execute it as ``d``; False (nothing
-        done) when the queue is not idle (IQE, stopped, work pending) or has no room."""
-        ring = self.ring
-        head = ring.cons
-        shift, slots = self._shift, self._slot_mask
-        if self.status.fsts & _FSTS_IQE or ring.stopped or ring.prod != head or \
-                self.iqt != (head & slots) << shift or not ring.produce_all((image,)):
-            return False
-        self.iqt = (ring.prod & slots) << shift
-        self.log.append(_new_log(LogRecord, ((head & slots) << shift, d, effect(self, d))))
-        ring.cons = ring.prod  # the hardware caught up with IQT
-        self.executed += 1
-        return True
 
     def _run_batch(self, descriptors: Sequence[Descriptor | Sequence[int]]) -> int:
         """:meth:`run` of any batch (see there)."""
@@ -373,6 +402,10 @@ class SyncQueue(InvalidationQueue):
         for d in descriptors:
             if isinstance(d, Descriptor):
                 self._image(d)
+
+
+def _refuse(d: Descriptor) -> bool:
+    return False
 
 
 def _decode_lost(raw: bytes) -> Descriptor:

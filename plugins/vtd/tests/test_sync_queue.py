@@ -203,3 +203,32 @@ def test_a_new_address_is_neither_encoded_nor_decoded_from_scratch() -> None:
         InvalidationQueue._decode = real_decode  # type: ignore[method-assign]
     assert calls == []
     assert q.log[-1].descriptor == IotlbInv(G=3, DID=5, AM=1, ADDR=49 << 13)
+
+
+def test_run_one_wraps_around_and_queues_behind_pending_work_as_the_general_queue() -> None:
+    """run_one of new addresses around the ring's end, then behind a descriptor submitted and
+    not processed yet (the queue is not idle: the general path takes both), leaves the queue
+    memory, IQH/IQT, the log and the caches as the general queue does."""
+    fast_caches, slow_caches = populated(), populated()
+    fast = SyncQueue(PhysicalMemory(), CFG, fast_caches)
+    slow = InvalidationQueue(PhysicalMemory(), CFG, slow_caches)
+    template = IotlbInv(G=3, DID=5)
+
+    def same() -> None:
+        assert snapshot(fast_caches) == snapshot(slow_caches)
+        assert queue_memory(fast) == queue_memory(slow)
+        assert (fast.head, fast.tail, fast.iqt) == (slow.head, slow.tail, slow.iqt)
+
+    for page in range(fast.ring.entries + 3):
+        d = IotlbInv(G=3, DID=5, IH=bool(page & 1), ADDR=page << 12)
+        assert fast.run_one(d, template) == general_run(slow, [d]) == 0
+        same()
+    pending = IotlbInv(G=2, DID=6)
+    fast.submit([pending])
+    slow.submit([pending])
+    d = IotlbInv(G=3, DID=5, ADDR=0x40_0000)
+    assert fast.run_one(d, template) == general_run(slow, [d]) == 0
+    same()
+    assert fast.head == fast.tail and fast.log[-1].descriptor == d
+    assert [(r.offset, r.descriptor, r.dropped) for r in fast.log] == \
+        [(r.offset, r.descriptor, r.dropped) for r in slow.log]
