@@ -27,7 +27,7 @@ once. A finite cache (``capacity``, ``ways``, ``policy``) places an entry in set
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import NamedTuple, cast
 
 from .counters import CacheCounters
@@ -246,8 +246,13 @@ class TLB(CacheCounters):
         """Drop the entries whose tag starts with ``prefix`` (and satisfies ``where``) and whose
         page overlaps ``[addr, addr + size)`` (every address when ``addr`` is None); global entries
         survive when ``include_global`` is False. Returns how many entries were dropped."""
+        if where is None:
+            tags: Collection[Tag] | None = self._tags.get(prefix)
+            if not tags:  # no tag under the prefix was ever filled: nothing to scan
+                return 0
+        else:
+            tags = self._tags.select(prefix, where)
         dropped = 0
-        tags = self._tags.get(prefix, ()) if where is None else self._tags.select(prefix, where)
         if addr is None:
             for tag in tags:
                 dropped += self._drop_tag(tag, include_global)

@@ -13,13 +13,15 @@ repeated invalidation costs a dictionary lookup instead of a bit-field walk. The
 The invalidations that carry an address (IOTLB, PASID-based IOTLB and device-TLB invalidations)
 differ from one flush to the next only in their address fields (ADDR, AM or S, IH). Each
 distinct *template* (the descriptor with those fields zero: one per domain, PASID or device) is
-prepared once: its image encoded and decoded by the hardware's rules, and its effect bound
-(:func:`~.qi_effects.bind_address`). A descriptor of a prepared template is then written into
-the queue as the template's image with the address fields placed, and the hardware side checks
-what the general decode would check of those fields (their reserved bits under this unit's
-capabilities, AM against MAMV): what it decodes is then the descriptor itself, which is executed
-and logged without decoding the image again. A driver's stream of new addresses
-(:meth:`SyncQueue.run_one`) memoises nothing per address; :meth:`SyncQueue.run` remembers the
+prepared once (:mod:`.qi_template`): its image encoded and decoded by the hardware's rules, and
+its effect bound (:func:`~.qi_effects.bind_address`). A descriptor of a prepared template is
+then written into the queue as the template's image with the address fields placed, and the
+hardware side checks what the general decode would check of those fields (their reserved bits
+under this unit's capabilities, AM against MAMV): what it decodes is then the descriptor
+itself, which is executed and logged without decoding the image again. A driver's stream of new
+addresses (:meth:`SyncQueue.run_one`, through the template's
+:func:`~.qi_template.one_descriptor_path`) memoises nothing per address; :meth:`SyncQueue.run`
+remembers the
 image of each such descriptor it is given (bounded), so a repeated one costs a lookup. The
 queue memory, IQH/IQT, the log and the caches end up exactly as after the general submit and
 process.
@@ -31,9 +33,7 @@ caller. :meth:`SyncQueue.run` does the same and keeps the refused descriptors in
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
 
 import msgspec
 
@@ -48,13 +48,11 @@ from .qi import (
     TYPE_LO,
     Descriptor,
     DescriptorError,
-    DevTlbInv,
     InvWait,
-    IotlbInv,
-    PasidDevTlbInv,
-    PasidIotlbInv,
 )
 from .qi_effects import AddressEffect, Effect, bind, bind_address
+from .qi_template import ADDRESS_FIELDS as ADDRESS_FIELDS  # its former home
+from .qi_template import ZEROS, Template, one_descriptor_path, placer
 from .registers import VtdConfig
 from .status import Fsts, StatusRegisters
 
@@ -64,67 +62,6 @@ _MEMO_LIMIT = 4096
 _new_log = tuple.__new__  # builds a LogRecord without NamedTuple's keyword handling
 _FSTS_IQE = Fsts.LAYOUT["IQE"].mask
 _replace = msgspec.structs.replace
-
-#: By descriptor type: the fields that carry the address of an invalidation (all else is the
-#: template shared by every address of one domain, PASID or device).
-ADDRESS_FIELDS: dict[type[Descriptor], tuple[str, ...]] = {
-    IotlbInv: ("AM", "IH", "ADDR"),
-    PasidIotlbInv: ("AM", "IH", "ADDR"),
-    DevTlbInv: ("S", "ADDR"),
-    PasidDevTlbInv: ("S", "ADDR"),
-}
-#: By type: the address fields zero (a template's).
-_ZEROS = {cls: {f: False if cls.LAYOUT[f].width == 1 else 0 for f in fields}
-          for cls, fields in ADDRESS_FIELDS.items()}
-
-#: Places a descriptor's address fields: their bits in place, ``ValueError`` when one does not
-#: fit (or, for AM, exceeds the limit the placer was made with).
-Placer = Callable[[Descriptor], int]
-
-
-def _placer(cls: type[Descriptor], am_limit: int) -> Placer:
-    """The :data:`Placer` of ``cls``'s address fields (two or three, see ``ADDRESS_FIELDS``): a
-    value fits when it is a multiple of its field's unit below the field's limit; AM also stays
-    within ``am_limit``."""
-    names = ADDRESS_FIELDS[cls]
-    layout = cls.LAYOUT
-    specs = [(layout[n].shift, layout[n].unit,
-              min(1 << (layout[n].width + layout[n].unit), am_limit + 1 if n == "AM" else 1 << 64))
-             for n in names]
-    get = operator.attrgetter(*names)
-    (s0, u0, l0), (s1, u1, l1) = specs[0], specs[1]
-    m0, m1 = (1 << u0) - 1, (1 << u1) - 1
-    if len(specs) == 2:
-        def place2(d: Descriptor) -> int:
-            a, b = get(d)
-            if not (0 <= a < l0 and 0 <= b < l1) or a & m0 or b & m1:
-                raise ValueError(f"{cls.__name__}: an address field does not fit")
-            bits: int = (a >> u0) << s0 | (b >> u1) << s1
-            return bits
-        return place2
-    s2, u2, l2 = specs[2]
-    m2 = (1 << u2) - 1
-
-    def place3(d: Descriptor) -> int:
-        a, b, c = get(d)
-        if not (0 <= a < l0 and 0 <= b < l1 and 0 <= c < l2) or a & m0 or b & m1 or c & m2:
-            raise ValueError(f"{cls.__name__}: an address field does not fit")
-        bits: int = (a >> u0) << s0 | (b >> u1) << s1 | (c >> u2) << s2
-        return bits
-    return place3
-
-
-class _Template(NamedTuple):
-    """A prepared template: its image (address fields zero), the bits of an address that the
-    hardware refuses (reserved under the unit's capabilities), how the address fields are
-    placed, and its bound effect (None: the hardware refuses the template itself, so every
-    descriptor of it is decoded and refused)."""
-
-    image: int
-    refused: int
-    place: Placer
-    effect: AddressEffect | None
-
 
 class SyncQueue(InvalidationQueue):
     """The unit's invalidation queue with synchronous, memoised submission."""
@@ -139,7 +76,7 @@ class SyncQueue(InvalidationQueue):
         # an address-carrying descriptor run() was given -> its image and effect
         self._repeats: dict[Descriptor, tuple[bytes, AddressEffect]] = {}
         # template descriptor -> its preparation (None: its image cannot be encoded)
-        self._templates: dict[Descriptor, _Template | None] = {}
+        self._templates: dict[Descriptor, Template | None] = {}
         # template descriptor -> its one-descriptor path (:meth:`_runner`)
         self._runners: dict[Descriptor, Callable[[Descriptor], bool]] = {}
         self._stride = self.stride
@@ -161,7 +98,7 @@ class SyncQueue(InvalidationQueue):
             self._images[d] = image
         return image
 
-    def _template(self, template: Descriptor) -> _Template | None:
+    def _template(self, template: Descriptor) -> Template | None:
         """Prepare ``template`` (see the module docstring): None when its image cannot be
         encoded (a field that does not fit) or lies beyond this queue's descriptor width."""
         if len(self._templates) >= _MEMO_LIMIT:
@@ -183,7 +120,7 @@ class SyncQueue(InvalidationQueue):
                 if decoded == template:
                     effect = bind_address(decoded)
             refused = cls.reserved_mask(self.cfg) | ~self._image_mask
-            prepared = _Template(value, refused, _placer(cls, self.cfg.mamv), effect)
+            prepared = Template(value, refused, placer(cls, self.cfg.mamv), effect)
         self._templates[template] = prepared
         return prepared
 
@@ -192,7 +129,7 @@ class SyncQueue(InvalidationQueue):
         is ``d`` itself, the effect that executes it (else None: the image is decoded).
         ``ValueError`` when ``d`` cannot be written, or has an AM above MAMV (the general path
         writes it and the hardware refuses it)."""
-        zeros = _ZEROS.get(d.__class__)
+        zeros = ZEROS.get(d.__class__)
         if zeros is None:
             image = self._images.get(d)
             return (self._image(d) if image is None else image), d, None
@@ -228,11 +165,11 @@ class SyncQueue(InvalidationQueue):
         address-carrying descriptor given again (a guest repeating an invalidation) finds its
         image remembered.
         """
-        if len(descriptors) == 1 and descriptors[0].__class__ in _ZEROS:
+        if len(descriptors) == 1 and descriptors[0].__class__ in ZEROS:
             d = descriptors[0]
             known = self._repeats.get(d)
             if known is None:
-                known = self._placed(d, _replace(d, **_ZEROS[d.__class__]))
+                known = self._placed(d, _replace(d, **ZEROS[d.__class__]))
                 if known is None:
                     return self._run_batch((d,))
                 if len(self._repeats) >= _MEMO_LIMIT:
@@ -281,28 +218,7 @@ class SyncQueue(InvalidationQueue):
         if t is None or t.effect is None:  # every descriptor of it goes the general way
             self._runners[template] = _refuse
             return _refuse
-        image0, refused, place, effect = t.image, t.refused, t.place, t.effect
-        ring, mem, status, log = self.ring, self.mem, self.status, self.log
-        stride, shift, slots = self._stride, self._shift, self._slot_mask
-        positions = ring.positions - 1
-
-        def run(d: Descriptor) -> bool:
-            try:
-                bits = place(d)
-            except ValueError:
-                return False
-            head = ring.cons
-            slot = head & slots
-            if bits & refused or status.fsts & _FSTS_IQE or ring.stopped or \
-                    ring.prod != head or self.iqt != slot << shift:
-                return False
-            mem.write(ring.base + slot * stride, (image0 | bits).to_bytes(stride, "little"))
-            tail = ring.prod = (head + 1) & positions
-            self.iqt = (tail & slots) << shift
-            log.append(_new_log(LogRecord, (slot << shift, d, effect(self, d))))
-            ring.cons = tail  # the hardware caught up with IQT
-            self.executed += 1
-            return True
+        run = one_descriptor_path(self, t)
         self._runners[template] = run
         return run
 

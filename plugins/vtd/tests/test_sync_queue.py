@@ -3,6 +3,7 @@ the general queue does (same log, same caches, same losses), across wrap-around 
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_iq import DEV, A, B, populated, snapshot
@@ -205,13 +206,30 @@ def test_a_new_address_is_neither_encoded_nor_decoded_from_scratch() -> None:
     assert q.log[-1].descriptor == IotlbInv(G=3, DID=5, AM=1, ADDR=49 << 13)
 
 
-def test_run_one_wraps_around_and_queues_behind_pending_work_as_the_general_queue() -> None:
-    """run_one of new addresses around the ring's end, then behind a descriptor submitted and
-    not processed yet (the queue is not idle: the general path takes both), leaves the queue
-    memory, IQH/IQT, the log and the caches as the general queue does."""
+class _WriteLogged(PhysicalMemory):
+    """A memory that records every write() (the queue must write through it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[int] = []
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(addr)
+        super().write(addr, data)
+
+
+@pytest.mark.parametrize(("wide", "qs", "memory"), [
+    (True, 0, PhysicalMemory), (False, 0, PhysicalMemory), (True, 1, PhysicalMemory),
+    (False, 1, PhysicalMemory), (True, 0, _WriteLogged)])
+def test_run_one_wraps_around_and_queues_behind_pending_work_as_the_general_queue(
+        wide: bool, qs: int, memory: type[PhysicalMemory]) -> None:
+    """run_one of new addresses around the ring's end (128- and 256-bit descriptors, rings of
+    one and two pages, a memory whose writes are its own), then behind a descriptor submitted
+    and not processed yet (the queue is not idle: the general path takes both), leaves the
+    queue memory, IQH/IQT, the log and the caches as the general queue does."""
     fast_caches, slow_caches = populated(), populated()
-    fast = SyncQueue(PhysicalMemory(), CFG, fast_caches)
-    slow = InvalidationQueue(PhysicalMemory(), CFG, slow_caches)
+    fast = SyncQueue(memory(), CFG, fast_caches, wide=wide, qs=qs)
+    slow = InvalidationQueue(PhysicalMemory(), CFG, slow_caches, wide=wide, qs=qs)
     template = IotlbInv(G=3, DID=5)
 
     def same() -> None:
@@ -230,5 +248,7 @@ def test_run_one_wraps_around_and_queues_behind_pending_work_as_the_general_queu
     assert fast.run_one(d, template) == general_run(slow, [d]) == 0
     same()
     assert fast.head == fast.tail and fast.log[-1].descriptor == d
+    if isinstance(fast.mem, _WriteLogged):  # every descriptor went through its write()
+        assert len(fast.mem.writes) >= fast.executed
     assert [(r.offset, r.descriptor, r.dropped) for r in fast.log] == \
         [(r.offset, r.descriptor, r.dropped) for r in slow.log]
