@@ -26,8 +26,8 @@ level straight to the IOTLB entry's fields (``SLWalker.walk_fields``).
 Measured (2-core EPYC VM, CPython 3.11, other work running; medians of runs interleaved with the
 code before, which vary by up to 2x with the load): map 1.37-1.41 us (5.7x the floor; 1.50-1.54
 us, 6.2x before the one-expression checks; 2.5 us, 10.8x before the one-page path), unmap
-3.97-4.09 us (4.53-4.93 before the flush's one-descriptor path; 10.5 us before the one-page
-path), ring cycle 8.09-8.12 us (11.0-11.5x; 8.82-9.30 us, 12.2-12.9x before the flush's
+3.65-3.76 us (4.62-4.71 before the flush's one-descriptor path; 10.5 us before the one-page
+path), ring cycle 7.91-8.00 us (10.8-11.0x; 8.98-9.11 us, 12.0-12.4x before the flush's
 one-descriptor path; 10.6-10.9 us, 14.3-15x before the miss path's range-only checks, routes
 and fields walk; 23.9 us, 34x before the one-page path), 1 GiB 0.02 s.
 Where a ring cycle goes (us, min of 9 rounds of 4000, by difference of nested calls):
@@ -38,13 +38,15 @@ Where a ring cycle goes (us, min of 9 rounds of 4000, by difference of nested ca
   0.85 and the context's entry built from its result 0.25 before), VT-d's access checks around
   it 0.05, the device's route, the IOTLB probe, fill and the translation 0.45 (0.65 before), the
   hit probe, the ranges and the lock 0.3 (the request's checks and lock were 0.6);
-* unmap 4.4 (5.1 before): leaf clear 0.7, bookkeeping 0.1, the flush 2.4 (3.1 before: the
-  template's one-descriptor path, bound to the queue once, replaced the placing, ring-producing
-  and executing layers; descriptor from the template 0.25, its address placed and checked 0.3,
-  its image written at IQT in one memory write 0.3 (0.55 through the ring's producer), the IOTLB,
-  first-level and paging-structure invalidations 0.55 with nothing cached (0.75 before: an
-  emptied IOTLB tag now costs its lookup alone), the queue's state checks, IQH/IQT and log 0.7),
-  the hook 0.6, the façade 0.3 (0.7 before).
+* unmap 4.0 (5.1 before): leaf clear 0.7, bookkeeping 0.1, the flush 2.3 (3.1 before: the
+  template's one-descriptor path, ``qi_template.one_descriptor_path``, bound to the queue once,
+  replaced the placing, ring-producing and executing layers): descriptor from the template
+  0.25, its address placed and checked 0.25 (0.4), its quadwords stored at IQT through the
+  memory's writable page view 0.25 (0.55 through the ring's producer and a memory write), the
+  IOTLB, first-level and paging-structure invalidations 0.45 with nothing cached (0.75: an
+  invalidation of a prefix under which nothing was ever filled returns at once, an emptied
+  IOTLB tag costs its lookup alone), the queue's state checks, IQH/IQT and log 0.45 (0.7), the
+  backend's device-TLB check and calls 0.4; the hook 0.6, the façade 0.3 (0.7 before).
 
 The targets (4x, 8x) are out of reach of a pure-Python model that keeps the tables in memory
 in their bit layout and runs every flush through a real queue: the floor stores one list item
