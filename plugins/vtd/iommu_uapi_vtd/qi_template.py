@@ -111,8 +111,10 @@ def one_descriptor_path(q: InvalidationQueue, t: Template) -> Callable[[Descript
     shift, slots = stride.bit_length() - 1, ring.entries - 1
     positions = ring.positions - 1
     # the slot's quadwords stored through the memory's writable page view (a slot never
-    # straddles a page: IQA is page-aligned); a page not backed yet goes through write()
-    quads = mem.page_quads_writable() if type(mem).write is PhysicalMemory.write else None
+    # straddles a page: IQA is page-aligned); a page not backed yet, or a memory that writes
+    # its own way, goes through write()
+    own_write = type(mem).write is not PhysicalMemory.write or "write" in vars(mem)
+    quads = None if own_write else mem.page_quads_writable()
     wide = stride == 32
 
     def run(d: Descriptor) -> bool:
