@@ -103,3 +103,35 @@ def test_a_rolled_back_map_frees_its_tables_and_a_later_map_does_not_write_into_
     assert pt.iova_to_phys(B + 5 * K4) == 0
     assert pt.iova_to_phys(B - K4) == 0
     assert old in {_leaf_table(pt, A), _leaf_table(pt, B)}
+
+
+class LoggedMemory(PhysicalMemory):
+    """Writes its own way (logged): no writable page view, so the compiled paths read entries
+    through the read-only view and store them with ``write64``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[int, int]] = []
+
+    def write64(self, addr: int, value: int) -> None:
+        self.log.append((addr, value))
+        super().write64(addr, value)
+
+
+@MAKERS
+def test_a_memory_without_a_writable_view_gets_every_leaf_through_write64(
+        make: Callable[[PhysicalMemory], PageTableBuilder]) -> None:
+    mem = LoggedMemory()
+    assert mem.page_quads() is not None and mem.page_quads_writable() is None
+    pt = make(mem)
+    _cached(pt, make)
+    table = _leaf_table(pt, A)
+    mem.log.clear()
+    pt.map(A + 2 * K4, PA + 2 * K4, K4, RW)
+    assert [a for a, _ in mem.log] == [table + 16]
+    with pytest.raises(UAPIError) as err:  # the entry read through the read-only view
+        pt.map(A + 2 * K4, PA, K4, RW)
+    assert err.value.errno == errno.EEXIST
+    assert pt.unmap(A + 2 * K4, K4) == K4
+    assert mem.log[1:] == [(table + 16, 0)]
+    assert pt.iova_to_phys(A + 2 * K4) == 0 and pt.iova_to_phys(A + K4) == PA + K4

@@ -44,9 +44,10 @@ class PageSizePath(NamedTuple):
 
 
 def _walk(root: int, n: int, p: PageSizePath, fail: str) -> list[str]:
-    """Reach the leaf's table ``t`` and read its entry ``d`` at index ``i``: the table last
-    reached for the same ``iova >> (shift + 9)`` (``key{n}``/``table{n}``), else a walk from the
-    root through tables of ours, which becomes the one last reached."""
+    """Reach the leaf's table ``t`` and read its entry ``d`` at index ``i`` (through the page's
+    writable view ``w`` when it has one): the table last reached for the same
+    ``iova >> (shift + 9)`` (``key{n}``/``table{n}``), else a walk from the root through tables
+    of ours, which becomes the one last reached."""
     out = [f"        k = iova >> {p.shift + 9}",
            f"        if k == key{n}:",
            f"            t = table{n}",
@@ -58,14 +59,14 @@ def _walk(root: int, n: int, p: PageSizePath, fail: str) -> list[str]:
                 f"                return {fail}",
                 f"            t = d & {p.addr_mask}"]
     return [*out, f"            key{n}, table{n} = k, t",
-            f"        i = (iova >> {p.shift}) & 0x1FF", "        d = get(t, Z)[i]"]
+            f"        i = (iova >> {p.shift}) & 0x1FF", "        w = wget(t)",
+            "        d = get(t, Z)[i] if w is None else w[i]"]
 
 
 def _store(value: str) -> list[str]:
-    """Store ``value`` at entry ``i`` of table ``t``: inline into the page's writable view, or
-    through ``write`` when the page has none (never written, or no view)."""
-    return ["        w = wget(t)",
-            "        if w is None:",
+    """Store ``value`` at entry ``i`` of table ``t``: inline into the page's writable view
+    ``w``, or through ``write`` when the page has none (never written, or no view)."""
+    return ["        if w is None:",
             f"            write(t + (i << 3), {value})",
             "        else:",
             f"            w[i] = {value}"]
