@@ -14,7 +14,9 @@ The page-table builder keeps the tables a one-page unmap leaves empty (as Linux 
 only when the unmapped range covers it), so a ring cycle no longer frees and re-creates them.
 A one-page ``map``/``unmap`` is checked once by the façade (one expression over plain ints, the
 lock taken with acquire/release) and handed to the backend's hook directly; the compiled
-single-page paths store the leaf through the memory's writable page view; VT-d's unmap flush is
+single-page paths keep the leaf's table they last reached (the levels above are read again only
+when the iova leaves that table's span, or after the builder freed any table), read and store
+the leaf through the memory's writable page view; VT-d's unmap flush is
 the domain's page-selective template with the address placed (``SyncQueue.run_one``, through
 the template's one-descriptor path bound to the queue): its image is written into the
 invalidation queue at IQT and executed as the hardware would decode it, IQH/IQT, the log and
@@ -23,17 +25,19 @@ plain ints checks their ranges alone (the hit probe vouched for their types), re
 translation context, IOTLB tag and bucket from the device in one lookup, and walks the second
 level straight to the IOTLB entry's fields (``SLWalker.walk_fields``).
 
-Measured (2-core EPYC VM, CPython 3.11, other work running; medians of runs interleaved with the
-code before, which vary by up to 2x with the load): map 1.37-1.41 us (5.7x the floor; 1.50-1.54
-us, 6.2x before the one-expression checks; 2.5 us, 10.8x before the one-page path), unmap
-3.65-3.76 us (4.62-4.71 before the flush's one-descriptor path; 10.5 us before the one-page
-path), ring cycle 7.91-8.00 us (10.8-11.0x; 8.98-9.11 us, 12.0-12.4x before the flush's
-one-descriptor path; 10.6-10.9 us, 14.3-15x before the miss path's range-only checks, routes
-and fields walk; 23.9 us, 34x before the one-page path), 1 GiB 0.02 s.
-Where a ring cycle goes (us, min of 9 rounds of 4000, by difference of nested calls):
+Measured (2-core EPYC VM, CPython 3.11, other work running; three runs interleaved with the code
+before, min/median of each): map 0.87-0.90 / 0.88-0.91 us (3.5-3.8x the floor; 1.36-1.40 /
+1.39-1.44 us, 5.7-5.9x, before the leaf's table was kept and the domain's unread iova->size
+dict dropped; 1.50-1.54 us, 6.2x before the one-expression checks; 2.5 us, 10.8x before the
+one-page path), unmap 4.1-4.3 us (4.6-4.8 before; 10.5 us before the one-page path), ring
+cycle 7.8-7.9 / 8.05-8.06 us (10.6-10.8x; 8.9-9.1 / 9.1-9.3 us, 12.3-12.4x before; 10.6-10.9
+us, 14.3-15x before the miss path's range-only checks, routes and fields walk; 23.9 us, 34x
+before the one-page path), 1 GiB 0.02 s.
+Where a ring cycle goes (us, min of 7-9 rounds of 4000, by difference of nested calls):
 
-* map 1.3: leaf store through the compiled path 0.75, the domain's bookkeeping 0.1, the hook
-  0.05, the façade's checks and lock 0.4 (0.55 before);
+* map 0.9 (1.3 before): leaf store through the compiled path 0.37 (0.75 before: the walk from
+  the root each time), the domain's bookkeeping 0.07 (0.1), the hook 0.02, the façade's checks
+  and lock 0.3-0.35 (0.55 before the one-expression checks);
 * DMA (IOTLB miss) 1.7 (2.25 before): second-level walk to the entry's fields 0.85 (the walk
   0.85 and the context's entry built from its result 0.25 before), VT-d's access checks around
   it 0.05, the device's route, the IOTLB probe, fill and the translation 0.45 (0.65 before), the
@@ -48,9 +52,10 @@ Where a ring cycle goes (us, min of 9 rounds of 4000, by difference of nested ca
   IOTLB tag costs its lookup alone), the queue's state checks, IQH/IQT and log 0.45 (0.7), the
   backend's device-TLB check and calls 0.4; the hook 0.6, the façade 0.3 (0.7 before).
 
-The targets (4x, 8x) are out of reach of a pure-Python model that keeps the tables in memory
-in their bit layout and runs every flush through a real queue: the floor stores one list item
-per map and pops one dict entry per unmap.
+The map target (4x) is met; the ring's (8x) is out of reach of a pure-Python model that keeps
+the tables in memory in their bit layout and runs every flush through a real queue: the floor
+stores one list item per map and pops one dict entry per unmap, where the unmap's flush alone
+costs 4x the floor's whole cycle.
 
 Run: python bench/bench_map.py
 """

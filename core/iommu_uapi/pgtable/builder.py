@@ -75,8 +75,10 @@ class PageTableBuilder(TableTree):
                      "wget": ({} if wpages is None else wpages).get,
                      "leaf_bits": self._leaf_cache.get, "overlap": self._overlap,
                      "builder": self, "general_map": self.map, "general_unmap": self.unmap}
-            self.map, self.unmap = compile_single_page(  # type: ignore[method-assign,assignment]
-                self.root, paths, names)
+            fast_map, fast_unmap, forget = compile_single_page(self.root, paths, names)
+            self.map = fast_map  # type: ignore[method-assign,assignment]
+            self.unmap = fast_unmap  # type: ignore[method-assign,assignment]
+            self._forget_tables = forget  # type: ignore[method-assign]
 
     # -- map -------------------------------------------------------------------------------
 
@@ -277,8 +279,7 @@ class PageTableBuilder(TableTree):
         except BaseException:
             for ptr, old, new in reversed(splits):
                 self._write(ptr, old)
-                del self._entries[new]
-                self.mem.free(new)
+                self._free_table(new)
             raise
         leaves, freed = Spans(), Spans()
         cur = va
@@ -392,8 +393,7 @@ class PageTableBuilder(TableTree):
             if base < start or base + size > end:
                 break
             path.pop()
-            del entries[table]
-            self.mem.free(table)
+            self._free_table(table)
             self._write(ptr, 0)
             entries[parent] -= 1
             table = parent

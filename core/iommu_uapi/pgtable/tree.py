@@ -217,6 +217,16 @@ class TableTree(Runs):
         self._input_span(iova, size, op)
         return page_chunks(iova, paddr, size, self.page_sizes)
 
+    def _forget_tables(self) -> None:
+        """Drop what remembers table addresses beyond the tables themselves (a builder's
+        compiled single-page paths keep the leaf's table they last reached)."""
+
+    def _free_table(self, table: int) -> None:
+        """Free ``table`` (already unlinked, or being freed with its parent), forgetting it."""
+        del self._entries[table]
+        self.mem.free(table)
+        self._forget_tables()
+
     def _overlap(self, va: int, desc: int) -> UAPIError:
         return UAPIError(errno.EEXIST, f"{self._name} map: iova {va:#x} overlaps an existing "
                          f"mapping ({desc:#x})", rule="pgtable.overlap")
@@ -233,8 +243,7 @@ class TableTree(Runs):
         for parent, ptr, new in reversed(created):
             self._write(ptr, 0)
             self._entries[parent] -= 1
-            del self._entries[new]
-            self.mem.free(new)
+            self._free_table(new)
 
     def _leafless(self, table: int, index: int) -> bool:
         """Whether ``table`` (at level index ``index``) and the tables beneath it hold no leaf
@@ -257,8 +266,7 @@ class TableTree(Runs):
             for desc in self.read_run(table, lv.index_mask + 1):
                 if desc and desc & lv.table_mask == lv.table_value:
                     self._free_tree(self._table_addr(desc), index + 1)
-        del self._entries[table]
-        self.mem.free(table)
+        self._free_table(table)
 
     # -- lookup ----------------------------------------------------------------------------
 

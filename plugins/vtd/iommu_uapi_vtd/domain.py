@@ -42,8 +42,8 @@ def domain_aw(cfg: VtdConfig) -> int:
 class VtdDomain:
     """Backend state of one host domain (``Domain.data``)."""
 
-    __slots__ = ("_dsi", "_limit", "_mamv", "_psi", "aw", "did", "gaw", "mappings", "max_addr",
-                 "mem", "nesting", "pt")
+    __slots__ = ("_dsi", "_limit", "_mamv", "_psi", "aw", "did", "gaw", "max_addr", "mem",
+                 "nesting", "pt")
 
     def __init__(self, did: int, cfg: VtdConfig, aw: int, mem: PhysicalMemory) -> None:
         self.did = did
@@ -55,7 +55,6 @@ class VtdDomain:
         self.nesting = False
         #: the end of the highest mapping, as the driver tracks it (a bind's gpgd must be below)
         self.max_addr = 0
-        self.mappings: dict[int, int] = {}
         # the domain's IOTLB invalidations after an unmap: domain-selective, and (with PSI) the
         # page-selective template whose address fields each flush fills in
         self._dsi = IotlbInv(G=IotlbGranularity.DOMAIN, DID=did, DW=cfg.dwd, DR=cfg.drd)
@@ -69,7 +68,6 @@ class VtdDomain:
         if end > self._limit:
             self._fits("map", iova, size)
         self.pt.map(iova, paddr, size, prot)
-        self.mappings[iova] = size
         if end > self.max_addr:
             self.max_addr = end
 
@@ -87,17 +85,14 @@ class VtdDomain:
                             f"domain's {self.gaw}-bit width", rule="vtd.map.width")
 
     def _mapped(self, iova: int, size: int) -> None:
-        self.mappings[iova] = size
         if iova + size > self.max_addr:
             self.max_addr = iova + size
 
     def unmap(self, iova: int, size: int) -> int:
         """Unmap (any size aligned to 4 KiB); returns the bytes unmapped."""
         unmapped: int = self.pt.unmap(iova, size)
-        if unmapped:
-            self.mappings.pop(iova, None)
-            if self.max_addr == iova + size:
-                self.max_addr = iova
+        if unmapped and self.max_addr == iova + size:
+            self.max_addr = iova
         return unmapped
 
     def unmap_pages(self, iova: int, pgsize: int, pgcount: int) -> int:
@@ -106,10 +101,8 @@ class VtdDomain:
                               int(self.pt.unmap_pages(iova, pgsize, pgcount)))
 
     def _unmapped(self, iova: int, size: int, unmapped: int) -> int:
-        if unmapped:
-            self.mappings.pop(iova, None)
-            if self.max_addr == iova + size:
-                self.max_addr = iova
+        if unmapped and self.max_addr == iova + size:
+            self.max_addr = iova
         return unmapped
 
     def iotlb_flush(self, iova: int, size: int) -> tuple[IotlbInv, IotlbInv]:
@@ -142,5 +135,4 @@ class VtdDomain:
 
     def release(self) -> None:
         """Free every table of the domain, the root included (the domain is being freed)."""
-        self.mappings.clear()
         self.pt.free_tables()
