@@ -29,10 +29,12 @@ Measured (2-core EPYC VM, CPython 3.11, other work running; three runs interleav
 before, min/median of each): map 0.87-0.90 / 0.88-0.91 us (3.5-3.8x the floor; 1.36-1.40 /
 1.39-1.44 us, 5.7-5.9x, before the leaf's table was kept and the domain's unread iova->size
 dict dropped; 1.50-1.54 us, 6.2x before the one-expression checks; 2.5 us, 10.8x before the
-one-page path), unmap 4.1-4.3 us (4.6-4.8 before; 10.5 us before the one-page path), ring
-cycle 7.8-7.9 / 8.05-8.06 us (10.6-10.8x; 8.9-9.1 / 9.1-9.3 us, 12.3-12.4x before; 10.6-10.9
-us, 14.3-15x before the miss path's range-only checks, routes and fields walk; 23.9 us, 34x
-before the one-page path), 1 GiB 0.02 s.
+one-page path), unmap 3.12-3.18 / 3.17-3.22 us (3.94-4.05 / 3.97-4.12 before the flush's
+one-descriptor path; 4.6-4.8 before the leaf's table was kept; 10.5 us before the one-page
+path), ring cycle 6.63-6.75 / 6.73-6.81 us (9.4-9.8x; 7.49-7.71 / 7.62-7.80 us, 10.6-11.1x
+before the flush's one-descriptor path; 8.9-9.1 / 9.1-9.3 us, 12.3-12.4x before the leaf's
+table was kept; 10.6-10.9 us, 14.3-15x before the miss path's range-only checks, routes and
+fields walk; 23.9 us, 34x before the one-page path), 1 GiB 0.02 s.
 Where a ring cycle goes (us, min of 7-9 rounds of 4000, by difference of nested calls):
 
 * map 0.9 (1.3 before): leaf store through the compiled path 0.37 (0.75 before: the walk from
@@ -42,20 +44,21 @@ Where a ring cycle goes (us, min of 7-9 rounds of 4000, by difference of nested 
   0.85 and the context's entry built from its result 0.25 before), VT-d's access checks around
   it 0.05, the device's route, the IOTLB probe, fill and the translation 0.45 (0.65 before), the
   hit probe, the ranges and the lock 0.3 (the request's checks and lock were 0.6);
-* unmap 4.0 (5.1 before): leaf clear 0.7, bookkeeping 0.1, the flush 2.3 (3.1 before: the
-  template's one-descriptor path, ``qi_template.one_descriptor_path``, bound to the queue once,
-  replaced the placing, ring-producing and executing layers): descriptor from the template
-  0.25, its address placed and checked 0.25 (0.4), its quadwords stored at IQT through the
-  memory's writable page view 0.25 (0.55 through the ring's producer and a memory write), the
-  IOTLB, first-level and paging-structure invalidations 0.45 with nothing cached (0.75: an
-  invalidation of a prefix under which nothing was ever filled returns at once, an emptied
-  IOTLB tag costs its lookup alone), the queue's state checks, IQH/IQT and log 0.45 (0.7), the
-  backend's device-TLB check and calls 0.4; the hook 0.6, the façade 0.3 (0.7 before).
+* unmap 3.2 (5.1 before): leaf clear 0.32 (0.7 before), bookkeeping 0.04 (0.1), the flush 2.3
+  (3.1 before: the template's one-descriptor path, ``qi_template.one_descriptor_path``, bound to
+  the queue once, replaced the placing, ring-producing and executing layers): descriptor from
+  the template 0.25, its address placed and checked 0.25 (0.4), its quadwords stored at IQT
+  through the memory's writable page view 0.25 (0.55 through the ring's producer and a memory
+  write), the IOTLB, first-level and paging-structure invalidations 0.45 with nothing cached
+  (0.75: an invalidation of a prefix under which nothing was ever filled returns at once, an
+  emptied IOTLB tag costs its lookup alone), the queue's state checks, IQH/IQT and log 0.45
+  (0.7), the backend's device-TLB check and calls 0.4; the hook 0.3-0.6, the façade 0.3 (0.7
+  before).
 
 The map target (4x) is met; the ring's (8x) is out of reach of a pure-Python model that keeps
 the tables in memory in their bit layout and runs every flush through a real queue: the floor
 stores one list item per map and pops one dict entry per unmap, where the unmap's flush alone
-costs 4x the floor's whole cycle.
+costs 3x the floor's whole cycle.
 
 Run: python bench/bench_map.py
 """
