@@ -203,6 +203,7 @@ class VtdBackend(VtdIommufd):
             raise UAPIError(errno.ENOSPC, f"domain_alloc: all {self.cfg.domains - 1} domain "
                             "ids are in use (DID 0 is reserved)", rule="vtd.did-exhausted")
         domain.data = VtdDomain(did, self.cfg, self.aw, self.memory)
+        domain.data.bind_queue(self.queue)
         self._dids.add(did)
 
     @hookimpl
@@ -239,6 +240,7 @@ class VtdBackend(VtdIommufd):
                                     PASID=RID_PASID),
                       PasidIotlbInv(G=PasidIotlbGranularity.NON_GLOBAL, DID=data.did,
                                     PASID=RID_PASID)])
+        data.atc_devices += bool(dte)
 
     @hookimpl
     def iommu_detach_dev(self, domain: Domain, dev: Device) -> None:
@@ -247,6 +249,7 @@ class VtdBackend(VtdIommufd):
         self.tables.teardown_device(dev.sid)
         self.run([ContextCacheInv(G=ContextCacheGranularity.DEVICE, DID=data.did, SID=dev.sid),
                   _dsi(self.cfg, data.did)])
+        data.atc_devices -= bool(dev.ats and self.cfg.dt)
 
     def _tear_down(self, dev: Device, pasid: int, did: int, *,
                    iotlb: Descriptor | None = None) -> None:
@@ -289,13 +292,10 @@ class VtdBackend(VtdIommufd):
         per ATS device), as ``iommu_unmap``'s gather is synced once."""
         data: VtdDomain = domain.data
         if unmapped:
-            if self.cfg.dt:
-                for dev in domain.devices:
-                    if dev.ats:  # device-TLB invalidations too
-                        self._flush_with_devtlbs(domain, iova, unmapped)
-                        return unmapped
-            # the IOTLB invalidation alone, from the domain's template
-            self.queue.run_one(*data.iotlb_flush(iova, unmapped))
+            if data.atc_devices:  # device-TLB invalidations too
+                self._flush_with_devtlbs(domain, iova, unmapped)
+            else:  # the IOTLB invalidation alone, from the domain's template
+                data.flush_unmapped(iova, unmapped)
         return unmapped
 
     def _flush_with_devtlbs(self, domain: Domain, iova: int, unmapped: int) -> None:

@@ -26,7 +26,8 @@ from .status import Fsts
 if TYPE_CHECKING:
     from .iq import InvalidationQueue
 
-__all__ = ["ADDRESS_FIELDS", "ZEROS", "Placer", "Template", "one_descriptor_path", "placer"]
+__all__ = ["ADDRESS_FIELDS", "ZEROS", "PlacedPath", "Placer", "Template", "one_descriptor_path",
+           "placed_path", "placer"]
 
 _new_log = tuple.__new__  # builds a LogRecord without NamedTuple's keyword handling
 _FSTS_IQE = Fsts.LAYOUT["IQE"].mask
@@ -49,6 +50,10 @@ ZEROS = {cls: {f: False if cls.LAYOUT[f].width == 1 else 0 for f in fields}
 #: Places a descriptor's address fields: their bits in place, ``ValueError`` when one does not
 #: fit (or, for AM, exceeds the limit the placer was made with).
 Placer = Callable[[Descriptor], int]
+
+#: Runs a descriptor of a template whose address bits are already placed (``d``, its bits):
+#: True when done, False (nothing done) when the queue is not idle or a bit is refused.
+PlacedPath = Callable[[Descriptor, int], bool]
 
 
 def placer(cls: type[Descriptor], am_limit: int) -> Placer:
@@ -103,7 +108,24 @@ def one_descriptor_path(q: InvalidationQueue, t: Template) -> Callable[[Descript
     IQT and IQH advanced past it, ``d`` executed by the template's effect and logged; returns
     False (nothing done) when refused or the queue is not idle. ``ValueError`` for a template
     without an effect (the hardware refuses it: its descriptors take the general path)."""
-    image0, refused, place, effect = t.image, t.refused, t.place, t.effect
+    place, run_placed = t.place, placed_path(q, t)
+
+    def run(d: Descriptor) -> bool:
+        try:
+            bits = place(d)
+        except ValueError:
+            return False
+        return run_placed(d, bits)
+    return run
+
+
+def placed_path(q: InvalidationQueue, t: Template) -> PlacedPath:
+    """:func:`one_descriptor_path` of template ``t`` on queue ``q`` for a caller that places the
+    address fields itself: ``run(d, bits)`` takes ``d`` and its address bits (what ``t.place(d)``
+    returns, which the caller vouches for: its fields fit); a bit the hardware refuses, or a
+    queue that is not idle, returns False with nothing done. ``ValueError`` as
+    :func:`one_descriptor_path`."""
+    image0, refused, effect = t.image, t.refused, t.effect
     if effect is None:
         raise ValueError("a template the hardware refuses has no one-descriptor path")
     ring, mem, status, log = q.ring, q.mem, q.status, q.log
@@ -117,11 +139,7 @@ def one_descriptor_path(q: InvalidationQueue, t: Template) -> Callable[[Descript
     quads = None if own_write else mem.page_quads_writable()
     wide = stride == 32
 
-    def run(d: Descriptor) -> bool:
-        try:
-            bits = place(d)
-        except ValueError:
-            return False
+    def run_placed(d: Descriptor, bits: int) -> bool:
         head = ring.cons
         slot = head & slots
         if bits & refused or status.fsts & _FSTS_IQE or ring.stopped or \
@@ -144,4 +162,4 @@ def one_descriptor_path(q: InvalidationQueue, t: Template) -> Callable[[Descript
         ring.cons = tail  # the hardware caught up with IQT
         q.executed += 1
         return True
-    return run
+    return run_placed

@@ -52,7 +52,7 @@ from .qi import (
 )
 from .qi_effects import AddressEffect, Effect, bind, bind_address
 from .qi_template import ADDRESS_FIELDS as ADDRESS_FIELDS  # its former home
-from .qi_template import ZEROS, Template, one_descriptor_path, placer
+from .qi_template import ZEROS, PlacedPath, Template, one_descriptor_path, placed_path, placer
 from .registers import VtdConfig
 from .status import Fsts, StatusRegisters
 
@@ -224,6 +224,18 @@ class SyncQueue(InvalidationQueue):
         run = one_descriptor_path(self, t)
         self._runners[template] = run
         return run
+
+    def placed_runner(self, template: Descriptor) -> PlacedPath | None:
+        """The one-descriptor path of ``template`` for a caller that places the address fields
+        itself (:func:`~.qi_template.placed_path`; the queue's geometry is fixed for its life,
+        so the path may be kept); None when the hardware refuses the template or its image
+        cannot be encoded (its descriptors go the way of :meth:`run_one`)."""
+        t = self._templates.get(template)
+        if t is None:
+            t = self._template(template)
+        if t is None or t.effect is None:
+            return None
+        return placed_path(self, t)
 
     def _placed(self, d: Descriptor, template: Descriptor) -> tuple[bytes, AddressEffect] | None:
         """The image of ``d`` (of ``template``) and the effect that executes it, when the

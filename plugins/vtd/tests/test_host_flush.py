@@ -149,3 +149,39 @@ def test_host_unmap_flush_drops_the_first_level_paging_structures() -> None:
     assert len(rig.b.caches.fl_psc) == 0 and len(rig.iommu.iotlb) == 0
     assert rig.iommu.translate(rig.dev, GVA, pasid=p).table_reads == 24
     rig.iommu.map(rig.domain, spare, GUEST_RAM + spare, 0x1000, RW)
+
+
+def test_an_ats_device_attached_after_unmaps_began_gets_its_device_tlb_flushed() -> None:
+    """The unmap's flush follows the domain's devices: an ATS device attached once unmaps have
+    run has its device TLB invalidated by every later unmap (nothing unmapped stays reachable
+    through its ATC); once it is detached the flush is the IOTLB invalidation alone again. The
+    queue ends as the general queue leaves it."""
+    iommu, plain, domain, _ = host(ats=False)
+    backend = iommu.backend
+    assert isinstance(backend, VtdBackend)
+    q = backend.queue
+    ring_cycles(iommu, plain, domain, 3)
+    assert not any(isinstance(r.descriptor, DevTlbInv) for r in q.log)
+    ats = iommu.add_device(0x0308, ats=True)
+    iommu.attach_device(domain, ats)  # type: ignore[arg-type]
+    iova = BASE + (64 << 12)
+    iommu.map(domain, iova, PA, 0x1000, RW)  # type: ignore[arg-type]
+    assert iommu.translate(ats, iova).paddr == PA  # type: ignore[arg-type]
+    assert ats.atc is not None and len(ats.atc) == 1
+    before = len(q.log)
+    assert iommu.unmap(domain, iova, 0x1000) == 0x1000  # type: ignore[arg-type]
+    assert len(ats.atc) == 0 and len(iommu.iotlb) == 0
+    assert [r.descriptor.SID for r in list(q.log)[before:]
+            if isinstance(r.descriptor, DevTlbInv)] == [0x0308]
+    with pytest.raises(TranslationFault):
+        iommu.translate(ats, iova)  # type: ignore[arg-type]
+    ring_cycles(iommu, ats, domain, 2)
+    iommu.detach_device(domain, ats)  # type: ignore[arg-type]
+    before = len(q.log)
+    ring_cycles(iommu, plain, domain, 2)
+    assert [type(r.descriptor) for r in list(q.log)[before:]] == [IotlbInv, IotlbInv]
+    general = general_replay(backend)
+    assert (q.head, q.tail, q.iqt) == (general.head, general.tail, general.iqt)
+    assert backend.memory.read(q.base, q.size) == general.mem.read(general.base, general.size)
+    assert [(r.offset, r.descriptor) for r in q.log] == \
+        [(r.offset, r.descriptor) for r in general.log]
