@@ -20,7 +20,6 @@ import errno
 import struct
 import sys
 from collections.abc import Iterator, Mapping
-from types import MappingProxyType
 
 from .errors import MemoryAccessError, UAPIError
 
@@ -38,6 +37,29 @@ _U64 = (1 << 64) - 1
 ZERO_QUADS: memoryview = memoryview(bytes(PAGE_SIZE)).cast("Q")
 _PAGE_BASE = -PAGE_SIZE
 _pack_u64 = struct.Struct("<Q").pack_into
+
+
+class _PageView(Mapping[int, memoryview]):
+    """A live read-only view of a dict of pages whose ``get`` is the dict's own (a table walk's
+    every level calls it: a proxy's ``get`` would forward each call)."""
+
+    __slots__ = ("_pages", "get")
+
+    def __init__(self, pages: dict[int, memoryview]) -> None:
+        self._pages = pages
+        self.get = pages.get  # type: ignore[method-assign]
+
+    def __getitem__(self, addr: int) -> memoryview:
+        return self._pages[addr]
+
+    def __contains__(self, addr: object) -> bool:
+        return addr in self._pages
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._pages)
+
+    def __len__(self) -> int:
+        return len(self._pages)
 
 
 def _is_pow2(value: int) -> bool:
@@ -79,9 +101,9 @@ class PhysicalMemory:
             raise ValueError("the allocation region lies outside the address space")
         self._pages: dict[int, bytearray] = {}
         self._quads: dict[int, memoryview] = {}
-        self._view: Mapping[int, memoryview] = MappingProxyType(self._quads)
+        self._view: Mapping[int, memoryview] = _PageView(self._quads)
         self._wquads: dict[int, memoryview] = {}
-        self._wview: Mapping[int, memoryview] = MappingProxyType(self._wquads)
+        self._wview: Mapping[int, memoryview] = _PageView(self._wquads)
         self._alloc_next = alloc_base
         self._alloc_limit = alloc_limit
         self._alloc_base = alloc_base

@@ -280,7 +280,14 @@ class VtdBackend(VtdIommufd):
 
     @hookimpl
     def iommu_unmap(self, domain: Domain, iova: int, size: int) -> int:
-        return self._flush_unmapped(domain, iova, domain.data.unmap(iova, size))
+        data: VtdDomain = domain.data  # _flush_unmapped, inline: a ring's every unmap
+        unmapped = data.unmap(iova, size)
+        if unmapped:
+            if data.atc_devices:
+                self._flush_with_devtlbs(domain, iova, unmapped)
+            else:
+                data.flush_unmapped(iova, unmapped)
+        return unmapped
 
     @hookimpl
     def iommu_unmap_pages(self, domain: Domain, iova: int, pgsize: int, pgcount: int) -> int:

@@ -138,13 +138,14 @@ class VtdDomain:
         self._run_psi = queue.placed_runner(self._psi) if self._mamv >= 0 else None
 
     def flush_unmapped(self, iova: int, size: int) -> None:
-        """Run :meth:`iotlb_flush`'s invalidation on the bound queue (:meth:`bind_queue`): the
-        page-selective one's address bits placed from ints (AM is within MAMV, ADDR a page
-        address below the domain's width: they fit), the descriptor itself built for the log
-        and the effect; anything else goes the way of :meth:`SyncQueue.run_one`."""
+        """Run :meth:`iotlb_flush`'s invalidation (``size`` > 0: what an unmap removed) on the
+        bound queue (:meth:`bind_queue`): the page-selective one's address bits placed from ints
+        (AM is within MAMV, ADDR a page address below 2**64: they fit), the descriptor itself
+        built for the log and the effect; anything else goes the way of
+        :meth:`SyncQueue.run_one`."""
         queue = self._queue
         assert queue is not None, "flush_unmapped before bind_queue"
-        first, last = iova >> _PAGE_SHIFT, (iova + max(size, 1) - 1) >> _PAGE_SHIFT
+        first, last = iova >> _PAGE_SHIFT, (iova + size - 1) >> _PAGE_SHIFT
         mask = (first ^ last).bit_length()
         if mask > self._mamv:  # beyond MAMV, or no PSI (-1)
             queue.run_one(self._dsi, self._dsi)
