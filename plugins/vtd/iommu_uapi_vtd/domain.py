@@ -9,6 +9,7 @@ address width (``gaw``) is that table width capped at MGAW.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -21,7 +22,6 @@ from iommu_uapi.pgtable.vtd_sl import SLPageTable
 from .context import sl_config
 from .invalidate import DevTlbTarget
 from .qi import Descriptor, DevTlbInv, IotlbGranularity, IotlbInv
-from .qi_template import PlacedPath
 from .registers import VtdConfig
 
 if TYPE_CHECKING:
@@ -34,6 +34,10 @@ _replace = msgspec.structs.replace
 # where a page-selective IOTLB invalidation holds AM and ADDR (ADDR's bits from its unit up)
 _AM_SHIFT = IotlbInv.LAYOUT["AM"].shift
 _ADDR_SHIFT, _ADDR_UNIT = IotlbInv.LAYOUT["ADDR"].shift, IotlbInv.LAYOUT["ADDR"].unit
+
+
+def _unbound(iova: int, size: int) -> None:
+    raise RuntimeError("a domain flushes after bind_queue")
 
 
 def domain_aw(cfg: VtdConfig) -> int:
@@ -50,8 +54,8 @@ def domain_aw(cfg: VtdConfig) -> int:
 class VtdDomain:
     """Backend state of one host domain (``Domain.data``)."""
 
-    __slots__ = ("_dsi", "_limit", "_mamv", "_psi", "_queue", "_run_psi", "atc_devices", "aw",
-                 "did", "gaw", "max_addr", "mem", "nesting", "pt")
+    __slots__ = ("_dsi", "_limit", "_mamv", "_psi", "atc_devices", "aw", "did", "flush_unmapped",
+                 "gaw", "max_addr", "mem", "nesting", "pt")
 
     def __init__(self, did: int, cfg: VtdConfig, aw: int, mem: PhysicalMemory) -> None:
         self.did = did
@@ -71,8 +75,9 @@ class VtdDomain:
         #: how many attached devices have a device TLB the unit invalidates (ATS with DT): an
         #: unmap's flush then invalidates their device TLBs too (kept by attach and detach)
         self.atc_devices = 0
-        self._queue: SyncQueue | None = None
-        self._run_psi: PlacedPath | None = None
+        #: run :meth:`iotlb_flush`'s invalidation of what an unmap removed (``(iova, size)``,
+        #: size > 0) on the unit's queue: set by :meth:`bind_queue`
+        self.flush_unmapped: Callable[[int, int], None] = _unbound
 
     def map(self, iova: int, paddr: int, size: int, prot: int) -> None:
         """Map ``[iova, iova + size)``, cut into the largest pages that fit; ``EINVAL`` beyond
@@ -132,30 +137,27 @@ class VtdDomain:
                 self._psi)
 
     def bind_queue(self, queue: SyncQueue) -> None:
-        """Flush through ``queue`` (the unit's, fixed for its life): the page-selective
-        template's one-descriptor path is bound once (:meth:`SyncQueue.placed_runner`)."""
-        self._queue = queue
-        self._run_psi = queue.placed_runner(self._psi) if self._mamv >= 0 else None
-
-    def flush_unmapped(self, iova: int, size: int) -> None:
-        """Run :meth:`iotlb_flush`'s invalidation (``size`` > 0: what an unmap removed) on the
-        bound queue (:meth:`bind_queue`): the page-selective one's address bits placed from ints
-        (AM is within MAMV, ADDR a page address below 2**64: they fit), the descriptor itself
-        built for the log and the effect; anything else goes the way of
+        """Flush through ``queue`` (the unit's, whose geometry is fixed for its life):
+        :attr:`flush_unmapped` runs the page-selective invalidation on the template's
+        one-descriptor path bound once (:meth:`SyncQueue.placed_runner`), its address bits
+        placed from ints (AM is within MAMV, ADDR a page address below 2**64: they fit) and the
+        descriptor itself built for the log and the effect; anything else goes the way of
         :meth:`SyncQueue.run_one`."""
-        queue = self._queue
-        assert queue is not None, "flush_unmapped before bind_queue"
-        first, last = iova >> _PAGE_SHIFT, (iova + size - 1) >> _PAGE_SHIFT
-        mask = (first ^ last).bit_length()
-        if mask > self._mamv:  # beyond MAMV, or no PSI (-1)
-            queue.run_one(self._dsi, self._dsi)
-            return
-        addr = (first >> mask) << (_PAGE_SHIFT + mask)
-        d = _replace(self._psi, AM=mask, ADDR=addr)
-        run = self._run_psi
-        if run is None or addr >> 64 or \
-                not run(d, mask << _AM_SHIFT | addr >> _ADDR_UNIT << _ADDR_SHIFT):
-            queue.run_one(d, self._psi)
+        dsi, psi, mamv, run_one = self._dsi, self._psi, self._mamv, queue.run_one
+        run = queue.placed_runner(psi) if mamv >= 0 else None
+
+        def flush_unmapped(iova: int, size: int) -> None:
+            first, last = iova >> _PAGE_SHIFT, (iova + size - 1) >> _PAGE_SHIFT
+            mask = (first ^ last).bit_length()  # as iotlb_flush
+            if mask > mamv:  # beyond MAMV, or no PSI (-1)
+                run_one(dsi, dsi)
+                return
+            addr = (first >> mask) << (_PAGE_SHIFT + mask)
+            d = _replace(psi, AM=mask, ADDR=addr)
+            if run is None or addr >> 64 or \
+                    not run(d, mask << _AM_SHIFT | addr >> _ADDR_UNIT << _ADDR_SHIFT):
+                run_one(d, psi)
+        self.flush_unmapped = flush_unmapped
 
     def flush_range(self, cfg: VtdConfig, iova: int, size: int,
                     devtlbs: list[DevTlbTarget]) -> list[Descriptor]:
