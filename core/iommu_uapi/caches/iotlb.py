@@ -27,7 +27,7 @@ once. A finite cache (``capacity``, ``ways``, ``policy``) places an entry in set
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Container, Iterator
 from typing import NamedTuple, cast
 
 from .counters import CacheCounters
@@ -96,6 +96,9 @@ class TLB(CacheCounters):
         self.sees_hits = self._slots is not None and self._slots.sees_hits
         self._buckets: dict[Tag, dict[int, Fields]] = {}
         self._tags = TagIndex()
+        #: the prefixes of the tags filled (a read-only view for callers): an invalidation of a
+        #: prefix not in it drops nothing and may be skipped
+        self.prefixes: Container[Tag] = self._tags
         # per tag: page size -> page base -> the page numbers the entry sits under
         self._large: dict[Tag, dict[int, dict[int, set[int]]]] = {}
         self._globals: dict[Tag, int] = {}  # per tag: how many global entries

@@ -16,7 +16,7 @@ SMMUv3 sizes each walk-cache level separately).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping
 from typing import cast
 
 from .counters import CacheCounters
@@ -51,6 +51,9 @@ class WalkCache(CacheCounters):
         self.shifts = tuple(shift + self.stride * (level - 1) for level in range(MAX_LEVEL + 1))
         self._tags: dict[Tag, dict[int, dict[int, int]]] = {}
         self._index = TagIndex()
+        #: the prefixes of the tags filled (a read-only view for callers): an invalidation of a
+        #: prefix not in it drops nothing and may be skipped
+        self.prefixes: Container[Tag] = self._index
         self._size = 0
         per_level: Mapping[int, Geometry]
         if geometry is None:

@@ -104,12 +104,20 @@ def _iotlb_page(t: IotlbInv) -> AddressEffect:
     def run(q: InvalidationQueue, d: IotlbInv) -> int:
         # SL-only/PT translations of the range go; first-level and nested translations of the
         # DID may derive from the changed second-level range at any input address, so all go.
+        # (a prefix never filled has nothing to drop: its invalidation is skipped)
         size = _PAGE << d.AM  # page_range, inline
         base = d.ADDR & -size
         c = q.caches
-        n = c.iotlb.invalidate(sl, base, size) + c.iotlb.invalidate(fl)
+        iotlb = c.iotlb
+        n = iotlb.invalidate(sl, base, size) if sl in iotlb.prefixes else 0
+        if fl in iotlb.prefixes:
+            n += iotlb.invalidate(fl)
         if not d.IH:
-            n += c.sl_psc.invalidate(psc, base, size) + c.fl_psc.invalidate(psc)
+            sl_psc, fl_psc = c.sl_psc, c.fl_psc
+            if psc in sl_psc.prefixes:
+                n += sl_psc.invalidate(psc, base, size)
+            if psc in fl_psc.prefixes:
+                n += fl_psc.invalidate(psc)
         return n
     return run
 
