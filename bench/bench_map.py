@@ -17,24 +17,30 @@ lock taken with acquire/release) and handed to the backend's hook directly; the 
 single-page paths keep the leaf's table they last reached (the levels above are read again only
 when the iova leaves that table's span, or after the builder freed any table), read and store
 the leaf through the memory's writable page view; VT-d's unmap flush is
-the domain's page-selective template with the address placed (``SyncQueue.run_one``, through
-the template's one-descriptor path bound to the queue): its image is written into the
-invalidation queue at IQT and executed as the hardware would decode it, IQH/IQT, the log and
-the caches as after the general path. A DMA's IOTLB miss whose values are
-plain ints checks their ranges alone (the hit probe vouched for their types), reads its
-translation context, IOTLB tag and bucket from the device in one lookup, and walks the second
-level straight to the IOTLB entry's fields (``SLWalker.walk_fields``).
+the domain's page-selective template with AM and ADDR placed from ints (``VtdDomain.
+flush_unmapped``, the template's one-descriptor path bound to the unit's queue once by
+``bind_queue``): its image is written into the invalidation queue at IQT and executed as the
+hardware would decode it, IQH/IQT, the log and the caches as after the general path; the
+domain counts its ATS devices at attach and detach (no scan of its devices per unmap), and the
+effect skips the invalidation of a prefix its cache never filled (``prefixes``). A DMA's IOTLB
+miss whose values are plain ints checks their ranges alone (the hit probe vouched for their
+types), reads its translation context, IOTLB tag and bucket from the device in one lookup, and
+walks the second level straight to the IOTLB entry's fields (``SLWalker.walk_fields``), reading
+each table through the page view's own ``get`` (the dict's, not a proxy's forwarding one).
 
 Measured (2-core EPYC VM, CPython 3.11, other work running; three runs interleaved with the code
-before, min/median of each): map 0.87-0.90 / 0.88-0.91 us (3.5-3.8x the floor; 1.36-1.40 /
-1.39-1.44 us, 5.7-5.9x, before the leaf's table was kept and the domain's unread iova->size
-dict dropped; 1.50-1.54 us, 6.2x before the one-expression checks; 2.5 us, 10.8x before the
-one-page path), unmap 3.12-3.18 / 3.17-3.22 us (3.94-4.05 / 3.97-4.12 before the flush's
-one-descriptor path; 4.6-4.8 before the leaf's table was kept; 10.5 us before the one-page
-path), ring cycle 6.63-6.75 / 6.73-6.81 us (9.4-9.8x; 7.49-7.71 / 7.62-7.80 us, 10.6-11.1x
-before the flush's one-descriptor path; 8.9-9.1 / 9.1-9.3 us, 12.3-12.4x before the leaf's
-table was kept; 10.6-10.9 us, 14.3-15x before the miss path's range-only checks, routes and
-fields walk; 23.9 us, 34x before the one-page path), 1 GiB 0.02 s.
+before, min/median of each): map 0.83-0.87 / 0.85-0.87 us (3.6-3.7x the floor; 0.86-0.88 /
+0.88-0.89 us before the page views' own get; 1.36-1.40 / 1.39-1.44 us, 5.7-5.9x, before the
+leaf's table was kept and the domain's unread iova->size dict dropped; 1.50-1.54 us, 6.2x before
+the one-expression checks; 2.5 us, 10.8x before the one-page path), unmap 2.26-2.31 / 2.28-2.35
+us (3.21-3.23 / 3.23-3.25 before the flush was placed from ints on the domain's bound path, the
+ATS answer kept per domain, the page views' own get and the skip of unfilled prefixes; 3.94-4.05
+/ 3.97-4.12 before the flush's one-descriptor path; 4.6-4.8 before the leaf's table was kept;
+10.5 us before the one-page path), ring cycle 5.84-6.01 / 5.86-6.05 us (7.9-8.2x; 6.77-6.93 /
+6.85-6.96 us, 9.3-9.5x before those; 7.49-7.71 / 7.62-7.80 us, 10.6-11.1x before the flush's
+one-descriptor path; 8.9-9.1 / 9.1-9.3 us, 12.3-12.4x before the leaf's table was kept;
+10.6-10.9 us, 14.3-15x before the miss path's range-only checks, routes and fields walk; 23.9
+us, 34x before the one-page path), 1 GiB 0.02 s.
 Where a ring cycle goes (us, min of 7-9 rounds of 4000, by difference of nested calls):
 
 * map 0.9 (1.3 before): leaf store through the compiled path 0.37 (0.75 before: the walk from
@@ -44,21 +50,21 @@ Where a ring cycle goes (us, min of 7-9 rounds of 4000, by difference of nested 
   0.85 and the context's entry built from its result 0.25 before), VT-d's access checks around
   it 0.05, the device's route, the IOTLB probe, fill and the translation 0.45 (0.65 before), the
   hit probe, the ranges and the lock 0.3 (the request's checks and lock were 0.6);
-* unmap 3.2 (5.1 before): leaf clear 0.32 (0.7 before), bookkeeping 0.04 (0.1), the flush 2.3
-  (3.1 before: the template's one-descriptor path, ``qi_template.one_descriptor_path``, bound to
-  the queue once, replaced the placing, ring-producing and executing layers): descriptor from
-  the template 0.25, its address placed and checked 0.25 (0.4), its quadwords stored at IQT
-  through the memory's writable page view 0.25 (0.55 through the ring's producer and a memory
-  write), the IOTLB, first-level and paging-structure invalidations 0.45 with nothing cached
-  (0.75: an invalidation of a prefix under which nothing was ever filled returns at once, an
-  emptied IOTLB tag costs its lookup alone), the queue's state checks, IQH/IQT and log 0.45
-  (0.7), the backend's device-TLB check and calls 0.4; the hook 0.3-0.6, the façade 0.3 (0.7
-  before).
+* unmap 2.3 (3.2 before the int placing; 5.1 before the one-page path): leaf clear 0.32,
+  bookkeeping 0.04, the flush about 1.4 (2.3 before; measured as the difference of the whole
+  unmaps): the descriptor built by ``msgspec.structs.replace`` and its AM/ADDR bits placed from
+  the ints the domain computed (was: the descriptor built, its fields read back by the placer
+  and checked, and the one-descriptor path found by hashing the template, 0.5), the quadwords
+  stored at IQT through the memory's writable page view 0.25, the IOTLB invalidation of the
+  filled second-level tag (the first-level tag and both paging-structure caches, never filled
+  in the ring, are skipped after a membership test of ``prefixes``: were four calls, 0.45), the
+  queue's state checks, IQH/IQT and log 0.45; the backend's device-TLB check is the domain's
+  ATS count (was a scan of its devices, with the call layers 0.4); the hook 0.3, the façade 0.3.
 
-The map target (4x) is met; the ring's (8x) is out of reach of a pure-Python model that keeps
-the tables in memory in their bit layout and runs every flush through a real queue: the floor
-stores one list item per map and pops one dict entry per unmap, where the unmap's flush alone
-costs 3x the floor's whole cycle.
+The map target (4x) is met; the ring's (8x) is at its edge (7.9-8.2x of a floor measured at
+0.72-0.77 us; 5.9 us absolute) for a pure-Python model that keeps the tables in memory in their
+bit layout and runs every flush through a real queue: the floor stores one list item per map and
+pops one dict entry per unmap.
 
 Run: python bench/bench_map.py
 """
