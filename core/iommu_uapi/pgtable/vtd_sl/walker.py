@@ -9,7 +9,7 @@ format has no present bit, so an entry with R=W=0 denies the access like a missi
 from __future__ import annotations
 
 import errno
-from functools import partial
+from functools import lru_cache, partial
 
 from ...errors import MemoryAccessError, UAPIError
 from ...memory import ZERO_QUADS
@@ -28,6 +28,7 @@ from ..common import (
     page_getter,
     plans_from,
 )
+from ..compiled import FieldsFast, FieldsFastFactory, compile_fields_walk
 from .bits import ADDR_MASK, GRANTED, SLConfig, SLEntry, fast_plans, geometry, table_grant
 
 __all__ = ["SLWalker", "stage2", "walk"]
@@ -40,8 +41,23 @@ _DENIED = tuple((int(FaultPerm.READ) if m & SLEntry.R else 0)
 _RWX_SL = SLEntry.R | SLEntry.W | SLEntry.X
 
 
+@lru_cache(maxsize=64)
+def _fields_factories(cfg: SLConfig) -> dict[int, FieldsFastFactory]:
+    """Per access, the factory of the straight-line walk of :func:`fast_plans` (the leaf's
+    permission key: its R/W/X)."""
+    return {access: compile_fields_walk(plan, addr_mask=ADDR_MASK, key=_RWX_SL,
+                                        input_bits=cfg.input_bits)
+            for access, plan in fast_plans(cfg).items()}
+
+
 class SLWalker:
-    """Walks second-level tables in one table memory under one :class:`SLConfig`."""
+    """Walks second-level tables in one table memory under one :class:`SLConfig`.
+
+    ``fields_fast`` maps each access that has a fast plan to the compiled walk of its common
+    case, bound to the memory's page view: ``fields_fast[access](root, iova)`` is what
+    :meth:`walk_fields` returns, or None where only the full walk can decide (empty when the
+    memory offers no inline page view).
+    """
 
     def __init__(self, mem: TableMemory, cfg: SLConfig) -> None:
         self.mem = mem
@@ -62,7 +78,10 @@ class SLWalker:
         self._fast = {} if pages is None else fast_plans(cfg)
         # the fast plans of walks that start at each level (walk_partial), cut once here
         self._fast_from = plans_from(self._fast, self.walk_levels)
-        self._get = page_getter(pages)
+        self._get = get = page_getter(pages)
+        self.fields_fast: dict[int, FieldsFast] = {} if pages is None else {
+            access: factory(get, ZERO_QUADS)
+            for access, factory in _fields_factories(cfg).items()}
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
              update_ad: bool = False) -> WalkResult:
@@ -99,20 +118,17 @@ class SLWalker:
         """:meth:`walk` (not nested, no A/D update) returning the leaf as an IOTLB entry's
         fields ``(iova & -size, size, output page, perm, global)`` and the descriptor reads: an
         IOTLB miss's walk, without a :class:`WalkResult` in between. Faults as :meth:`walk`."""
-        steps = self._fast.get(access)
-        if steps is not None and 0 <= iova < self._limit:  # walk's fast path
-            get = self._get
-            table = root
-            for shift, leaf_test, tmask, want, leaf in steps:
-                desc = get(table, ZERO_QUADS)[(iova >> shift) & 0x1FF]
-                if desc & leaf_test:
-                    lmask, lwant, oa_mask, offset, size, _, reads, perm = leaf
-                    if desc & lmask != lwant:
-                        break
-                    return (iova & ~offset, size, desc & oa_mask, perm[desc & 7], False), reads
-                if desc & tmask != want:
-                    break
-                table = desc & ADDR_MASK
+        fast = self.fields_fast.get(access)
+        if fast is not None:  # walk's fast path, compiled (see :attr:`fields_fast`)
+            entry = fast(root, iova)
+            if entry is not None:
+                return entry
+        return self.full_fields(root, iova, access)
+
+    def full_fields(self, root: int, iova: int, access: int
+                    ) -> tuple[tuple[int, int, int, int, bool], int]:
+        """:meth:`walk_fields` by the full walk alone (every check in the hardware's order):
+        what a caller that already ran :attr:`fields_fast` and got None runs next."""
         r = self._walk(root, iova, access, None, False)
         size = r.page_size
         return (iova & -size, size, r.oa & -size, r.perm, r.global_), r.reads
