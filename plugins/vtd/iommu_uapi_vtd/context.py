@@ -15,6 +15,9 @@ PGTT                   walk
 4 pass-through         identity, 4 KiB at a time, below the host address width
 =====================  ==========================================================================
 
+A second-level context whose tables the walker reads inline is a :class:`SecondLevelContext`:
+an IOTLB miss calls the walker's compiled common case for the request's access directly (one
+call, no bound-method layers) and takes the general path only where it returns None.
 First-level and nested walks go through the first-level paging-structure cache
 (:class:`~.fl_walk.CachedFirstLevel`): a walk under a cached table entry starts below it.
 
@@ -33,6 +36,7 @@ from functools import partial
 
 from iommu_uapi.caches.iotlb import Fields
 from iommu_uapi.pgtable.common import FaultKind, TableMemory, WalkFault, WalkResult
+from iommu_uapi.pgtable.compiled import FieldsFast
 from iommu_uapi.pgtable.vtd_sl import SLConfig, SLWalker, stage2
 from iommu_uapi.pgtable.x86 import X86Config, X86Walker
 from iommu_uapi.tlb import TLB
@@ -48,7 +52,7 @@ from .registers import VtdConfig
 from .tables import Resolved
 from .walk_reasons import sm_reason
 
-__all__ = ["FaultSink", "VtdContext", "build_context", "sl_config"]
+__all__ = ["FaultSink", "SecondLevelContext", "VtdContext", "build_context", "sl_config"]
 
 _EXEC, _PRIV = int(FaultPerm.EXEC), int(FaultPerm.PRIV)
 _RWX = int(FaultPerm.READ | FaultPerm.WRITE | FaultPerm.EXEC)
@@ -147,6 +151,45 @@ class VtdContext:
         return self.sink.fault(vf, message)
 
 
+def _full_path(root: int, iova: int) -> None:
+    """The fast walk of a request only the full path can serve: none."""
+    return None
+
+
+class SecondLevelContext(VtdContext):
+    """A second-level context (PGTT 2) whose tables the walker reads inline: an IOTLB miss runs
+    the walker's compiled common case (:attr:`~iommu_uapi.pgtable.vtd_sl.SLWalker.fields_fast`)
+    over SLPTPTR first, and the checks and full walk of :meth:`VtdContext.walk` only where it
+    returns None (a fault, a request the PASID entry refuses, an entry the common case does not
+    cover): the same entries, reads and fault records."""
+
+    __slots__ = ("_fast", "_root")
+
+    def __init__(self, sid: int, request_pasid: int | None, resolved: Resolved, sl: SLWalker,
+                 atc: TLB | None, sink: FaultSink, add_access: int) -> None:
+        root = resolved.entry.SLPTPTR
+        super().__init__(sid, request_pasid, resolved, partial(sl.walk, root), atc, sink,
+                         add_access, partial(sl.full_fields, root))
+        self._root = root
+        # per request access (0..15): the compiled walk of the access the tables see (with the
+        # context's added PRIV), where the PASID entry allows it and the walker has a plan
+        fast = sl.fields_fast
+        self._fast: dict[int, FieldsFast] = {
+            a: _full_path if (a | add_access) & self._deny else
+            fast.get(a | add_access, _full_path) for a in range(16)}
+
+    def walk(self, iova: int, access: int) -> tuple[Fields, int]:
+        """Translate ``iova`` for ``access``; raises ``TranslationFault`` (recorded)."""
+        try:
+            fast = self._fast[access]
+        except KeyError:  # not an access value: the full path refuses it
+            return VtdContext.walk(self, iova, access)
+        entry = fast(self._root, iova)
+        if entry is None:
+            return VtdContext.walk(self, iova, access)
+        return entry
+
+
 def _pass_through(haw: int) -> Walk:
     limit = 1 << haw
 
@@ -160,18 +203,8 @@ def _pass_through(haw: int) -> Walk:
 
 
 def _walk_of(cfg: VtdConfig, mem: TableMemory, entry: PasidEntry, pasid: int,
-             fl_psc: PagingStructureCache | None) -> tuple[Walk, FieldsWalk | None]:
-    """The walk of the tables ``entry`` names, and the same walk giving the IOTLB entry's
-    fields (second level) or None."""
-    pgtt = entry.PGTT
-    if pgtt == Pgtt.SECOND_LEVEL:
-        sl = SLWalker(mem, sl_config(cfg, entry.AW, slee=entry.SLEE))
-        return partial(sl.walk, entry.SLPTPTR), partial(sl.walk_fields, entry.SLPTPTR)
-    return _other_walk(cfg, mem, entry, pasid, fl_psc), None
-
-
-def _other_walk(cfg: VtdConfig, mem: TableMemory, entry: PasidEntry, pasid: int,
-                fl_psc: PagingStructureCache | None) -> Walk:
+             fl_psc: PagingStructureCache | None) -> Walk:
+    """The walk of the tables a first-level, nested or pass-through ``entry`` names."""
     pgtt = entry.PGTT
     if pgtt == Pgtt.PASS_THROUGH:
         return _pass_through(cfg.haw)
@@ -191,6 +224,13 @@ def build_context(cfg: VtdConfig, mem: TableMemory, sid: int, pasid: int | None,
     consult, when the context entry enables it (DTE); ``fl_psc`` the first-level
     paging-structure cache first-level and nested walks go through (None: none)."""
     add = _PRIV if pasid is None and resolved.context.RID_PRIV else 0
-    walk, fields = _walk_of(cfg, mem, resolved.entry, resolved.pasid, fl_psc)
-    return VtdContext(sid, pasid, resolved, walk, atc if resolved.context.DTE else None, sink,
-                      add, fields)
+    entry = resolved.entry
+    dev_tlb = atc if resolved.context.DTE else None
+    if entry.PGTT == Pgtt.SECOND_LEVEL:
+        sl = SLWalker(mem, sl_config(cfg, entry.AW, slee=entry.SLEE))
+        if sl.fields_fast:
+            return SecondLevelContext(sid, pasid, resolved, sl, dev_tlb, sink, add)
+        return VtdContext(sid, pasid, resolved, partial(sl.walk, entry.SLPTPTR), dev_tlb, sink,
+                          add, partial(sl.walk_fields, entry.SLPTPTR))
+    walk = _walk_of(cfg, mem, entry, resolved.pasid, fl_psc)
+    return VtdContext(sid, pasid, resolved, walk, dev_tlb, sink, add)
