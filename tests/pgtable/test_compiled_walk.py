@@ -14,6 +14,7 @@ import errno
 import operator
 from array import array
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -28,28 +29,33 @@ from iommu_uapi.pgtable.common import (
     PageGet,
     Prot,
     WalkFault,
+    WalkResult,
     inline_pages,
     page_getter,
 )
-from iommu_uapi.pgtable.compiled import compile_fields_walk
+from iommu_uapi.pgtable.compiled import _compiled, compile_fields_walk, compile_result_walk
 from iommu_uapi.pgtable.vtd_sl.bits import ADDR_MASK, SLEntry, fast_plans
 
 Fields = tuple[tuple[int, int, int, int, bool], int]
 
 
 def loop_fields(plan: FastPlan, get: PageGet, root: int, iova: int, *, addr_mask: int,
-                key: int, input_bits: int) -> Fields | None:
+                key: int, input_bits: int, result: bool = False) -> object:
     """The plan's loop, as :data:`~iommu_uapi.pgtable.common.FastPlan` defines it (None: the
-    loop would leave for the full walk)."""
+    loop would leave for the full walk): the entry's fields and reads, or (``result``) the
+    walk's result."""
     if not 0 <= iova < 1 << input_bits:
         return None
     table = root
     for shift, leaf_test, tmask, want, leaf in plan:
         desc = get(table, ZERO_QUADS)[(iova >> shift) & 0x1FF]
         if desc & leaf_test:
-            lmask, lwant, oa_mask, offset, size, _, reads, perm = leaf
+            lmask, lwant, oa_mask, offset, size, level, reads, perm = leaf
             if desc & lmask != lwant:
                 return None
+            if result:
+                return WalkResult((desc & oa_mask) | (iova & offset), size, perm[desc & key],
+                                  level, reads, 0, False)
             return (iova & ~offset, size, desc & oa_mask, perm[desc & key], False), reads
         if desc & tmask != want:
             return None
@@ -111,25 +117,33 @@ def test_the_compiled_walk_is_the_plans_loop(planned: tuple[FastPlan, int],
     get = pages.get
     fields = compile_fields_walk(plan, addr_mask=_ADDR, key=7, input_bits=input_bits)(
         get, ZERO_QUADS)
+    walk = compile_result_walk(plan, addr_mask=_ADDR, key=7, input_bits=input_bits)(
+        get, ZERO_QUADS)
     top = 1 << input_bits
     within = [iova if iova < top + 4 else iova % (top + 4) for iova in iovas]
     for iova in [*within, 0, top - 1, top, -1, top + 0x1234, 1 << 64]:
         assert fields(root_page << 12, iova) == loop_fields(
             plan, get, root_page << 12, iova, addr_mask=_ADDR, key=7,
             input_bits=input_bits), (hex(iova), plan)
+        assert walk(root_page << 12, iova) == loop_fields(
+            plan, get, root_page << 12, iova, addr_mask=_ADDR, key=7, input_bits=input_bits,
+            result=True), (hex(iova), plan)
 
 
 def test_only_ints_reach_the_source() -> None:
     """A plan value that is not an int (a string, a bool, a float) is refused before any source
     is compiled."""
     good: FastLeaf = (3, 1, ADDR_MASK, 0xFFF, 4096, 1, 1, (0,) * 8)
+    bad: Any
     for bad in ("__import__('os')", True, 1.0):
         with pytest.raises(TypeError):
             compile_fields_walk(((12, 3, 3, 3, (bad, *good[1:])),), addr_mask=ADDR_MASK, key=7,
                                 input_bits=21)
         with pytest.raises(TypeError):
-            compile_fields_walk(((bad, 3, 3, 3, good),), addr_mask=ADDR_MASK, key=7,
+            compile_result_walk(((bad, 3, 3, 3, good),), addr_mask=ADDR_MASK, key=7,
                                 input_bits=21)
+        with pytest.raises(TypeError):
+            compile_fields_walk(((12, 3, 3, 3, good),), addr_mask=bad, key=7, input_bits=21)
     with pytest.raises(TypeError):  # permissions a leaf key cannot index
         compile_fields_walk(((12, 3, 3, 3, (*good[:7], (1, 2))),), addr_mask=ADDR_MASK, key=7,
                             input_bits=21)
@@ -142,9 +156,9 @@ def test_a_geometry_is_compiled_once() -> None:
     mem_a, mem_b = PhysicalMemory(), PhysicalMemory()
     a, b = vtd_sl.SLWalker(mem_a, cfg), vtd_sl.SLWalker(mem_b, cfg)
     assert a.fields_fast.keys() == b.fields_fast.keys() == fast_plans(cfg).keys()
-    misses = compile_fields_walk.cache_info().misses
+    misses = _compiled.cache_info().misses
     c = vtd_sl.SLWalker(PhysicalMemory(), cfg)
-    assert compile_fields_walk.cache_info().misses == misses
+    assert _compiled.cache_info().misses == misses
     for access, fields in a.fields_fast.items():
         assert fields.__code__ is b.fields_fast[access].__code__ is c.fields_fast[access].__code__
         assert fields is not b.fields_fast[access]
@@ -224,7 +238,7 @@ _configs = st.builds(vtd_sl.SLConfig, aw=st.sampled_from([1, 2, 3]), haw=st.samp
        st.lists(st.tuples(st.integers(0, 2), st.integers(0, 4), st.sampled_from(list(_EDITS))),
                 max_size=3),
        st.integers(0, (1 << 57) - 1))
-def test_walk_fields_is_the_full_walk_on_corrupted_tables(
+def test_walk_and_walk_fields_are_the_full_walk_on_corrupted_tables(
         cfg: vtd_sl.SLConfig, prot: Prot, edits: list[tuple[int, int, str]], anywhere: int
 ) -> None:
     mem = PhysicalMemory(_MEM_BITS)
@@ -259,6 +273,8 @@ def test_walk_fields_is_the_full_walk_on_corrupted_tables(
             assert got == _outcome(walker.full_fields, pt.root, iova, access) \
                 == _outcome(full.walk_fields, pt.root, iova, access) \
                 == _outcome(_as_fields(walker), pt.root, iova, access), (hex(iova), access)
+            assert _outcome(walker.walk, pt.root, iova, access) == \
+                _outcome(full.walk, pt.root, iova, access), (hex(iova), access)
             fields = walker.fields_fast.get(access)
             if fields is None:
                 assert not access & 3 or not 0 <= access < 16

@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 
-from .common import FastPlan, PageGet
+from .common import FastPlan, PageGet, WalkResult
 
-__all__ = ["FieldsFast", "FieldsFastFactory", "compile_fields_walk"]
+__all__ = ["FieldsFast", "FieldsFastFactory", "ResultFast", "ResultFastFactory",
+           "compile_fields_walk", "compile_result_walk"]
 
 #: The walk of one access: ``fields(root, iova) -> ((base, size, page, perm, global), reads)``,
 #: or None where the full walk must decide.
@@ -31,6 +32,12 @@ FieldsFast = Callable[[int, int], tuple[tuple[int, int, int, int, bool], int] | 
 
 #: What :func:`compile_fields_walk` returns: ``factory(get, ZERO_QUADS) -> fields``.
 FieldsFastFactory = Callable[[PageGet, memoryview], FieldsFast]
+
+#: The walk of one access to a :class:`~.common.WalkResult`: ``walk(root, iova)``, or None.
+ResultFast = Callable[[int, int], WalkResult | None]
+
+#: What :func:`compile_result_walk` returns: ``factory(get, ZERO_QUADS) -> walk``.
+ResultFastFactory = Callable[[PageGet, memoryview], ResultFast]
 
 #: Entries per 4 KiB table (the index mask of every level of the plans compiled here).
 _INDEX_MASK = 0x1FF
@@ -43,18 +50,22 @@ def _int(value: object) -> int:
     return value
 
 
-def _leaf_return(leaf: tuple[object, ...], key: int) -> str:
-    """The ``return`` of a leaf that passed: the entry's fields and the reads."""
-    _, _, oa_mask, offset, size, _, reads, perm = leaf
+def _leaf_return(leaf: tuple[object, ...], key: int, result: bool) -> str:
+    """The ``return`` of a leaf that passed: the entry's fields and the reads, or (``result``)
+    the :class:`~.common.WalkResult` the loop of ``walk`` builds."""
+    _, _, oa_mask, offset, size, level, reads, perm = leaf
     if not isinstance(perm, tuple) or len(perm) <= key:
         raise TypeError(f"compile_fields_walk: leaf permissions {perm!r} are not a tuple "
                         f"indexed by desc & {key:#x}")
-    perms = ", ".join(f"{_int(p):d}" for p in perm)
+    perms = f"({', '.join(f'{_int(p):d}' for p in perm)},)[d & {key:d}]"
+    if result:
+        return (f"return WalkResult((d & {_int(oa_mask):d}) | (iova & {_int(offset):d}), "
+                f"{_int(size):d}, {perms}, {_int(level):d}, {_int(reads):d}, 0, False)")
     return (f"return (iova & {~_int(offset):d}, {_int(size):d}, d & {_int(oa_mask):d}, "
-            f"({perms},)[d & {key:d}], False), {_int(reads):d}")
+            f"{perms}, False), {_int(reads):d}")
 
 
-def _source(plan: FastPlan, addr_mask: int, key: int, input_bits: int) -> str:
+def _source(plan: FastPlan, addr_mask: int, key: int, input_bits: int, result: bool) -> str:
     """The factory's source for ``plan``.
 
     Every value written into it comes from ``plan``, ``addr_mask``, ``key`` and ``input_bits``,
@@ -63,7 +74,7 @@ def _source(plan: FastPlan, addr_mask: int, key: int, input_bits: int) -> str:
     literals and fixed text, never a string a caller supplied, so compiling it runs nothing but
     this walk.
     """
-    body = ["def factory(get, Z):", "    def fields(root, iova):",
+    body = ["def factory(get, Z):", "    def walk(root, iova):",
             # one shift: nonzero for an input at or above 2**input_bits, and for a negative one
             f"        if iova >> {input_bits:d}:", "            return None"]
     at = "root"
@@ -84,25 +95,34 @@ def _source(plan: FastPlan, addr_mask: int, key: int, input_bits: int) -> str:
             # nothing continues below: a leaf that passes, or the full walk
             if leaf_ok:
                 body.append(f"        if {leaf_ok}:")
-                body.append("            " + _leaf_return(leaf, key))
+                body.append("            " + _leaf_return(leaf, key, result))
             body.append("        return None")
             break
         # a table entry passes when it is no leaf and grants what the plan wants: one test
         body.append(f"        if d & {tmask | leaf_test:d} != {want:d}:")
         if leaf_ok:
             body.append(f"            if {leaf_ok}:")
-            body.append("                " + _leaf_return(leaf, key))
+            body.append("                " + _leaf_return(leaf, key, result))
         body.append("            return None")
         at = f"d & {addr_mask:d}"
-    body.append("    return fields")
+    body.append("    return walk")
     return "\n".join(body) + "\n"
 
 
 @lru_cache(maxsize=256)
+def _compiled(plan: FastPlan, addr_mask: int, key: int, input_bits: int,
+              result: bool) -> Callable[[PageGet, memoryview], Callable[[int, int], object]]:
+    """The factory of ``plan``'s source, compiled (the one place source becomes code)."""
+    source = _source(plan, _int(addr_mask), _int(key), _int(input_bits), result)
+    namespace: dict[str, object] = {"WalkResult": WalkResult}
+    exec(compile(source, "<compiled walk>", "exec"), namespace)
+    return namespace["factory"]  # type: ignore[return-value]
+
+
 def compile_fields_walk(plan: FastPlan, *, addr_mask: int, key: int,
                         input_bits: int) -> FieldsFastFactory:
-    """The factory of ``plan``'s straight-line walk (compiled once per distinct plan and
-    arguments).
+    """The factory of ``plan``'s straight-line walk to an IOTLB entry's fields (compiled once
+    per distinct plan and arguments).
 
     ``addr_mask`` takes a table entry to the next table's address; ``key`` masks a leaf to the
     index of its permissions in the leaf's ``perm`` tuple (VT-d second level: R/W/X, 7);
@@ -110,8 +130,13 @@ def compile_fields_walk(plan: FastPlan, *, addr_mask: int, key: int,
     any other). Each plan step must index a 4 KiB table of 512 entries
     (``(iova >> shift) & 0x1FF``), as the loops of the x86 and VT-d second-level walkers do.
     """
-    source = _source(plan, _int(addr_mask), _int(key), _int(input_bits))
-    namespace: dict[str, object] = {}
-    exec(compile(source, "<fields walk>", "exec"), namespace)
-    factory: FieldsFastFactory = namespace["factory"]  # type: ignore[assignment]
-    return factory
+    return _compiled(plan, addr_mask, key, input_bits, False)  # type: ignore[return-value]
+
+
+def compile_result_walk(plan: FastPlan, *, addr_mask: int, key: int,
+                        input_bits: int) -> ResultFastFactory:
+    """:func:`compile_fields_walk` returning the loop's :class:`~.common.WalkResult`
+    (``(desc & oa_mask) | (iova & offset)``, the leaf's size, permissions, level and reads; not
+    nested, not global) instead of the entry's fields: a walker's ``walk`` fast path, as a
+    nested walk's stage-2 translate function runs it once per stage-1 table and output."""
+    return _compiled(plan, addr_mask, key, input_bits, True)  # type: ignore[return-value]

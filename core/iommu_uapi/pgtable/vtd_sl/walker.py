@@ -28,7 +28,14 @@ from ..common import (
     page_getter,
     plans_from,
 )
-from ..compiled import FieldsFast, FieldsFastFactory, compile_fields_walk
+from ..compiled import (
+    FieldsFast,
+    FieldsFastFactory,
+    ResultFast,
+    ResultFastFactory,
+    compile_fields_walk,
+    compile_result_walk,
+)
 from .bits import ADDR_MASK, GRANTED, SLConfig, SLEntry, fast_plans, geometry, table_grant
 
 __all__ = ["SLWalker", "stage2", "walk"]
@@ -42,12 +49,16 @@ _RWX_SL = SLEntry.R | SLEntry.W | SLEntry.X
 
 
 @lru_cache(maxsize=64)
-def _fields_factories(cfg: SLConfig) -> dict[int, FieldsFastFactory]:
-    """Per access, the factory of the straight-line walk of :func:`fast_plans` (the leaf's
-    permission key: its R/W/X)."""
-    return {access: compile_fields_walk(plan, addr_mask=ADDR_MASK, key=_RWX_SL,
-                                        input_bits=cfg.input_bits)
-            for access, plan in fast_plans(cfg).items()}
+def _factories(cfg: SLConfig) -> tuple[dict[int, FieldsFastFactory],
+                                       dict[int, ResultFastFactory]]:
+    """Per access, the factories of the straight-line walks of :func:`fast_plans` to the
+    entry's fields and to a :class:`WalkResult` (the leaf's permission key: its R/W/X)."""
+    plans = fast_plans(cfg)
+    bits = cfg.input_bits
+    return ({access: compile_fields_walk(plan, addr_mask=ADDR_MASK, key=_RWX_SL, input_bits=bits)
+             for access, plan in plans.items()},
+            {access: compile_result_walk(plan, addr_mask=ADDR_MASK, key=_RWX_SL, input_bits=bits)
+             for access, plan in plans.items()})
 
 
 class SLWalker:
@@ -79,9 +90,12 @@ class SLWalker:
         # the fast plans of walks that start at each level (walk_partial), cut once here
         self._fast_from = plans_from(self._fast, self.walk_levels)
         self._get = get = page_getter(pages)
-        self.fields_fast: dict[int, FieldsFast] = {} if pages is None else {
-            access: factory(get, ZERO_QUADS)
-            for access, factory in _fields_factories(cfg).items()}
+        fields, results = _factories(cfg) if pages is not None else ({}, {})
+        self.fields_fast: dict[int, FieldsFast] = {
+            access: factory(get, ZERO_QUADS) for access, factory in fields.items()}
+        # walk's fast path when it may run (no A/D updates asked of it, or SLADE off)
+        self._walk_fast: dict[int, ResultFast] = {
+            access: factory(get, ZERO_QUADS) for access, factory in results.items()}
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
              update_ad: bool = False) -> WalkResult:
@@ -93,24 +107,13 @@ class SLWalker:
         -> WALK_EABT. With SLADE and ``update_ad`` the walk sets A in every entry used and D in
         the leaf for a write.
         """
-        steps = self._fast.get(access)
-        if steps is not None and s2 is None and (not update_ad or not self._slade) \
-                and 0 <= iova < self._limit:
-            # The common case, read inline from the page view; anything else leaves the loop
-            # for the full walk below (see X86Walker.walk).
-            get = self._get
-            table = root
-            for shift, leaf_test, tmask, want, leaf in steps:
-                desc = get(table, ZERO_QUADS)[(iova >> shift) & 0x1FF]
-                if desc & leaf_test:
-                    lmask, lwant, oa_mask, offset, size, level, reads, perm = leaf
-                    if desc & lmask != lwant:
-                        break
-                    return WalkResult((desc & oa_mask) | (iova & offset), size,
-                                      perm[desc & 7], level, reads, 0, False)
-                if desc & tmask != want:
-                    break
-                table = desc & ADDR_MASK
+        fast = self._walk_fast.get(access)
+        if fast is not None and s2 is None and (not update_ad or not self._slade):
+            # The common case, compiled from the fast plan and read inline from the page view;
+            # None (a fault, a reserved bit, a restricting table entry) leaves for the full walk.
+            result = fast(root, iova)
+            if result is not None:
+                return result
         return self._walk(root, iova, access, s2, update_ad)
 
     def walk_fields(self, root: int, iova: int, access: int
