@@ -13,7 +13,9 @@ IOTLB entry's fields ``(iova & -size, size, output page, perm[desc & key], False
 descriptor reads, or None wherever the loop leaves for the full walk: an input outside
 ``[0, 2**input_bits)`` (checked first, with one shift), or an entry that fails its test (not
 present, a missing permission, a reserved bit, a table entry that restricts). The caller runs
-the full walk on None, which finds and reports the exact fault.
+the full walk on None, which finds and reports the exact fault. :func:`compile_result_walk` is
+the same walk returning the :class:`~.common.WalkResult` of the walker's ``walk`` (what a nested
+walk's stage-2 translate function runs for every stage-1 table and output).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ _INDEX_MASK = 0x1FF
 def _int(value: object) -> int:
     """A plan's value as a plain int (bool excluded), or a refusal: only ints reach the source."""
     if value.__class__ is not int:
-        raise TypeError(f"compile_fields_walk: plan value {value!r} is not an int")
+        raise TypeError(f"compiled walk: plan value {value!r} is not an int")
     return value
 
 
@@ -55,7 +57,7 @@ def _leaf_return(leaf: tuple[object, ...], key: int, result: bool) -> str:
     the :class:`~.common.WalkResult` the loop of ``walk`` builds."""
     _, _, oa_mask, offset, size, level, reads, perm = leaf
     if not isinstance(perm, tuple) or len(perm) <= key:
-        raise TypeError(f"compile_fields_walk: leaf permissions {perm!r} are not a tuple "
+        raise TypeError(f"compiled walk: leaf permissions {perm!r} are not a tuple "
                         f"indexed by desc & {key:#x}")
     perms = f"({', '.join(f'{_int(p):d}' for p in perm)},)[d & {key:d}]"
     if result:
@@ -69,10 +71,9 @@ def _source(plan: FastPlan, addr_mask: int, key: int, input_bits: int, result: b
     """The factory's source for ``plan``.
 
     Every value written into it comes from ``plan``, ``addr_mask``, ``key`` and ``input_bits``,
-    is checked to
-    be an int by :func:`_int` and written with the ``d`` format: the source holds only integer
-    literals and fixed text, never a string a caller supplied, so compiling it runs nothing but
-    this walk.
+    is checked to be an int by :func:`_int` and written with the ``d`` format: the source holds
+    only integer literals and fixed text, never a string a caller supplied, so compiling it runs
+    nothing but this walk.
     """
     body = ["def factory(get, Z):", "    def walk(root, iova):",
             # one shift: nonzero for an input at or above 2**input_bits, and for a negative one
@@ -115,6 +116,7 @@ def _compiled(plan: FastPlan, addr_mask: int, key: int, input_bits: int,
     """The factory of ``plan``'s source, compiled (the one place source becomes code)."""
     source = _source(plan, _int(addr_mask), _int(key), _int(input_bits), result)
     namespace: dict[str, object] = {"WalkResult": WalkResult}
+    # the source is integer literals and fixed text only (see _source): no caller's string
     exec(compile(source, "<compiled walk>", "exec"), namespace)
     return namespace["factory"]  # type: ignore[return-value]
 
