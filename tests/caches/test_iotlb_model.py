@@ -63,10 +63,19 @@ lookups = st.builds(Lookup, st.sampled_from(TAGS), st.integers(0, SPAN - 1))
 ranges = st.builds(Invalidate, st.sampled_from(PREFIXES), st.integers(0, SPAN),
                    st.one_of(st.integers(1, 0x40_0000), st.just(1 << 64)), st.booleans(),
                    st.booleans())
+# one 4 KiB page, the range an unmap's flush names (the invalidation's one-page path), among
+# the first eight pages, where 4 KiB fills of their own are frequent
+near = st.builds(Fill, st.sampled_from(TAGS), st.just(0x1000), st.integers(0, 0x7FFF),
+                 st.booleans())
+one_page = st.builds(Invalidate, st.sampled_from(PREFIXES),
+                     st.builds(lambda page, at: page << 12 | at, st.integers(0, 7),
+                               st.sampled_from([0, 0x800])),
+                     st.sampled_from([None, 1, 0x800]), st.booleans(), st.booleans())
 whole = st.builds(Invalidate, st.sampled_from(PREFIXES), st.none(), st.none(), st.booleans(),
                   st.booleans())
 pages = st.builds(Page, st.sampled_from(TAGS), st.integers(0, SPAN - 1))
-ops = st.lists(st.one_of(fills, fills, fills, lookups, ranges, whole, pages, st.builds(Flush)),
+ops = st.lists(st.one_of(fills, fills, near, near, lookups, ranges, one_page, one_page, whole,
+                         pages, st.builds(Flush)),
                max_size=60)
 
 
@@ -112,6 +121,8 @@ class Model:
     def invalidate(self, prefix: Tag, addr: int | None = None, size: int | None = None, *,
                    include_global: bool = True,
                    where: Callable[[Tag], bool] | None = None) -> int:
+        if addr is not None and size is None:  # one 4 KiB page from addr
+            size = 0x1000
         return self._drop(lambda tag: tag[:len(prefix)] == prefix and (
             where is None or where(tag)), addr, size, include_global)
 

@@ -264,10 +264,31 @@ class TLB(CacheCounters):
             kind = "page"
             end = addr + (size if size is not None else _PAGE)
             if end > addr:
-                buckets = self._buckets
-                for tag in tags:
-                    if buckets[tag]:  # a tag emptied before costs its lookup alone
-                        dropped += self._drop_range(tag, addr, end, include_global)
+                buckets, large = self._buckets, self._large
+                vpn = addr >> _SHIFT
+                if (end - 1) >> _SHIFT == vpn:  # one page (an unmap's flush): inline per tag
+                    for tag in tags:
+                        bucket = buckets[tag]
+                        if not bucket:  # a tag emptied before costs its lookup alone
+                            continue
+                        if tag in large:
+                            dropped += self._drop_range(tag, addr, end, include_global)
+                            continue
+                        # every entry of the tag is a 4 KiB page under its own page number
+                        entry = bucket.get(vpn)
+                        if entry is None or not (include_global or not entry[4]):
+                            continue
+                        del bucket[vpn]
+                        self._size -= 1
+                        if entry[4]:
+                            self._unindex(tag, vpn, entry)
+                        if self._slots is not None:
+                            self._slots.discard((tag, vpn), vpn)
+                        dropped += 1
+                else:
+                    for tag in tags:
+                        if buckets[tag]:  # a tag emptied before costs its lookup alone
+                            dropped += self._drop_range(tag, addr, end, include_global)
         if dropped:
             counts = self.dropped
             counts[kind] = counts.get(kind, 0) + dropped

@@ -109,7 +109,7 @@ def _iotlb_page(t: IotlbInv) -> AddressEffect:
         base = d.ADDR & -size
         c = q.caches
         iotlb = c.iotlb
-        n = iotlb.invalidate(sl, base, size) if sl in iotlb.prefixes else 0
+        n = iotlb.invalidate(sl, base, size)  # (filled by any DMA: no membership test first)
         if fl in iotlb.prefixes:
             n += iotlb.invalidate(fl)
         if not d.IH:
