@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from iommu_uapi.device import Device, Domain
@@ -202,8 +203,10 @@ class VtdBackend(VtdIommufd):
         if did is None:
             raise UAPIError(errno.ENOSPC, f"domain_alloc: all {self.cfg.domains - 1} domain "
                             "ids are in use (DID 0 is reserved)", rule="vtd.did-exhausted")
-        domain.data = VtdDomain(did, self.cfg, self.aw, self.memory)
-        domain.data.bind_queue(self.queue)
+        data = domain.data = VtdDomain(did, self.cfg, self.aw, self.memory)
+        data.bind_queue(self.queue)
+        data.bind_host_paths(partial(self._flush_with_devtlbs, domain))
+        domain.map_one, domain.unmap_one = data.map, data.unmap  # the façade's one-page paths
         self._dids.add(did)
 
     @hookimpl
@@ -280,14 +283,7 @@ class VtdBackend(VtdIommufd):
 
     @hookimpl
     def iommu_unmap(self, domain: Domain, iova: int, size: int) -> int:
-        data: VtdDomain = domain.data  # _flush_unmapped, inline: a ring's every unmap
-        unmapped = data.unmap(iova, size)
-        if unmapped:
-            if data.atc_devices:
-                self._flush_with_devtlbs(domain, iova, unmapped)
-            else:
-                data.flush_unmapped(iova, unmapped)
-        return unmapped
+        return int(domain.data.unmap(iova, size))  # with its flush (VtdDomain.bind_host_paths)
 
     @hookimpl
     def iommu_unmap_pages(self, domain: Domain, iova: int, pgsize: int, pgcount: int) -> int:
