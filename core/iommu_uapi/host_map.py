@@ -149,7 +149,9 @@ class HostMappings:
                 direct = self.dispatch.direct_unmap
                 if direct is not None:
                     one = domain.unmap_one  # the backend's one-page path of the domain
-                    return int(direct(domain, iova, size) if one is None else one(iova, size))
+                    if one is not None:
+                        return one(iova, size)
+                    return int(direct(domain, iova, size))
             return self._unmap(domain, iova, size)
         finally:
             lock.release()
