@@ -171,3 +171,27 @@ def test_a_device_removed_while_its_miss_waits_for_the_lock_is_enodev() -> None:
     thread.join()
     assert len(errors) == 1 and isinstance(errors[0], UAPIError)
     assert (errors[0].errno, errors[0].rule) == (errno.ENODEV, "device.unknown")
+
+
+@pytest.mark.parametrize("pasid", [False, True], ids=["rid", "pasid"])
+def test_a_fault_on_a_kept_context_is_reported_as_on_a_new_one(pasid: bool) -> None:
+    """A miss that faults is reported to the fault consumer whether its context was just built
+    or kept from an earlier DMA (the miss path's inline case), with the same record, and
+    fills nothing."""
+    rig = CountingRig()
+    io, dev = rig.iommu, rig.dev2
+    kw: dict[str, Any] = {}
+    if pasid:
+        rig.gpt.map(VA, rig.guest.alloc(), 0x1000, Prot.READ)
+        kw["pasid"] = rig.vm.alloc()
+        rig.bind(kw["pasid"], dev=dev)
+    good, bad = (VA, VA + 0x1000) if pasid else (0x1000, 0x7000_0000)
+    with pytest.raises(TranslationFault):
+        io.translate(dev, bad, **kw)  # no context yet: built, then the walk faults
+    assert len(io.fault_log) == 1 and len(rig.builds) == 1
+    io.translate(dev, good, **kw)
+    fills = io.iotlb.fills
+    with pytest.raises(TranslationFault):
+        io.translate(dev, bad, **kw)  # the context is kept: the inline miss
+    assert len(io.fault_log) == 2 and len(rig.builds) == 1
+    assert io.fault_log[0] == io.fault_log[1] and io.iotlb.fills == fills

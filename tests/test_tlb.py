@@ -45,6 +45,20 @@ def test_non_global_invalidation_spares_global_entries() -> None:
     assert tlb.lookup((1, 5), 0x2000) is not None
 
 
+def test_one_page_invalidation_of_a_prefix_drops_that_page_under_each_tag() -> None:
+    tlb = filled()
+    # (1, 5) also holds a 2 MiB page (its large-page index), (1, 6) only 4 KiB pages
+    assert tlb.invalidate((1,), 0x1000) == 2
+    assert tlb.lookup((1, 5), 0x1000) is None and tlb.lookup((1, 6), 0x1000) is None
+    assert tlb.lookup((2, 5), 0x1000) is not None and len(tlb) == 3
+    # a global entry survives a non-global one-page invalidation, then goes with a global one
+    assert tlb.invalidate((1,), 0x2800, 0x800, include_global=False) == 0
+    assert tlb.invalidate((1,), 0x2000, 1) == 1
+    assert tlb.lookup((1, 5), 0x2000) is None and len(tlb) == 2
+    assert tlb.invalidate((1,), 0x3F_F000) == 1  # the 2 MiB page, found by the index
+    assert len(tlb) == 1 and tlb.dropped["page"] == 4
+
+
 def test_capacity_evicts_oldest_first() -> None:
     tlb = TLB(capacity=2)
     for i in range(3):

@@ -180,7 +180,8 @@ class DataPath:
         device's fault consumer). The IOTLB hit is one or two dict lookups (the PASID's bucket,
         the page) and no hook call. A miss of a request whose types the hit path vouched for
         (plain ints, None for ``pasid``, a device of this IOMMU) checks the ranges of its values
-        alone and goes to :meth:`_resolve` under the lock; any other request takes
+        alone and goes to :meth:`_resolve` under the lock (whose IOTLB miss runs inline when
+        the context is kept and has no device TLB); any other request takes
         :meth:`_translate`, which checks everything.
         """
         try:
@@ -202,7 +203,28 @@ class DataPath:
                     lock = self.lock
                     lock.acquire()
                     try:
-                        return self._resolve(dev, iova, pasid, access)
+                        # :meth:`_resolve`'s IOTLB miss, inline for a kept context without a
+                        # device TLB whose bucket still misses (anything else: _resolve)
+                        route = dev._routes.get(pasid)
+                        if route is None or route[3] is not None or dev._owner is not self:
+                            return self._resolve(dev, iova, pasid, access)
+                        ctx, tag, bucket, _ = route
+                        vpn = iova >> 12
+                        if vpn in bucket:  # filled meanwhile, or a hit the probe could not take
+                            return self._resolve(dev, iova, pasid, access)
+                        tlb = self.iotlb
+                        tlb.misses += 1
+                        try:
+                            entry, reads = ctx.walk(iova, access)
+                        except TranslationFault as fault:
+                            if fault.fault is not None:
+                                self._report_fault(dev, fault.fault)
+                            raise
+                        if entry.__class__ is not tuple:
+                            entry = tuple(entry)  # type: ignore[assignment]  # as _resolve
+                        tlb.fill_page(tag, bucket, vpn, entry)
+                        base, size, paddr, perm, _ = entry
+                        return Translation(paddr + iova - base, size, perm, reads, 0)
                     finally:
                         lock.release()
         except AttributeError:

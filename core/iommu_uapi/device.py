@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import UAPIError
@@ -65,15 +65,24 @@ class Domain:
 
     ``nesting`` is the ``DOMAIN_ATTR_NESTING`` attribute; ``devices`` the attached devices;
     ``data`` the backend's state (domain ID, tables).
+
+    ``map_one``/``unmap_one`` are the backend's one-page paths of this domain (None: its
+    ``iommu_map``/``iommu_unmap`` hooks serve): a backend may set them when it allocates the
+    domain, as ``map_one(iova, paddr, size, prot)`` and ``unmap_one(iova, size) -> bytes
+    unmapped``, each doing exactly what the hook does for one naturally aligned page of a
+    declared size (the flush of an unmap included). The façade calls them for such a page,
+    after its checks, while nothing else sees hook calls.
     """
 
-    __slots__ = ("data", "devices", "id", "nesting")
+    __slots__ = ("data", "devices", "id", "map_one", "nesting", "unmap_one")
 
     def __init__(self, domain_id: int) -> None:
         self.id = domain_id
         self.nesting = False
         self.devices: list[Device] = []
         self.data: Any = None
+        self.map_one: Callable[[int, int, int, int], None] | None = None
+        self.unmap_one: Callable[[int, int], int] | None = None
 
     def __repr__(self) -> str:
         return f"Domain({self.id}, nesting={self.nesting}, devices={len(self.devices)})"

@@ -10,8 +10,10 @@ The hottest control calls are a one-page ``map`` and ``unmap`` (a NIC's ring map
 the device read it and unmaps it): when the arguments are plain ints naming one naturally
 aligned page of a declared size in a domain of this IOMMU, one expression checks all of it and
 the backend's ``iommu_map``/``iommu_unmap`` is called directly (while nothing else sees hook
-calls, :attr:`~iommu_uapi.dispatch.Dispatch.direct_map`). Anything else takes the full checks,
-which refuse with the same errnos and rule ids.
+calls, :attr:`~iommu_uapi.dispatch.Dispatch.direct_map`), or the domain's own one-page path
+when the backend gave it one (:attr:`~iommu_uapi.device.Domain.map_one`,
+:attr:`~iommu_uapi.device.Domain.unmap_one`). Anything else takes the full checks, which refuse
+with the same errnos and rule ids.
 """
 
 from __future__ import annotations
@@ -72,7 +74,11 @@ class HostMappings:
                 # the backend sees the hook
                 direct = self.dispatch.direct_map
                 if direct is not None:
-                    direct(domain, iova, paddr, size, prot)
+                    one = domain.map_one  # the backend's one-page path of the domain
+                    if one is None:
+                        direct(domain, iova, paddr, size, prot)
+                    else:
+                        one(iova, paddr, size, prot)
                     return
             self._map(domain, iova, paddr, size, prot)
         finally:
@@ -142,6 +148,9 @@ class HostMappings:
                 # one page of a declared size, every check passed
                 direct = self.dispatch.direct_unmap
                 if direct is not None:
+                    one = domain.unmap_one  # the backend's one-page path of the domain
+                    if one is not None:
+                        return one(iova, size)
                     return int(direct(domain, iova, size))
             return self._unmap(domain, iova, size)
         finally:

@@ -45,10 +45,11 @@ class Invalidate(NamedTuple):
 
 
 class Page(NamedTuple):
-    """``invalidate_page``: one tag (not a prefix), the 4 KiB page holding ``iova``."""
+    """``invalidate_page``: the 4 KiB page holding ``iova`` under the tags ``prefix`` starts."""
 
-    tag: Tag
+    prefix: Tag
     iova: int
+    include_global: bool
 
 
 class Flush(NamedTuple):
@@ -63,10 +64,20 @@ lookups = st.builds(Lookup, st.sampled_from(TAGS), st.integers(0, SPAN - 1))
 ranges = st.builds(Invalidate, st.sampled_from(PREFIXES), st.integers(0, SPAN),
                    st.one_of(st.integers(1, 0x40_0000), st.just(1 << 64)), st.booleans(),
                    st.booleans())
+# one 4 KiB page, the range an unmap's flush names (the invalidation's one-page path), among
+# the first eight pages, where 4 KiB fills of their own are frequent
+near = st.builds(Fill, st.sampled_from(TAGS), st.just(0x1000), st.integers(0, 0x7FFF),
+                 st.booleans())
+one_page = st.builds(Invalidate, st.sampled_from(PREFIXES),
+                     st.builds(lambda page, at: page << 12 | at, st.integers(0, 7),
+                               st.sampled_from([0, 0x800])),
+                     st.sampled_from([None, 1, 0x800]), st.booleans(), st.booleans())
 whole = st.builds(Invalidate, st.sampled_from(PREFIXES), st.none(), st.none(), st.booleans(),
                   st.booleans())
-pages = st.builds(Page, st.sampled_from(TAGS), st.integers(0, SPAN - 1))
-ops = st.lists(st.one_of(fills, fills, fills, lookups, ranges, whole, pages, st.builds(Flush)),
+pages = st.builds(Page, st.sampled_from(PREFIXES),
+                  st.one_of(st.integers(0, SPAN - 1), st.integers(0, 0x7FFF)), st.booleans())
+ops = st.lists(st.one_of(fills, fills, near, near, lookups, ranges, one_page, one_page, whole,
+                         pages, st.builds(Flush)),
                max_size=60)
 
 
@@ -112,11 +123,14 @@ class Model:
     def invalidate(self, prefix: Tag, addr: int | None = None, size: int | None = None, *,
                    include_global: bool = True,
                    where: Callable[[Tag], bool] | None = None) -> int:
+        if addr is not None and size is None:  # one 4 KiB page from addr
+            size = 0x1000
         return self._drop(lambda tag: tag[:len(prefix)] == prefix and (
             where is None or where(tag)), addr, size, include_global)
 
-    def invalidate_page(self, tag: Tag, iova: int) -> int:
-        return self._drop(lambda t: t == tag, iova & -0x1000, 0x1000, True)
+    def invalidate_page(self, prefix: Tag, iova: int, *, include_global: bool = True) -> int:
+        return self._drop(lambda t: t[:len(prefix)] == prefix, iova & -0x1000, 0x1000,
+                          include_global)
 
     def _drop(self, selected: Callable[[Tag], bool], addr: int | None, size: int | None,
               include_global: bool) -> int:
@@ -154,7 +168,7 @@ def apply(cache: TLB | Model, op: Op) -> int | TLBEntry | None:
         return cache.invalidate(op.prefix, op.addr, op.size, include_global=op.include_global,
                                 where=where_of(op.use_where))
     if isinstance(op, Page):
-        return cache.invalidate_page(op.tag, op.iova)
+        return cache.invalidate_page(op.prefix, op.iova, include_global=op.include_global)
     return cache.flush()
 
 

@@ -249,6 +249,9 @@ class TLB(CacheCounters):
         """Drop the entries whose tag starts with ``prefix`` (and satisfies ``where``) and whose
         page overlaps ``[addr, addr + size)`` (every address when ``addr`` is None); global entries
         survive when ``include_global`` is False. Returns how many entries were dropped."""
+        if where is None and addr is not None and size is not None and 0 < size <= _PAGE \
+                and (addr + size - 1) >> _SHIFT == addr >> _SHIFT:
+            return self.invalidate_page(prefix, addr, include_global=include_global)
         if where is None:
             tags: Collection[Tag] | None = self._tags.get(prefix)
             if not tags:  # no tag under the prefix was ever filled: nothing to scan
@@ -273,30 +276,37 @@ class TLB(CacheCounters):
             counts[kind] = counts.get(kind, 0) + dropped
         return dropped
 
-    def invalidate_page(self, tag: Tag, iova: int) -> int:
-        """:meth:`invalidate` of the one tag ``tag`` (not a prefix) over the 4 KiB page holding
-        ``iova``, global entries included: one lookup in the tag's bucket (and its large-page
-        index when it has one). Returns how many entries were dropped."""
-        bucket = self._buckets.get(tag)
-        if not bucket:
+    def invalidate_page(self, prefix: Tag, iova: int, *, include_global: bool = True) -> int:
+        """:meth:`invalidate` of the 4 KiB page holding ``iova`` under every tag that starts with
+        ``prefix`` (a whole tag names itself): one lookup in each such tag's bucket (and its
+        large-page index when it has one); global entries survive when ``include_global`` is
+        False. An unmap's flush. Returns how many entries were dropped."""
+        tags = self._tags.get(prefix)
+        if not tags:  # no tag under the prefix was ever filled
             return 0
-        vpn = iova >> _SHIFT
-        if tag in self._large:
-            dropped = self._drop_range(tag, vpn << _SHIFT, (vpn + 1) << _SHIFT, True)
-            if not dropped:
-                return 0
-        else:  # every entry of the tag is a 4 KiB page under its own page number
-            entry = bucket.pop(vpn, None)
-            if entry is None:
-                return 0
+        buckets, large, vpn, dropped = self._buckets, self._large, iova >> _SHIFT, 0
+        for tag in tags:
+            bucket = buckets[tag]
+            if not bucket:  # a tag emptied before costs its lookup alone
+                continue
+            if tag in large:
+                dropped += self._drop_range(tag, vpn << _SHIFT, (vpn + 1) << _SHIFT,
+                                            include_global)
+                continue
+            # every entry of the tag is a 4 KiB page under its own page number
+            entry = bucket.get(vpn)
+            if entry is None or not (include_global or not entry[4]):
+                continue
+            del bucket[vpn]
             self._size -= 1
             if entry[4]:
                 self._unindex(tag, vpn, entry)
             if self._slots is not None:
                 self._slots.discard((tag, vpn), vpn)
-            dropped = 1
-        counts = self.dropped
-        counts["page"] = counts.get("page", 0) + dropped
+            dropped += 1
+        if dropped:
+            counts = self.dropped
+            counts["page"] = counts.get("page", 0) + dropped
         return dropped
 
     def _drop_tag(self, tag: Tag, include_global: bool) -> int:

@@ -485,11 +485,9 @@ VIRTIO_TABLE: Final = register_table(RuleTable(
 
 
 def refusal(rule_id: str, **values: object) -> UAPIError:
-    """The :class:`UAPIError` of a Python-API rule, its message filled with ``values``."""
-    rule = RULES_BY_ID[rule_id]
-    assert rule.errno is not None, rule_id
-    return UAPIError(rule.errno, f"{rule.operation}: {rule.message.format(**values)}",
-                     rule=rule_id)
+    """The :class:`UAPIError` of a Python-API rule, its message filled with ``values`` (the
+    core's :meth:`~iommu_uapi.ruletable.RuleTable.fail` of :data:`VIRTIO_TABLE`)."""
+    return VIRTIO_TABLE.fail(rule_id, **values)
 
 
 def render_markdown() -> str:

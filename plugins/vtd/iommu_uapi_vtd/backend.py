@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from iommu_uapi.device import Device, Domain
@@ -40,7 +41,8 @@ from .domain import VtdDomain, domain_aw
 from .faults import FaultRecorder
 from .gpasid import check_bind, nested_entry_for
 from .guest import BIND_ARGSZ_MIN, VTD_GUEST
-from .hazards import UNBIND_KEEPS_GLOBALS, UNMAP_KEEPS_NESTED_ATC, has_hazard
+from .hazards import UNBIND_KEEPS_GLOBALS, has_hazard
+from .host_maps import WHOLE_SPACE_ORDER, VtdHostMappings
 from .invalidate import SUPPORTED_CELLS, DevTlbTarget, guest_invalidation
 from .iommufd import VtdIommufd
 from .linked_caches import AtcDeviceTlbs, forget_contexts, linked_caches
@@ -76,14 +78,13 @@ _NESTING_ECAP_MASK = (Ecap.LAYOUT["PRS"].mask | Ecap.LAYOUT["ERS"].mask | Ecap.L
                       | Ecap.LAYOUT["EAFS"].mask | Ecap.LAYOUT["PASID"].mask)
 _CONFIG_KEYS = frozenset(VtdConfig.__struct_fields__) | {"five_level", "caching_mode"}
 _PAGE_SIZES = {0: 0x20_0000, 1: 0x4000_0000}   # SLLPS bit -> leaf size
-_WHOLE_SPACE_ORDER = 64 - 12
 
 
 def _einval(message: str, rule: str) -> UAPIError:
     return UAPIError(errno.EINVAL, message, rule=rule)
 
 
-class VtdBackend(VtdIommufd):
+class VtdBackend(VtdIommufd, VtdHostMappings):
     """One VT-d unit (see the module docstring). ``memory`` is where its tables live."""
 
     name = "vtd"
@@ -202,8 +203,10 @@ class VtdBackend(VtdIommufd):
         if did is None:
             raise UAPIError(errno.ENOSPC, f"domain_alloc: all {self.cfg.domains - 1} domain "
                             "ids are in use (DID 0 is reserved)", rule="vtd.did-exhausted")
-        domain.data = VtdDomain(did, self.cfg, self.aw, self.memory)
-        domain.data.bind_queue(self.queue)
+        data = domain.data = VtdDomain(did, self.cfg, self.aw, self.memory)
+        data.bind_queue(self.queue)
+        data.bind_host_paths(partial(self._flush_with_devtlbs, domain))
+        domain.map_one, domain.unmap_one = data.map, data.unmap  # the façade's one-page paths
         self._dids.add(did)
 
     @hookimpl
@@ -262,59 +265,12 @@ class VtdBackend(VtdIommufd):
         target = self._devtlb_target(dev)
         if target is not None and not self.cfg.cm:
             if pasid == RID_PASID:
-                addr, s = devtlb_size_encoding(0, _WHOLE_SPACE_ORDER)
+                addr, s = devtlb_size_encoding(0, WHOLE_SPACE_ORDER)
                 descs.append(DevTlbInv(SID=dev.sid, PFSID_LO=dev.sid & 0xF,
                                        PFSID_HI=dev.sid >> 4, S=s, ADDR=addr))
             else:
-                descs.append(target.pasid_descriptor(pasid, 0, _WHOLE_SPACE_ORDER))
+                descs.append(target.pasid_descriptor(pasid, 0, WHOLE_SPACE_ORDER))
         self.run(descs)
-
-    @hookimpl
-    def iommu_map(self, domain: Domain, iova: int, paddr: int, size: int, prot: int) -> None:
-        domain.data.map(iova, paddr, size, prot)
-
-    @hookimpl
-    def iommu_map_pages(self, domain: Domain, iova: int, paddr: int, pgsize: int, pgcount: int,
-                        prot: int) -> int:
-        return int(domain.data.map_pages(iova, paddr, pgsize, pgcount, prot))
-
-    @hookimpl
-    def iommu_unmap(self, domain: Domain, iova: int, size: int) -> int:
-        data: VtdDomain = domain.data  # _flush_unmapped, inline: a ring's every unmap
-        unmapped = data.unmap(iova, size)
-        if unmapped:
-            if data.atc_devices:
-                self._flush_with_devtlbs(domain, iova, unmapped)
-            else:
-                data.flush_unmapped(iova, unmapped)
-        return unmapped
-
-    @hookimpl
-    def iommu_unmap_pages(self, domain: Domain, iova: int, pgsize: int, pgcount: int) -> int:
-        return self._flush_unmapped(domain, iova,
-                                    domain.data.unmap_pages(iova, pgsize, pgcount))
-
-    def _flush_unmapped(self, domain: Domain, iova: int, unmapped: int) -> int:
-        """Flush ``[iova, iova + unmapped)`` of ``domain`` with one range invalidation (and one
-        per ATS device), as ``iommu_unmap``'s gather is synced once."""
-        data: VtdDomain = domain.data
-        if unmapped:
-            if data.atc_devices:  # device-TLB invalidations too
-                self._flush_with_devtlbs(domain, iova, unmapped)
-            else:  # the IOTLB invalidation alone, from the domain's template
-                data.flush_unmapped(iova, unmapped)
-        return unmapped
-
-    def _flush_with_devtlbs(self, domain: Domain, iova: int, unmapped: int) -> None:
-        targets = [DevTlbTarget(d.sid) for d in domain.devices if d.ats]
-        descs = domain.data.flush_range(self.cfg, iova, unmapped, targets)
-        if not has_hazard(self._profile(), UNMAP_KEEPS_NESTED_ATC):
-            descs += _nested_atc_flush(targets, {sid for sid, _ in self.binds})
-        self.queue.run(descs)
-
-    @hookimpl
-    def iommu_iova_to_phys(self, domain: Domain, iova: int) -> int:
-        return int(domain.data.pt.iova_to_phys(iova))
 
     # -- guest PASID bind and unbind (d.1, d.2) ------------------------------------------------
 
@@ -406,15 +362,6 @@ class VtdBackend(VtdIommufd):
             raise self.faults.fault(vf) from None
         return build_context(self.cfg, self.memory, dev.sid, pasid, resolved, dev.atc,
                              self.faults, self.caches.fl_psc)
-
-
-def _nested_atc_flush(targets: list[DevTlbTarget], nested: set[int]) -> list[Descriptor]:
-    """A whole-space device-TLB invalidation (type 3: by PCIe, every PASID's entries) for each
-    ATS device with a guest PASID bound: its ATC keeps nested translations by guest address, so
-    no range of the stage-2 change names them (Linux 6.8's parent-domain flush does the same)."""
-    addr, s = devtlb_size_encoding(0, _WHOLE_SPACE_ORDER)
-    return [DevTlbInv(MIP=t.qdep & 0x1F, SID=t.sid, PFSID_LO=t.pfsid & 0xF,
-                      PFSID_HI=t.pfsid >> 4, S=s, ADDR=addr) for t in targets if t.sid in nested]
 
 
 def _dsi(cfg: VtdConfig, did: int) -> IotlbInv:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import msgspec
 
@@ -36,8 +36,8 @@ _AM_SHIFT = IotlbInv.LAYOUT["AM"].shift
 _ADDR_SHIFT, _ADDR_UNIT = IotlbInv.LAYOUT["ADDR"].shift, IotlbInv.LAYOUT["ADDR"].unit
 
 
-def _unbound(iova: int, size: int) -> None:
-    raise RuntimeError("a domain flushes after bind_queue")
+def _unbound(*_: int) -> NoReturn:
+    raise RuntimeError("a domain maps, unmaps and flushes after bind_queue and bind_host_paths")
 
 
 def domain_aw(cfg: VtdConfig) -> int:
@@ -55,7 +55,7 @@ class VtdDomain:
     """Backend state of one host domain (``Domain.data``)."""
 
     __slots__ = ("_dsi", "_limit", "_mamv", "_psi", "atc_devices", "aw", "did", "flush_unmapped",
-                 "gaw", "max_addr", "mem", "nesting", "pt")
+                 "gaw", "map", "max_addr", "mem", "nesting", "pt", "unmap")
 
     def __init__(self, did: int, cfg: VtdConfig, aw: int, mem: PhysicalMemory) -> None:
         self.did = did
@@ -78,16 +78,10 @@ class VtdDomain:
         #: run :meth:`iotlb_flush`'s invalidation of what an unmap removed (``(iova, size)``,
         #: size > 0) on the unit's queue: set by :meth:`bind_queue`
         self.flush_unmapped: Callable[[int, int], None] = _unbound
-
-    def map(self, iova: int, paddr: int, size: int, prot: int) -> None:
-        """Map ``[iova, iova + size)``, cut into the largest pages that fit; ``EINVAL`` beyond
-        the domain's width."""
-        end = iova + size
-        if end > self._limit:
-            self._fits("map", iova, size)
-        self.pt.map(iova, paddr, size, prot)
-        if end > self.max_addr:
-            self.max_addr = end
+        #: the host's map and unmap of the domain (with the unmap's flush): set by
+        #: :meth:`bind_host_paths`
+        self.map: Callable[[int, int, int, int], None] = _unbound
+        self.unmap: Callable[[int, int], int] = _unbound
 
     def map_pages(self, iova: int, paddr: int, pgsize: int, pgcount: int, prot: int) -> int:
         """Map ``pgcount`` pages of ``pgsize``; ``EINVAL`` beyond the domain's width."""
@@ -105,13 +99,6 @@ class VtdDomain:
     def _mapped(self, iova: int, size: int) -> None:
         if iova + size > self.max_addr:
             self.max_addr = iova + size
-
-    def unmap(self, iova: int, size: int) -> int:
-        """Unmap (any size aligned to 4 KiB); returns the bytes unmapped."""
-        unmapped: int = self.pt.unmap(iova, size)
-        if unmapped and self.max_addr == iova + size:
-            self.max_addr = iova
-        return unmapped
 
     def unmap_pages(self, iova: int, pgsize: int, pgcount: int) -> int:
         """Unmap ``pgcount`` pages of ``pgsize``; returns the bytes unmapped."""
@@ -135,6 +122,37 @@ class VtdDomain:
             return self._dsi, self._dsi
         return (_replace(self._psi, AM=mask, ADDR=(first >> mask) << (_PAGE_SHIFT + mask)),
                 self._psi)
+
+    def bind_host_paths(self, devtlb_flush: Callable[[int, int], None]) -> None:
+        """Set :attr:`map` ``(iova, paddr, size, prot)`` and :attr:`unmap` ``(iova, size) ->
+        bytes unmapped``: what the backend's ``iommu_map``/``iommu_unmap`` do, and what the
+        façade calls for one page (``Domain.map_one``/``unmap_one``, without the hook's layer).
+        Any size aligned to 4 KiB: the map cuts the range into the largest pages that fit
+        (``EINVAL`` beyond the domain's width); the unmap flushes what it removed with one
+        range invalidation, through :attr:`flush_unmapped`, or with ``devtlb_flush(iova,
+        size)`` (the backend's, with device-TLB invalidations) while an attached device has a
+        device TLB. Both keep ``max_addr`` as the driver does. Call after :meth:`bind_queue`."""
+        pt, limit = self.pt, self._limit
+
+        def map_range(iova: int, paddr: int, size: int, prot: int) -> None:
+            end = iova + size
+            if end > limit:
+                self._fits("map", iova, size)
+            pt.map(iova, paddr, size, prot)
+            if end > self.max_addr:
+                self.max_addr = end
+
+        def unmap_range(iova: int, size: int) -> int:
+            unmapped: int = pt.unmap(iova, size)
+            if unmapped:
+                if self.max_addr == iova + size:
+                    self.max_addr = iova
+                if self.atc_devices:
+                    devtlb_flush(iova, unmapped)
+                else:
+                    self.flush_unmapped(iova, unmapped)
+            return unmapped
+        self.map, self.unmap = map_range, unmap_range
 
     def bind_queue(self, queue: SyncQueue) -> None:
         """Flush through ``queue`` (the unit's, whose geometry is fixed for its life):

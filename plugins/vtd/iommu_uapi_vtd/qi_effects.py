@@ -105,11 +105,13 @@ def _iotlb_page(t: IotlbInv) -> AddressEffect:
         # SL-only/PT translations of the range go; first-level and nested translations of the
         # DID may derive from the changed second-level range at any input address, so all go.
         # (a prefix never filled has nothing to drop: its invalidation is skipped)
-        size = _PAGE << d.AM  # page_range, inline
+        am = d.AM
+        size = _PAGE << am  # page_range, inline
         base = d.ADDR & -size
         c = q.caches
         iotlb = c.iotlb
-        n = iotlb.invalidate(sl, base, size) if sl in iotlb.prefixes else 0
+        # (sl is filled by any DMA: no membership test first)
+        n = iotlb.invalidate(sl, base, size) if am else iotlb.invalidate_page(sl, base)
         if fl in iotlb.prefixes:
             n += iotlb.invalidate(fl)
         if not d.IH:

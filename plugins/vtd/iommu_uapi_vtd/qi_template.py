@@ -137,6 +137,7 @@ def placed_path(q: InvalidationQueue, t: Template) -> PlacedPath:
     # its own way, goes through write()
     own_write = type(mem).write is not PhysicalMemory.write or "write" in vars(mem)
     quads = None if own_write else mem.page_quads_writable()
+    qget = ({} if quads is None else quads).get
     wide = stride == 32
 
     def run_placed(d: Descriptor, bits: int) -> bool:
@@ -146,7 +147,7 @@ def placed_path(q: InvalidationQueue, t: Template) -> PlacedPath:
                 ring.prod != head or q.iqt != slot << shift:
             return False
         addr, image = ring.base + slot * stride, image0 | bits
-        page = None if quads is None else quads.get(addr & _PAGE_BASE)
+        page = qget(addr & _PAGE_BASE)
         if page is None:
             mem.write(addr, image.to_bytes(stride, "little"))
         else:

@@ -104,6 +104,10 @@ def test_observed_map_and_unmap_take_the_hooks_and_do_the_same() -> None:
     ring_cycles(fast, fdev, fdomain, 20)
     ring_cycles(slow, sdev, sdomain, 20)
     assert seen.hooks.count("iommu_map") == 20 and seen.hooks.count("iommu_unmap") == 20
+    # unobserved, the façade took the domain's own one-page paths
+    assert fdomain.map_one is not None and fdomain.unmap_one is not None  # type: ignore[attr-defined]
+    # the driver's max_addr followed each unmap of the highest page alike
+    assert fdomain.data.max_addr == sdomain.data.max_addr == BASE + (19 << 12)  # type: ignore[attr-defined]
     fq, sq = fast.backend.queue, slow.backend.queue  # type: ignore[attr-defined]
     assert [r.descriptor for r in fq.log] == [r.descriptor for r in sq.log]
     assert (fq.head, fq.tail) == (sq.head, sq.tail)
