@@ -150,25 +150,30 @@ def test_only_ints_reach_the_source() -> None:
 
 
 def test_a_geometry_is_compiled_once() -> None:
-    """Walkers of one configuration share the compiled code (building another runs no exec);
-    each binds its own memory's page view."""
+    """Walkers of one configuration share the compiled code (building another, or binding its
+    walks, runs no exec); each binds its own memory's page view, once per access."""
     cfg = vtd_sl.SLConfig(aw=3, haw=46, sllps=1, slee=True)
     mem_a, mem_b = PhysicalMemory(), PhysicalMemory()
     a, b = vtd_sl.SLWalker(mem_a, cfg), vtd_sl.SLWalker(mem_b, cfg)
-    assert a.fields_fast.keys() == b.fields_fast.keys() == fast_plans(cfg).keys()
+    a.fields_walk(1)
     misses = _compiled.cache_info().misses
     c = vtd_sl.SLWalker(PhysicalMemory(), cfg)
+    for access in fast_plans(cfg):
+        fields = a.fields_walk(access)
+        assert fields is a.fields_walk(access) is not b.fields_walk(access)
+        assert fields.__code__ is b.fields_walk(access).__code__ \
+            is c.fields_walk(access).__code__
     assert _compiled.cache_info().misses == misses
-    for access, fields in a.fields_fast.items():
-        assert fields.__code__ is b.fields_fast[access].__code__ is c.fields_fast[access].__code__
-        assert fields is not b.fields_fast[access]
     pt = vtd_sl.SLPageTable(cfg, mem_a)
     pt.map(0x20_0000, 0x4000_0000, 0x20_0000, Prot.READ)
-    assert a.fields_fast[1](pt.root, 0x20_1234) == ((0x20_0000, 0x20_0000, 0x4000_0000, 5,
+    assert a.fields_walk(1)(pt.root, 0x20_1234) == ((0x20_0000, 0x20_0000, 0x4000_0000, 5,
                                                      False), 4)
-    assert b.fields_fast[1](pt.root, 0x20_1234) is None  # another memory: zeros there
-    # a memory that counts reads has no page view: no compiled walk
-    assert vtd_sl.SLWalker(PhysicalMemory(count_reads=True), cfg).fields_fast == {}
+    assert b.fields_walk(1)(pt.root, 0x20_1234) is None  # another memory: zeros there
+    # a memory that counts reads has no page view, and an exec-only access no plan: the full
+    # walk decides
+    counted = vtd_sl.SLWalker(PhysicalMemory(count_reads=True), cfg)
+    assert counted.fields_walk(1)(pt.root, 0x20_1234) is None
+    assert 4 not in fast_plans(cfg) and a.fields_walk(4)(pt.root, 0x20_1234) is None
 
 
 # -- VT-d second level, corrupted -----------------------------------------------------------------
@@ -250,9 +255,9 @@ def test_walk_and_walk_fields_are_the_full_walk_on_corrupted_tables(
         pt.map(iova % top & -size, 0x8_0000_0000 % (1 << cfg.haw) & -size | size, size, prot)
     walker = vtd_sl.SLWalker(mem, cfg)
     full = vtd_sl.SLWalker(_Unviewed(mem), cfg)
-    assert full.fields_fast == {}
+    assert full.fields_walk(1)(pt.root, leaves[0][0] % top) is None
     clean_iova = leaves[0][0] % top
-    assert walker.fields_fast[1 if prot & Prot.READ else 2](pt.root, clean_iova) is not None
+    assert walker.fields_walk(1 if prot & Prot.READ else 2)(pt.root, clean_iova) is not None
     paths = [_entry_ptrs(mem, pt, iova % top) for iova, _ in leaves]
     for which, level, name in edits:  # corrupt the entries of the leaves' walks
         ptrs = paths[which % len(paths)]
@@ -275,13 +280,13 @@ def test_walk_and_walk_fields_are_the_full_walk_on_corrupted_tables(
                 == _outcome(_as_fields(walker), pt.root, iova, access), (hex(iova), access)
             assert _outcome(walker.walk, pt.root, iova, access) == \
                 _outcome(full.walk, pt.root, iova, access), (hex(iova), access)
-            fields = walker.fields_fast.get(access)
-            if fields is None:
-                assert not access & 3 or not 0 <= access < 16
+            fast = walker.fields_walk(access)(pt.root, iova)
+            plan = fast_plans(cfg).get(access)
+            if plan is None:  # only the full walk can tell
+                assert fast is None and (not access & 3 or not 0 <= access < 16)
                 continue
-            fast = fields(pt.root, iova)
-            assert fast == loop_fields(fast_plans(cfg)[access], get, pt.root, iova,
-                                       addr_mask=ADDR_MASK, key=7, input_bits=cfg.input_bits)
+            assert fast == loop_fields(plan, get, pt.root, iova, addr_mask=ADDR_MASK, key=7,
+                                       input_bits=cfg.input_bits)
             assert fast is None or fast == got
 
 

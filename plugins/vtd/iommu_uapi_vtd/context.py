@@ -15,9 +15,9 @@ PGTT                   walk
 4 pass-through         identity, 4 KiB at a time, below the host address width
 =====================  ==========================================================================
 
-A second-level context whose tables the walker reads inline is a :class:`SecondLevelContext`:
-an IOTLB miss calls the walker's compiled common case for the request's access directly (one
-call, no bound-method layers) and takes the general path only where it returns None.
+A second-level context is a :class:`SecondLevelContext`: an IOTLB miss calls the walker's
+compiled common case for the request's access directly (one call, no bound-method layers) and
+takes the general path only where it returns None.
 First-level and nested walks go through the first-level paging-structure cache
 (:class:`~.fl_walk.CachedFirstLevel`): a walk under a cached table entry starts below it.
 
@@ -151,19 +151,23 @@ class VtdContext:
         return self.sink.fault(vf, message)
 
 
+#: Access values a context keeps a compiled walk for.
+_ACCESSES = frozenset(range(16))
+
+
 def _full_path(root: int, iova: int) -> None:
     """The fast walk of a request only the full path can serve: none."""
     return None
 
 
 class SecondLevelContext(VtdContext):
-    """A second-level context (PGTT 2) whose tables the walker reads inline: an IOTLB miss runs
-    the walker's compiled common case (:attr:`~iommu_uapi.pgtable.vtd_sl.SLWalker.fields_fast`)
-    over SLPTPTR first, and the checks and full walk of :meth:`VtdContext.walk` only where it
-    returns None (a fault, a request the PASID entry refuses, an entry the common case does not
-    cover): the same entries, reads and fault records."""
+    """A second-level context (PGTT 2): an IOTLB miss runs the walker's compiled common case
+    (:meth:`~iommu_uapi.pgtable.vtd_sl.SLWalker.fields_walk`) over SLPTPTR first, and the checks
+    and full walk of :meth:`VtdContext.walk` only where it returns None (a fault, a request the
+    PASID entry refuses, an entry the common case does not cover, a memory without a page
+    view): the same entries, reads and fault records."""
 
-    __slots__ = ("_fast", "_root")
+    __slots__ = ("_fast", "_root", "_sl")
 
     def __init__(self, sid: int, request_pasid: int | None, resolved: Resolved, sl: SLWalker,
                  atc: TLB | None, sink: FaultSink, add_access: int) -> None:
@@ -171,23 +175,31 @@ class SecondLevelContext(VtdContext):
         super().__init__(sid, request_pasid, resolved, partial(sl.walk, root), atc, sink,
                          add_access, partial(sl.full_fields, root))
         self._root = root
-        # per request access (0..15): the compiled walk of the access the tables see (with the
-        # context's added PRIV), where the PASID entry allows it and the walker has a plan
-        fast = sl.fields_fast
-        self._fast: dict[int, FieldsFast] = {
-            a: _full_path if (a | add_access) & self._deny else
-            fast.get(a | add_access, _full_path) for a in range(16)}
+        self._sl = sl
+        # per request access, as first requested: the compiled walk to run (see _bind)
+        self._fast: dict[int, FieldsFast] = {}
 
     def walk(self, iova: int, access: int) -> tuple[Fields, int]:
         """Translate ``iova`` for ``access``; raises ``TranslationFault`` (recorded)."""
         try:
             fast = self._fast[access]
-        except KeyError:  # not an access value: the full path refuses it
-            return VtdContext.walk(self, iova, access)
+        except KeyError:  # the first request with this access
+            fast = self._bind(access)
         entry = fast(self._root, iova)
         if entry is None:
             return VtdContext.walk(self, iova, access)
         return entry
+
+    def _bind(self, access: int) -> FieldsFast:
+        """The compiled walk of requests with ``access`` (kept for the access values 0..15):
+        the walker's for the access the tables see (with the context's added PRIV) where the
+        PASID entry allows it, else none (the general path refuses the request)."""
+        if access not in _ACCESSES:
+            return _full_path
+        seen = access | self.add_access
+        fast = _full_path if seen & self._deny else self._sl.fields_walk(seen)
+        self._fast[access] = fast
+        return fast
 
 
 def _pass_through(haw: int) -> Walk:
@@ -228,9 +240,6 @@ def build_context(cfg: VtdConfig, mem: TableMemory, sid: int, pasid: int | None,
     dev_tlb = atc if resolved.context.DTE else None
     if entry.PGTT == Pgtt.SECOND_LEVEL:
         sl = SLWalker(mem, sl_config(cfg, entry.AW, slee=entry.SLEE))
-        if sl.fields_fast:
-            return SecondLevelContext(sid, pasid, resolved, sl, dev_tlb, sink, add)
-        return VtdContext(sid, pasid, resolved, partial(sl.walk, entry.SLPTPTR), dev_tlb, sink,
-                          add, partial(sl.walk_fields, entry.SLPTPTR))
+        return SecondLevelContext(sid, pasid, resolved, sl, dev_tlb, sink, add)
     walk = _walk_of(cfg, mem, entry, resolved.pasid, fl_psc)
     return VtdContext(sid, pasid, resolved, walk, dev_tlb, sink, add)

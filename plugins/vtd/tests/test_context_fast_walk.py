@@ -69,15 +69,16 @@ def _outcome(ctx: VtdContext, iova: int, access: int) -> object:
 
 
 @given(st.sampled_from([1, 2, 3]), st.booleans(), st.booleans(), st.booleans(), st.booleans(),
-       st.sampled_from([None, 7]), st.booleans(),
+       st.sampled_from([None, 7]), st.booleans(), st.booleans(),
        st.lists(st.tuples(st.integers(0, 2), st.integers(0, 4), st.sampled_from(list(EDITS))),
                 max_size=2))
 def test_the_compiled_miss_is_the_general_miss(aw: int, slee: bool, ere: bool, sre: bool,
                                               rid_priv: bool, pasid: int | None, fpd: bool,
+                                              counted: bool,
                                               edits: list[tuple[int, int, str]]) -> None:
     cfg = VtdConfig()
     sl_cfg = sl_config(cfg, aw, slee=slee)
-    mem = PhysicalMemory(MEM_BITS)
+    mem = PhysicalMemory(MEM_BITS, count_reads=counted)  # counted: no page view
     pt = SLPageTable(sl_cfg, mem)
     top = 1 << sl_cfg.input_bits
     for iova, size in LEAVES:

@@ -61,13 +61,21 @@ def _factories(cfg: SLConfig) -> tuple[dict[int, FieldsFastFactory],
              for access, plan in plans.items()})
 
 
+#: Access values a walker keeps a bound compiled walk for.
+_ACCESSES = frozenset(range(16))
+
+
+def _no_plan(root: int, iova: int) -> None:
+    """The compiled walk of an access without a fast plan: the full walk decides."""
+    return None
+
+
 class SLWalker:
     """Walks second-level tables in one table memory under one :class:`SLConfig`.
 
-    ``fields_fast`` maps each access that has a fast plan to the compiled walk of its common
-    case, bound to the memory's page view: ``fields_fast[access](root, iova)`` is what
-    :meth:`walk_fields` returns, or None where only the full walk can decide (empty when the
-    memory offers no inline page view).
+    The common case of each access runs as a compiled straight-line walk
+    (:mod:`~iommu_uapi.pgtable.compiled`) bound to the memory's page view when the access is
+    first walked (:meth:`fields_walk`); building a walker binds nothing.
     """
 
     def __init__(self, mem: TableMemory, cfg: SLConfig) -> None:
@@ -89,13 +97,32 @@ class SLWalker:
         self._fast = {} if pages is None else fast_plans(cfg)
         # the fast plans of walks that start at each level (walk_partial), cut once here
         self._fast_from = plans_from(self._fast, self.walk_levels)
-        self._get = get = page_getter(pages)
-        fields, results = _factories(cfg) if pages is not None else ({}, {})
-        self.fields_fast: dict[int, FieldsFast] = {
-            access: factory(get, ZERO_QUADS) for access, factory in fields.items()}
-        # walk's fast path when it may run (no A/D updates asked of it, or SLADE off)
-        self._walk_fast: dict[int, ResultFast] = {
-            access: factory(get, ZERO_QUADS) for access, factory in results.items()}
+        self._get = page_getter(pages)
+        self._factories = _factories(cfg) if pages is not None else ({}, {})
+        # the compiled walks bound to the page view, per access, as they are first asked for
+        self._fields_fast: dict[int, FieldsFast] = {}
+        self._walk_fast: dict[int, ResultFast] = {}
+
+    def fields_walk(self, access: int) -> FieldsFast:
+        """The compiled common case of ``access`` over this walker's memory:
+        ``fields_walk(access)(root, iova)`` is what :meth:`walk_fields` returns, or None where
+        only the full walk can decide (always None for an access without a fast plan, or when
+        the memory offers no inline page view). Bound on first use and kept."""
+        fast = self._fields_fast.get(access)
+        if fast is None:
+            factory = self._factories[0].get(access)
+            fast = _no_plan if factory is None else factory(self._get, ZERO_QUADS)
+            if access in _ACCESSES:
+                self._fields_fast[access] = fast
+        return fast
+
+    def _result_walk(self, access: int) -> ResultFast:
+        """:meth:`fields_walk` for :meth:`walk`'s results."""
+        factory = self._factories[1].get(access)
+        fast = _no_plan if factory is None else factory(self._get, ZERO_QUADS)
+        if access in _ACCESSES:
+            self._walk_fast[access] = fast
+        return fast
 
     def walk(self, root: int, iova: int, access: int, s2: Stage2Translate | None = None,
              update_ad: bool = False) -> WalkResult:
@@ -107,11 +134,10 @@ class SLWalker:
         -> WALK_EABT. With SLADE and ``update_ad`` the walk sets A in every entry used and D in
         the leaf for a write.
         """
-        fast = self._walk_fast.get(access)
-        if fast is not None and s2 is None and (not update_ad or not self._slade):
+        if s2 is None and (not update_ad or not self._slade):
             # The common case, compiled from the fast plan and read inline from the page view;
             # None (a fault, a reserved bit, a restricting table entry) leaves for the full walk.
-            result = fast(root, iova)
+            result = (self._walk_fast.get(access) or self._result_walk(access))(root, iova)
             if result is not None:
                 return result
         return self._walk(root, iova, access, s2, update_ad)
@@ -121,17 +147,16 @@ class SLWalker:
         """:meth:`walk` (not nested, no A/D update) returning the leaf as an IOTLB entry's
         fields ``(iova & -size, size, output page, perm, global)`` and the descriptor reads: an
         IOTLB miss's walk, without a :class:`WalkResult` in between. Faults as :meth:`walk`."""
-        fast = self.fields_fast.get(access)
-        if fast is not None:  # walk's fast path, compiled (see :attr:`fields_fast`)
-            entry = fast(root, iova)
-            if entry is not None:
-                return entry
+        # walk's fast path, compiled (see :meth:`fields_walk`)
+        entry = (self._fields_fast.get(access) or self.fields_walk(access))(root, iova)
+        if entry is not None:
+            return entry
         return self.full_fields(root, iova, access)
 
     def full_fields(self, root: int, iova: int, access: int
                     ) -> tuple[tuple[int, int, int, int, bool], int]:
         """:meth:`walk_fields` by the full walk alone (every check in the hardware's order):
-        what a caller that already ran :attr:`fields_fast` and got None runs next."""
+        what a caller that already ran :meth:`fields_walk`'s walk and got None runs next."""
         r = self._walk(root, iova, access, None, False)
         size = r.page_size
         return (iova & -size, size, r.oa & -size, r.perm, r.global_), r.reads
