@@ -11,7 +11,7 @@ calls the factory: no source is generated or compiled again.
 ``fields(root, iova)`` returns what the plan's loop returns on its fast path: the leaf as an
 IOTLB entry's fields ``(iova & -size, size, output page, perm[desc & key], False)`` and the
 descriptor reads, or None wherever the loop leaves for the full walk: an input outside
-``[0, 2**input_bits)`` (checked first, with one shift), or an entry that fails its test (not
+``[0, 2**input_bits)`` (checked first), or an entry that fails its test (not
 present, a missing permission, a reserved bit, a table entry that restricts). The caller runs
 the full walk on None, which finds and reports the exact fault. :func:`compile_result_walk` is
 the same walk returning the :class:`~.common.WalkResult` of the walker's ``walk`` (what a nested
@@ -76,8 +76,8 @@ def _source(plan: FastPlan, addr_mask: int, key: int, input_bits: int, result: b
     nothing but this walk.
     """
     body = ["def factory(get, Z):", "    def walk(root, iova):",
-            # one shift: nonzero for an input at or above 2**input_bits, and for a negative one
-            f"        if iova >> {input_bits:d}:", "            return None"]
+            # the loop's own range check (the input bounds the top level's index)
+            f"        if not 0 <= iova < {1 << input_bits:d}:", "            return None"]
     at = "root"
     last = len(plan) - 1
     for i, (shift, leaf_test, tmask, want, leaf) in enumerate(plan):
