@@ -101,6 +101,7 @@ class DataPath:
     def _device_added(self, dev: Device) -> None:
         """Give a newly registered device its (empty) contexts and hit-path view."""
         dev._rid, dev._paths, dev._routes, dev._owner = _NO_BUCKET, {}, {}, self
+        dev._hits = self.iotlb
 
     def _device_removed(self, dev: Device) -> None:
         """Forget a removed device's contexts and hit-path view."""
@@ -195,7 +196,7 @@ class DataPath:
                 if entry is not None:
                     base, size, paddr, perm, _ = entry
                     if access in _ALLOWED[perm]:
-                        self.iotlb.hits += 1
+                        dev._hits.hits += 1  # the IOTLB's, or the device TLB's
                         return Translation(paddr + iova - base, size, perm, 0, 0)
                 if (access in _ACCESSES and not iova >> 64 and iova >= 0
                         and (pasid is None or 0 <= pasid < _PASID_LIMIT)):
@@ -313,11 +314,18 @@ class DataPath:
         tlb, tag, atc = self.iotlb, ctx.tag, ctx.atc
         route: Route = (ctx, tag, tlb.bucket(tag), atc)
         dev._routes[pasid] = route
-        if atc is None and not tlb.sees_hits:  # else every hit must be seen (LRU, device TLB)
+        # the hit path's bucket: the IOTLB's, or the device TLB's when the device has one (it
+        # answers first); none when the cache's policy must see every hit (LRU)
+        cache = tlb if atc is None else atc
+        if not cache.sees_hits:
+            if dev._hits is not cache:  # the device's hit path counts into one cache
+                dev._rid, dev._hits = _NO_BUCKET, cache
+                dev._paths.clear()
+            hot = route[2] if atc is None else atc.bucket((pasid,))
             if pasid is None:
-                dev._rid = route[2]
+                dev._rid = hot
             else:
-                dev._paths[pasid] = route[2]
+                dev._paths[pasid] = hot
         return route
 
 

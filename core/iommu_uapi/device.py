@@ -24,7 +24,11 @@ class Device:
     driver refuses a guest bind unless it is 2**20). ``data`` is the backend's per-device state.
     """
 
-    __slots__ = ("_owner", "_paths", "_rid", "_routes", "atc", "ats", "data", "domain",
+    #: the cache whose hits the hit path's buckets count: set when the device is added to an
+    #: IOMMU (the IOTLB), changed by the data path (see ``_rid``)
+    _hits: TLB
+
+    __slots__ = ("_hits", "_owner", "_paths", "_rid", "_routes", "atc", "ats", "data", "domain",
                  "max_pasids", "name", "pci", "pri", "sid")
 
     def __init__(self, sid: int, *, name: str | None = None, pci: bool = True, ats: bool = False,
@@ -38,9 +42,10 @@ class Device:
         self.domain: Domain | None = None
         self.atc: TLB | None = None
         self.data: Any = None
-        # the data path's view of the IOTLB for this device, kept by the IOMMU it was added to
-        # (``_owner``): the bucket of requests without PASID, and the buckets by PASID; and its
-        # translation contexts by PASID, each with what a miss reads beside it
+        # the data path's view of the caches for this device, kept by the IOMMU it was added to
+        # (``_owner``): the bucket of requests without PASID, and the buckets by PASID, of the
+        # one cache whose hits they count (``_hits``: the IOTLB, or the device TLB that answers
+        # first); and its translation contexts by PASID, each with what a miss reads beside it
         self._owner: object = None
         self._rid: dict[int, Fields] = {}
         self._paths: dict[int, dict[int, Fields]] = {}

@@ -189,3 +189,27 @@ def test_an_ats_device_attached_after_unmaps_began_gets_its_device_tlb_flushed()
     assert backend.memory.read(q.base, q.size) == general.mem.read(general.base, general.size)
     assert [(r.offset, r.descriptor) for r in q.log] == \
         [(r.offset, r.descriptor) for r in general.log]
+
+
+def test_an_ats_device_hits_its_device_tlb_first_and_counts_there() -> None:
+    """A DMA of an ATS device is answered by its device TLB, counted there and not in the
+    IOTLB; once the page left the device TLB (a device-TLB invalidation) the IOTLB answers and
+    refills it; once unmapped, neither does."""
+    iommu, dev, domain, _ = host(ats=True)
+    atc = dev.atc  # type: ignore[attr-defined]
+    iova = BASE + (7 << 12)
+    iommu.map(domain, iova, PA, 0x1000, RW)  # type: ignore[arg-type]
+    first = iommu.translate(dev, iova)  # type: ignore[arg-type]
+    assert (atc.misses, atc.fills, iommu.iotlb.misses) == (1, 1, 1)
+    for n in range(1, 4):
+        hit = iommu.translate(dev, iova + 0x10 * n, access=2)  # type: ignore[arg-type]
+        assert hit.paddr == PA + 0x10 * n and hit.table_reads == 0
+        assert (atc.hits, iommu.iotlb.hits) == (n, 0)
+    assert first.paddr == PA
+    assert atc.invalidate((None,), iova, 0x1000) == 1  # the entries requested without PASID
+    assert iommu.translate(dev, iova).paddr == PA  # type: ignore[arg-type]
+    assert (atc.hits, atc.misses, iommu.iotlb.hits, len(atc)) == (3, 2, 1, 1)
+    assert iommu.unmap(domain, iova, 0x1000) == 0x1000  # type: ignore[arg-type]
+    with pytest.raises(TranslationFault):
+        iommu.translate(dev, iova)  # type: ignore[arg-type]
+    assert (atc.hits, iommu.iotlb.hits) == (3, 1)
