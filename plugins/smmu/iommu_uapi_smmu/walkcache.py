@@ -21,11 +21,12 @@ touch them. A walk that updates Access flags (CD.HA, STE.S2HA) goes the full way
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from iommu_uapi.caches import Tag, WalkCache
 from iommu_uapi.memory import ZERO_QUADS
 from iommu_uapi.pgtable.common import Stage2Translate, WalkResult
 from iommu_uapi.pgtable.lpae import LPAEWalker
-from iommu_uapi.pgtable.lpae.fast import walk_into
 
 from .iotlb import EL2
 
@@ -54,9 +55,9 @@ class CachedStage2:
     """``s2(ipa, access)`` over the stage-2 tables at ``root`` through ``cache`` under
     ``(VMID,)``: a drop-in for the plain stage-2 translate function."""
 
-    __slots__ = ("_deep", "_get", "_keys", "_leaf", "_leaf_level", "_leaf_plan", "_levels",
-                 "_pending", "_seen", "_seen_shift", "_start", "cache", "owner", "root", "tag",
-                 "walker")
+    __slots__ = ("_deep", "_get", "_into", "_keys", "_leaf", "_leaf_level", "_leaf_plan",
+                 "_levels", "_pending", "_seen", "_seen_shift", "_start", "cache", "owner", "root",
+                 "tag", "walker")
 
     def __init__(self, owner: SmmuWalkCaches, walker: LPAEWalker, root: int,
                  cache: WalkCache, vmid: int) -> None:
@@ -80,6 +81,11 @@ class CachedStage2:
         self._pending = owner._pending  # likewise
         #: per LPAE level of a table descriptor, its walk-cache level and prefix shift
         self._keys = {4 - lv: (lv, cache.shifts[lv]) for lv in self._levels}
+        #: per start level and access, the walker's compiled walk storing into the pending
+        #: fills under these keys (``walk_into``), bound on first use
+        self._into: dict[int, dict[int, Callable[[int, int, dict[tuple[int, int], int]],
+                                                 tuple[WalkResult, int] | None]]] = {
+            lv: {} for lv in walker.walk_levels}
 
     def __call__(self, ipa: int, access: int) -> WalkResult:
         """Translate ``ipa``: from the deepest cached table descriptor covering it, else from
@@ -129,7 +135,12 @@ class CachedStage2:
             table, level = hit[1], 5 - hit[0]
         last, deep = self._leaf_level, self._deep
         if pending is not None:
-            fast = walk_into(self.walker, table, level, ipa, access, self._keys, pending)
+            into = self._into[level].get(access)
+            if into is None:
+                into = self.walker.into_walk(level, access, self._keys)
+                if 0 <= access < 16:
+                    self._into[level][access] = into
+            fast = into(table, ipa, pending)
             if fast is not None:  # the common case: the table descriptors already pending
                 res, leaf_table = fast
                 if deep is not None and res.level == last and (level < last or hit is not None):

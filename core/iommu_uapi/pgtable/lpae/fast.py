@@ -1,6 +1,7 @@
-"""The LPAE walker's fast paths beyond the plain walk: the nested walk's common case, the
-last-level step a stage-2 walk cache resumes at, and a stage-2 walk that stores the table
-descriptors it uses as a walk cache's pending fills.
+"""The LPAE walker's fast paths beyond the plain walk: where the nested walk's common case
+leaves for the full walk, the last-level step a stage-2 walk cache resumes at, and a stage-2
+walk that stores the table descriptors it uses as a walk cache's pending fills (the last two
+compiled, :mod:`.compiled`).
 
 They read descriptors inline from the page view, build no object per level and leave anything
 unusual to the full walk (:meth:`~.walker.LPAEWalker._walk`), which finds and reports the exact
@@ -14,79 +15,32 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ...memory import ZERO_QUADS
-from ...uapi.consts import FaultPerm
-from ..common import ACCESS_INTS, RWX, Stage2Translate, WalkFault, WalkResult, restage
-from .bits import S1Desc, TableDesc
+from ..common import RWX, Stage2Translate, WalkFault, WalkResult
+from .bits import S1Desc
 from .config import LStep
 
 if TYPE_CHECKING:
     from .walker import LPAEWalker
 
-__all__ = ["LeafStep", "leaf_steps", "nested_walk", "walk_into", "walk_leaf"]
+__all__ = ["LeafStep", "leaf_steps", "nested_tail", "walk_into", "walk_leaf"]
 
-_READ, _PRIV = int(FaultPerm.READ), int(FaultPerm.PRIV)
+
 _PAGE_BASE = -4096
 _RWX_OF = tuple(a & RWX for a in range(16))
 _NG = S1Desc.NG
-_CONTROLS_SHIFT = TableDesc.CONTROLS_SHIFT
 
 
-def nested_walk(w: LPAEWalker, steps: tuple[LStep, ...], table: int, level: int, iova: int,
-                access: int, s2: Stage2Translate, skipped: int,
-                path: list[tuple[int, int, int]] | None, inherited: int = 0) -> WalkResult:
-    """The common case of a nested (stage-1) walk from ``table``, the table of level ``level``
-    (``skipped`` levels below the start), along ``steps`` (the fast plan from that level):
-    each descriptor's IPA through ``s2`` once, the descriptor read inline at its PA, the leaf's
-    output through ``s2`` for the access. A stage-2 fault is reported as the full walk reports
-    it (``restage``: ROOT/TT/IN, the reads of both stages so far); any other departure from the
-    common case (an invalid descriptor, a table control, AF = 0, a permission the leaf refuses,
-    a descriptor outside memory) hands the walk over to the full walk at the level it reached,
-    with that level's descriptor already translated (no stage-2 walk is made twice). ``path``
-    and ``inherited`` as :meth:`~.walker.LPAEWalker.walk_partial`."""
-    access = ACCESS_INTS[access]
-    rwx = _RWX_OF[access]
-    get = w._get
-    zero = ZERO_QUADS
-    addr_mask = w._addr_mask
-    s2_reads = 0
-    below = inherited
-    hptr = 0
-    for shift, imask, tmask, lmask, lwant, leaf in steps:
-        ptr = table + (((iova >> shift) & imask) << 3)
-        try:
-            r2 = s2(ptr, _READ)
-        except WalkFault as f:
-            # the start level's descriptor lies in the table S1ContextPtr/TTB names (ROOT)
-            raise restage(f, s2_class="ROOT" if level == w._start else "TT", addr=ptr,
-                          access=access, level=f.level, reads=level - w._start - skipped,
-                          s2_reads=s2_reads) from None
-        hptr = r2.oa
-        s2_reads += r2.reads
-        desc = get(hptr & _PAGE_BASE, zero)[(hptr >> 3) & 0x1FF]
-        if desc & tmask == 3:
-            table = desc & addr_mask
-            if path is not None:
-                below |= (desc >> _CONTROLS_SHIFT) & 0xF
-                path.append((level, table, below))
-            level += 1
-            continue
-        if desc & lmask == lwant:
-            oa_mask, offset, size, lv, reads, perm_of = leaf
-            # s1_key, inline: AP[2:1] in bits 1:0, (PXN, UXN) in bits 3:2
-            perm = perm_of[((desc >> 6) & 3) | ((desc >> 51) & 0xC)]
-            if perm & rwx == rwx:
-                oa = (desc & oa_mask) | (iova & offset)
-                try:
-                    out = s2(oa, rwx)
-                except WalkFault as f:
-                    raise restage(f, s2_class="IN", addr=oa, access=access, level=f.level,
-                                  reads=reads - skipped, s2_reads=s2_reads) from None
-                return WalkResult(out.oa, size if size < out.page_size else out.page_size,
-                                  perm & (out.perm | _PRIV), lv, reads - skipped,
-                                  s2_reads + out.reads, not desc & _NG)
-        break
+def nested_tail(w: LPAEWalker, access: int, skipped: int, table: int, level: int, iova: int,
+                s2: Stage2Translate, path: list[tuple[int, int, int]] | None, below: int,
+                hptr: int, s2_reads: int) -> WalkResult:
+    """Where a compiled nested walk (:data:`~.compiled.NESTED`, started ``skipped`` levels
+    below the walker's start) leaves the common case at ``level`` (an invalid descriptor, a
+    table control, AF = 0, a permission the leaf refuses, a descriptor outside memory): the
+    full walk resumed there, that level's descriptor already translated to ``hptr`` with
+    ``s2_reads`` stage-2 reads made so far (no stage-2 walk is made twice), ``below`` the
+    controls of the tables above, its reads counted from where the walk started."""
     try:
-        r = w._walk(table, iova, access, s2, False, level, inherited, path, (hptr, s2_reads))
+        r = w._walk(table, iova, access, s2, False, level, below, path, (hptr, s2_reads))
     except WalkFault as f:
         f.reads -= skipped
         raise
@@ -150,28 +104,4 @@ def walk_into(w: LPAEWalker, table: int, level: int, iova: int, access: int,
     departure from the common case (left to ``walk_partial``: the descriptors stored by then
     are the ones its path holds, for a step takes only the table descriptors the full walk
     accepts)."""
-    steps = w._fast_from[level].get(access)
-    if (steps is None or w._s1 or not 0 <= iova < w._limit
-            or table & ((w._root_align if level == w._start else w._granule) - 1)):
-        return None
-    get = w._get
-    addr_mask = w._addr_mask
-    skipped = level - w._start
-    at = table
-    for shift, imask, tmask, lmask, lwant, leaf in steps:
-        ptr = at + (((iova >> shift) & imask) << 3)
-        desc = get(ptr & _PAGE_BASE, ZERO_QUADS)[(ptr >> 3) & 0x1FF]
-        if desc & tmask == 3:
-            cache_level, kshift = keys[level]
-            at = out[(cache_level, iova >> kshift)] = desc & addr_mask
-            level += 1
-            continue
-        if desc & lmask == lwant:
-            oa_mask, offset, size, lv, reads, perm_of = leaf
-            perm = perm_of[((desc >> 6) & 3) | ((desc >> 52) & 0xC)]  # s2_key: S2AP, XN
-            rwx = _RWX_OF[access]
-            if perm & rwx == rwx:
-                return WalkResult((desc & oa_mask) | (iova & offset), size, perm, lv,
-                                  reads - skipped, 0, False), at
-        return None
-    return None
+    return w.into_walk(level, access, keys)(table, iova, out)

@@ -10,6 +10,9 @@ address space WALK_EABT. An SMMU model turns them into its event records.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
 
 from ...errors import MemoryAccessError, UAPIError
 from ...memory import ZERO_QUADS
@@ -31,20 +34,28 @@ from ..common import (
     restage,
 )
 from .bits import OA52_HI, OA52_HI_SHIFT, S1Desc, S2Desc, TableDesc, s1_key, s2_key, table_key
+from .compiled import INTO, NESTED, PLAIN, compile_walk
 from .config import LPAEConfig, fast_plans, geometry
-from .fast import LeafStep, leaf_steps, nested_walk, walk_leaf
+from .fast import LeafStep, leaf_steps, nested_tail, walk_leaf
 
 __all__ = ["LPAEWalker", "stage2", "walk"]
 
 _READ, _WRITE, _PRIV = int(FaultPerm.READ), int(FaultPerm.WRITE), int(FaultPerm.PRIV)
-_PAGE_BASE = -4096
-_RWX_OF = tuple(a & RWX for a in range(16))
 _NG = S1Desc.NG  # read by the fast path as a module global (one lookup)
-_CONTROLS_SHIFT = TableDesc.CONTROLS_SHIFT
+
+
+def _no_plan(*args: object) -> None:
+    """The compiled walk of an access without a fast plan: the full walk decides."""
+    return None
 
 
 class LPAEWalker:
-    """Walks VMSAv8-64 tables in one table memory under one :class:`LPAEConfig`."""
+    """Walks VMSAv8-64 tables in one table memory under one :class:`LPAEConfig`.
+
+    The common case of each access and start level runs as a compiled straight-line walk
+    (:mod:`.compiled`) bound to the memory's page view when it is first walked; building a
+    walker binds nothing.
+    """
 
     def __init__(self, mem: TableMemory, cfg: LPAEConfig) -> None:
         self.mem = mem
@@ -60,11 +71,8 @@ class LPAEWalker:
         self._oa52 = cfg.oas == 52
         self._start = geo.levels[0].level
         self._addr_mask = geo.addr_mask
-        self._xn_shift = 51 if self._s1 else 52  # (PXN, UXN) or (XN, -) to key bits 3:2
         self._limit = 1 << geo.ias
         root_bytes = geo.root_entries * 8
-        self._paged = cfg.granule == 4096 and root_bytes <= 4096
-        self._root_misalign = root_bytes - 1
         self._root_align = max(root_bytes, 64)
         self._granule = cfg.granule
         # hierarchical controls that take the walk off the fast path (none with HPD/stage 2)
@@ -80,9 +88,46 @@ class LPAEWalker:
         # the last level's step of every plan (walk_leaf), and how a table there is aligned
         self._leaf_plan = leaf_steps(self._fast, cfg.stage)
         self._leaf_misalign = (self._root_align if self._start == 3 else cfg.granule) - 1
+        # the compiled walks bound to the page view, per start level and access, as first used
+        self._plain_c: dict[int, dict[int, Callable[..., Any]]] = {
+            lv: {} for lv in self.walk_levels}
+        self._nested_c: dict[int, dict[int, Callable[..., Any]]] = {
+            lv: {} for lv in self.walk_levels}
 
-    _nested = nested_walk
     walk_leaf = walk_leaf
+
+    def _bind(self, kind: int, level: int, access: int) -> Callable[..., Any]:
+        """The compiled ``kind`` (PLAIN or NESTED) walk of ``access`` from ``level`` bound to
+        the page view, kept for the next walk (``access`` and ``level`` have a plan)."""
+        access = ACCESS_INTS[access]  # a plain int (an Access flag hashes alike)
+        factory = compile_walk(self._fast_from[level][access], kind, stage=self._stage,
+                               start=self._start, level=level, access=access,
+                               addr_mask=self._addr_mask)
+        slow = (partial(nested_tail, self, access, level - self._start) if kind == NESTED
+                else None)
+        fast = factory(self._get, ZERO_QUADS, slow)
+        (self._nested_c if kind == NESTED else self._plain_c)[level][access] = fast
+        return fast
+
+    def into_walk(self, level: int, access: int, keys: Mapping[int, tuple[int, int]]
+                  ) -> Callable[[int, int, dict[tuple[int, int], int]],
+                                tuple[WalkResult, int] | None]:
+        """The compiled :func:`~.fast.walk_into` of a stage-2 walker for ``access`` from
+        ``level``, its table descriptors stored under ``keys`` (per LPAE level, the walk-cache
+        level and prefix shift), bound to the page view: ``into(table, ipa, out)``. A caller
+        that walks many times binds it once per level and access (a walk cache: its keys do
+        not change); one that returns None always where there is no plan (stage 1, no page
+        view, an access without a plan or a level the walker does not walk)."""
+        steps = self._fast_from.get(level, {}).get(access)
+        if steps is None or self._s1:
+            return _no_plan
+        lasts = tuple(lv for lv in self.walk_levels if lv >= level)[:-1]
+        factory = compile_walk(steps, INTO, stage=2, start=self._start, level=level,
+                               access=ACCESS_INTS[access], addr_mask=self._addr_mask,
+                               keys=tuple(keys[lv] for lv in lasts), limit=self._limit,
+                               misalign=(self._root_align if level == self._start
+                                         else self._granule) - 1)
+        return factory(self._get, ZERO_QUADS, None)
 
     def leaf_reader(self) -> tuple[dict[int, LeafStep], PageGet]:
         """What :meth:`walk_leaf`'s common case reads with, for a caller that inlines it (a
@@ -105,37 +150,18 @@ class LPAEWalker:
         """
         steps = self._fast.get(access)
         if steps is not None and not update_ad and 0 <= iova < self._limit:
+            start = self._start
             if s2 is not None:
                 if self._s1:
-                    return self._nested(steps, root, self._start, iova, access, s2, 0, None)
+                    return (self._nested_c[start].get(access)  # type: ignore[no-any-return]
+                            or self._bind(NESTED, start, access))(root, iova, s2, None, 0)
                 return self._walk(root, iova, access, s2, update_ad)  # refused there
-            # The common case, read inline from the page view; anything else (a fault, AF=0, a
-            # table control, a permission the leaf refuses) leaves it for the full walk below.
-            get = self._get
-            addr_mask = self._addr_mask
-            # 4 KiB granule with a root of at most one page, aligned to its size: every table is
-            # indexed within one page (off: the root's first entry within its page)
-            paged = self._paged and not root & self._root_misalign
-            table, off = (root & _PAGE_BASE, (root & 0xFFF) >> 3) if paged else (root, 0)
-            for shift, imask, tmask, lmask, lwant, leaf in steps:
-                if paged:
-                    desc = get(table, ZERO_QUADS)[off + ((iova >> shift) & imask)]
-                else:
-                    ptr = table + (((iova >> shift) & imask) << 3)
-                    desc = get(ptr & _PAGE_BASE, ZERO_QUADS)[(ptr >> 3) & 0x1FF]
-                if desc & tmask == 3:
-                    table = desc & addr_mask
-                    off = 0
-                    continue
-                if desc & lmask != lwant:
-                    break
-                oa_mask, offset, size, level, reads, perm_of = leaf
-                # s1_key / s2_key, inline: AP or S2AP in bits 1:0, (PXN, UXN) or (XN, -) in 3:2
-                perm = perm_of[((desc >> 6) & 3) | ((desc >> self._xn_shift) & 0xC)]
-                if perm & _RWX_OF[access] != _RWX_OF[access]:
-                    break
-                return WalkResult((desc & oa_mask) | (iova & offset), size, perm, level, reads,
-                                  0, self._s1 and not desc & _NG)
+            # The common case, compiled and read inline from the page view; None (a fault,
+            # AF=0, a table control, a permission the leaf refuses) leaves for the full walk.
+            r = (self._plain_c[start].get(access)
+                 or self._bind(PLAIN, start, access))(root, iova, None, 0)
+            if r is not None:
+                return r  # type: ignore[no-any-return]
         return self._walk(root, iova, access, s2, update_ad)
 
     def walk_partial(self, table: int, level: int, iova: int, access: int,
@@ -154,37 +180,18 @@ class LPAEWalker:
                             f"level {level} from {table:#x}", rule="pgtable.start")
         skipped = level - self._start
         steps = self._fast_from[level].get(access) if not inherited & self._controls else None
-        if steps is not None and s2 is not None and self._s1 and 0 <= iova < self._limit:
-            return self._nested(steps, table, level, iova, access, s2, skipped, path,
-                                inherited)
-        if steps is not None and s2 is None and 0 <= iova < self._limit:
-            mark = 0 if path is None else len(path)
-            get = self._get
-            addr_mask = self._addr_mask
-            s1 = self._s1
-            at, below = table, inherited
-            for shift, imask, tmask, lmask, lwant, leaf in steps:
-                ptr = at + (((iova >> shift) & imask) << 3)
-                desc = get(ptr & _PAGE_BASE, ZERO_QUADS)[(ptr >> 3) & 0x1FF]
-                if desc & tmask == 3:
-                    at = desc & addr_mask
-                    if path is not None:
-                        if s1:
-                            below |= (desc >> _CONTROLS_SHIFT) & 0xF
-                        path.append((level, at, below))
-                        level += 1
-                    continue
-                if desc & lmask != lwant:
-                    break
-                oa_mask, offset, size, lv, reads, perm_of = leaf
-                perm = perm_of[((desc >> 6) & 3) | ((desc >> self._xn_shift) & 0xC)]
-                if perm & _RWX_OF[access] != _RWX_OF[access]:
-                    break
-                return WalkResult((desc & oa_mask) | (iova & offset), size, perm, lv,
-                                  reads - skipped, 0, self._s1 and not desc & _NG)
-            if path is not None:
-                level -= len(path) - mark
-                del path[mark:]  # the full walk below records the path again
+        if steps is not None and 0 <= iova < self._limit:
+            if s2 is None:
+                mark = 0 if path is None else len(path)
+                r = (self._plain_c[level].get(access)
+                     or self._bind(PLAIN, level, access))(table, iova, path, inherited)
+                if r is not None:
+                    return r  # type: ignore[no-any-return]
+                if path is not None:
+                    del path[mark:]  # the full walk below records the path again
+            elif self._s1:
+                return (self._nested_c[level].get(access)  # type: ignore[no-any-return]
+                        or self._bind(NESTED, level, access))(table, iova, s2, path, inherited)
         if not skipped:  # from the root: the full walk's counts as they are
             return self._walk(table, iova, access, s2, False, level, inherited, path)
         try:
