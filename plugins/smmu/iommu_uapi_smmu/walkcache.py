@@ -27,12 +27,14 @@ from iommu_uapi.caches import Tag, WalkCache
 from iommu_uapi.memory import ZERO_QUADS
 from iommu_uapi.pgtable.common import Stage2Translate, WalkResult
 from iommu_uapi.pgtable.lpae import LPAEWalker
+from iommu_uapi.uapi.consts import FaultPerm
 
 from .iotlb import EL2
 
 __all__ = ["CachedStage2", "SmmuWalkCaches", "table_levels"]
 
 _PAGE_BASE = -4096
+_READ = int(FaultPerm.READ)
 #: the low bits of a stage-1 value holding the inherited controls (tables are 4 KiB aligned)
 _CONTROLS = 0xF
 
@@ -56,8 +58,8 @@ class CachedStage2:
     ``(VMID,)``: a drop-in for the plain stage-2 translate function."""
 
     __slots__ = ("_deep", "_get", "_into", "_keys", "_leaf", "_leaf_level", "_leaf_plan",
-                 "_levels", "_pending", "_seen", "_seen_shift", "_start", "cache", "owner", "root",
-                 "tag", "walker")
+                 "_levels", "_nested", "_pending", "_seen", "_seen_shift", "_start", "cache",
+                 "owner", "root", "tag", "walker")
 
     def __init__(self, owner: SmmuWalkCaches, walker: LPAEWalker, root: int,
                  cache: WalkCache, vmid: int) -> None:
@@ -86,6 +88,7 @@ class CachedStage2:
         self._into: dict[int, dict[int, Callable[[int, int, dict[tuple[int, int], int]],
                                                  tuple[WalkResult, int] | None]]] = {
             lv: {} for lv in walker.walk_levels}
+        self._nested: Stage2Translate | None = None  # bind_nested's, on first use
 
     def __call__(self, ipa: int, access: int) -> WalkResult:
         """Translate ``ipa``: from the deepest cached table descriptor covering it, else from
@@ -111,10 +114,14 @@ class CachedStage2:
             self.cache.hits += 1
         else:
             self.cache.misses += 1
+        return self._seen_leaf(table, ipa, access, above)
+
+    def _seen_leaf(self, table: int, ipa: int, access: int, above: int) -> WalkResult:
+        """The seen path's walk of the last level (``walk_leaf``), its common case inline
+        (its input and table checks hold already: the earlier walk took an input with the same
+        prefix, and the table from a descriptor)."""
         step = self._leaf_plan.get(access)
         if step is not None:
-            # walk_leaf's common case, inline (its input and table checks hold already: the
-            # earlier walk took an input with the same prefix, and the table from a descriptor)
             shift, imask, lmask, lwant, oa_mask, offset, size, xn_shift, rwx, perm_of, _ = step
             ptr = table + (((ipa >> shift) & imask) << 3)
             desc = self._get(ptr & _PAGE_BASE, ZERO_QUADS)[(ptr >> 3) & 0x1FF]
@@ -124,6 +131,42 @@ class CachedStage2:
                     return WalkResult((desc & oa_mask) | (ipa & offset), size, perm, 3,
                                       above + 1, 0, False)
         return self._leaf(table, ipa, access, above)
+
+    def bind_nested(self) -> Stage2Translate:
+        """:meth:`nested` as a closure over what it reads, the last-level step of a read (the
+        access of every stage-1 descriptor fetch) unpacked into it: what
+        :meth:`SmmuWalkCaches.walk_stage1` hands the stage-1 walker. Built on first use, kept."""
+        shift = self._seen_shift
+        read = self._leaf_plan.get(_READ)
+        if shift is None or read is None:
+            fast: Stage2Translate = self.nested
+            self._nested = fast
+            return fast
+        seen_get, walk, pending, cache = self._seen.get, self._walk, self._pending, self.cache
+        get, seen_leaf = self._get, self._seen_leaf
+        r_shift, r_imask, r_lmask, r_lwant, r_oa, r_offset, r_size, r_xn, _, r_perm, _ = read
+
+        def nested(ipa: int, access: int) -> WalkResult:
+            seen = seen_get(ipa >> shift)
+            if seen is None:
+                return walk(ipa, access, pending)
+            table, above, hit = seen
+            if hit:
+                cache.hits += 1
+            else:
+                cache.misses += 1
+            if access == _READ:  # seen_leaf's common case for a read, its step unpacked
+                ptr = table + (((ipa >> r_shift) & r_imask) << 3)
+                desc = get(ptr & _PAGE_BASE, ZERO_QUADS)[(ptr >> 3) & 0x1FF]
+                if desc & r_lmask == r_lwant:
+                    perm = r_perm[((desc >> 6) & 3) | ((desc >> r_xn) & 0xC)]
+                    if perm & _READ:
+                        return WalkResult((desc & r_oa) | (ipa & r_offset), r_size, perm, 3,
+                                          above + 1, 0, False)
+            return seen_leaf(table, ipa, access, above)
+
+        self._nested = nested
+        return nested
 
     def _walk(self, ipa: int, access: int,
               pending: dict[tuple[int, int], int] | None) -> WalkResult:
@@ -222,7 +265,8 @@ class SmmuWalkCaches:
                 cache.fill_path(tag, key, path, 4)
             return res
         pending = self.pending = self._pending
-        nested = s2.nested if s2.__class__ is CachedStage2 else s2
+        nested = ((s2._nested or s2.bind_nested())
+                  if s2.__class__ is CachedStage2 else s2)
         try:
             res = walker.walk_partial(table, level, va, access, nested, inherited=inherited,
                                       path=path)

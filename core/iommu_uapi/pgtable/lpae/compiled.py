@@ -143,7 +143,8 @@ def _source(steps: tuple[LStep, ...], kind: int, stage: int, start: int, level: 
                         f"d & {addr_mask:d}")
         else:
             body += [f"{pad}table = d & {addr_mask:d}", f"{pad}if path is not None:"]
-            if stage == 1:
+            if stage == 1 and not tmask & TableDesc.CONTROLS:
+                # (a table that passes a plan testing the controls has none: below stays)
                 body.append(f"{pad}    below |= (d >> {TableDesc.CONTROLS_SHIFT:d}) & 15")
             body.append(f"{pad}    path.append(({level:d}, table, below))")
     body.append("    return walk")

@@ -88,6 +88,9 @@ class LPAEWalker:
         # the last level's step of every plan (walk_leaf), and how a table there is aligned
         self._leaf_plan = leaf_steps(self._fast, cfg.stage)
         self._leaf_misalign = (self._root_align if self._start == 3 else cfg.granule) - 1
+        # per level a walk may start at, the low bits its table must have clear
+        self._misalign = {lv: (self._root_align if lv == self._start else cfg.granule) - 1
+                          for lv in self.walk_levels}
         # the compiled walks bound to the page view, per start level and access, as first used
         self._plain_c: dict[int, dict[int, Callable[..., Any]]] = {
             lv: {} for lv in self.walk_levels}
@@ -96,11 +99,15 @@ class LPAEWalker:
 
     walk_leaf = walk_leaf
 
-    def _bind(self, kind: int, level: int, access: int) -> Callable[..., Any]:
-        """The compiled ``kind`` (PLAIN or NESTED) walk of ``access`` from ``level`` bound to
-        the page view, kept for the next walk (``access`` and ``level`` have a plan)."""
+    def _bind(self, kind: int, level: int, access: int) -> Callable[..., Any] | None:
+        """The compiled ``kind`` (PLAIN or NESTED) walk of ``access`` from ``level`` (one the
+        walker walks) bound to the page view, kept for the next walk; None where there is no
+        plan (no page view, an access outside 0..15)."""
+        steps = self._fast_from[level].get(access)
+        if steps is None:
+            return None
         access = ACCESS_INTS[access]  # a plain int (an Access flag hashes alike)
-        factory = compile_walk(self._fast_from[level][access], kind, stage=self._stage,
+        factory = compile_walk(steps, kind, stage=self._stage,
                                start=self._start, level=level, access=access,
                                addr_mask=self._addr_mask)
         slow = (partial(nested_tail, self, access, level - self._start) if kind == NESTED
@@ -153,12 +160,12 @@ class LPAEWalker:
             start = self._start
             if s2 is not None:
                 if self._s1:
-                    return (self._nested_c[start].get(access)  # type: ignore[no-any-return]
+                    return (self._nested_c[start].get(access)  # type: ignore[no-any-return,misc]
                             or self._bind(NESTED, start, access))(root, iova, s2, None, 0)
                 return self._walk(root, iova, access, s2, update_ad)  # refused there
             # The common case, compiled and read inline from the page view; None (a fault,
             # AF=0, a table control, a permission the leaf refuses) leaves for the full walk.
-            r = (self._plain_c[start].get(access)
+            r = (self._plain_c[start].get(access)  # type: ignore[misc]
                  or self._bind(PLAIN, start, access))(root, iova, None, 0)
             if r is not None:
                 return r  # type: ignore[no-any-return]
@@ -174,24 +181,25 @@ class LPAEWalker:
         at stage 2). With ``path``, each table descriptor used is appended as ``(level, next
         table, inherited below it)``; the walk under it continues at ``level + 1``. ``reads``
         counts from ``level`` on; no HTTU updates. Faults as :meth:`walk`."""
-        align = self._root_align if level == self._start else self._granule
-        if not self._start <= level <= 3 or table & (align - 1):
+        misalign = self._misalign.get(level)
+        if misalign is None or table & misalign:
             raise UAPIError(errno.EINVAL, f"LPAE stage {self._stage}: cannot start a walk at "
                             f"level {level} from {table:#x}", rule="pgtable.start")
-        skipped = level - self._start
-        steps = self._fast_from[level].get(access) if not inherited & self._controls else None
-        if steps is not None and 0 <= iova < self._limit:
+        if not inherited & self._controls and 0 <= iova < self._limit:
             if s2 is None:
                 mark = 0 if path is None else len(path)
-                r = (self._plain_c[level].get(access)
-                     or self._bind(PLAIN, level, access))(table, iova, path, inherited)
-                if r is not None:
-                    return r  # type: ignore[no-any-return]
-                if path is not None:
-                    del path[mark:]  # the full walk below records the path again
+                fast = self._plain_c[level].get(access) or self._bind(PLAIN, level, access)
+                if fast is not None:
+                    r = fast(table, iova, path, inherited)
+                    if r is not None:
+                        return r  # type: ignore[no-any-return]
+                    if path is not None:
+                        del path[mark:]  # the full walk below records the path again
             elif self._s1:
-                return (self._nested_c[level].get(access)  # type: ignore[no-any-return]
-                        or self._bind(NESTED, level, access))(table, iova, s2, path, inherited)
+                fast = self._nested_c[level].get(access) or self._bind(NESTED, level, access)
+                if fast is not None:
+                    return fast(table, iova, s2, path, inherited)  # type: ignore[no-any-return]
+        skipped = level - self._start
         if not skipped:  # from the root: the full walk's counts as they are
             return self._walk(table, iova, access, s2, False, level, inherited, path)
         try:
