@@ -101,8 +101,13 @@ def _source(steps: tuple[LStep, ...], kind: int, stage: int, start: int, level: 
                      f"{pad}{n_read}{'n + ' if i else ''}r2.reads",
                      f"{pad}d = get(hptr & -4096, Z)[(hptr >> 3) & 511]"]
         else:
-            body += [f"{pad}ptr = {at}",
-                     f"{pad}d = get(ptr & -4096, Z)[(ptr >> 3) & 511]"]
+            if imask == 511 and level != start:
+                # a 4 KiB table below the start level: granule-aligned (a descriptor's address,
+                # or a start the caller checked), so one page holds it
+                body.append(f"{pad}d = get(table, Z)[(iova >> {shift:d}) & 511]")
+            else:
+                body += [f"{pad}ptr = {at}",
+                         f"{pad}d = get(ptr & -4096, Z)[(ptr >> 3) & 511]"]
         last = i == len(steps) - 1
         body.append(f"{pad}if d & {tmask:d} != 3:" if tmask else f"{pad}if True:")
         inner = pad + "    "
