@@ -145,6 +145,7 @@ class CachedStage2:
         seen_get, walk, pending, cache = self._seen.get, self._walk, self._pending, self.cache
         get, seen_leaf = self._get, self._seen_leaf
         r_shift, r_imask, r_lmask, r_lwant, r_oa, r_offset, r_size, r_xn, _, r_perm, _ = read
+        paged = r_imask == 0x1FF
 
         def nested(ipa: int, access: int) -> WalkResult:
             seen = seen_get(ipa >> shift)
@@ -156,8 +157,11 @@ class CachedStage2:
             else:
                 cache.misses += 1
             if access == _READ:  # seen_leaf's common case for a read, its step unpacked
-                ptr = table + (((ipa >> r_shift) & r_imask) << 3)
-                desc = get(ptr & _PAGE_BASE, ZERO_QUADS)[(ptr >> 3) & 0x1FF]
+                if paged:  # a 4 KiB table (from a descriptor: aligned) is one page
+                    desc = get(table, ZERO_QUADS)[(ipa >> r_shift) & 0x1FF]
+                else:
+                    ptr = table + (((ipa >> r_shift) & r_imask) << 3)
+                    desc = get(ptr & _PAGE_BASE, ZERO_QUADS)[(ptr >> 3) & 0x1FF]
                 if desc & r_lmask == r_lwant:
                     perm = r_perm[((desc >> 6) & 3) | ((desc >> r_xn) & 0xC)]
                     if perm & _READ:
