@@ -13,58 +13,41 @@ per 4 KiB page, min/median/max of several rounds, each as a ratio to the floor's
 The page-table builder keeps the tables a one-page unmap leaves empty (as Linux frees a table
 only when the unmapped range covers it), so a ring cycle no longer frees and re-creates them.
 A one-page ``map``/``unmap`` is checked once by the façade (one expression over plain ints, the
-lock taken with acquire/release) and handed to the backend's hook directly; the compiled
-single-page paths keep the leaf's table they last reached (the levels above are read again only
-when the iova leaves that table's span, or after the builder freed any table), read and store
-the leaf through the memory's writable page view; VT-d's unmap flush is
+lock taken with acquire/release) and handed to the domain's own one-page path
+(``Domain.map_one``/``unmap_one``; VT-d's are the domain's map and unmap with its flush, which
+its hooks call too); the compiled single-page paths of the builder keep the leaf's table they
+last reached and store the leaf through the memory's writable page view. VT-d's unmap flush is
 the domain's page-selective template with AM and ADDR placed from ints (``VtdDomain.
-flush_unmapped``, the template's one-descriptor path bound to the unit's queue once by
-``bind_queue``): its image is written into the invalidation queue at IQT and executed as the
-hardware would decode it, IQH/IQT, the log and the caches as after the general path; the
-domain counts its ATS devices at attach and detach (no scan of its devices per unmap), and the
-effect skips the invalidation of a prefix its cache never filled (``prefixes``). A DMA's IOTLB
-miss whose values are plain ints checks their ranges alone (the hit probe vouched for their
-types), reads its translation context, IOTLB tag and bucket from the device in one lookup, and
-walks the second level straight to the IOTLB entry's fields (``SLWalker.walk_fields``), reading
-each table through the page view's own ``get`` (the dict's, not a proxy's forwarding one).
+flush_unmapped``, bound to the unit's queue once): its image is written into the invalidation
+queue at IQT and executed as the hardware would decode it, IQH/IQT, the log and the caches as
+after the general path; its IOTLB effect drops the one page under each tag of the DID with one
+bucket lookup (``TLB.invalidate_page`` of a prefix) and skips the caches that never filled the
+DID (``prefixes``). The DMA's IOTLB miss runs inline in ``translate`` for a kept context, and
+VT-d's second-level context calls its walker's compiled walk (``pgtable.compiled``: the fast
+plan of the access as straight-line code) once.
 
-Measured (2-core EPYC VM, CPython 3.11, other work running; three runs interleaved with the code
-before, min/median of each): map 0.83-0.87 / 0.85-0.87 us (3.6-3.7x the floor; 0.86-0.88 /
-0.88-0.89 us before the page views' own get; 1.36-1.40 / 1.39-1.44 us, 5.7-5.9x, before the
-leaf's table was kept and the domain's unread iova->size dict dropped; 1.50-1.54 us, 6.2x before
-the one-expression checks; 2.5 us, 10.8x before the one-page path), unmap 2.26-2.31 / 2.28-2.35
-us (3.21-3.23 / 3.23-3.25 before the flush was placed from ints on the domain's bound path, the
-ATS answer kept per domain, the page views' own get and the skip of unfilled prefixes; 3.94-4.05
-/ 3.97-4.12 before the flush's one-descriptor path; 4.6-4.8 before the leaf's table was kept;
-10.5 us before the one-page path), ring cycle 5.84-6.01 / 5.86-6.05 us (7.9-8.2x; 6.77-6.93 /
-6.85-6.96 us, 9.3-9.5x before those; 7.49-7.71 / 7.62-7.80 us, 10.6-11.1x before the flush's
-one-descriptor path; 8.9-9.1 / 9.1-9.3 us, 12.3-12.4x before the leaf's table was kept;
-10.6-10.9 us, 14.3-15x before the miss path's range-only checks, routes and fields walk; 23.9
-us, 34x before the one-page path), 1 GiB 0.02 s.
-Where a ring cycle goes (us, min of 7-9 rounds of 4000, by difference of nested calls):
+Measured (2-core EPYC VM, CPython 3.11, other work running; three runs, min / median): map
+0.81-0.84 / 0.83-0.84 us (3.3-3.6x the floor; 2.5 us, 10.8x, before the one-page path), unmap
+with its flush 2.19-2.22 / 2.23-2.27 us (10.5 us before), ring cycle 4.83-4.88 / 4.94-4.99 us
+(6.7-7.0x the floor's 0.71-0.73 us; 5.8-5.9 us, 7.9-8.3x, before the domain's one-page paths,
+the one-lookup page invalidation and the compiled walk; 23.9 us, 34x, before the one-page
+path), 1 GiB 0.02 s.
 
-* map 0.9 (1.3 before): leaf store through the compiled path 0.37 (0.75 before: the walk from
-  the root each time), the domain's bookkeeping 0.07 (0.1), the hook 0.02, the façade's checks
-  and lock 0.3-0.35 (0.55 before the one-expression checks);
-* DMA (IOTLB miss) 1.7 (2.25 before): second-level walk to the entry's fields 0.85 (the walk
-  0.85 and the context's entry built from its result 0.25 before), VT-d's access checks around
-  it 0.05, the device's route, the IOTLB probe, fill and the translation 0.45 (0.65 before), the
-  hit probe, the ranges and the lock 0.3 (the request's checks and lock were 0.6);
-* unmap 2.3 (3.2 before the int placing; 5.1 before the one-page path): leaf clear 0.32,
-  bookkeeping 0.04, the flush about 1.4 (2.3 before; measured as the difference of the whole
-  unmaps): the descriptor built by ``msgspec.structs.replace`` and its AM/ADDR bits placed from
-  the ints the domain computed (was: the descriptor built, its fields read back by the placer
-  and checked, and the one-descriptor path found by hashing the template, 0.5), the quadwords
-  stored at IQT through the memory's writable page view 0.25, the IOTLB invalidation of the
-  filled second-level tag (the first-level tag and both paging-structure caches, never filled
-  in the ring, are skipped after a membership test of ``prefixes``: were four calls, 0.45), the
-  queue's state checks, IQH/IQT and log 0.45; the backend's device-TLB check is the domain's
-  ATS count (was a scan of its devices, with the call layers 0.4); the hook 0.3, the façade 0.3.
+Where a ring cycle goes (us, by difference of nested calls and timeit of the pieces):
 
-The map target (4x) is met; the ring's (8x) is at its edge (7.9-8.2x of a floor measured at
-0.72-0.77 us; 5.9 us absolute) for a pure-Python model that keeps the tables in memory in their
-bit layout and runs every flush through a real queue: the floor stores one list item per map and
-pops one dict entry per unmap.
+* map 0.8: the façade's checks and lock 0.3, the domain's path 0.07, the leaf stored through
+  the compiled path 0.37;
+* DMA (IOTLB miss) 1.2-1.5: the compiled second-level walk 0.5 (0.85 as a loop), the hit probe,
+  ranges, lock, route, fill and the Translation 0.6;
+* unmap 2.2-2.7 (more when the page was translated): the façade 0.3, the leaf cleared 0.3, the
+  flush 1.5: the descriptor built and its bits placed 0.35, the image's four quadwords stored
+  at IQT 0.4, the IOTLB effect 0.4-0.5 (of which one bucket lookup per tag of the DID 0.2, and
+  a membership test for each cache never filled), the log record 0.15, the queue's checks and
+  IQH/IQT 0.2.
+
+The map target (4x) and the ring's (8x) are met for a pure-Python model that keeps the tables
+in memory in their bit layout and runs every flush through a real queue: the floor stores one
+list item per map and pops one dict entry per unmap.
 
 Run: python bench/bench_map.py
 """
