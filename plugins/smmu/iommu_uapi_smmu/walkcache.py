@@ -21,12 +21,13 @@ touch them. A walk that updates Access flags (CD.HA, STE.S2HA) goes the full way
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from iommu_uapi.caches import Tag, WalkCache
 from iommu_uapi.memory import ZERO_QUADS
 from iommu_uapi.pgtable.common import Stage2Translate, WalkResult
 from iommu_uapi.pgtable.lpae import LPAEWalker
+from iommu_uapi.pgtable.lpae.walker import UNBOUND
 from iommu_uapi.uapi.consts import FaultPerm
 
 from .iotlb import EL2
@@ -37,6 +38,8 @@ _PAGE_BASE = -4096
 _READ = int(FaultPerm.READ)
 #: the low bits of a stage-1 value holding the inherited controls (tables are 4 KiB aligned)
 _CONTROLS = 0xF
+#: A stage-2 walker's compiled walk into a translation's pending fills (``into_walk``)
+_Into = Callable[[int, int, dict[tuple[int, int], int]], tuple[WalkResult, int] | None]
 
 
 def table_levels(walker: LPAEWalker) -> tuple[int, ...]:
@@ -84,10 +87,8 @@ class CachedStage2:
         #: per LPAE level of a table descriptor, its walk-cache level and prefix shift
         self._keys = {4 - lv: (lv, cache.shifts[lv]) for lv in self._levels}
         #: per start level and access, the walker's compiled walk storing into the pending
-        #: fills under these keys (``walk_into``), bound on first use
-        self._into: dict[int, dict[int, Callable[[int, int, dict[tuple[int, int], int]],
-                                                 tuple[WalkResult, int] | None]]] = {
-            lv: {} for lv in walker.walk_levels}
+        #: fills under these keys (``walk_into``), bound on first use (UNBOUND until then)
+        self._into: Mapping[int, Mapping[int, _Into]] = UNBOUND
         self._nested: Stage2Translate | None = None  # bind_nested's, on first use
 
     def __call__(self, ipa: int, access: int) -> WalkResult:
@@ -184,9 +185,7 @@ class CachedStage2:
         if pending is not None:
             into = self._into[level].get(access)
             if into is None:
-                into = self.walker.into_walk(level, access, self._keys)
-                if 0 <= access < 16:
-                    self._into[level][access] = into
+                into = self._bind_into(level, access)
             fast = into(table, ipa, pending)
             if fast is not None:  # the common case: the table descriptors already pending
                 res, leaf_table = fast
@@ -209,6 +208,16 @@ class CachedStage2:
         elif deep is not None and level == last and hit is not None:
             self._seen[ipa >> deep] = (table, 0, True)
         return res
+
+    def _bind_into(self, level: int, access: int) -> _Into:
+        """The walker's compiled ``walk_into`` of ``access`` from ``level`` under this cache's
+        keys, kept for the next walk (an access outside 0..15 is not kept)."""
+        into = self.walker.into_walk(level, access, self._keys)
+        if 0 <= access < 16:
+            if self._into is UNBOUND:
+                self._into = {lv: {} for lv in self.walker.walk_levels}
+            self._into[level][access] = into  # type: ignore[index]
+        return into
 
     def fill_pending(self, pending: dict[tuple[int, int], int]) -> None:
         """Cache the table descriptors the stage-2 walks of a nested translation read."""

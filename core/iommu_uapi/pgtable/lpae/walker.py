@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable, Mapping
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 from ...errors import MemoryAccessError, UAPIError
@@ -38,10 +39,16 @@ from .compiled import INTO, NESTED, PLAIN, compile_walk
 from .config import LPAEConfig, fast_plans, geometry
 from .fast import LeafStep, leaf_steps, nested_tail, walk_leaf
 
-__all__ = ["LPAEWalker", "stage2", "walk"]
+__all__ = ["UNBOUND", "LPAEWalker", "stage2", "walk"]
 
 _READ, _WRITE, _PRIV = int(FaultPerm.READ), int(FaultPerm.WRITE), int(FaultPerm.PRIV)
 _NG = S1Desc.NG  # read by the fast path as a module global (one lookup)
+
+
+#: Per LPAE level, no bound walk: what a walker (and a walk cache's stage 2) looks its compiled
+#: walks up in until it binds the first (never written).
+UNBOUND: Mapping[int, Mapping[int, Any]] = MappingProxyType(
+    {lv: MappingProxyType({}) for lv in range(-1, 4)})
 
 
 def _no_plan(*args: object) -> None:
@@ -88,14 +95,10 @@ class LPAEWalker:
         # the last level's step of every plan (walk_leaf), and how a table there is aligned
         self._leaf_plan = leaf_steps(self._fast, cfg.stage)
         self._leaf_misalign = (self._root_align if self._start == 3 else cfg.granule) - 1
-        # per level a walk may start at, the low bits its table must have clear
-        self._misalign = {lv: (self._root_align if lv == self._start else cfg.granule) - 1
-                          for lv in self.walk_levels}
         # the compiled walks bound to the page view, per start level and access, as first used
-        self._plain_c: dict[int, dict[int, Callable[..., Any]]] = {
-            lv: {} for lv in self.walk_levels}
-        self._nested_c: dict[int, dict[int, Callable[..., Any]]] = {
-            lv: {} for lv in self.walk_levels}
+        # (UNBOUND, shared and never written, until then: building a walker binds nothing)
+        self._plain_c: Mapping[int, Mapping[int, Callable[..., Any]]] = UNBOUND
+        self._nested_c: Mapping[int, Mapping[int, Callable[..., Any]]] = UNBOUND
 
     walk_leaf = walk_leaf
 
@@ -113,7 +116,16 @@ class LPAEWalker:
         slow = (partial(nested_tail, self, access, level - self._start) if kind == NESTED
                 else None)
         fast = factory(self._get, ZERO_QUADS, slow)
-        (self._nested_c if kind == NESTED else self._plain_c)[level][access] = fast
+        bound: dict[int, dict[int, Callable[..., Any]]]
+        if kind == NESTED:
+            if self._nested_c is UNBOUND:
+                self._nested_c = {lv: {} for lv in self.walk_levels}
+            bound = self._nested_c  # type: ignore[assignment]
+        else:
+            if self._plain_c is UNBOUND:
+                self._plain_c = {lv: {} for lv in self.walk_levels}
+            bound = self._plain_c  # type: ignore[assignment]
+        bound[level][access] = fast
         return fast
 
     def into_walk(self, level: int, access: int, keys: Mapping[int, tuple[int, int]]
@@ -181,8 +193,8 @@ class LPAEWalker:
         at stage 2). With ``path``, each table descriptor used is appended as ``(level, next
         table, inherited below it)``; the walk under it continues at ``level + 1``. ``reads``
         counts from ``level`` on; no HTTU updates. Faults as :meth:`walk`."""
-        misalign = self._misalign.get(level)
-        if misalign is None or table & misalign:
+        align = self._root_align if level == self._start else self._granule
+        if not self._start <= level <= 3 or table & (align - 1):
             raise UAPIError(errno.EINVAL, f"LPAE stage {self._stage}: cannot start a walk at "
                             f"level {level} from {table:#x}", rule="pgtable.start")
         if not inherited & self._controls and 0 <= iova < self._limit:
