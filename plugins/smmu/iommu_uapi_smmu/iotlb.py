@@ -67,9 +67,12 @@ class SmmuTlb:
                 + self.tlb.invalidate((vmid, GLOBAL), addr, size))
 
     def nh_va_page(self, vmid: int, asid: int, addr: int) -> int:
-        """:meth:`nh_va` of the 4 KiB page holding ``addr``: one indexed lookup per tag."""
+        """:meth:`nh_va` of the 4 KiB page holding ``addr``: one indexed lookup per tag (the
+        VMID's global tag only when it was ever filled)."""
         tlb = self.tlb
-        return tlb.invalidate_page((vmid, asid), addr) + tlb.invalidate_page((vmid, GLOBAL), addr)
+        n = tlb.invalidate_page((vmid, asid), addr)
+        globals_ = (vmid, GLOBAL)
+        return n + tlb.invalidate_page(globals_, addr) if globals_ in tlb.prefixes else n
 
     def nh_vaa(self, vmid: int, addr: int, size: int) -> int:
         """TLBI_NH_VAA: stage-1 entries of every ASID of VMID overlapping the range."""
