@@ -178,11 +178,25 @@ def test_a_frame_longer_than_any_writer_makes_is_corrupt() -> None:
 def test_a_dma_run_with_columns_of_different_lengths_is_corrupt() -> None:
     import msgspec
 
-    run = ev.DmaRun([0x1000, 0x2000], [1, 2, 3])
-    body = msgspec.msgpack.encode([run])
+    # the run as a writer's array would hold it (tag 18, iova, sid), two IOVAs and three SIDs
+    body = msgspec.msgpack.encode([[18, [0x1000, 0x2000], [1, 2, 3]]])
     data = SAMPLE[:8 + 4 + int.from_bytes(SAMPLE[8:12], "little")]
     err = _rejected(data + len(body).to_bytes(4, "little") + body + bytes(4))
     assert err.rule == "trace.corrupt" and "columns" in err.message
+    assert f"at byte offset {len(data)}:" in err.message
+
+
+@pytest.mark.parametrize("columns", [{"sid": [1, 2, 3]}, {"pasid": [None]}, {"size": []},
+                                     {"access": [1, 2, 3]}, {"t": [0]}])
+def test_a_dma_run_is_not_built_with_columns_of_different_lengths(
+        columns: dict[str, object]) -> None:
+    fields: dict[str, object] = {"sid": 1, **columns}
+    with pytest.raises(UAPIError) as info:
+        ev.DmaRun([0x1000, 0x2000], **fields)  # type: ignore[arg-type]
+    assert info.value.rule == "trace.corrupt" and "columns" in info.value.message
+    assert ev.DmaRun([0x1000, 0x2000], 1, [None, 3], 8, [1, 2]).well_formed()
+    with pytest.raises(UAPIError):
+        ev.DmaRun(0x1000, 1)  # type: ignore[arg-type]  # iova is a list
 
 
 MIXED = encode_events([ev.DeviceAdd(0x100), ev.Dma(0x100, 0x1000, 3), ev.Dma(0x108, 0x2000),

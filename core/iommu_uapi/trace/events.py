@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 
+from .errors import trace_error
+
 __all__ = [
     "EVENT_TYPES",
     "FORMAT_VERSION",
@@ -228,11 +230,28 @@ class DmaRun(_Event, frozen=True, gc=False, array_like=True, tag=18):
     t: int | list[int | None] | None = None
     one_page: bool = True
 
+    def __post_init__(self) -> None:
+        """A run whose list columns differ in length from ``iova`` is refused: when decoded
+        (the frame does not decode) and when built (``UAPIError``, rule ``trace.corrupt``)."""
+        if (self.iova.__class__ is list and self.sid.__class__ is int
+                and self.size.__class__ is int
+                and self.access.__class__ is int and not isinstance(self.pasid, list)
+                and not isinstance(self.t, list)):
+            return  # no list column (a writer's run of one DMA, or of a uniform stream)
+        if not self.well_formed():
+            raise trace_error("trace.corrupt", None, "a DMA run's columns differ in length "
+                              "(iova must be a list)")
+
     def well_formed(self) -> bool:
-        """Whether every list column is as long as ``iova`` (a reader checks each run)."""
+        """Whether ``iova`` is a list and every list column is as long as it (every run is
+        checked as it is built or decoded)."""
+        if not isinstance(self.iova, list):
+            return False
         n = len(self.iova)
-        return all(len(v) == n for v in (self.sid, self.pasid, self.size, self.access, self.t)
-                   if isinstance(v, list))
+        for v in (self.sid, self.pasid, self.size, self.access, self.t):
+            if isinstance(v, list) and len(v) != n:
+                return False
+        return True
 
     def column(self, name: str) -> list[object]:
         """Field ``name`` as a list as long as the run."""

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import msgspec
 
+from ..errors import UAPIError
 from .errors import trace_error
 from .events import EVENT_TYPES, FORMAT_VERSION, Dma, DmaRun, Event, Header
 
@@ -228,14 +229,13 @@ class TraceReader:
             if payload is None:
                 return
             try:
-                frame = dec(payload)
+                frame = dec(payload)  # a DMA run checks its columns as it is decoded
             except msgspec.DecodeError as exc:
                 raise trace_error("trace.corrupt", start,
                                   f"frame does not decode as events: {exc}") from None
-            for event in frame:
-                if event.__class__ is DmaRun and not event.well_formed():
-                    raise trace_error("trace.corrupt", start, "a DMA run's columns differ "
-                                      "in length")
+            except UAPIError:  # DmaRun.__post_init__
+                raise trace_error("trace.corrupt", start, "a DMA run's columns differ "
+                                  "in length") from None
             yield frame
 
     def __iter__(self) -> Iterator[Event]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from ..caches import Geometry
 from ..device import Device, Domain
@@ -63,6 +63,7 @@ __all__ = ["REQUIRES", "Replayer", "check_capabilities", "make_iommu", "replay",
            "required_features"]
 
 _HIST = 64
+_TOP = _HIST - 1  # the histograms' last bucket counts that many reads or more
 _PAGE = 0x1000
 #: The PASID set a replay allocates recorded host PASIDs in (bind needs them allocated).
 REPLAY_PASID_SET = "trace"
@@ -108,7 +109,8 @@ class Replayer:
         #: faults and page requests reported to the consumer of PRI devices
         self.reported = 0
         self.refused: dict[str, int] = {}
-        self.invalidations: dict[str, int] = {}
+        self._invalidations: dict[str, int] = {}
+        self._unmaps = 0  # the unmaps' flushes, counted apart (every ring packet has one)
         self.table_hist = [0] * _HIST
         self.config_hist = [0] * _HIST
         #: (sid, PASID) -> [translations, walks, table reads, faults]
@@ -126,17 +128,25 @@ class Replayer:
 
     # -- control events ------------------------------------------------------------------------
 
+    @property
+    def invalidations(self) -> dict[str, int]:
+        """The invalidation calls made, by kind (``unmap``: the unmaps' flushes)."""
+        out = dict(self._invalidations)
+        if self._unmaps:
+            out["unmap"] = out.get("unmap", 0) + self._unmaps
+        return out
+
     def _map(self, e: Map) -> None:
         self.iommu.map(self.domains[e.domain], e.iova, e.paddr, e.size, e.prot)
 
     def _unmap(self, e: Unmap) -> None:
         self.iommu.unmap(self.domains[e.domain], e.iova, e.size)
-        self.invalidations["unmap"] = self.invalidations.get("unmap", 0) + 1
+        self._unmaps += 1
 
     def _invalidate(self, e: Invalidate) -> None:
         self.iommu.uapi_cache_invalidate(self.domains[e.domain], self.devices[e.sid], e.data)
         kind = _invalidation_kind(e.data)  # accepted: the bytes hold the fields
-        self.invalidations[kind] = self.invalidations.get(kind, 0) + 1
+        self._invalidations[kind] = self._invalidations.get(kind, 0) + 1
 
     def _bind(self, e: Bind) -> None:
         offset, size = _BIND_HPASID
@@ -206,8 +216,12 @@ class Replayer:
         try:
             self._control[type(event)](event)
         except (UAPIError, KeyError):
-            kind = type(event).__name__
-            self.refused[kind] = self.refused.get(kind, 0) + 1
+            self._refuse(type(event))
+
+    def _refuse(self, cls: type) -> None:
+        """Count a refused control event under its kind."""
+        kind = cls.__name__
+        self.refused[kind] = self.refused.get(kind, 0) + 1
 
     # -- the data path -------------------------------------------------------------------------
 
@@ -227,9 +241,9 @@ class Replayer:
                 counts = self.contexts.setdefault((getattr(dev, "sid", -1), pasid), [0, 0, 0, 0])
                 counts[3] += 1
             return
-        reads = tr.table_reads
-        self.table_hist[min(reads, _HIST - 1)] += 1
-        self.config_hist[min(tr.config_reads, _HIST - 1)] += 1
+        reads, config = tr.table_reads, tr.config_reads
+        self.table_hist[reads if reads < _TOP else _TOP] += 1
+        self.config_hist[config if config < _TOP else _TOP] += 1
         if self.per_context:
             counts = self.contexts.setdefault((dev.sid, pasid), [0, 0, 0, 0])
             counts[0] += 1
@@ -272,24 +286,59 @@ class Replayer:
             progress: Callable[[int], None] | None = None) -> None:
         """Replay ``chunks`` (lists of events, as :meth:`TraceReader.frames` yields them);
         ``progress(events)`` is called after each chunk."""
-        devices = self.devices
-        control = self.control
+        devices, domains, handlers = self.devices, self.domains, self._control
+        imap, iunmap, translate = self.iommu.map, self.iommu.unmap, self.iommu.translate
+        table_hist, config_hist = self.table_hist, self.config_hist
+        plain = not self.per_context
         for chunk in chunks:
             events = len(chunk)
             for event in chunk:
                 cls = event.__class__
                 if cls is DmaRun:
-                    run = cast(DmaRun, event)
+                    run: DmaRun = event  # type: ignore[assignment]  # (cast() is a call)
                     n = len(run.iova)
                     self.dmas += n
-                    events += n - 1
-                    self._dma_run(run)
+                    if (n == 1 and plain and run.one_page and run.sid.__class__ is int
+                            and run.access.__class__ is int
+                            and run.pasid.__class__ is not list):
+                        # one DMA within a page (a ring's every packet): _dma_run's one
+                        # translation, without its setup
+                        try:
+                            tr = translate(devices.get(run.sid), run.iova[0],  # type: ignore[arg-type]
+                                           pasid=run.pasid,  # type: ignore[arg-type]
+                                           access=run.access)
+                        except (TranslationFault, UAPIError):
+                            self.faults += 1
+                            continue
+                        reads, config = tr.table_reads, tr.config_reads
+                        table_hist[reads if reads < _TOP else _TOP] += 1
+                        config_hist[config if config < _TOP else _TOP] += 1
+                    else:
+                        events += n - 1
+                        self._dma_run(run)
                 elif cls is Dma:
-                    dma = cast(Dma, event)
+                    dma: Dma = event  # type: ignore[assignment]
                     self.dmas += 1
                     self._dma_pages(devices.get(dma.sid), dma)  # type: ignore[arg-type]
-                else:
-                    control(event)
+                elif cls is Map or cls is Unmap:  # _map and _unmap, inline (a ring's packets)
+                    try:
+                        if cls is Map:
+                            m: Map = event  # type: ignore[assignment]
+                            imap(domains[m.domain], m.iova, m.paddr, m.size, m.prot)
+                        else:
+                            u: Unmap = event  # type: ignore[assignment]
+                            iunmap(domains[u.domain], u.iova, u.size)
+                            self._unmaps += 1
+                    except (UAPIError, KeyError):
+                        self._refuse(cls)
+                else:  # control(event), inline
+                    handler = handlers.get(cls)
+                    try:
+                        if handler is None:
+                            raise KeyError(cls)
+                        handler(event)
+                    except (UAPIError, KeyError):
+                        self._refuse(cls)
             self.events += events
             if progress is not None:
                 progress(self.events)
