@@ -105,10 +105,15 @@ def test_a_dma_over_several_pages_translates_each_page() -> None:
 
 def test_faults_and_refused_calls_are_counted_not_raised() -> None:
     data = encode_events([ev.DeviceAdd(1), ev.DomainAlloc(1), ev.AttachDevice(1, 1),
-                          ev.Dma(1, 0x5000), ev.Map(1, 0x1001, 0, 0x1000, 3), ev.Dma(7, 0)])
+                          ev.Dma(1, 0x5000), ev.Map(1, 0x1001, 0, 0x1000, 3), ev.Dma(7, 0),
+                          ev.Map(9, 0x1000, 0, 0x1000, 3), ev.Unmap(9, 0x1000, 0x1000),
+                          ev.Unmap(1, 0x1800, 0x1000), ev.Map(1, 0x1000, 0, 0x1000, 3),
+                          ev.Unmap(1, 0x1000, 0x1000)])
     stats = replay(io.BytesIO(data), "mini")
     assert stats.faults == 2
-    assert stats.refused == {"Map": 1}
+    # an unknown domain, a misaligned map or unmap: refused and counted, never raised
+    assert stats.refused == {"Map": 2, "Unmap": 2}
+    assert stats.invalidations == {"unmap": 1}
 
 
 def test_a_backend_without_a_needed_feature_is_refused_upfront() -> None:
