@@ -190,6 +190,23 @@ lpae_flags = st.lists(st.sampled_from(LPAE_BITS), min_size=1, max_size=3).map(
     lambda bits: sum({1 << b for b in bits}))
 
 
+def corrupt_path(mem: Any, cfg: lpae.LPAEConfig, root: int, iova: int, data: st.DataObject,
+                 *, least: int = 0) -> None:
+    """Flip bits of ``least`` to two descriptors on the path of ``iova`` (the table bits
+    included, so the walk may go astray, meet a block or a table control)."""
+    geo = geometry(cfg)
+    flips = dict(data.draw(st.lists(st.tuples(st.integers(0, len(geo.levels) - 1), lpae_flags),
+                                    min_size=least, max_size=2)))
+    table = root
+    for i, lv in enumerate(geo.levels):
+        ptr = table + (((iova >> lv.shift) & lv.index_mask) << 3)
+        desc = mem.read64(ptr)
+        mem.write64(ptr, desc ^ flips.get(i, 0))
+        if desc & 3 != 3 or lv.level == 3:
+            break
+        table = desc & geo.addr_mask
+
+
 @pytest.mark.parametrize("cfg", [
     lpae.LPAEConfig(), lpae.LPAEConfig(oas=40, hpd=True),
     lpae.LPAEConfig(stage=2, t0sz=24, sl0=1),          # 40-bit IPA: level 1, 2 concatenated
@@ -210,16 +227,7 @@ def test_lpae_fast_and_full_walks_agree(cfg: lpae.LPAEConfig, data: st.DataObjec
     iova = data.draw(st.integers(0, (1 << cfg.ias) - 1)) & -size
     pt.map(iova, (0x4000_0000 + iova) & ((1 << 40) - 1) & -size, size,
            data.draw(st.sampled_from([Prot.READ, RW, RW | Prot.NOEXEC | Prot.PRIV])))
-    flips = dict(data.draw(st.lists(st.tuples(st.integers(0, len(geo.levels) - 1), lpae_flags),
-                                    min_size=1, max_size=2)))
-    table = pt.root
-    for i, lv in enumerate(geo.levels):
-        ptr = table + (((iova >> lv.shift) & lv.index_mask) << 3)
-        desc = mem.read64(ptr)
-        mem.write64(ptr, desc ^ flips.get(i, 0))
-        if desc & 3 != 3 or lv.level == 3:
-            break
-        table = desc & geo.addr_mask
+    corrupt_path(mem, cfg, pt.root, iova, data, least=1)
     iova |= data.draw(st.integers(0, size - 1))
     fast = lpae.LPAEWalker(mem, cfg)
     full = lpae.LPAEWalker(FullOnly(mem), cfg)

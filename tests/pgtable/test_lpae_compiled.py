@@ -25,7 +25,7 @@ from iommu_uapi.pgtable.lpae.compiled import INTO, NESTED, PLAIN, compile_walk
 from iommu_uapi.pgtable.lpae.config import fast_plans, geometry
 from iommu_uapi.pgtable.lpae.fast import walk_into
 
-from .test_fast_path import FullOnly, lpae_flags, outcome
+from .test_fast_path import FullOnly, corrupt_path, outcome
 
 RW = Prot.READ | Prot.WRITE
 PROTS = [Prot.READ, RW, RW | Prot.NOEXEC | Prot.PRIV]
@@ -39,23 +39,6 @@ PLAIN_CFGS = [
     lpae.LPAEConfig(stage=2, granule=16384, t0sz=24, sl0=1),
     lpae.LPAEConfig(stage=2, granule=65536, t0sz=18, sl0=1),
 ]
-
-
-def _corrupt(mem: Any, cfg: lpae.LPAEConfig, root: int, iova: int,
-             data: st.DataObject) -> None:
-    """Flip bits of one or two descriptors on the path of ``iova`` (the table bits included,
-    so the walk may go astray, meet a block or a table control)."""
-    geo = geometry(cfg)
-    flips = dict(data.draw(st.lists(st.tuples(st.integers(0, len(geo.levels) - 1), lpae_flags),
-                                    min_size=0, max_size=2)))
-    table = root
-    for i, lv in enumerate(geo.levels):
-        ptr = table + (((iova >> lv.shift) & lv.index_mask) << 3)
-        desc = mem.read64(ptr)
-        mem.write64(ptr, desc ^ flips.get(i, 0))
-        if desc & 3 != 3 or lv.level == 3:
-            break
-        table = desc & geo.addr_mask
 
 
 def _starts(full: lpae.LPAEWalker, root: int, iova: int, access: int, s2: Any = None
@@ -80,7 +63,7 @@ def test_compiled_plain_walks_agree_with_the_full_walk(cfg: lpae.LPAEConfig,
     iova = data.draw(st.integers(0, (1 << cfg.ias) - 1)) & -size
     pt.map(iova, (0x4000_0000 + iova) & ((1 << 40) - 1) & -size, size,
            data.draw(st.sampled_from(PROTS)))
-    _corrupt(mem, cfg, pt.root, iova, data)
+    corrupt_path(mem, cfg, pt.root, iova, data)
     iova |= data.draw(st.integers(0, size - 1))
     fast = lpae.LPAEWalker(mem, cfg)
     full = lpae.LPAEWalker(FullOnly(mem), cfg)
@@ -136,7 +119,7 @@ def test_compiled_nested_walks_agree_with_the_full_walk(s1_cfg: lpae.LPAEConfig,
     s1 = lpae.LPAEPageTable(s1_cfg, guest)
     iova = data.draw(st.integers(0, (1 << s1_cfg.ias) - 1)) & -s1_cfg.granule
     s1.map(iova, DATA_IPA, s1_cfg.granule, data.draw(st.sampled_from(PROTS)))
-    _corrupt(guest, s1_cfg, s1.root, iova, data)
+    corrupt_path(guest, s1_cfg, s1.root, iova, data)
     if data.draw(st.booleans()):  # lose the data page at stage 2, or its write permission
         s2.unmap(DATA_IPA, s2_cfg.granule)
         if data.draw(st.booleans()):
@@ -179,7 +162,7 @@ def test_compiled_walk_into_stores_the_full_walks_path(cfg: lpae.LPAEConfig,
     size = data.draw(st.sampled_from([lv.size for lv in geo.levels if lv.leaf_need != -1]))
     ipa = data.draw(st.integers(0, (1 << cfg.ias) - 1)) & -size
     pt.map(ipa, 0x4000_0000 & -size, size, data.draw(st.sampled_from(PROTS)))
-    _corrupt(mem, cfg, pt.root, ipa, data)
+    corrupt_path(mem, cfg, pt.root, ipa, data)
     ipa = data.draw(st.sampled_from([ipa | data.draw(st.integers(0, size - 1)), 1 << cfg.ias]))
     fast = lpae.LPAEWalker(mem, cfg)
     full = lpae.LPAEWalker(FullOnly(mem), cfg)
