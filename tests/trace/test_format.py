@@ -80,6 +80,17 @@ def test_events_round_trip_through_the_format(events: list[ev.Event], compress: 
         assert list(reader) == events
 
 
+def test_consecutive_dmas_are_one_run_and_a_dma_alone_is_itself() -> None:
+    events = [ev.Map(1, 0x1000, 0, 0x1000, 3), ev.Dma(1, 0x1000), ev.Unmap(1, 0x1000, 0x1000),
+              ev.Dma(1, 0x2000, None, 8, 2), ev.Dma(1, 0x3000, 5, 8, 2)]
+    with TraceReader(io.BytesIO(encode_events(events))) as reader:
+        (frame,) = list(reader.frames())
+    assert [type(e) for e in frame] == [ev.Map, ev.Dma, ev.Unmap, ev.DmaRun]
+    assert frame[3] == ev.DmaRun([0x2000, 0x3000], 1, [None, 5], 8, 2, None, True)
+    with TraceReader(io.BytesIO(encode_events(events))) as reader:
+        assert list(reader) == events
+
+
 def test_trace_info_counts_events_by_kind_and_time_span() -> None:
     data = encode_events([ev.DeviceAdd(1, t=5), ev.Dma(1, 0x1000, t=7), ev.Dma(1, 0x2000),
                           ev.Dma(1, 0x3000, t=30)], Header(backend="mini"))

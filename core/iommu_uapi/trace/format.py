@@ -71,7 +71,8 @@ class TraceWriter:
         self._out.write(payload)
 
     def append(self, event: Event) -> None:
-        """Add one event (consecutive DMAs are stored as one :class:`~.events.DmaRun`)."""
+        """Add one event (consecutive DMAs are stored as one :class:`~.events.DmaRun`, a DMA
+        alone as itself)."""
         if event.__class__ is Dma:
             self._run.append(event)
         else:
@@ -83,7 +84,9 @@ class TraceWriter:
             self.flush()
 
     def _end_run(self) -> None:
-        self._pending.append(DmaRun.of(self._run))
+        run = self._run
+        # a DMA alone (a ring's packet between its map and unmap) is stored as itself
+        self._pending.append(run[0] if len(run) == 1 else DmaRun.of(run))
         self._run = []
 
     def extend(self, events: Iterable[Event]) -> None:

@@ -65,6 +65,7 @@ __all__ = ["REQUIRES", "Replayer", "check_capabilities", "make_iommu", "replay",
 _HIST = 64
 _TOP = _HIST - 1  # the histograms' last bucket counts that many reads or more
 _PAGE = 0x1000
+_IN_PAGE = _PAGE - 1
 #: The PASID set a replay allocates recorded host PASIDs in (bind needs them allocated).
 REPLAY_PASID_SET = "trace"
 
@@ -294,19 +295,18 @@ class Replayer:
             events = len(chunk)
             for event in chunk:
                 cls = event.__class__
-                if cls is DmaRun:
-                    run: DmaRun = event  # type: ignore[assignment]  # (cast() is a call)
-                    n = len(run.iova)
-                    self.dmas += n
-                    if (n == 1 and plain and run.one_page and run.sid.__class__ is int
-                            and run.access.__class__ is int
-                            and run.pasid.__class__ is not list):
-                        # one DMA within a page (a ring's every packet): _dma_run's one
-                        # translation, without its setup
+                if cls is Dma:
+                    dma: Dma = event  # type: ignore[assignment]  # (cast() is a call)
+                    self.dmas += 1
+                    iova, size = dma.iova, dma.size
+                    if (plain and iova.__class__ is int and size.__class__ is int
+                            and size <= _PAGE - (iova & _IN_PAGE)
+                            and dma.access.__class__ is int):
+                        # a DMA within one page (a ring's every packet): _dma_pages's one
+                        # translation, inline
                         try:
-                            tr = translate(devices.get(run.sid), run.iova[0],  # type: ignore[arg-type]
-                                           pasid=run.pasid,  # type: ignore[arg-type]
-                                           access=run.access)
+                            tr = translate(devices.get(dma.sid), iova,  # type: ignore[arg-type]
+                                           pasid=dma.pasid, access=dma.access)
                         except (TranslationFault, UAPIError):
                             self.faults += 1
                             continue
@@ -314,12 +314,13 @@ class Replayer:
                         table_hist[reads if reads < _TOP else _TOP] += 1
                         config_hist[config if config < _TOP else _TOP] += 1
                     else:
-                        events += n - 1
-                        self._dma_run(run)
-                elif cls is Dma:
-                    dma: Dma = event  # type: ignore[assignment]
-                    self.dmas += 1
-                    self._dma_pages(devices.get(dma.sid), dma)  # type: ignore[arg-type]
+                        self._dma_pages(devices.get(dma.sid), dma)  # type: ignore[arg-type]
+                elif cls is DmaRun:
+                    run: DmaRun = event  # type: ignore[assignment]
+                    n = len(run.iova)
+                    self.dmas += n
+                    events += n - 1
+                    self._dma_run(run)
                 elif cls is Map or cls is Unmap:  # _map and _unmap, inline (a ring's packets)
                     try:
                         if cls is Map:
