@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 import pytest
-from test_iommu import Rig, errno_of
+from test_iommu import GUEST_RAM, Rig, errno_of
 
+from iommu_uapi.caches import TLB
 from iommu_uapi.errors import UAPIError
 from iommu_uapi.pgtable.common import Prot
 from iommu_uapi.translation import TranslationFault
@@ -195,3 +196,20 @@ def test_a_fault_on_a_kept_context_is_reported_as_on_a_new_one(pasid: bool) -> N
         io.translate(dev, bad, **kw)  # the context is kept: the inline miss
     assert len(io.fault_log) == 2 and len(rig.builds) == 1
     assert io.fault_log[0] == io.fault_log[1] and io.iotlb.fills == fills
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo"])
+def test_a_device_tlb_whose_policy_sees_hits_is_told_of_each(policy: str) -> None:
+    """An ATS device's hits come from its device TLB: straight from its bucket when the policy
+    ignores hits (FIFO), through the TLB when it must see them (LRU), so that LRU keeps the
+    page hit last and FIFO the pages filled last."""
+    rig = Rig()
+    io, dev = rig.iommu, rig.dev
+    atc = dev.atc = TLB(2, policy=policy)  # before the device's first DMA
+    a, b, c = 0x1000, 0x2000, 0x3000
+    for iova in (a, b, a, c):
+        assert io.translate(dev, iova + 8).paddr == GUEST_RAM + iova + 8
+    assert (atc.hits, atc.misses, atc.evictions) == (1, 3, 1)
+    kept = {vpn for (_, vpn) in atc.entries}
+    assert kept == ({a >> 12, c >> 12} if policy == "lru" else {b >> 12, c >> 12})
+    assert io.iotlb.hits == 0  # every hit was the device TLB's
