@@ -177,11 +177,19 @@ def run_batch(smmu: Smmu, images: Sequence[bytes]) -> bool:
     ring = queues.cmdq
     if ring.stopped or ring.prod != ring.cons or not queues.cmdq_enabled():
         return False
-    memo = smmu.decoded_commands
-    try:
-        known = [memo.get(image) or _decoded(smmu, image) for image in images]
-    except CommandError:
-        return False
+    batches = smmu.decoded_batches
+    keep = images.__class__ is tuple  # a prepared batch's images: kept with their commands
+    known = batches.get(images) if keep else None  # type: ignore[call-overload]
+    if known is None:
+        memo = smmu.decoded_commands
+        try:
+            known = [memo.get(image) or _decoded(smmu, image) for image in images]
+        except CommandError:
+            return False
+        if keep:
+            if len(batches) >= _MEMO_LIMIT:
+                batches.clear()
+            batches[images] = known  # type: ignore[index]
     if not ring.produce_all(images):
         return False
     for cmd, handler in known:  # legal commands: none can stop the queue

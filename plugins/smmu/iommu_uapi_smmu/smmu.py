@@ -92,6 +92,8 @@ class Smmu:
         #: Command images already decoded and checked, with their handlers (see
         #: :mod:`.cmdq`; the capability set is fixed for the SMMU's life).
         self.decoded_commands: dict[bytes, tuple[Any, Any]] = {}
+        #: a batch's images (a tuple) -> their decoded commands and handlers (see run_batch)
+        self.decoded_batches: dict[tuple[bytes, ...], list[tuple[Any, Any]]] = {}
         #: How the images fetched from the command queue are decoded and checked.
         self.decoder = CommandDecoder(self.caps)
         #: Decoded CDs by (StreamID, SSID), labelled ("sid", StreamID).

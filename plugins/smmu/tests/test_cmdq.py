@@ -356,6 +356,28 @@ def test_the_one_pass_batch_does_what_the_register_path_does() -> None:
         [slow.smmu.regs.read(r) for r in (Reg.CMDQ_PROD, Reg.CMDQ_CONS)] == [3, 3]
 
 
+def test_a_repeated_batch_runs_from_its_kept_commands_as_a_new_one_does() -> None:
+    """A prepared batch (a tuple of images) keeps its decoded commands: run again, into the
+    next slots of the ring, it writes and executes what the register path does; a batch with
+    an illegal image is never kept."""
+    rigs = [QRig(), QRig()]
+    for rig in rigs:
+        _s1_stream(rig, 4, asid=7)
+    cmds = [TlbiNhVa(VMID=1, ASID=7, Addr=0x1000), Sync()]
+    images = tuple(c.to_bytes() for c in cmds)
+    fast, slow = rigs
+    for n in range(1, 4):
+        assert run_batch(fast.smmu, images)
+        slow.submit(*cmds)
+        assert images in fast.smmu.decoded_batches
+        assert _stale(fast, 4) == _stale(slow, 4) == [0x2000, 0x3000]
+        assert fast.mem.read(fast.cmdq, 128) == slow.mem.read(slow.cmdq, 128)
+        assert [fast.smmu.regs.read(r) for r in (Reg.CMDQ_PROD, Reg.CMDQ_CONS)] == \
+            [slow.smmu.regs.read(r) for r in (Reg.CMDQ_PROD, Reg.CMDQ_CONS)] == [2 * n, 2 * n]
+    bad = (images[0], (0xFF).to_bytes(16, "little"))
+    assert not run_batch(fast.smmu, bad) and bad not in fast.smmu.decoded_batches
+
+
 def test_the_one_pass_batch_leaves_an_illegal_image_to_the_queue() -> None:
     rig = QRig()
     _s1_stream(rig, 4, asid=7)
