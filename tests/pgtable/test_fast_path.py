@@ -207,6 +207,21 @@ def corrupt_path(mem: Any, cfg: lpae.LPAEConfig, root: int, iova: int, data: st.
         table = desc & geo.addr_mask
 
 
+def corrupted_mapping(cfg: lpae.LPAEConfig, data: st.DataObject, *, least: int = 0
+                      ) -> tuple[PhysicalMemory, lpae.LPAEPageTable, int]:
+    """A builder's mapping of one page of a random leaf size, :func:`corrupt_path` on its
+    path, and an address inside that page."""
+    mem = PhysicalMemory()
+    pt = lpae.LPAEPageTable(cfg, mem)
+    geo = geometry(cfg)
+    size = data.draw(st.sampled_from([lv.size for lv in geo.levels if lv.leaf_need != -1]))
+    iova = data.draw(st.integers(0, (1 << cfg.ias) - 1)) & -size
+    pt.map(iova, (0x4000_0000 + iova) & ((1 << 40) - 1) & -size, size,
+           data.draw(st.sampled_from([Prot.READ, RW, RW | Prot.NOEXEC | Prot.PRIV])))
+    corrupt_path(mem, cfg, pt.root, iova, data, least=least)
+    return mem, pt, iova | data.draw(st.integers(0, size - 1))
+
+
 @pytest.mark.parametrize("cfg", [
     lpae.LPAEConfig(), lpae.LPAEConfig(oas=40, hpd=True),
     lpae.LPAEConfig(stage=2, t0sz=24, sl0=1),          # 40-bit IPA: level 1, 2 concatenated
@@ -220,15 +235,7 @@ def corrupt_path(mem: Any, cfg: lpae.LPAEConfig, root: int, iova: int, data: st.
 def test_lpae_fast_and_full_walks_agree(cfg: lpae.LPAEConfig, data: st.DataObject,
                                         access: int) -> None:
     """A builder mapping with one or two descriptors on its path flipped at random."""
-    mem = PhysicalMemory()
-    pt = lpae.LPAEPageTable(cfg, mem)
-    geo = geometry(cfg)
-    size = data.draw(st.sampled_from([lv.size for lv in geo.levels if lv.leaf_need != -1]))
-    iova = data.draw(st.integers(0, (1 << cfg.ias) - 1)) & -size
-    pt.map(iova, (0x4000_0000 + iova) & ((1 << 40) - 1) & -size, size,
-           data.draw(st.sampled_from([Prot.READ, RW, RW | Prot.NOEXEC | Prot.PRIV])))
-    corrupt_path(mem, cfg, pt.root, iova, data, least=1)
-    iova |= data.draw(st.integers(0, size - 1))
+    mem, pt, iova = corrupted_mapping(cfg, data, least=1)
     fast = lpae.LPAEWalker(mem, cfg)
     full = lpae.LPAEWalker(FullOnly(mem), cfg)
     assert outcome(lambda: fast.walk(pt.root, iova, access)) == \

@@ -25,7 +25,7 @@ from iommu_uapi.pgtable.lpae.compiled import INTO, NESTED, PLAIN, compile_walk
 from iommu_uapi.pgtable.lpae.config import fast_plans, geometry
 from iommu_uapi.pgtable.lpae.fast import walk_into
 
-from .test_fast_path import FullOnly, corrupt_path, outcome
+from .test_fast_path import FullOnly, corrupt_path, corrupted_mapping, outcome
 
 RW = Prot.READ | Prot.WRITE
 PROTS = [Prot.READ, RW, RW | Prot.NOEXEC | Prot.PRIV]
@@ -56,15 +56,7 @@ def _starts(full: lpae.LPAEWalker, root: int, iova: int, access: int, s2: Any = 
 def test_compiled_plain_walks_agree_with_the_full_walk(cfg: lpae.LPAEConfig,
                                                        data: st.DataObject,
                                                        access: int) -> None:
-    mem = PhysicalMemory()
-    pt = lpae.LPAEPageTable(cfg, mem)
-    geo = geometry(cfg)
-    size = data.draw(st.sampled_from([lv.size for lv in geo.levels if lv.leaf_need != -1]))
-    iova = data.draw(st.integers(0, (1 << cfg.ias) - 1)) & -size
-    pt.map(iova, (0x4000_0000 + iova) & ((1 << 40) - 1) & -size, size,
-           data.draw(st.sampled_from(PROTS)))
-    corrupt_path(mem, cfg, pt.root, iova, data)
-    iova |= data.draw(st.integers(0, size - 1))
+    mem, pt, iova = corrupted_mapping(cfg, data)
     fast = lpae.LPAEWalker(mem, cfg)
     full = lpae.LPAEWalker(FullOnly(mem), cfg)
     assert outcome(lambda: fast.walk(pt.root, iova, access)) == \
