@@ -20,12 +20,13 @@ from hypothesis import strategies as st
 
 from iommu_uapi.memory import GuestMemory, PhysicalMemory
 from iommu_uapi.pgtable import lpae
-from iommu_uapi.pgtable.common import Prot, WalkResult, bind_stage2
+from iommu_uapi.pgtable.common import Prot
 from iommu_uapi.pgtable.lpae.compiled import INTO, NESTED, PLAIN, compile_walk
 from iommu_uapi.pgtable.lpae.config import fast_plans, geometry
 from iommu_uapi.pgtable.lpae.fast import walk_into
 
 from .test_fast_path import FullOnly, corrupt_path, corrupted_mapping, outcome
+from .test_lpae_nested_fast import assert_nested_walks_agree, assert_walk_into_agrees
 
 RW = Prot.READ | Prot.WRITE
 PROTS = [Prot.READ, RW, RW | Prot.NOEXEC | Prot.PRIV]
@@ -74,13 +75,6 @@ def test_compiled_plain_walks_agree_with_the_full_walk(cfg: lpae.LPAEConfig,
                                inherited=inherited)) == want
 
 
-def _recording(s2: Any, calls: list[tuple[int, int]]) -> Any:
-    def translate(ipa: int, access: int) -> WalkResult:
-        calls.append((ipa, access))
-        return s2(ipa, access)  # type: ignore[no-any-return]
-    return translate
-
-
 RAM_IPA, RAM_SIZE, RAM_PA, DATA_IPA = 0x40_0000, 0x40_0000, 0x4000_0000, 0x1_0000
 NESTS = [
     (lpae.LPAEConfig(), lpae.LPAEConfig(stage=2, t0sz=24, sl0=1)),
@@ -117,27 +111,10 @@ def test_compiled_nested_walks_agree_with_the_full_walk(s1_cfg: lpae.LPAEConfig,
         if data.draw(st.booleans()):
             s2.map(DATA_IPA, 0x7_0000_0000, s2_cfg.granule, Prot.READ)
     iova |= data.draw(st.integers(0, s1_cfg.granule - 1))
-    fast = lpae.LPAEWalker(host, s1_cfg)
-    full = lpae.LPAEWalker(FullOnly(host), s1_cfg)
-    s2_fast = s2.stage2()
-    s2_full = bind_stage2(lpae.LPAEWalker(FullOnly(host), s2_cfg), s2.root)
-    got_calls: list[tuple[int, int]] = []
-    want_calls: list[tuple[int, int]] = []
-    assert outcome(lambda: fast.walk(s1.root, iova, access, _recording(s2_fast, got_calls))) \
-        == outcome(lambda: full.walk(s1.root, iova, access, _recording(s2_full, want_calls)))
-    assert got_calls == want_calls
-    for level, table, inherited in _starts(full, s1.root, iova, access, s2_full):
-        got_path: list[tuple[int, int, int]] = []
-        want_path: list[tuple[int, int, int]] = []
-        got_calls.clear()
-        want_calls.clear()
-        got = outcome(partial(fast.walk_partial, table, level, iova, access,
-                              _recording(s2_fast, got_calls), inherited=inherited,
-                              path=got_path))
-        want = outcome(partial(full.walk_partial, table, level, iova, access,
-                               _recording(s2_full, want_calls), inherited=inherited,
-                               path=want_path))
-        assert (got, got_path, got_calls) == (want, want_path, want_calls)
+    assert_nested_walks_agree(
+        host, s1_cfg, s1.root, s2, s2_cfg, iova, access,
+        lambda full, s2_full: [(lv, t, {"inherited": c})
+                               for lv, t, c in _starts(full, s1.root, iova, access, s2_full)])
 
 
 @pytest.mark.parametrize("cfg", [c for c in PLAIN_CFGS if c.stage == 2], ids=str)
@@ -159,19 +136,10 @@ def test_compiled_walk_into_stores_the_full_walks_path(cfg: lpae.LPAEConfig,
     fast = lpae.LPAEWalker(mem, cfg)
     full = lpae.LPAEWalker(FullOnly(mem), cfg)
     keys = {lv.level: (4 - lv.level, lv.shift) for lv in geo.levels[:-1]}
-    for level, table, _ in _starts(full, pt.root, ipa, access):
-        want_path: list[tuple[int, int, int]] = []
-        want = outcome(partial(full.walk_partial, table, level, ipa, access, path=want_path))
-        stored = {(4 - lv, ipa >> keys[lv][1]): t for lv, t, _ in want_path}
+    starts = [(lv, t) for lv, t, _ in _starts(full, pt.root, ipa, access)]
+    assert_walk_into_agrees(fast, full, starts, ipa, access, keys)
+    for level, table in starts:  # from a misaligned table: no walk, nothing stored
         out: dict[tuple[int, int], int] = {}
-        got = walk_into(fast, table, level, ipa, access, keys, out)
-        if got is None:
-            assert out.items() <= stored.items()
-        else:
-            assert (got[0], out) == (want, stored)
-            assert got[1] == (want_path[-1][1] if want_path else table)
-        # from a misaligned table: no walk, nothing stored
-        out = {}
         assert walk_into(fast, table | 8, level, ipa, access, keys, out) is None
         assert out == {}
 

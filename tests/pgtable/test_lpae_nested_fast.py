@@ -9,6 +9,7 @@ must be equal.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
@@ -31,11 +32,63 @@ S2 = lpae.LPAEConfig(stage=2, granule=4096, t0sz=24, sl0=1, oas=48)  # 2 concate
 DATA_IPA = 0x1000
 
 
-def _recording(s2: Any, calls: list[tuple[int, int]]) -> Any:
+def recording(s2: Any, calls: list[tuple[int, int]]) -> Any:
+    """``s2`` (a stage-2 translate) that appends each call's ``(ipa, access)`` to ``calls``."""
     def translate(ipa: int, access: int) -> WalkResult:
         calls.append((ipa, access))
         return s2(ipa, access)  # type: ignore[no-any-return]
     return translate
+
+
+#: Where :func:`assert_nested_walks_agree` resumes partial walks: given the full stage-1
+#: walker and its stage 2, ``(level, table, walk_partial keyword arguments)`` for each start.
+Starts = Callable[[lpae.LPAEWalker, Any], Iterable[tuple[int, int, dict[str, int]]]]
+
+
+def assert_nested_walks_agree(host: PhysicalMemory, s1_cfg: lpae.LPAEConfig, root: int,
+                              s2: lpae.LPAEPageTable, s2_cfg: lpae.LPAEConfig, iova: int,
+                              access: int, starts: Starts) -> None:
+    """The fast and the full nested walk of ``iova`` from ``root`` agree (result or fault,
+    and the stage-2 calls made, in order), and so do their partial walks from each start
+    (paths included)."""
+    fast = lpae.LPAEWalker(host, s1_cfg)
+    full = lpae.LPAEWalker(FullOnly(host), s1_cfg)
+    s2_fast = s2.stage2()
+    s2_full = bind_stage2(lpae.LPAEWalker(FullOnly(host), s2_cfg), s2.root)
+    got_calls: list[tuple[int, int]] = []
+    want_calls: list[tuple[int, int]] = []
+    assert outcome(lambda: fast.walk(root, iova, access, recording(s2_fast, got_calls))) \
+        == outcome(lambda: full.walk(root, iova, access, recording(s2_full, want_calls)))
+    assert got_calls == want_calls
+    for level, table, kw in starts(full, s2_full):
+        got_path: list[tuple[int, int, int]] = []
+        want_path: list[tuple[int, int, int]] = []
+        got_calls.clear()
+        want_calls.clear()
+        got = outcome(partial(fast.walk_partial, table, level, iova, access,
+                              recording(s2_fast, got_calls), path=got_path, **kw))
+        want = outcome(partial(full.walk_partial, table, level, iova, access,
+                               recording(s2_full, want_calls), path=want_path, **kw))
+        assert (got, got_path, got_calls) == (want, want_path, want_calls)
+
+
+def assert_walk_into_agrees(fast: lpae.LPAEWalker, full: lpae.LPAEWalker,
+                            starts: Iterable[tuple[int, int]], ipa: int, access: int,
+                            keys: dict[int, tuple[int, int]]) -> None:
+    """From each ``(level, table)`` of ``starts``, ``walk_into`` returns the full walk's result
+    and last table and stores its path under ``keys``; where it leaves (None) it has stored a
+    part of that path only."""
+    for level, table in starts:
+        want_path: list[tuple[int, int, int]] = []
+        want = outcome(partial(full.walk_partial, table, level, ipa, access, path=want_path))
+        stored = {(4 - lv, ipa >> keys[lv][1]): t for lv, t, _ in want_path}
+        out: dict[tuple[int, int], int] = {}
+        got = walk_into(fast, table, level, ipa, access, keys, out)
+        if got is None:
+            assert out.items() <= stored.items()
+            continue
+        assert (got[0], out) == (want, stored)
+        assert got[1] == (want_path[-1][1] if want_path else table)
 
 
 def _nest(data: st.DataObject) -> tuple[PhysicalMemory, lpae.LPAEPageTable,
@@ -72,28 +125,14 @@ def _nest(data: st.DataObject) -> tuple[PhysicalMemory, lpae.LPAEPageTable,
 @given(data=st.data(), access=st.integers(0, 15))
 def test_lpae_nested_fast_and_full_walks_agree(data: st.DataObject, access: int) -> None:
     host, s1, s2, iova = _nest(data)
-    fast = lpae.LPAEWalker(host, S1)
-    full = lpae.LPAEWalker(FullOnly(host), S1)
-    s2_fast = s2.stage2()
-    s2_full = bind_stage2(lpae.LPAEWalker(FullOnly(host), S2), s2.root)
-    calls_fast: list[tuple[int, int]] = []
-    calls_full: list[tuple[int, int]] = []
-    assert outcome(lambda: fast.walk(s1.root, iova, access, _recording(s2_fast, calls_fast))) \
-        == outcome(lambda: full.walk(s1.root, iova, access, _recording(s2_full, calls_full)))
-    assert calls_fast == calls_full
-    # from the root and from every table the full walk went through, paths included
-    path: list[tuple[int, int, int]] = []
-    outcome(lambda: full.walk_partial(s1.root, 0, iova, access, s2_full, path=path))
-    for level, table in [(0, s1.root), *((lv + 1, t) for lv, t, _ in path)]:
-        got_path: list[tuple[int, int, int]] = []
-        want_path: list[tuple[int, int, int]] = []
-        calls_fast.clear()
-        calls_full.clear()
-        got = outcome(partial(fast.walk_partial, table, level, iova, access,
-                              _recording(s2_fast, calls_fast), path=got_path))
-        want = outcome(partial(full.walk_partial, table, level, iova, access,
-                               _recording(s2_full, calls_full), path=want_path))
-        assert (got, got_path, calls_fast) == (want, want_path, calls_full)
+
+    def starts(full: lpae.LPAEWalker, s2_full: Any) -> list[tuple[int, int, dict[str, int]]]:
+        # from the root and from every table the full walk went through
+        path: list[tuple[int, int, int]] = []
+        outcome(lambda: full.walk_partial(s1.root, 0, iova, access, s2_full, path=path))
+        return [(0, s1.root, {}), *((lv + 1, t, {}) for lv, t, _ in path)]
+
+    assert_nested_walks_agree(host, S1, s1.root, s2, S2, iova, access, starts)
 
 
 @settings(max_examples=200)
@@ -136,17 +175,8 @@ def test_walk_into_is_walk_partial_with_its_path_stored(data: st.DataObject,
     keys = {lv: (4 - lv, 12 + 9 * (3 - lv)) for lv in range(0, 3)}
     path: list[tuple[int, int, int]] = []
     outcome(lambda: full.walk_partial(s2.root, 1, ipa, access, path=path))
-    for level, table in [(1, s2.root), *((lv + 1, t) for lv, t, _ in path)]:
-        want_path: list[tuple[int, int, int]] = []
-        want = outcome(partial(full.walk_partial, table, level, ipa, access, path=want_path))
-        stored = {(4 - lv, ipa >> keys[lv][1]): t for lv, t, _ in want_path}
-        out: dict[tuple[int, int], int] = {}
-        got = walk_into(fast, table, level, ipa, access, keys, out)
-        if got is None:
-            assert out.items() <= stored.items()
-            continue
-        assert (got[0], out) == (want, stored)
-        assert got[1] == (want_path[-1][1] if want_path else table)
+    assert_walk_into_agrees(fast, full, [(1, s2.root), *((lv + 1, t) for lv, t, _ in path)],
+                            ipa, access, keys)
     with pytest.raises(UAPIError):  # from a table no walk may start at: left to walk_partial
         full.walk_partial(s2.root | 8, 1, ipa, access)
     assert walk_into(fast, s2.root | 8, 1, ipa, access, keys, {}) is None
