@@ -16,6 +16,7 @@ from iommu_uapi.memory import GuestMemory, PhysicalMemory
 from iommu_uapi.pgtable import lpae, vtd_sl, x86
 from iommu_uapi.pgtable.builder import PageTableBuilder, page_chunks
 from iommu_uapi.pgtable.common import Access, FlushOps, Prot
+from iommu_uapi.testing.walks import PlainMemory
 
 RW = Prot.READ | Prot.WRITE
 M2, G1 = 1 << 21, 1 << 30
@@ -438,25 +439,6 @@ def test_builders_work_over_a_memory_without_bulk_access(mem: PhysicalMemory) ->
     assert pt.unmap_pages(M2 - 0x2000, 4096, 4) == 0x4000
     assert pt.table_count() == tables and pt.iova_to_phys(M2) == 0
     assert pt.unmap(0, G1) == 0 and mem.allocated_bytes == 2 * 4096  # the 1 GiB span freed
-
-
-class PlainMemory:
-    """read64/write64/alloc/free only: the builder takes its general paths throughout."""
-
-    def __init__(self, mem: PhysicalMemory) -> None:
-        self.mem = mem
-
-    def read64(self, addr: int) -> int:
-        return self.mem.read64(addr)
-
-    def write64(self, addr: int, value: int) -> None:
-        self.mem.write64(addr, value)
-
-    def alloc(self, size: int = 4096, align: int | None = None) -> int:
-        return self.mem.alloc(size, align)
-
-    def free(self, addr: int) -> None:
-        self.mem.free(addr)
 
 
 def outcome(call: Callable[[], object]) -> object:

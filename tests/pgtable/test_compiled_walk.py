@@ -14,6 +14,7 @@ import errno
 import operator
 from array import array
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -28,13 +29,13 @@ from iommu_uapi.pgtable.common import (
     FastPlan,
     PageGet,
     Prot,
-    WalkFault,
     WalkResult,
     inline_pages,
     page_getter,
 )
 from iommu_uapi.pgtable.compiled import _compiled, compile_fields_walk, compile_result_walk
 from iommu_uapi.pgtable.vtd_sl.bits import ADDR_MASK, SLEntry, fast_plans
+from iommu_uapi.testing.walks import PlainMemory, walk_outcome
 
 Fields = tuple[tuple[int, int, int, int, bool], int]
 
@@ -204,24 +205,9 @@ def _entry_ptrs(mem: PhysicalMemory, pt: vtd_sl.SLPageTable, iova: int) -> list[
     return ptrs
 
 
-class _Unviewed:
-    """``mem`` read through ``read64`` alone (no page view): its walker runs the full walk."""
-
-    def __init__(self, mem: PhysicalMemory) -> None:
-        self.read64, self.write64 = mem.read64, mem.write64
-        self.alloc, self.free = mem.alloc, mem.free
-
-
 def _outcome(walk: Callable[[int, int, int], object], root: int, iova: int,
              access: int) -> object:
-    """What a walk gives: its value, or everything its fault records."""
-    try:
-        return walk(root, iova, access)
-    except WalkFault as f:
-        return ("fault", f.kind, f.denied, f.stage, f.level, f.addr, f.access, f.fetch_addr,
-                f.reads, f.s2_reads, f.s2_class, str(f))
-    except UAPIError as e:
-        return ("refused", e.errno, e.rule)
+    return walk_outcome(partial(walk, root, iova, access))
 
 
 def _as_fields(walker: vtd_sl.SLWalker) -> Callable[[int, int, int], Fields]:
@@ -254,7 +240,7 @@ def test_walk_and_walk_fields_are_the_full_walk_on_corrupted_tables(
     for iova, size in leaves:
         pt.map(iova % top & -size, 0x8_0000_0000 % (1 << cfg.haw) & -size | size, size, prot)
     walker = vtd_sl.SLWalker(mem, cfg)
-    full = vtd_sl.SLWalker(_Unviewed(mem), cfg)
+    full = vtd_sl.SLWalker(PlainMemory(mem), cfg)
     assert full.fields_walk(1)(pt.root, leaves[0][0] % top) is None
     clean_iova = leaves[0][0] % top
     assert walker.fields_walk(1 if prot & Prot.READ else 2)(pt.root, clean_iova) is not None

@@ -18,37 +18,11 @@ from hypothesis import strategies as st
 
 from iommu_uapi.memory import GuestMemory, PhysicalMemory
 from iommu_uapi.pgtable import lpae, vtd_sl, x86
-from iommu_uapi.pgtable.common import Access, Prot, WalkFault, WalkResult, bind_stage2, inline_pages
+from iommu_uapi.pgtable.common import Access, Prot, WalkResult, bind_stage2, inline_pages
 from iommu_uapi.pgtable.lpae.config import geometry
+from iommu_uapi.testing.walks import PlainMemory, lpae_path, walk_outcome
 
 RW = Prot.READ | Prot.WRITE
-
-
-class FullOnly:
-    """A table memory without the inline view: its walkers always take the full walk."""
-
-    def __init__(self, mem: PhysicalMemory) -> None:
-        self.mem = mem
-
-    def read64(self, addr: int) -> int:
-        return self.mem.read64(addr)
-
-    def write64(self, addr: int, value: int) -> None:
-        self.mem.write64(addr, value)
-
-    def alloc(self, size: int = 4096, align: int | None = None) -> int:
-        return self.mem.alloc(size, align)
-
-    def free(self, addr: int) -> None:
-        self.mem.free(addr)
-
-
-def outcome(call: Any) -> WalkResult | tuple[object, ...]:
-    try:
-        return call()  # type: ignore[no-any-return]
-    except WalkFault as f:
-        return (f.kind, f.denied, f.stage, f.level, f.addr, f.fetch_addr, f.access, f.reads,
-                f.s2_reads, f.s2_class)
 
 
 # Bits each level's descriptor may carry besides its table address: the format's flags, a low
@@ -86,17 +60,17 @@ def test_first_level_fast_and_full_walks_agree(cfg: x86.X86Config, data: st.Data
     root, iova = corrupt_tables(mem, cfg.levels, data, grant=0x7)
     if data.draw(st.booleans()):
         iova |= -1 << 48 if cfg.levels == 4 else 0  # sometimes the upper canonical half
-    fast, full = x86.X86Walker(mem, cfg), x86.X86Walker(FullOnly(mem), cfg)
+    fast, full = x86.X86Walker(mem, cfg), x86.X86Walker(PlainMemory(mem), cfg)
     assert inline_pages(fast.mem) is not None and inline_pages(full.mem) is None
-    assert outcome(lambda: fast.walk(root, iova, access)) == \
-        outcome(lambda: full.walk(root, iova, access))
+    assert walk_outcome(lambda: fast.walk(root, iova, access)) == \
+        walk_outcome(lambda: full.walk(root, iova, access))
     # continuations from every table entry used, as a paging-structure cache would start them
     path: list[tuple[int, int, int]] = []
-    outcome(lambda: full.walk_partial(root, cfg.levels, iova, access, path=path))
+    walk_outcome(lambda: full.walk_partial(root, cfg.levels, iova, access, path=path))
     for level, table, inherited in path:
         args = (table, level - 1, iova, access)
-        assert outcome(partial(fast.walk_partial, *args, inherited=inherited)) == \
-            outcome(partial(full.walk_partial, *args, inherited=inherited))
+        assert walk_outcome(partial(fast.walk_partial, *args, inherited=inherited)) == \
+            walk_outcome(partial(full.walk_partial, *args, inherited=inherited))
 
 
 @pytest.mark.parametrize("cfg", [vtd_sl.SLConfig(), vtd_sl.SLConfig(aw=1, haw=39, sllps=1),
@@ -108,9 +82,9 @@ def test_second_level_fast_and_full_walks_agree(cfg: vtd_sl.SLConfig, data: st.D
     mem = PhysicalMemory()
     root, iova = corrupt_tables(mem, cfg.levels, data, grant=0x7)
     iova &= (1 << cfg.input_bits) - 1
-    fast, full = vtd_sl.SLWalker(mem, cfg), vtd_sl.SLWalker(FullOnly(mem), cfg)
-    assert outcome(lambda: fast.walk(root, iova, access)) == \
-        outcome(lambda: full.walk(root, iova, access))
+    fast, full = vtd_sl.SLWalker(mem, cfg), vtd_sl.SLWalker(PlainMemory(mem), cfg)
+    assert walk_outcome(lambda: fast.walk(root, iova, access)) == \
+        walk_outcome(lambda: full.walk(root, iova, access))
     assert_continuations_agree(fast, full, root, iova, access)
 
 
@@ -119,11 +93,11 @@ def assert_continuations_agree(fast: Any, full: Any, root: int, iova: int, acces
     (as a walk cache would start them)."""
     levels = full.walk_levels
     path: list[tuple[int, int, int]] = []
-    outcome(lambda: full.walk_partial(root, levels[0], iova, access, path=path))
+    walk_outcome(lambda: full.walk_partial(root, levels[0], iova, access, path=path))
     for level, table, inherited in path:
         args = (table, levels[levels.index(level) + 1], iova, access)
-        assert outcome(partial(fast.walk_partial, *args, inherited=inherited)) == \
-            outcome(partial(full.walk_partial, *args, inherited=inherited))
+        assert walk_outcome(partial(fast.walk_partial, *args, inherited=inherited)) == \
+            walk_outcome(partial(full.walk_partial, *args, inherited=inherited))
 
 
 @settings(max_examples=400)  # cheap (~1 ms each), and rare corruptions must be met
@@ -157,11 +131,11 @@ def test_nested_fast_and_full_walks_agree(data: st.DataObject, access: int) -> N
             s2.map(gpa, guest.gpa_to_hpa(gpa) if gpa != 0x1000 else 0x7_0000_0000, 4096,
                    Prot.READ)
     fast = x86.X86Walker(host, s1.cfg)
-    full = x86.X86Walker(FullOnly(host), s1.cfg)
+    full = x86.X86Walker(PlainMemory(host), s1.cfg)
     s2_fast = s2.stage2()
-    s2_full = bind_stage2(vtd_sl.SLWalker(FullOnly(host), s2.cfg), s2.root)
-    assert outcome(lambda: fast.walk(s1.root, iova, access, s2_fast)) == \
-        outcome(lambda: full.walk(s1.root, iova, access, s2_full))
+    s2_full = bind_stage2(vtd_sl.SLWalker(PlainMemory(host), s2.cfg), s2.root)
+    assert walk_outcome(lambda: fast.walk(s1.root, iova, access, s2_fast)) == \
+        walk_outcome(lambda: full.walk(s1.root, iova, access, s2_full))
 
 
 def test_a_builder_mapping_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,17 +168,11 @@ def corrupt_path(mem: Any, cfg: lpae.LPAEConfig, root: int, iova: int, data: st.
                  *, least: int = 0) -> None:
     """Flip bits of ``least`` to two descriptors on the path of ``iova`` (the table bits
     included, so the walk may go astray, meet a block or a table control)."""
-    geo = geometry(cfg)
-    flips = dict(data.draw(st.lists(st.tuples(st.integers(0, len(geo.levels) - 1), lpae_flags),
+    levels = len(geometry(cfg).levels)
+    flips = dict(data.draw(st.lists(st.tuples(st.integers(0, levels - 1), lpae_flags),
                                     min_size=least, max_size=2)))
-    table = root
-    for i, lv in enumerate(geo.levels):
-        ptr = table + (((iova >> lv.shift) & lv.index_mask) << 3)
-        desc = mem.read64(ptr)
+    for i, (ptr, desc) in enumerate(lpae_path(mem, cfg, root, iova)):
         mem.write64(ptr, desc ^ flips.get(i, 0))
-        if desc & 3 != 3 or lv.level == 3:
-            break
-        table = desc & geo.addr_mask
 
 
 def corrupted_mapping(cfg: lpae.LPAEConfig, data: st.DataObject, *, least: int = 0
@@ -237,7 +205,7 @@ def test_lpae_fast_and_full_walks_agree(cfg: lpae.LPAEConfig, data: st.DataObjec
     """A builder mapping with one or two descriptors on its path flipped at random."""
     mem, pt, iova = corrupted_mapping(cfg, data, least=1)
     fast = lpae.LPAEWalker(mem, cfg)
-    full = lpae.LPAEWalker(FullOnly(mem), cfg)
-    assert outcome(lambda: fast.walk(pt.root, iova, access)) == \
-        outcome(lambda: full.walk(pt.root, iova, access))
+    full = lpae.LPAEWalker(PlainMemory(mem), cfg)
+    assert walk_outcome(lambda: fast.walk(pt.root, iova, access)) == \
+        walk_outcome(lambda: full.walk(pt.root, iova, access))
     assert_continuations_agree(fast, full, pt.root, iova, access)

@@ -24,8 +24,9 @@ from iommu_uapi.pgtable.common import Prot
 from iommu_uapi.pgtable.lpae.compiled import INTO, NESTED, PLAIN, compile_walk
 from iommu_uapi.pgtable.lpae.config import fast_plans, geometry
 from iommu_uapi.pgtable.lpae.fast import walk_into
+from iommu_uapi.testing.walks import PlainMemory, walk_outcome
 
-from .test_fast_path import FullOnly, corrupt_path, corrupted_mapping, outcome
+from .test_fast_path import corrupt_path, corrupted_mapping
 from .test_lpae_nested_fast import assert_nested_walks_agree, assert_walk_into_agrees
 
 RW = Prot.READ | Prot.WRITE
@@ -47,7 +48,7 @@ def _starts(full: lpae.LPAEWalker, root: int, iova: int, access: int, s2: Any = 
     """Where a walk cache may resume: the root, then below every table the full walk used, as
     ``(level, table, inherited controls)``."""
     path: list[tuple[int, int, int]] = []
-    outcome(lambda: full.walk_partial(root, full.walk_levels[0], iova, access, s2, path=path))
+    walk_outcome(lambda: full.walk_partial(root, full.walk_levels[0], iova, access, s2, path=path))
     return [(full.walk_levels[0], root, 0), *((lv + 1, t, c) for lv, t, c in path)]
 
 
@@ -59,19 +60,19 @@ def test_compiled_plain_walks_agree_with_the_full_walk(cfg: lpae.LPAEConfig,
                                                        access: int) -> None:
     mem, pt, iova = corrupted_mapping(cfg, data)
     fast = lpae.LPAEWalker(mem, cfg)
-    full = lpae.LPAEWalker(FullOnly(mem), cfg)
-    assert outcome(lambda: fast.walk(pt.root, iova, access)) == \
-        outcome(lambda: full.walk(pt.root, iova, access))
+    full = lpae.LPAEWalker(PlainMemory(mem), cfg)
+    assert walk_outcome(lambda: fast.walk(pt.root, iova, access)) == \
+        walk_outcome(lambda: full.walk(pt.root, iova, access))
     for level, table, inherited in _starts(full, pt.root, iova, access):
         # a path that already holds an entry: what the walk appends (or drops) is its own
         got_path: list[tuple[int, int, int]] = [(9, 9, 9)]
         want_path: list[tuple[int, int, int]] = [(9, 9, 9)]
-        got = outcome(partial(fast.walk_partial, table, level, iova, access,
+        got = walk_outcome(partial(fast.walk_partial, table, level, iova, access,
                               inherited=inherited, path=got_path))
-        want = outcome(partial(full.walk_partial, table, level, iova, access,
+        want = walk_outcome(partial(full.walk_partial, table, level, iova, access,
                                inherited=inherited, path=want_path))
         assert (got, got_path) == (want, want_path)
-        assert outcome(partial(fast.walk_partial, table, level, iova, access,
+        assert walk_outcome(partial(fast.walk_partial, table, level, iova, access,
                                inherited=inherited)) == want
 
 
@@ -134,7 +135,7 @@ def test_compiled_walk_into_stores_the_full_walks_path(cfg: lpae.LPAEConfig,
     corrupt_path(mem, cfg, pt.root, ipa, data)
     ipa = data.draw(st.sampled_from([ipa | data.draw(st.integers(0, size - 1)), 1 << cfg.ias]))
     fast = lpae.LPAEWalker(mem, cfg)
-    full = lpae.LPAEWalker(FullOnly(mem), cfg)
+    full = lpae.LPAEWalker(PlainMemory(mem), cfg)
     keys = {lv.level: (4 - lv.level, lv.shift) for lv in geo.levels[:-1]}
     starts = [(lv, t) for lv, t, _ in _starts(full, pt.root, ipa, access)]
     assert_walk_into_agrees(fast, full, starts, ipa, access, keys)

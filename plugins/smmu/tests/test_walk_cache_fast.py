@@ -11,7 +11,6 @@ every field, the cached entries with their values and the counters must be equal
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,8 +18,9 @@ from hypothesis import strategies as st
 from iommu_uapi.caches import WalkCache
 from iommu_uapi.memory import GuestMemory, PhysicalMemory
 from iommu_uapi.pgtable import lpae
-from iommu_uapi.pgtable.common import Prot, WalkFault, WalkResult
+from iommu_uapi.pgtable.common import Prot
 from iommu_uapi.pgtable.lpae.config import geometry
+from iommu_uapi.testing.walks import PlainMemory, lpae_path, walk_outcome
 from iommu_uapi_smmu.walkcache import SmmuWalkCaches
 
 RW = Prot.READ | Prot.WRITE
@@ -34,28 +34,6 @@ TAG = (1, 7)
 BITS = [0, 1, 6, 7, 10, 11, 13, 48, 53, 54, 59, 61, 62]
 flips = st.lists(st.sampled_from(BITS), min_size=1, max_size=3).map(
     lambda bits: sum({1 << b for b in bits}))
-
-
-class FullOnly:
-    """A table memory without the inline view: its walkers always take the full walk."""
-
-    def __init__(self, mem: PhysicalMemory) -> None:
-        self.mem = mem
-
-    def read64(self, addr: int) -> int:
-        return self.mem.read64(addr)
-
-    def write64(self, addr: int, value: int) -> None:
-        self.mem.write64(addr, value)
-
-
-def _outcome(call: Any) -> object:
-    try:
-        res: WalkResult = call()
-    except WalkFault as f:
-        return (f.kind, f.denied, f.stage, f.level, f.addr, f.fetch_addr, f.access, f.reads,
-                f.s2_reads, f.s2_class)
-    return res
 
 
 def _contents(cache: WalkCache | None) -> object:
@@ -82,14 +60,10 @@ def test_inline_and_full_walks_through_the_walk_caches_agree(data: st.DataObject
     iova = data.draw(st.integers(0, (1 << 48) - 1)) & ~0xFFF
     s1.map(iova, DATA_IPA, 4096, data.draw(st.sampled_from([RW, Prot.READ, RW | Prot.PRIV])))
     if data.draw(st.booleans()):  # corrupt one stage-1 descriptor on the path
-        geo, table = geometry(S1), s1.root
-        for lv in geo.levels:
-            ptr = table + (((iova >> lv.shift) & lv.index_mask) << 3)
-            desc = guest.read64(ptr)
+        for ptr, desc in lpae_path(guest, S1, s1.root, iova):
             if data.draw(st.booleans()):
                 guest.write64(ptr, desc ^ data.draw(flips))
                 break
-            table = desc & geo.addr_mask
     if data.draw(st.booleans()):  # corrupt the last-level stage-2 descriptor of a page
         ipa = data.draw(st.sampled_from([DATA_IPA, s1.root & ~0xFFF, RAM_IPA + 0x7_F000]))
         geo2, table = geometry(s2_cfg), s2.root
@@ -100,11 +74,11 @@ def test_inline_and_full_walks_through_the_walk_caches_agree(data: st.DataObject
         host.write64(ptr, host.read64(ptr) ^ data.draw(flips))
     iova |= data.draw(st.integers(0, 0xFFF))
     got: list[object] = []
-    for mem in (host, FullOnly(host)):
+    for mem in (host, PlainMemory(host)):
         caches = SmmuWalkCaches()
         walker = lpae.LPAEWalker(mem, S1)  # type: ignore[arg-type]
         s2c = caches.stage2(lpae.LPAEWalker(mem, s2_cfg), s2.root, 1)  # type: ignore[arg-type]
         walk = partial(caches.walk_stage1, walker, s1.root, TAG, iova, iova, access, s2c)
-        runs = [_outcome(walk) for _ in range(2)]
+        runs = [walk_outcome(walk) for _ in range(2)]
         got.append((runs, _contents(caches.s1.get(4096)), _contents(caches.s2.get(4096))))
     assert got[0] == got[1]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from iommu_uapi.memory import PhysicalMemory
 from iommu_uapi.pgtable.common import Prot
 from iommu_uapi.pgtable.vtd_sl import ADDR_MASK, SLEntry, SLPageTable, SLWalker
+from iommu_uapi.testing.walks import PlainMemory
 from iommu_uapi.translation import TranslationFault
 from iommu_uapi_vtd.context import (
     FaultSink,
@@ -37,14 +38,6 @@ R, W, X, PS, SNP, TM = SLEntry.R, SLEntry.W, SLEntry.X, SLEntry.PS, SLEntry.SNP,
 EDITS = {"zero": (~0, 0), "no R": (R, 0), "no W": (W, 0), "no X": (X, 0), "PS": (0, PS),
          "TM": (0, TM), "SNP": (0, SNP), "above HAW": (0, 1 << 50),
          "outside memory": (ADDR_MASK, 1 << (MEM_BITS + 1))}
-
-
-class _Unviewed:
-    """``mem`` read through ``read64`` alone: a walker over it takes the full walk only."""
-
-    def __init__(self, mem: PhysicalMemory) -> None:
-        self.read64, self.write64 = mem.read64, mem.write64
-        self.alloc, self.free = mem.alloc, mem.free
 
 
 def _path(mem: PhysicalMemory, pt: SLPageTable, iova: int) -> list[int]:
@@ -95,7 +88,7 @@ def test_the_compiled_miss_is_the_general_miss(aw: int, slee: bool, ere: bool, s
     sinks = [FaultSink(FaultRecorder(cfg)) for _ in range(2)]
     ctx = build_context(cfg, mem, SID, pasid, resolved, None, sinks[0])
     assert type(ctx) is SecondLevelContext
-    full = SLWalker(_Unviewed(mem), sl_cfg)
+    full = SLWalker(PlainMemory(mem), sl_cfg)
     add = ctx.add_access
     assert add == (8 if pasid is None and rid_priv else 0)
     general = VtdContext(SID, pasid, resolved, partial(full.walk, pt.root), None, sinks[1], add)
