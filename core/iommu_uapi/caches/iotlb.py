@@ -27,7 +27,7 @@ once. A finite cache (``capacity``, ``ways``, ``policy``) places an entry in set
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from typing import NamedTuple, cast
 
 from .counters import CacheCounters
@@ -252,12 +252,9 @@ class TLB(CacheCounters):
         if where is None and addr is not None and size is not None and 0 < size <= _PAGE \
                 and (addr + size - 1) >> _SHIFT == addr >> _SHIFT:
             return self.invalidate_page(prefix, addr, include_global=include_global)
-        if where is None:
-            tags: Collection[Tag] | None = self._tags.get(prefix)
-            if not tags:  # no tag under the prefix was ever filled: nothing to scan
-                return 0
-        else:
-            tags = self._tags.select(prefix, where)
+        tags = self._tags.select(prefix, where)
+        if not tags:  # no tag under the prefix was ever filled: nothing to scan
+            return 0
         dropped = 0
         if addr is None:
             for tag in tags:

@@ -16,7 +16,7 @@ SMMUv3 sizes each walk-cache level separately).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from typing import cast
 
 from .counters import CacheCounters
@@ -215,12 +215,9 @@ class WalkCache(CacheCounters):
                    *, where: Callable[[Tag], bool] | None = None) -> int:
         """Drop the entries whose tag starts with ``prefix`` (and satisfies ``where``) and whose
         covered range overlaps ``[addr, addr + size)`` (all of them when ``addr`` is None)."""
-        if where is None:
-            tags: Collection[Tag] | None = self._index.get(prefix)
-            if not tags:  # no tag under the prefix was ever filled: nothing to scan
-                return 0
-        else:
-            tags = self._index.select(prefix, where)
+        tags = self._index.select(prefix, where)
+        if not tags:  # no tag under the prefix was ever filled: nothing to scan
+            return 0
         dropped = 0
         if addr is None:
             for tag in tags:
