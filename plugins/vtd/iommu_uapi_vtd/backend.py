@@ -110,6 +110,9 @@ class VtdBackend(VtdIommufd, VtdHostMappings):
                                page_response=self.responses.append)
         self.faults = FaultSink(FaultRecorder(self.cfg, self.status))
         self.binds: dict[tuple[int, int], Domain] = {}
+        #: how many guest PASIDs each device (by requester ID) has bound, kept with ``binds``:
+        #: an unmap's flush asks it per ATS device, never scanning every bind
+        self.bound_per_sid: dict[int, int] = {}
         self.prq = PageRequests(memory, tables=self.tables, caches=self.caches,
                                 faults=self.faults, run=self.run,
                                 responses=self.responses.append, binds=self.binds,
@@ -293,6 +296,7 @@ class VtdBackend(VtdIommufd, VtdHostMappings):
                                        PASID=hpasid))
         self.run(descs)
         self.binds[(dev.sid, hpasid)] = domain
+        self.bound_per_sid[dev.sid] = self.bound_per_sid.get(dev.sid, 0) + 1
 
     @hookimpl
     def iommu_sva_unbind_gpasid(self, domain: Domain, dev: Device, pasid: int) -> None:
@@ -305,6 +309,11 @@ class VtdBackend(VtdIommufd, VtdHostMappings):
         does, and drain its page requests; nothing when it is not bound."""
         if self.binds.pop((dev.sid, pasid), None) is None:
             return
+        left = self.bound_per_sid[dev.sid] - 1
+        if left:
+            self.bound_per_sid[dev.sid] = left
+        else:
+            del self.bound_per_sid[dev.sid]
         entry = self.tables.read_pasid(dev.sid, pasid)
         did = entry.DID if entry is not None else domain.data.did
         # The non-global PASID flush of 5.10 spares the PASID's global entries; a

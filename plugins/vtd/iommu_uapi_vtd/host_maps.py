@@ -9,6 +9,7 @@ bind_host_paths`, the façade's ``Domain.map_one``/``unmap_one``), which these h
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from iommu_uapi.device import Domain
@@ -34,7 +35,7 @@ class VtdHostMappings:
 
     cfg: VtdConfig
     queue: SyncQueue
-    binds: dict[tuple[int, int], Domain]
+    bound_per_sid: dict[int, int]
 
     if TYPE_CHECKING:
         def _profile(self) -> str: ...
@@ -72,7 +73,7 @@ class VtdHostMappings:
         targets = [DevTlbTarget(d.sid) for d in domain.devices if d.ats]
         descs = domain.data.flush_range(self.cfg, iova, unmapped, targets)
         if not has_hazard(self._profile(), UNMAP_KEEPS_NESTED_ATC):
-            descs += _nested_atc_flush(targets, {sid for sid, _ in self.binds})
+            descs += _nested_atc_flush(targets, self.bound_per_sid)
         self.queue.run(descs)
 
     @hookimpl
@@ -80,7 +81,8 @@ class VtdHostMappings:
         return int(domain.data.pt.iova_to_phys(iova))
 
 
-def _nested_atc_flush(targets: list[DevTlbTarget], nested: set[int]) -> list[Descriptor]:
+def _nested_atc_flush(targets: list[DevTlbTarget], nested: Container[int]
+                      ) -> list[Descriptor]:
     """A whole-space device-TLB invalidation (type 3: by PCIe, every PASID's entries) for each
     ATS device with a guest PASID bound: its ATC keeps nested translations by guest address, so
     no range of the stage-2 change names them (Linux 6.8's parent-domain flush does the same)."""

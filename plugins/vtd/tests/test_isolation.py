@@ -90,6 +90,20 @@ def test_strict_host_unmap_without_guest_pasids_flushes_the_range_only() -> None
     assert [type(d) for d in descs] == [IotlbInv, DevTlbInv]
 
 
+def test_strict_host_unmap_flushes_the_whole_atc_until_the_last_guest_pasid_is_unbound() -> None:
+    h = rig("strict")
+    first, second = h.vm.alloc(), h.vm.alloc()
+    h.bind(first)
+    h.bind(second)
+    gpa = h.guest_page()
+    for unbound, whole in ((first, True), (second, False)):
+        h.unbind(unbound, h.dev)
+        descs = sent(h, lambda: h.iommu.unmap(h.domain, gpa, 0x1000))
+        types = [IotlbInv, DevTlbInv, DevTlbInv] if whole else [IotlbInv, DevTlbInv]
+        assert [type(d) for d in descs] == types, unbound
+        h.iommu.map(h.domain, gpa, h.hpa(gpa), 0x1000, RW)
+
+
 # -- hazard: global entries survive the unbind ---------------------------------------------------
 
 

@@ -112,5 +112,6 @@ class Rig:
         return (tuple(self.pasid_entry(p) for p in pasids), dict(c.context.entries),
                 dict(c.pasid.entries), dict(self.iommu.iotlb.entries),
                 dict(self.dev.atc.entries) if self.dev.atc is not None else None,
-                self.b.queue.executed, dict(self.b.binds), self.mem.allocated_bytes,
+                self.b.queue.executed, dict(self.b.binds), dict(self.b.bound_per_sid),
+                self.mem.allocated_bytes,
                 self.b.queue.iqt, len(self.b.responses), len(self.b.faults.log))
